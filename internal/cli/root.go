@@ -1,0 +1,146 @@
+// Package cli holds kpipe's subcommands: each parses its flags, builds the
+// components it needs from the domain packages and runs them. No business
+// logic lives here.
+//
+// Every subcommand is one file that registers itself from init:
+//
+//	func init() { register(newTableCmd) }
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes of Run.
+const (
+	ExitOK      = 0
+	ExitFailure = 1 // the command ran and failed
+	ExitUsage   = 2 // bad flags, arguments or configuration: nothing started
+)
+
+// Env is what every subcommand gets: its output streams, the logger built
+// from the global flags, and the global flag values.
+type Env struct {
+	Stdout io.Writer
+	Stderr io.Writer
+	// Logger is built from --log-format and --log-level before a command
+	// runs; it is nil while flags are being declared.
+	Logger *slog.Logger
+	// ConfigDir is the folder holding plugins/ and tables/ (--config-dir).
+	ConfigDir string
+	// LogFormat is "text" or "json"; LogLevel is debug, info, warn or error.
+	LogFormat string
+	LogLevel  string
+	// Getenv looks up environment variables; tests replace it.
+	Getenv func(string) (string, bool)
+}
+
+var commands []func(*Env) *cobra.Command
+
+// register adds a subcommand constructor; each subcommand file calls it from
+// init.
+func register(f func(*Env) *cobra.Command) { commands = append(commands, f) }
+
+// usageError marks an error caused by the user's input: Run exits with
+// ExitUsage for it.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// usage wraps err so that Run exits with ExitUsage.
+func usage(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &usageError{err}
+}
+
+// Run executes kpipe with args (without the program name) and returns the
+// process exit code. ctx is cancelled on the first SIGINT or SIGTERM.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	env := &Env{Stdout: stdout, Stderr: stderr, Getenv: os.LookupEnv}
+	return run(ctx, env, args)
+}
+
+func run(ctx context.Context, env *Env, args []string) int {
+	root := newRootCmd(env)
+	root.SetArgs(args)
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintf(env.Stderr, "kpipe: %v\n", err)
+	var ue *usageError
+	if errors.As(err, &ue) || isFlagError(err) {
+		return ExitUsage
+	}
+	return ExitFailure
+}
+
+// isFlagError reports whether cobra rejected the command line itself.
+func isFlagError(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "invalid argument", "flag needs an argument", "accepts ", "requires at least", "requires at most", "required flag"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func newRootCmd(env *Env) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "kpipe",
+		Short: "Track ClaimX tasks from Kafka into a Delta Lake table",
+		Long: `kpipe reads ClaimX events from Kafka, enriches them from the ClaimX API,
+lets plugins pick the events they want, and writes every status change of the
+tracked tasks to a Delta Lake table, exactly once.
+
+Start everything on one machine with "kpipe up".`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(env.Stderr, env.LogFormat, env.LogLevel)
+			if err != nil {
+				return usage(err)
+			}
+			env.Logger = logger
+			return nil
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&env.ConfigDir, "config-dir", "config", "folder holding plugins/ and tables/ configuration")
+	pf.StringVar(&env.LogFormat, "log-format", "text", "log format: text or json")
+	pf.StringVar(&env.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	for _, f := range commands {
+		root.AddCommand(f(env))
+	}
+	return root
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	}
+}

@@ -1,0 +1,168 @@
+// Package metrics defines every Prometheus collector kpipe exports and serves
+// them, with /healthz and /readyz, over HTTP.
+//
+// Collectors are registered on an injected registry, never the default one:
+//
+//	reg := prometheus.NewRegistry()
+//	m := metrics.New(reg)
+//	m.WorkerMessagesConsumed.WithLabelValues("itel_cabinet_tracking_worker").Inc()
+//
+// The itel_plugin_* and itel_worker_* names are fixed by the specification;
+// the others follow kpipe_<subsystem>_<name>. Labels stay bounded: worker,
+// plugin, handler, connection, table and topic names come from configuration,
+// partitions from the topic, status and class from closed sets.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Label values for Metrics.HandlerMessages.
+const (
+	ResultIn       = "in"
+	ResultOut      = "out"
+	ResultFiltered = "filtered"
+	ResultError    = "error"
+)
+
+// Metrics is the set of kpipe's collectors. A nil *Metrics is not valid; use
+// New(prometheus.NewRegistry()) in tests.
+type Metrics struct {
+	// Plugin metrics (SPEC.md "Key Metrics"); label: plugin.
+	PluginEventsTriggered *prometheus.CounterVec
+	PluginEventsPublished *prometheus.CounterVec
+	PluginPublishErrors   *prometheus.CounterVec
+	// PluginErrors counts plugin failures other than publishing; labels: plugin.
+	PluginErrors *prometheus.CounterVec
+
+	// Worker metrics (SPEC.md "Key Metrics"); label: worker.
+	WorkerMessagesConsumed  *prometheus.CounterVec
+	WorkerMessagesProcessed *prometheus.CounterVec
+	WorkerMessagesFailed    *prometheus.CounterVec
+	WorkerClaimXAPICalls    *prometheus.CounterVec
+	WorkerClaimXAPIErrors   *prometheus.CounterVec
+	WorkerClaimXAPILatency  *prometheus.HistogramVec
+	WorkerDeltaWrites       *prometheus.CounterVec
+	WorkerDeltaWriteErrors  *prometheus.CounterVec
+	WorkerProcessingLatency *prometheus.HistogramVec
+
+	// ConsumerLag is records not yet consumed; labels: group, topic, partition.
+	ConsumerLag *prometheus.GaugeVec
+	// BatchSize is records per processed batch; label: worker.
+	BatchSize *prometheus.HistogramVec
+	// Errors counts failures by class (validation, lookup, schema_conflict,
+	// malformed, storage, publish, ...); labels: worker, class.
+	Errors *prometheus.CounterVec
+	// ErrorRecords counts records published to an error topic; labels: worker, topic.
+	ErrorRecords *prometheus.CounterVec
+	// RowsByStatus counts rows written by task status (a closed set, other
+	// values count as "other"); labels: worker, status.
+	RowsByStatus *prometheus.CounterVec
+
+	// Handler metrics, recorded by the one decorator around every handler;
+	// labels: worker, handler (and result for HandlerMessages).
+	HandlerMessages *prometheus.CounterVec
+	HandlerLatency  *prometheus.HistogramVec
+
+	// Lookup cache; labels: worker, handler.
+	CacheHits   *prometheus.CounterVec
+	CacheMisses *prometheus.CounterVec
+
+	// HTTP connections; labels: connection (and code for requests).
+	HTTPRequests        *prometheus.CounterVec
+	HTTPRequestDuration *prometheus.HistogramVec
+	HTTPRetries         *prometheus.CounterVec
+
+	// Enrichment worker; labels: worker (and reason for failures).
+	EnrichEventsConsumed *prometheus.CounterVec
+	EnrichEventsFailed   *prometheus.CounterVec
+
+	// Delta table; label: table.
+	DeltaCommitLatency    *prometheus.HistogramVec
+	DeltaFilesWritten     *prometheus.CounterVec
+	DeltaBytesWritten     *prometheus.CounterVec
+	DeltaRowsWritten      *prometheus.CounterVec
+	DeltaTableVersion     *prometheus.GaugeVec
+	DeltaSchemaEvolutions *prometheus.CounterVec
+	DeltaCommitConflicts  *prometheus.CounterVec
+	// DeltaStorageUp is 1 while the table's storage answers, 0 while the
+	// writer is retrying against unavailable storage; label: table.
+	DeltaStorageUp *prometheus.GaugeVec
+}
+
+// latencyBuckets spans 1 ms to about 33 s.
+var latencyBuckets = prometheus.ExponentialBuckets(0.001, 2, 16)
+
+// New creates kpipe's collectors and registers them on reg.
+func New(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return f.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	}
+	histogram := func(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+		return f.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
+	}
+	gauge := func(name, help string, labels ...string) *prometheus.GaugeVec {
+		return f.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+	}
+	return &Metrics{
+		PluginEventsTriggered: counter("itel_plugin_events_triggered_total", "Events that matched a plugin trigger.", "plugin"),
+		PluginEventsPublished: counter("itel_plugin_events_published_total", "Events a plugin published to its topic.", "plugin"),
+		PluginPublishErrors:   counter("itel_plugin_publish_errors_total", "Plugin publishes that failed.", "plugin"),
+		PluginErrors:          counter("kpipe_plugin_errors_total", "Plugin runs that failed for a reason other than publishing.", "plugin"),
+
+		WorkerMessagesConsumed:  counter("itel_worker_messages_consumed_total", "Messages the worker consumed from its input topic.", "worker"),
+		WorkerMessagesProcessed: counter("itel_worker_messages_processed_total", "Messages the worker processed successfully.", "worker"),
+		WorkerMessagesFailed:    counter("itel_worker_messages_failed_total", "Messages the worker sent to its error topic.", "worker"),
+		WorkerClaimXAPICalls:    counter("itel_worker_claimx_api_calls_total", "Calls the worker made to the ClaimX API.", "worker"),
+		WorkerClaimXAPIErrors:   counter("itel_worker_claimx_api_errors_total", "ClaimX API calls that failed after retries.", "worker"),
+		WorkerClaimXAPILatency:  histogram("itel_worker_claimx_api_latency_seconds", "Latency of ClaimX API calls, retries included.", latencyBuckets, "worker"),
+		WorkerDeltaWrites:       counter("itel_worker_delta_writes_total", "Rows the worker wrote to the Delta table.", "worker"),
+		WorkerDeltaWriteErrors:  counter("itel_worker_delta_write_errors_total", "Delta table commits that failed.", "worker"),
+		WorkerProcessingLatency: histogram("itel_worker_processing_latency_seconds", "Time from consuming a message to committing its row.", latencyBuckets, "worker"),
+
+		ConsumerLag:  gauge("kpipe_consumer_lag", "Records in the partition not yet consumed by the group.", "group", "topic", "partition"),
+		BatchSize:    histogram("kpipe_worker_batch_size", "Records per processed batch.", prometheus.ExponentialBuckets(1, 4, 9), "worker"),
+		Errors:       counter("kpipe_worker_errors_total", "Failures by class.", "worker", "class"),
+		ErrorRecords: counter("kpipe_error_records_total", "Records published to an error topic.", "worker", "topic"),
+		RowsByStatus: counter("kpipe_worker_rows_by_status_total", "Rows written by task status.", "worker", "status"),
+
+		HandlerMessages: counter("kpipe_handler_messages_total", "Messages into and out of each handler.", "worker", "handler", "result"),
+		HandlerLatency:  histogram("kpipe_handler_latency_seconds", "Time a handler spent on a batch.", latencyBuckets, "worker", "handler"),
+
+		CacheHits:   counter("kpipe_lookup_cache_hits_total", "Lookups answered from the cache.", "worker", "handler"),
+		CacheMisses: counter("kpipe_lookup_cache_misses_total", "Lookups that called the API.", "worker", "handler"),
+
+		HTTPRequests:        counter("kpipe_http_requests_total", "HTTP requests by connection and status code.", "connection", "code"),
+		HTTPRequestDuration: histogram("kpipe_http_request_duration_seconds", "Duration of one HTTP request attempt.", latencyBuckets, "connection"),
+		HTTPRetries:         counter("kpipe_http_retries_total", "HTTP request attempts that were retried.", "connection"),
+
+		EnrichEventsConsumed: counter("kpipe_enrich_events_consumed_total", "Events the enrichment worker consumed.", "worker"),
+		EnrichEventsFailed:   counter("kpipe_enrich_events_failed_total", "Events sent to the enrichment error topic.", "worker", "reason"),
+
+		DeltaCommitLatency:    histogram("kpipe_delta_commit_latency_seconds", "Time to write the data files and commit one Delta version.", latencyBuckets, "table"),
+		DeltaFilesWritten:     counter("kpipe_delta_files_written_total", "Parquet data files written.", "table"),
+		DeltaBytesWritten:     counter("kpipe_delta_bytes_written_total", "Bytes of Parquet data written.", "table"),
+		DeltaRowsWritten:      counter("kpipe_delta_rows_written_total", "Rows committed to the table.", "table"),
+		DeltaTableVersion:     gauge("kpipe_delta_table_version", "Latest table version this process committed or read.", "table"),
+		DeltaSchemaEvolutions: counter("kpipe_delta_schema_evolutions_total", "Commits that changed the table schema.", "table"),
+		DeltaCommitConflicts:  counter("kpipe_delta_commit_conflicts_total", "Commits that lost a race and were retried or refused.", "table"),
+		DeltaStorageUp:        gauge("kpipe_delta_storage_up", "1 while the table storage answers, 0 while writes are retried.", "table"),
+	}
+}
+
+// Known task statuses for RowsByStatus; anything else counts as "other" so the
+// label stays bounded.
+var knownStatuses = map[string]bool{
+	"assigned": true, "in_progress": true, "completed": true, "reassigned": true,
+	"reopened": true, "cancelled": true, "created": true, "updated": true,
+}
+
+// StatusLabel maps a task status to a bounded label value.
+func StatusLabel(status string) string {
+	if knownStatuses[status] {
+		return status
+	}
+	return "other"
+}
