@@ -1,0 +1,192 @@
+package config
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/goccy/go-yaml/ast"
+)
+
+// Config is everything kpipe loads from its configuration folder.
+type Config struct {
+	// Dir is the configuration folder the files were read from.
+	Dir string `yaml:"-"`
+	// Plugins are every plugins/*/config.yaml, sorted by priority (lowest
+	// first), then name.
+	Plugins []*Plugin `yaml:"plugins"`
+	// Workers are the workers of every plugins/*/workers.yaml, sorted by name.
+	Workers []*Worker `yaml:"workers"`
+	// Connections are the named HTTP connections of
+	// plugins/shared/connections/*.yaml, by name.
+	Connections map[string]*Connection `yaml:"connections"`
+}
+
+// Plugin is one plugins/<name>/config.yaml.
+type Plugin struct {
+	// Name identifies the plugin in logs and metrics. Required.
+	Name string `yaml:"name"`
+	// Module and Class name the implementation, in the Python form SPEC.md
+	// uses: module kafka_pipeline.plugins.task_trigger with class
+	// TaskTriggerPlugin is kpipe's task_trigger plugin.
+	Module string `yaml:"module"`
+	Class  string `yaml:"class"`
+	// Enabled plugins run; disabled ones are loaded and checked only.
+	Enabled bool `yaml:"enabled"`
+	// Priority orders plugins: lower runs first. Default 100.
+	Priority int `yaml:"priority"`
+	// Config is the task_trigger plugin's configuration.
+	Config TaskTriggerConfig `yaml:"config"`
+
+	// File is where the plugin was read from.
+	File string `yaml:"-"`
+}
+
+// Kind is the canonical implementation name: "task_trigger" for the module
+// and class of SPEC.md (or the plain name task_trigger), else Module.
+func (p *Plugin) Kind() string {
+	if p.Module == "kafka_pipeline.plugins.task_trigger" || p.Module == "task_trigger" {
+		return "task_trigger"
+	}
+	return p.Module
+}
+
+// TaskTriggerConfig configures the task_trigger plugin.
+type TaskTriggerConfig struct {
+	// IncludeTaskData adds the task-assignment row as "task" to published
+	// payloads. Default false.
+	IncludeTaskData bool `yaml:"include_task_data"`
+	// IncludeProjectData adds the project row as "project". Default false.
+	IncludeProjectData bool `yaml:"include_project_data"`
+	// Triggers are keyed by task template id (32513 is the iTel Cabinet
+	// Repair Form).
+	Triggers map[int64]*Trigger `yaml:"triggers"`
+}
+
+// Trigger is what to do for the events of one task template.
+type Trigger struct {
+	// TaskID is the task template id the trigger is keyed by.
+	TaskID int64 `yaml:"-"`
+	// Name appears in published payloads as trigger_name.
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
+	// OnAny runs for every event of the template (YAML key on_any).
+	OnAny *Actions `yaml:"-"`
+	// OnStatus runs when the task's status equals the key (YAML keys
+	// on_<status>, e.g. on_assigned, on_completed).
+	OnStatus map[string]*Actions `yaml:"-"`
+}
+
+// Actions are the actions of one on_* block. Each is optional.
+type Actions struct {
+	// PublishToTopic publishes the SPEC.md payload to this topic, keyed by
+	// assignment_id.
+	PublishToTopic string `yaml:"publish_to_topic"`
+	// Log writes a log line.
+	Log *LogAction `yaml:"log"`
+}
+
+// LogAction writes Message at Level; {field} placeholders take values from
+// the payload (event_id, task_id, task_status, ...).
+type LogAction struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Message is the template. Required.
+	Message string `yaml:"message"`
+}
+
+// SlogLevel is the action's level as a slog.Level.
+func (l *LogAction) SlogLevel() slog.Level {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(l.Level)); err != nil {
+		return slog.LevelInfo
+	}
+	return lv
+}
+
+// Worker is one entry of a workers.yaml "workers:" map: a plugin action
+// worker.
+type Worker struct {
+	// Name identifies the worker (kpipe worker NAME); defaults to its map key.
+	Name string `yaml:"name"`
+	// InputTopic is consumed in ConsumerGroup. Both required.
+	InputTopic    string `yaml:"input_topic"`
+	ConsumerGroup string `yaml:"consumer_group"`
+	// BatchSize is the most records taken from one poll. Default 100.
+	BatchSize int `yaml:"batch_size"`
+	// EnableAutoCommit must be false: offsets are committed only after the
+	// rows they cover are durable. Default false.
+	EnableAutoCommit bool `yaml:"enable_auto_commit"`
+	// DestinationConnection and DestinationPath are for workers that send
+	// results to an HTTP connection; null for the Delta writer.
+	DestinationConnection *string `yaml:"destination_connection"`
+	DestinationPath       *string `yaml:"destination_path"`
+	// SuccessTopic and ErrorTopic receive a record per message. Optional.
+	SuccessTopic string `yaml:"success_topic"`
+	ErrorTopic   string `yaml:"error_topic"`
+	// EnrichmentHandlers is the handler chain, run in order.
+	EnrichmentHandlers []*HandlerSpec `yaml:"enrichment_handlers"`
+
+	// File is where the worker was read from.
+	File string `yaml:"-"`
+}
+
+// HandlerSpec is one entry of enrichment_handlers: a type and its config
+// block, which the handler's registry entry decodes strictly with Decode.
+type HandlerSpec struct {
+	// Type is the canonical handler type (an alias such as SPEC.md's Python
+	// path is resolved).
+	Type string
+	// TypeAsWritten is the type exactly as the file spells it.
+	TypeAsWritten string
+	// Pos is where the handler entry starts.
+	Pos Pos
+
+	config ast.Node
+	file   string
+}
+
+// Connection is a named HTTP connection.
+type Connection struct {
+	// Name identifies the connection; defaults to its map key.
+	Name string `yaml:"name"`
+	// BaseURL is prefixed to every endpoint. Required.
+	BaseURL string `yaml:"base_url"`
+	// AuthType is bearer, basic or none. Default none.
+	AuthType string `yaml:"auth_type"`
+	// AuthToken is the bearer token (auth_type bearer).
+	AuthToken Secret `yaml:"auth_token"`
+	// Username and Password are for auth_type basic.
+	Username string `yaml:"username"`
+	Password Secret `yaml:"password"`
+	// TimeoutSeconds bounds one request attempt. Default 30.
+	TimeoutSeconds float64 `yaml:"timeout_seconds"`
+	// MaxRetries is how many times a retryable failure (network error, 5xx,
+	// 429) is retried. Default 3.
+	MaxRetries int `yaml:"max_retries"`
+	// RetryBackoffBase: the wait before retry n is base^n seconds, with
+	// jitter, capped at RetryBackoffMax seconds. Defaults 2 and 60.
+	RetryBackoffBase float64 `yaml:"retry_backoff_base"`
+	RetryBackoffMax  float64 `yaml:"retry_backoff_max"`
+	// RetryAfterMaxSeconds caps a server's Retry-After. Default 60.
+	RetryAfterMaxSeconds float64 `yaml:"retry_after_max_seconds"`
+	// MaxConcurrency bounds requests in flight on this connection. Default 32.
+	MaxConcurrency int `yaml:"max_concurrency"`
+	// RateLimit bounds requests per second (0: unlimited). Default 0.
+	RateLimit float64 `yaml:"rate_limit"`
+	// Headers are sent with every request.
+	Headers map[string]string `yaml:"headers"`
+
+	// File is where the connection was read from.
+	File string `yaml:"-"`
+}
+
+// Timeout is TimeoutSeconds as a duration.
+func (c *Connection) Timeout() time.Duration { return seconds(c.TimeoutSeconds) }
+
+// BackoffMax is RetryBackoffMax as a duration.
+func (c *Connection) BackoffMax() time.Duration { return seconds(c.RetryBackoffMax) }
+
+// RetryAfterMax is RetryAfterMaxSeconds as a duration.
+func (c *Connection) RetryAfterMax() time.Duration { return seconds(c.RetryAfterMaxSeconds) }
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
