@@ -32,7 +32,7 @@ type Plugin struct {
 	Class  string `yaml:"class"`
 	// Enabled plugins run; disabled ones are loaded and checked only.
 	Enabled bool `yaml:"enabled"`
-	// Priority orders plugins: lower runs first. Default 100.
+	// Priority orders plugins: lower runs first. Default 0.
 	Priority int `yaml:"priority"`
 	// Config is the task_trigger plugin's configuration.
 	Config TaskTriggerConfig `yaml:"config"`
@@ -128,6 +128,7 @@ type Worker struct {
 
 	// File is where the worker was read from.
 	File string `yaml:"-"`
+	pos  Pos
 }
 
 // HandlerSpec is one entry of enrichment_handlers: a type and its config
@@ -141,8 +142,9 @@ type HandlerSpec struct {
 	// Pos is where the handler entry starts.
 	Pos Pos
 
-	config ast.Node
-	file   string
+	config  ast.Node
+	file    string
+	typePos Pos
 }
 
 // Connection is a named HTTP connection.
@@ -178,6 +180,7 @@ type Connection struct {
 
 	// File is where the connection was read from.
 	File string `yaml:"-"`
+	pos  Pos
 }
 
 // Timeout is TimeoutSeconds as a duration.

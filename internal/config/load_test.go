@@ -1,0 +1,294 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// testEnv is the environment the committed configuration needs.
+func testEnv(name string) (string, bool) {
+	switch name {
+	case "CLAIMX_API_BASE_URL":
+		return "http://127.0.0.1:8080", true
+	case "CLAIMX_API_TOKEN":
+		return "s3cr3t-token", true
+	}
+	return "", false
+}
+
+// copyConfig copies the repository's config folder into a temporary one.
+func copyConfig(t *testing.T) string {
+	t.Helper()
+	dst := t.TempDir()
+	src := filepath.Join("..", "..", "config")
+	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// edit replaces old with new in the file rel of dir; old must be there.
+func edit(t *testing.T, dir, rel, old, new string) {
+	t.Helper()
+	path := filepath.Join(dir, rel)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), old) {
+		t.Fatalf("%s does not contain %q", rel, old)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(data), old, new, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLoadCommittedConfig(t *testing.T) {
+	cfg, err := Load(filepath.Join("..", "..", "config"), WithEnv(testEnv))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if got := len(cfg.Plugins); got != 1 {
+		t.Fatalf("got %d plugins, want 1", got)
+	}
+	p := cfg.Plugins[0]
+	if p.Name != "itel_cabinet_api" || p.Kind() != "task_trigger" || !p.Enabled || p.Priority != 50 {
+		t.Fatalf("plugin = %+v", p)
+	}
+	if !p.Config.IncludeTaskData || !p.Config.IncludeProjectData {
+		t.Fatalf("include_*_data not read: %+v", p.Config)
+	}
+	tr := p.Config.Triggers[32513]
+	if tr == nil || tr.Name != "iTel Cabinet Task Tracking" || tr.TaskID != 32513 {
+		t.Fatalf("trigger 32513 = %+v", tr)
+	}
+	if tr.OnAny == nil || tr.OnAny.PublishToTopic != "itel.cabinet.task.tracking" {
+		t.Fatalf("on_any = %+v", tr.OnAny)
+	}
+	if tr.OnAny.Log == nil || tr.OnAny.Log.Level != "info" || !strings.Contains(tr.OnAny.Log.Message, "{task_status}") {
+		t.Fatalf("on_any.log = %+v", tr.OnAny.Log)
+	}
+
+	w, err := cfg.Worker("itel_cabinet_tracking_worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.InputTopic != "itel.cabinet.task.tracking" || w.ConsumerGroup != "itel_cabinet_tracking_worker_group" ||
+		w.BatchSize != 100 || w.EnableAutoCommit || w.SuccessTopic != "itel.cabinet.task.tracking.success" ||
+		w.ErrorTopic != "itel.cabinet.task.tracking.errors" {
+		t.Fatalf("worker = %+v", w)
+	}
+	var types []string
+	for _, h := range w.EnrichmentHandlers {
+		types = append(types, h.Type)
+	}
+	if got, want := strings.Join(types, ","), "transform,validation,lookup,delta_writer"; got != want {
+		t.Fatalf("handler chain %s, want %s", got, want)
+	}
+	if got := w.EnrichmentHandlers[3].TypeAsWritten; got != "kafka_pipeline.plugins.handlers.delta_writer:DeltaTableWriter" {
+		t.Fatalf("alias as written = %q", got)
+	}
+	var lookup struct {
+		Connection  string            `yaml:"connection"`
+		Endpoint    string            `yaml:"endpoint"`
+		PathParams  map[string]string `yaml:"path_params"`
+		ResultField string            `yaml:"result_field"`
+		CacheTTL    int               `yaml:"cache_ttl"`
+		OnError     string            `yaml:"on_error"`
+	}
+	if err := w.EnrichmentHandlers[2].Decode(&lookup); err != nil {
+		t.Fatal(err)
+	}
+	if lookup.Connection != "claimx_api" || lookup.Endpoint != "/api/v1/tasks/{task_id}" || lookup.CacheTTL != 60 || lookup.OnError != "log_and_continue" {
+		t.Fatalf("lookup config = %+v", lookup)
+	}
+
+	c := cfg.Connections["claimx_api"]
+	if c == nil || c.BaseURL != "http://127.0.0.1:8080" || c.AuthType != "bearer" || c.AuthToken.Reveal() != "s3cr3t-token" ||
+		c.TimeoutSeconds != 30 || c.MaxRetries != 3 || c.RetryBackoffBase != 2 || c.RetryBackoffMax != 60 ||
+		c.Headers["User-Agent"] != "ClaimXPipeline-iTel/1.0" {
+		t.Fatalf("connection = %+v", c)
+	}
+	if c.MaxConcurrency != 32 || c.RetryAfterMaxSeconds != 60 {
+		t.Fatalf("connection defaults not applied: %+v", c)
+	}
+}
+
+// TestLoadProblems checks that each kind of mistake is reported with the
+// file, line and column it is at.
+func TestLoadProblems(t *testing.T) {
+	const workers = "plugins/itel_cabinet_api/workers.yaml"
+	const conns = "plugins/shared/connections/claimx.yaml"
+	tests := []struct {
+		name string
+		rel  string
+		old  string
+		new  string
+		env  LookupEnv
+		want []string // substrings of one problem each, in order
+	}{
+		{
+			name: "unknown field in workers.yaml",
+			rel:  workers, old: "    batch_size: 100", new: "    batch_sise: 100",
+			want: []string{workers + ":13:5: unknown field \"batch_sise\" (did you mean \"batch_size\"?)"},
+		},
+		{
+			name: "misspelt handler type",
+			rel:  workers, old: "- type: validation", new: "- type: validaton",
+			want: []string{workers + ":63:15: worker \"itel_cabinet_tracking_worker\": unknown handler type \"validaton\" (did you mean \"validation\"?)"},
+		},
+		{
+			name: "missing CLAIMX_API_TOKEN",
+			env: func(n string) (string, bool) {
+				if n == "CLAIMX_API_TOKEN" {
+					return "", false
+				}
+				return testEnv(n)
+			},
+			want: []string{conns + ":14:17: environment variable CLAIMX_API_TOKEN is not set"},
+		},
+		{
+			name: "handler names a connection that does not exist",
+			rel:  workers, old: "connection: claimx_api", new: "connection: claimx_apii",
+			want: []string{workers + ":82:23: worker \"itel_cabinet_tracking_worker\" lookup handler: connection \"claimx_apii\" is not defined (defined: claimx_api)"},
+		},
+		{
+			name: "unknown field in a trigger",
+			rel:  "plugins/itel_cabinet_api/config.yaml", old: "      on_any:", new: "      on_anny:\n        publish_to_topic: x\n      onany:",
+			want: []string{"config.yaml:22:7: unknown field \"onany\" (did you mean \"on_any\"?)"},
+		},
+		{
+			name: "invalid topic and batch size and auto commit, all reported",
+			rel:  workers, old: "    input_topic: itel.cabinet.task.tracking\n    consumer_group: itel_cabinet_tracking_worker_group\n    batch_size: 100\n    enable_auto_commit: false",
+			new:  "    input_topic: itel cabinet\n    consumer_group: itel_cabinet_tracking_worker_group\n    batch_size: 0\n    enable_auto_commit: true",
+			want: []string{
+				"input_topic \"itel cabinet\" is not a valid Kafka topic name",
+				"batch_size must be greater than 0, not 0",
+				"enable_auto_commit must be false",
+			},
+		},
+		{
+			name: "bad connection values",
+			rel:  conns, old: "auth_type: bearer", new: "auth_type: oauth",
+			want: []string{conns + ":11:9: connection \"claimx_api\" auth_type \"oauth\": want bearer, basic or none"},
+		},
+		{
+			name: "unknown key beside type and config",
+			rel:  workers, old: "      - type: lookup\n        config:", new: "      - type: lookup\n        confg: {}\n        config:",
+			want: []string{workers + ":81:9: unknown field \"confg\" (did you mean \"config\"?)"},
+		},
+		{
+			name: "default for a missing variable",
+			rel:  conns, old: "${CLAIMX_API_BASE_URL}", new: "${CLAIMX_API_BASE_URL:http://localhost:1}",
+			env: func(n string) (string, bool) {
+				if n == "CLAIMX_API_BASE_URL" {
+					return "", false
+				}
+				return testEnv(n)
+			},
+			want: nil,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := copyConfig(t)
+			if tt.rel != "" {
+				edit(t, dir, tt.rel, tt.old, tt.new)
+			}
+			env := tt.env
+			if env == nil {
+				env = testEnv
+			}
+			_, err := Load(dir, WithEnv(env))
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("got %v, want no error", err)
+				}
+				return
+			}
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("got %v (%T), want *config.Error", err, err)
+			}
+			got := make([]string, len(ce.Problems))
+			for i, p := range ce.Problems {
+				got[i] = strings.TrimPrefix(p.Error(), dir+string(filepath.Separator))
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %d problems, want %d:\n%s", len(got), len(tt.want), strings.Join(got, "\n"))
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("problem %d:\n got %s\nwant %s", i, got[i], w)
+				}
+			}
+		})
+	}
+}
+
+func TestHandlerCheckProblemsAreReported(t *testing.T) {
+	dir := copyConfig(t)
+	edit(t, dir, "plugins/itel_cabinet_api/workers.yaml", "cache_ttl: 60", "cache_tll: 60")
+	type lookupCfg struct {
+		Connection  string            `yaml:"connection"`
+		Endpoint    string            `yaml:"endpoint"`
+		PathParams  map[string]string `yaml:"path_params"`
+		ResultField string            `yaml:"result_field"`
+		CacheTTL    int               `yaml:"cache_ttl"`
+		OnError     string            `yaml:"on_error"`
+	}
+	check := func(h *HandlerSpec) error {
+		if h.Type != "lookup" {
+			return nil
+		}
+		return h.Decode(&lookupCfg{})
+	}
+	_, err := Load(dir, WithEnv(testEnv), WithHandlerCheck(check))
+	want := "plugins/itel_cabinet_api/workers.yaml:87:11: worker \"itel_cabinet_tracking_worker\" lookup handler: unknown field \"cache_tll\" (did you mean \"cache_ttl\"?)"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want it to contain %s", err, want)
+	}
+}
+
+func TestSecretNeverPrints(t *testing.T) {
+	cfg, err := Load(filepath.Join("..", "..", "config"), WithEnv(testEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Connections["claimx_api"]
+	for _, s := range []string{
+		fmt.Sprint(c), fmt.Sprintf("%v %+v %#v %s", c, *c, *c, c.AuthToken),
+	} {
+		if strings.Contains(s, "s3cr3t-token") {
+			t.Fatalf("token printed: %s", s)
+		}
+	}
+	if c.AuthToken.String() != "[REDACTED]" || Secret("").String() != "" {
+		t.Fatalf("String() = %q", c.AuthToken.String())
+	}
+}
+
+func TestMissingConfigDir(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope"))
+	if err == nil || !strings.Contains(err.Error(), "--config-dir") {
+		t.Fatalf("got %v, want a hint about --config-dir", err)
+	}
+}
