@@ -15,7 +15,7 @@ func TestExpand(t *testing.T) {
 	}
 	tests := []struct {
 		name, in, want string
-		missing      []string
+		missing        []string
 	}{
 		{name: "plain", in: "x: ${A}\n", want: "x: alpha\n"},
 		{name: "default unused", in: "x: ${A:zz}", want: "x: alpha"},

@@ -178,7 +178,7 @@ func TestLoadProblems(t *testing.T) {
 		{
 			name: "invalid topic and batch size and auto commit, all reported",
 			rel:  workers, old: "    input_topic: itel.cabinet.task.tracking\n    consumer_group: itel_cabinet_tracking_worker_group\n    batch_size: 100\n    enable_auto_commit: false",
-			new:  "    input_topic: itel cabinet\n    consumer_group: itel_cabinet_tracking_worker_group\n    batch_size: 0\n    enable_auto_commit: true",
+			new: "    input_topic: itel cabinet\n    consumer_group: itel_cabinet_tracking_worker_group\n    batch_size: 0\n    enable_auto_commit: true",
 			want: []string{
 				"input_topic \"itel cabinet\" is not a valid Kafka topic name",
 				"batch_size must be greater than 0, not 0",
