@@ -199,7 +199,7 @@ func (h *HandlerSpec) MarshalYAML() (any, error) {
 	m := yaml.MapSlice{{Key: "type", Value: h.Type}}
 	if h.config != nil {
 		var cfg any
-		if err := yaml.NodeToValue(h.config, &cfg); err != nil {
+		if err := yaml.NodeToValue(h.config, &cfg, yaml.UseOrderedMap()); err != nil {
 			return nil, err
 		}
 		m = append(m, yaml.MapItem{Key: "config", Value: redactSecrets(cfg)})
@@ -209,17 +209,33 @@ func (h *HandlerSpec) MarshalYAML() (any, error) {
 
 var secretKeys = []string{"token", "password", "secret", "api_key", "apikey", "credential"}
 
+func isSecretKey(k string) bool {
+	lk := strings.ToLower(k)
+	for _, s := range secretKeys {
+		if strings.Contains(lk, s) {
+			return true
+		}
+	}
+	return false
+}
+
 func redactSecrets(v any) any {
 	switch t := v.(type) {
+	case yaml.MapSlice:
+		out := make(yaml.MapSlice, len(t))
+		for i, item := range t {
+			out[i] = item
+			if _, isStr := item.Value.(string); isStr && isSecretKey(fmt.Sprint(item.Key)) {
+				out[i].Value = redacted
+			} else {
+				out[i].Value = redactSecrets(item.Value)
+			}
+		}
+		return out
 	case map[string]any:
 		out := make(map[string]any, len(t))
 		for k, val := range t {
-			lk := strings.ToLower(k)
-			secret := false
-			for _, s := range secretKeys {
-				secret = secret || strings.Contains(lk, s)
-			}
-			if _, isStr := val.(string); secret && isStr {
+			if _, isStr := val.(string); isStr && isSecretKey(k) {
 				out[k] = redacted
 			} else {
 				out[k] = redactSecrets(val)

@@ -1,0 +1,120 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const testToken = "tok-9f8e7d6c5b4a"
+
+// runCLI runs kpipe in-process with the given environment and returns the
+// exit code, stdout and stderr.
+func runCLI(t *testing.T, envVars map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	env := &Env{Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) (string, bool) {
+		v, ok := envVars[k]
+		return v, ok
+	}}
+	ctx := t.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	code := run(ctx, env, args)
+	return code, stdout.String(), stderr.String()
+}
+
+func claimxEnv() map[string]string {
+	return map[string]string{"CLAIMX_API_BASE_URL": "http://127.0.0.1:8080", "CLAIMX_API_TOKEN": testToken}
+}
+
+func repoConfig() string { return filepath.Join("..", "..", "config") }
+
+func TestConfigCheck(t *testing.T) {
+	code, out, errOut := runCLI(t, claimxEnv(), "config", "check", "--dir", repoConfig())
+	if code != ExitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+	for _, want := range []string{
+		"configuration OK",
+		"itel_cabinet_api  task_trigger, enabled, priority 50",
+		`trigger 32513 "iTel Cabinet Task Tracking"`,
+		"itel.cabinet.task.tracking -> transform -> validation -> lookup(claimx_api) -> delta_writer",
+		"claimx_api  http://127.0.0.1:8080, auth bearer",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestConfigCheckFailsWithEveryProblem(t *testing.T) {
+	dir := t.TempDir()
+	copyTree(t, repoConfig(), dir)
+	wf := filepath.Join(dir, "plugins", "itel_cabinet_api", "workers.yaml")
+	data, _ := os.ReadFile(wf)
+	bad := strings.NewReplacer("batch_size: 100", "batch_sise: 100", "- type: validation", "- type: validaton").Replace(string(data))
+	if err := os.WriteFile(wf, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI(t, map[string]string{"CLAIMX_API_BASE_URL": "http://x"}, "config", "check", "--config-dir", dir)
+	if code != ExitUsage {
+		t.Fatalf("exit %d, want %d; stderr:\n%s", code, ExitUsage, errOut)
+	}
+	for _, want := range []string{
+		"claimx.yaml:14:17: environment variable CLAIMX_API_TOKEN is not set",
+		"workers.yaml:13:5: unknown field \"batch_sise\" (did you mean \"batch_size\"?)",
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+}
+
+func TestConfigShowRedactsSecrets(t *testing.T) {
+	code, out, errOut := runCLI(t, claimxEnv(), "config", "show", "--dir", repoConfig())
+	if code != ExitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+	if strings.Contains(out, testToken) || strings.Contains(errOut, testToken) {
+		t.Fatalf("config show printed the token:\n%s", out)
+	}
+	for _, want := range []string{"auth_token: '[REDACTED]'", "base_url: http://127.0.0.1:8080", "type: delta_writer", "publish_to_topic: itel.cabinet.task.tracking"} {
+		if !strings.Contains(out, want) && !strings.Contains(out, strings.ReplaceAll(want, "'", `"`)) {
+			t.Errorf("show lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestUnknownCommandIsUsageError(t *testing.T) {
+	code, _, errOut := runCLI(t, nil, "nonsense")
+	if code != ExitUsage || !strings.Contains(errOut, "unknown command") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+// copyTree copies the folder src into dst.
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
