@@ -1,0 +1,129 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Error classes name why a message went to the error topic. They label the
+// Errors metric and appear in error records, so the set stays closed.
+const (
+	ClassMalformed      = "malformed"       // the message is not a JSON object
+	ClassValidation     = "validation"      // a required field or field rule failed
+	ClassLookup         = "lookup"          // an enrichment call failed
+	ClassSchemaConflict = "schema_conflict" // a value does not fit the table schema
+	ClassTransform      = "transform"       // a transform could not be applied
+	ClassHandler        = "handler"         // any other handler failure
+)
+
+// Event is one Kafka message in flight through a worker's handler chain.
+//
+// Fields is the message decoded once (JSON numbers as int64 when integral,
+// float64 otherwise; objects as map[string]any, arrays as []any); handlers
+// read and change it in place and never re-encode it. Values a lookup put in
+// Fields may be shared with its cache: handlers replace them, never mutate
+// them.
+type Event struct {
+	Fields map[string]any
+	// Raw is the message value as consumed, Key its key.
+	Raw []byte
+	Key []byte
+	// Topic, Partition and Offset locate the message.
+	Topic     string
+	Partition int32
+	Offset    int64
+	// Received is when the worker took the message from a poll.
+	Received time.Time
+	// Errors are failures a handler recorded without dropping the event (a
+	// lookup with on_error log_and_continue): each becomes an error record
+	// while the event goes on down the chain.
+	Errors []*HandlerError
+}
+
+// Get returns the value at a dotted path ("task.assigned_to_user_id"); ok is
+// false when some element is absent or not an object.
+func (e *Event) Get(path string) (any, bool) { return getPath(e.Fields, path) }
+
+// Record adds a failure that does not stop the event; see Errors.
+func (e *Event) Record(err *HandlerError) { e.Errors = append(e.Errors, err) }
+
+// HandlerError is a failure of one handler on one event. A handler returns
+// it (or any error, which the chain wraps with class ClassHandler) to send the
+// event to the error topic, or records it on the event with Event.Record.
+type HandlerError struct {
+	// Handler is the handler's type name (transform, lookup, ...); the chain
+	// fills it in when empty.
+	Handler string
+	// Class is one of the Class constants.
+	Class string
+	// Rule names what failed when that helps (a field rule "task_id.equals",
+	// a lookup endpoint).
+	Rule string
+	Err  error
+}
+
+func (e *HandlerError) Error() string {
+	var b strings.Builder
+	if e.Handler != "" {
+		b.WriteString(e.Handler)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Class)
+	if e.Rule != "" {
+		b.WriteString(" ")
+		b.WriteString(e.Rule)
+	}
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+func (e *HandlerError) Unwrap() error { return e.Err }
+
+// Errorf returns a *HandlerError of class with a formatted cause.
+func Errorf(class, rule, format string, args ...any) *HandlerError {
+	return &HandlerError{Class: class, Rule: rule, Err: fmt.Errorf(format, args...)}
+}
+
+// asHandlerError returns err as a *HandlerError of handler, classifying
+// unknown errors as ClassHandler.
+func asHandlerError(handler string, err error) *HandlerError {
+	var he *HandlerError
+	if errors.As(err, &he) {
+		if he.Handler == "" {
+			c := *he
+			c.Handler = handler
+			return &c
+		}
+		return he
+	}
+	return &HandlerError{Handler: handler, Class: ClassHandler, Err: err}
+}
+
+// getPath walks a dotted path through nested objects.
+func getPath(m map[string]any, path string) (any, bool) {
+	if v, ok := m[path]; ok || strings.IndexByte(path, '.') < 0 {
+		return v, ok
+	}
+	var cur any = m
+	for path != "" {
+		key := path
+		if i := strings.IndexByte(path, '.'); i >= 0 {
+			key, path = path[:i], path[i+1:]
+		} else {
+			path = ""
+		}
+		obj, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = obj[key]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}

@@ -1,0 +1,88 @@
+package pipeline
+
+import (
+	"context"
+	"time"
+)
+
+// Handler is one step of a worker's enrichment chain.
+//
+// Handle processes one event and returns the events to pass on: usually ev
+// itself (changed in place), several events to fan out, or none with a nil
+// error when the event is filtered (skipped on purpose: no row, no error
+// record). A non-nil error fails only this event: it goes to the error topic
+// with the handler's name and the error's class (see HandlerError); the rest
+// of the batch carries on. An error that means the handler cannot work at all
+// (ctx done) stops the batch.
+//
+// The chain calls Handle for the events of one partition in offset order,
+// and for different partitions from different goroutines, so a Handler must
+// be safe for concurrent use. Handle may block (a lookup waits on the API)
+// and must honour ctx. Close releases resources after the last Handle.
+type Handler interface {
+	Handle(ctx context.Context, ev *Event) ([]*Event, error)
+	Close(ctx context.Context) error
+}
+
+// Result is the outcome of one input event of HandleBatch, with the meaning
+// of Handle's return values.
+type Result struct {
+	Events []*Event
+	Err    error
+}
+
+// BatchHandler is implemented by handlers that gain from seeing a whole
+// partition batch at once (the lookup runs its calls concurrently). The chain
+// calls HandleBatch instead of Handle when a handler has it. It returns one
+// Result per input, in input order; a non-nil error fails the whole batch as
+// in Handle.
+type BatchHandler interface {
+	HandleBatch(ctx context.Context, evs []*Event) ([]Result, error)
+}
+
+// Mark is the last offset of a partition the worker has fully handled.
+type Mark struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+}
+
+// FlushResult says what a Flush made durable.
+type FlushResult struct {
+	// Table names the destination (a table name) and Version is the table
+	// version the flush committed; Version is -1 when nothing was written.
+	Table   string
+	Version int64
+	// Written are the events whose rows the flush committed, per partition in
+	// offset order.
+	Written []*Event
+	// Rejected are events the destination refused at flush time (a
+	// schema_conflict found only while committing); each carries its error in
+	// Errors. They are not written.
+	Rejected []*Event
+	// Skipped counts buffered events dropped because the destination already
+	// held them (an offset at or below its stored mark).
+	Skipped int
+}
+
+// Flusher is implemented by handlers that buffer what they accept (the Delta
+// writer): an event they return from Handle is only durable after a Flush.
+//
+// The worker calls FlushDue after every batch and flushes when it is due,
+// when partitions are revoked and on shutdown. Flush makes everything
+// buffered durable together with marks, atomically, so that
+// StoredOffsets(...) afterwards returns them; it is safe to call Flush again
+// after it failed. The worker never calls Flush concurrently with Handle.
+type Flusher interface {
+	// FlushDue reports whether buffered data should be flushed now (rows,
+	// bytes or age over their limits), and otherwise when it will be.
+	// next is zero when nothing is buffered.
+	FlushDue(now time.Time) (due bool, next time.Time)
+	// Flush commits everything buffered with marks.
+	Flush(ctx context.Context, marks []Mark) (*FlushResult, error)
+	// StoredOffsets returns, for each partition of topic with a stored mark,
+	// the last offset already durable.
+	StoredOffsets(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error)
+	// Discard drops buffered events of partitions the worker lost.
+	Discard(topic string, partitions []int32)
+}

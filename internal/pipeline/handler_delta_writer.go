@@ -1,0 +1,554 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"kpipe/internal/delta"
+)
+
+// DeltaWriterConfig configures the delta_writer handler.
+type DeltaWriterConfig struct {
+	// TableName names the table (metrics, success records, the table
+	// definition used to create it). Required.
+	TableName string `yaml:"table_name"`
+	// Location is the table's folder or URL. Default: <data>/delta/<table_name>.
+	Location string `yaml:"location"`
+	// Mode must be append. Default append.
+	Mode string `yaml:"mode"`
+	// SchemaEvolution lets new fields of struct columns extend the schema
+	// (one metaData action in the same commit). Default false.
+	SchemaEvolution bool `yaml:"schema_evolution"`
+	// ColumnMapping maps table column ← dotted event field path. Required.
+	ColumnMapping map[string]string `yaml:"column_mapping"`
+	// PartitionTimestamp is the column whose UTC date fills the year, month
+	// and day partition columns. Default event_timestamp.
+	PartitionTimestamp string `yaml:"partition_timestamp"`
+	// FlushRows, FlushBytes and FlushInterval (seconds) bound what is
+	// buffered before a commit. Defaults 10000 rows, 64 MiB, 2 s.
+	FlushRows     int     `yaml:"flush_rows"`
+	FlushBytes    int64   `yaml:"flush_bytes"`
+	FlushInterval float64 `yaml:"flush_interval"`
+}
+
+func deltaWriterDefaults() *DeltaWriterConfig {
+	return &DeltaWriterConfig{
+		Mode:               "append",
+		PartitionTimestamp: "event_timestamp",
+		FlushRows:          10000,
+		FlushBytes:         64 << 20,
+		FlushInterval:      2,
+	}
+}
+
+// Validate implements Validator.
+func (c *DeltaWriterConfig) Validate() error {
+	var errs []error
+	if c.TableName == "" {
+		errs = append(errs, errors.New("table_name is required"))
+	}
+	if c.Mode != "append" {
+		errs = append(errs, fmt.Errorf("mode %q: only append is supported", c.Mode))
+	}
+	if len(c.ColumnMapping) == 0 {
+		errs = append(errs, errors.New("column_mapping is required"))
+	}
+	for col, field := range c.ColumnMapping {
+		if col == "" || field == "" {
+			errs = append(errs, fmt.Errorf("column_mapping: %q: %q is not a column and field", col, field))
+		}
+	}
+	if c.FlushRows <= 0 || c.FlushBytes <= 0 || c.FlushInterval <= 0 {
+		errs = append(errs, errors.New("flush_rows, flush_bytes and flush_interval must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// table is what the Delta writer needs of its table: *delta.Table through
+// deltaTable, or a test double.
+type table interface {
+	// Schema returns the table's current schema, creating the table first if
+	// it does not exist.
+	Schema(ctx context.Context) (*delta.StructType, error)
+	// Append commits rows and txns (appId → version) as one version and
+	// returns it.
+	Append(ctx context.Context, rows []map[string]any, txns map[string]int64, evolve bool) (int64, error)
+	// TxnVersions returns the stored versions of appIDs in the latest
+	// snapshot (absent: none).
+	TxnVersions(ctx context.Context, appIDs []string) (map[string]int64, error)
+	Close(ctx context.Context) error
+}
+
+// DeltaWriter turns events into rows of a Delta table. Rows are buffered and
+// committed by Flush, together with one txn action per Kafka partition, so
+// the table records exactly which offsets it holds.
+type DeltaWriter struct {
+	cfg     DeltaWriterConfig
+	worker  string
+	tbl     table
+	columns []mapping // column ← field, sorted by column
+	flushIv time.Duration
+
+	mu      sync.Mutex
+	schema  *delta.StructType
+	buf     []pendingRow
+	bytes   int64
+	oldest  time.Time
+	flushMu sync.Mutex // one Flush at a time
+}
+
+type pendingRow struct {
+	ev  *Event
+	row map[string]any
+}
+
+var deltaWriterFactory = TypedFactory(deltaWriterDefaults, func(cfg *DeltaWriterConfig, deps Deps) (Handler, error) {
+	loc := cfg.Location
+	if loc == "" {
+		if deps.DataDir == "" {
+			return nil, fmt.Errorf("table %s: no location configured and no data folder given", cfg.TableName)
+		}
+		loc = filepath.Join(deps.DataDir, "delta", cfg.TableName)
+	}
+	tbl, err := openDeltaTable(loc, cfg.TableName, deps)
+	if err != nil {
+		return nil, err
+	}
+	return newDeltaWriter(cfg, tbl, deps), nil
+})
+
+func newDeltaWriter(cfg *DeltaWriterConfig, tbl table, deps Deps) *DeltaWriter {
+	deps = deps.withDefaults()
+	w := &DeltaWriter{
+		cfg:     *cfg,
+		worker:  deps.WorkerName,
+		tbl:     tbl,
+		flushIv: time.Duration(cfg.FlushInterval * float64(time.Second)),
+	}
+	for col, field := range cfg.ColumnMapping {
+		w.columns = append(w.columns, mapping{to: col, from: field})
+	}
+	sort.Slice(w.columns, func(i, j int) bool { return w.columns[i].to < w.columns[j].to })
+	return w
+}
+
+// AppID is the txn application id of a worker's input partition.
+func AppID(worker, topic string, partition int32) string {
+	return worker + "-" + topic + "-" + strconv.FormatInt(int64(partition), 10)
+}
+
+// Table returns the table name.
+func (w *DeltaWriter) Table() string { return w.cfg.TableName }
+
+func (w *DeltaWriter) loadSchema(ctx context.Context) (*delta.StructType, error) {
+	w.mu.Lock()
+	s := w.schema
+	w.mu.Unlock()
+	if s != nil {
+		return s, nil
+	}
+	s, err := w.tbl.Schema(ctx)
+	if err != nil {
+		return nil, &StorageError{Op: "reading table schema", Err: err}
+	}
+	w.mu.Lock()
+	w.schema = s
+	w.mu.Unlock()
+	return s, nil
+}
+
+// Handle implements Handler.
+func (w *DeltaWriter) Handle(ctx context.Context, ev *Event) ([]*Event, error) {
+	res, err := w.HandleBatch(ctx, []*Event{ev})
+	if err != nil {
+		return nil, err
+	}
+	return res[0].Events, res[0].Err
+}
+
+// HandleBatch implements BatchHandler: it builds and type-checks each row
+// and buffers it. A value that does not fit its column fails the event with
+// class schema_conflict. Unavailable storage (reading the schema) fails the
+// batch.
+func (w *DeltaWriter) HandleBatch(ctx context.Context, evs []*Event) ([]Result, error) {
+	schema, err := w.loadSchema(ctx)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]Result, len(evs))
+	rows := make([]pendingRow, 0, len(evs))
+	var size int64
+	for i, ev := range evs {
+		row, err := w.row(schema, ev)
+		if err != nil {
+			results[i].Err = err
+			continue
+		}
+		rows = append(rows, pendingRow{ev: ev, row: row})
+		size += int64(len(ev.Raw)) + 256
+		results[i].Events = []*Event{ev}
+	}
+	if len(rows) > 0 {
+		w.mu.Lock()
+		if len(w.buf) == 0 {
+			w.oldest = time.Now()
+		}
+		w.buf = append(w.buf, rows...)
+		w.bytes += size
+		w.mu.Unlock()
+	}
+	return results, nil
+}
+
+// row builds the table row of ev, coerced to the column types.
+func (w *DeltaWriter) row(schema *delta.StructType, ev *Event) (map[string]any, error) {
+	row := make(map[string]any, len(w.columns)+3)
+	for _, c := range w.columns {
+		v, _ := getPath(ev.Fields, c.from)
+		f := schema.Field(c.to)
+		if f == nil {
+			if w.cfg.SchemaEvolution {
+				row[c.to] = v
+				continue
+			}
+			return nil, Errorf(ClassSchemaConflict, c.to, "column %q is not in the table schema", c.to)
+		}
+		cv, err := coerceValue(f.Type, v)
+		if err != nil {
+			return nil, Errorf(ClassSchemaConflict, c.to, "column %q (%s) ← field %q: %w", c.to, f.Type, c.from, err)
+		}
+		if cv == nil && !f.Nullable {
+			return nil, Errorf(ClassSchemaConflict, c.to, "column %q is NOT NULL but field %q is null or absent", c.to, c.from)
+		}
+		row[c.to] = cv
+	}
+	if ts, ok := row[w.cfg.PartitionTimestamp].(time.Time); ok {
+		ts = ts.UTC()
+		for _, p := range [...]struct {
+			col string
+			v   int
+		}{{"year", ts.Year()}, {"month", int(ts.Month())}, {"day", ts.Day()}} {
+			if f := schema.Field(p.col); f != nil {
+				cv, err := coerceValue(f.Type, int64(p.v))
+				if err != nil {
+					return nil, Errorf(ClassSchemaConflict, p.col, "partition column %q: %w", p.col, err)
+				}
+				row[p.col] = cv
+			}
+		}
+	}
+	// Every NOT NULL column must be set, mapped or not.
+	for _, f := range schema.Fields {
+		if !f.Nullable && row[f.Name] == nil {
+			return nil, Errorf(ClassSchemaConflict, f.Name, "column %q is NOT NULL and has no value", f.Name)
+		}
+	}
+	return row, nil
+}
+
+// FlushDue implements Flusher.
+func (w *DeltaWriter) FlushDue(now time.Time) (bool, time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) == 0 {
+		return false, time.Time{}
+	}
+	next := w.oldest.Add(w.flushIv)
+	return len(w.buf) >= w.cfg.FlushRows || w.bytes >= w.cfg.FlushBytes || !now.Before(next), next
+}
+
+// Buffered returns the rows and estimated bytes waiting for a Flush.
+func (w *DeltaWriter) Buffered() (rows int, bytes int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.buf), w.bytes
+}
+
+// StorageError is a failure of the table's storage: the worker retries it
+// with backoff and never sends the events it concerns to the error topic.
+type StorageError struct {
+	Op  string
+	Err error
+}
+
+func (e *StorageError) Error() string { return e.Op + ": " + e.Err.Error() }
+func (e *StorageError) Unwrap() error { return e.Err }
+
+// Flush implements Flusher. It first drops buffered rows the table already
+// holds (offset at or below the partition's stored txn version: a commit
+// whose answer was lost, or another worker's), then commits the rest with
+// one txn per partition of marks. A row the table refuses (a
+// *delta.SchemaError naming it) is taken out into Rejected and the commit
+// retried.
+func (w *DeltaWriter) Flush(ctx context.Context, marks []Mark) (*FlushResult, error) {
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
+	w.mu.Lock()
+	buf := w.buf
+	w.mu.Unlock()
+	res := &FlushResult{Table: w.cfg.TableName, Version: -1}
+
+	appIDs := make([]string, len(marks))
+	for i, m := range marks {
+		appIDs[i] = AppID(w.worker, m.Topic, m.Partition)
+	}
+	stored, err := w.tbl.TxnVersions(ctx, appIDs)
+	if err != nil {
+		return nil, &StorageError{Op: "reading txn versions", Err: err}
+	}
+	txns := make(map[string]int64, len(marks))
+	for i, m := range marks {
+		if v, ok := stored[appIDs[i]]; ok && m.Offset <= v {
+			continue
+		}
+		txns[appIDs[i]] = m.Offset
+	}
+	keep := make([]pendingRow, 0, len(buf))
+	for _, p := range buf {
+		if v, ok := stored[AppID(w.worker, p.ev.Topic, p.ev.Partition)]; ok && p.ev.Offset <= v {
+			res.Skipped++
+			continue
+		}
+		keep = append(keep, p)
+	}
+	for len(keep) > 0 {
+		rows := make([]map[string]any, len(keep))
+		for i, p := range keep {
+			rows[i] = p.row
+		}
+		v, err := w.tbl.Append(ctx, rows, txns, w.cfg.SchemaEvolution)
+		if err == nil {
+			res.Version = v
+			break
+		}
+		var se *delta.SchemaError
+		if errors.As(err, &se) && se.Row >= 0 && se.Row < len(keep) {
+			bad := keep[se.Row]
+			bad.ev.Errors = append(bad.ev.Errors, &HandlerError{Handler: TypeDeltaWriter, Class: ClassSchemaConflict, Rule: se.Path, Err: se})
+			res.Rejected = append(res.Rejected, bad.ev)
+			keep = append(keep[:se.Row:se.Row], keep[se.Row+1:]...)
+			continue
+		}
+		if errors.As(err, &se) {
+			// A schema problem not tied to one row: retrying cannot help,
+			// and nothing may be committed past it.
+			return nil, fmt.Errorf("table %s: %w", w.cfg.TableName, err)
+		}
+		return nil, &StorageError{Op: "committing to table " + w.cfg.TableName, Err: err}
+	}
+	if len(keep) == 0 && len(txns) > 0 && len(res.Rejected) > 0 {
+		// Everything was rejected: the marks still move on through the
+		// worker's offset commit.
+		res.Version = -1
+	}
+	res.Written = make([]*Event, len(keep))
+	for i, p := range keep {
+		res.Written[i] = p.ev
+	}
+	w.mu.Lock()
+	// Handle never runs during Flush, so buf is still a prefix of w.buf.
+	w.buf = append(w.buf[:0:0], w.buf[len(buf):]...)
+	w.bytes = 0
+	for _, p := range w.buf {
+		w.bytes += int64(len(p.ev.Raw)) + 256
+	}
+	if len(w.buf) > 0 {
+		w.oldest = time.Now()
+	}
+	w.mu.Unlock()
+	return res, nil
+}
+
+// StoredOffsets implements Flusher: the txn versions of topic's partitions.
+func (w *DeltaWriter) StoredOffsets(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error) {
+	ids := make([]string, len(partitions))
+	for i, p := range partitions {
+		ids[i] = AppID(w.worker, topic, p)
+	}
+	vs, err := w.tbl.TxnVersions(ctx, ids)
+	if err != nil {
+		return nil, &StorageError{Op: "reading txn versions", Err: err}
+	}
+	out := make(map[int32]int64, len(vs))
+	for i, p := range partitions {
+		if v, ok := vs[ids[i]]; ok {
+			out[p] = v
+		}
+	}
+	return out, nil
+}
+
+// Discard implements Flusher.
+func (w *DeltaWriter) Discard(topic string, partitions []int32) {
+	drop := make(map[int32]bool, len(partitions))
+	for _, p := range partitions {
+		drop[p] = true
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	kept := w.buf[:0]
+	w.bytes = 0
+	for _, p := range w.buf {
+		if p.ev.Topic == topic && drop[p.ev.Partition] {
+			continue
+		}
+		kept = append(kept, p)
+		w.bytes += int64(len(p.ev.Raw)) + 256
+	}
+	clear(w.buf[len(kept):])
+	w.buf = kept
+}
+
+// Close implements Handler. Buffered rows are not written: the worker
+// flushes before closing.
+func (w *DeltaWriter) Close(ctx context.Context) error { return w.tbl.Close(ctx) }
+
+// coerceValue converts a decoded JSON value to the Go type of a Delta
+// column: string, int8/16/32/64, float32/64, bool, time.Time (timestamps from
+// RFC 3339 strings, UTC), and maps for structs. nil stays nil.
+func coerceValue(t delta.DataType, v any) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	switch t := t.(type) {
+	case delta.PrimitiveType:
+		return coercePrimitive(t, v)
+	case *delta.StructType:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("%s value is not an object", typeName(v))
+		}
+		return m, nil
+	case *delta.ArrayType:
+		a, ok := v.([]any)
+		if !ok {
+			return nil, fmt.Errorf("%s value is not an array", typeName(v))
+		}
+		return a, nil
+	}
+	return v, nil
+}
+
+func coercePrimitive(t delta.PrimitiveType, v any) (any, error) {
+	switch t {
+	case delta.TypeString:
+		switch s := v.(type) {
+		case string:
+			return s, nil
+		case int64, float64, bool:
+			str, _ := scalarString(s)
+			return str, nil
+		}
+	case delta.TypeLong, delta.TypeInteger, delta.TypeShort, delta.TypeByte:
+		n, err := toInt64(v)
+		if err != nil {
+			return nil, err
+		}
+		var lo, hi int64 = math.MinInt64, math.MaxInt64
+		switch t {
+		case delta.TypeInteger:
+			lo, hi = math.MinInt32, math.MaxInt32
+		case delta.TypeShort:
+			lo, hi = math.MinInt16, math.MaxInt16
+		case delta.TypeByte:
+			lo, hi = math.MinInt8, math.MaxInt8
+		}
+		if n < lo || n > hi {
+			return nil, fmt.Errorf("%d is out of range for %s", n, t)
+		}
+		switch t {
+		case delta.TypeInteger:
+			return int32(n), nil
+		case delta.TypeShort:
+			return int16(n), nil
+		case delta.TypeByte:
+			return int8(n), nil
+		}
+		return n, nil
+	case delta.TypeDouble, delta.TypeFloat:
+		var f float64
+		switch n := v.(type) {
+		case float64:
+			f = n
+		case int64:
+			f = float64(n)
+		case string:
+			p, err := strconv.ParseFloat(n, 64)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a number", n)
+			}
+			f = p
+		default:
+			return nil, fmt.Errorf("%s value is not a number", typeName(v))
+		}
+		if t == delta.TypeFloat {
+			return float32(f), nil
+		}
+		return f, nil
+	case delta.TypeBoolean:
+		if b, ok := v.(bool); ok {
+			return b, nil
+		}
+	case delta.TypeTimestamp, delta.TypeTimestampNTZ, delta.TypeDate:
+		switch ts := v.(type) {
+		case time.Time:
+			return ts.UTC(), nil
+		case string:
+			p, err := parseTime(ts)
+			if err != nil {
+				return nil, err
+			}
+			return p, nil
+		}
+	default:
+		return v, nil
+	}
+	return nil, fmt.Errorf("%s value does not fit %s", typeName(v), t)
+}
+
+func toInt64(v any) (int64, error) {
+	switch n := v.(type) {
+	case int64:
+		return n, nil
+	case float64:
+		if n == math.Trunc(n) && math.Abs(n) < 1<<63 {
+			return int64(n), nil
+		}
+		return 0, fmt.Errorf("%v is not an integer", n)
+	case string:
+		i, err := strconv.ParseInt(n, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not an integer", n)
+		}
+		return i, nil
+	}
+	return 0, fmt.Errorf("%s value is not an integer", typeName(v))
+}
+
+// parseTime parses an RFC 3339 timestamp (fractional seconds optional), or
+// a date, as UTC.
+func parseTime(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), nil
+	}
+	if t, err := time.Parse("2006-01-02T15:04:05.999999999", s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 timestamp", s)
+}
+
+var (
+	_ Handler      = (*DeltaWriter)(nil)
+	_ BatchHandler = (*DeltaWriter)(nil)
+	_ Flusher      = (*DeltaWriter)(nil)
+)

@@ -1,0 +1,239 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sort"
+	"sync"
+	"time"
+
+	"kpipe/internal/config"
+	"kpipe/internal/delta"
+	"kpipe/internal/metrics"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Validator is implemented by handler configurations: Validate checks the
+// decoded values and joins every problem it finds.
+type Validator interface {
+	Validate() error
+}
+
+// Factory builds one kind of handler from its handler spec.
+type Factory interface {
+	// Check decodes spec's config block strictly and validates it without
+	// building anything.
+	Check(spec *config.HandlerSpec) error
+	// New decodes, validates and builds the handler.
+	New(spec *config.HandlerSpec, deps Deps) (Handler, error)
+}
+
+// TypedFactory returns a Factory for a handler configured by C: it starts
+// from defaults() (a zero C when nil), decodes the spec into it, validates
+// it and calls build.
+func TypedFactory[C any, PC interface {
+	*C
+	Validator
+}](defaults func() *C, build func(cfg *C, deps Deps) (Handler, error)) Factory {
+	return &typedFactory[C, PC]{defaults: defaults, build: build}
+}
+
+type typedFactory[C any, PC interface {
+	*C
+	Validator
+}] struct {
+	defaults func() *C
+	build    func(*C, Deps) (Handler, error)
+}
+
+func (f *typedFactory[C, PC]) decode(spec *config.HandlerSpec) (*C, error) {
+	cfg := new(C)
+	if f.defaults != nil {
+		cfg = f.defaults()
+	}
+	if err := spec.Decode(cfg); err != nil {
+		return nil, err
+	}
+	if err := PC(cfg).Validate(); err != nil {
+		return nil, fmt.Errorf("%s: handler %s: %w", spec.Pos, spec.Type, err)
+	}
+	return cfg, nil
+}
+
+func (f *typedFactory[C, PC]) Check(spec *config.HandlerSpec) error {
+	_, err := f.decode(spec)
+	return err
+}
+
+func (f *typedFactory[C, PC]) New(spec *config.HandlerSpec, deps Deps) (Handler, error) {
+	cfg, err := f.decode(spec)
+	if err != nil {
+		return nil, err
+	}
+	return f.build(cfg, deps)
+}
+
+// Registry maps handler type names to factories. It is a value: build one
+// with NewRegistry (tests) or DefaultRegistry (every kpipe handler). It is
+// safe for concurrent use.
+type Registry struct {
+	mu        sync.RWMutex
+	factories map[string]Factory
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{factories: make(map[string]Factory)} }
+
+var (
+	defaultOnce sync.Once
+	defaultReg  *Registry
+)
+
+// DefaultRegistry returns a registry holding transform, validation, lookup
+// and delta_writer. Every call returns the same registry; it must not be
+// changed.
+func DefaultRegistry() *Registry {
+	defaultOnce.Do(func() {
+		r := NewRegistry()
+		r.MustRegister(TypeTransform, transformFactory)
+		r.MustRegister(TypeValidation, validationFactory)
+		r.MustRegister(TypeLookup, lookupFactory)
+		r.MustRegister(TypeDeltaWriter, deltaWriterFactory)
+		defaultReg = r
+	})
+	return defaultReg
+}
+
+// Handler type names of DefaultRegistry.
+const (
+	TypeTransform   = "transform"
+	TypeValidation  = "validation"
+	TypeLookup      = "lookup"
+	TypeDeltaWriter = "delta_writer"
+)
+
+// Errors of Register and lookups by name.
+var (
+	// ErrUnknownHandler is wrapped by errors about a handler type no factory
+	// is registered for.
+	ErrUnknownHandler = errors.New("unknown handler type")
+	// ErrDuplicateHandler is returned by Register for a name already taken.
+	ErrDuplicateHandler = errors.New("handler type already registered")
+)
+
+// Register adds a factory under name. It rejects an empty name, a nil
+// factory and a name already registered.
+func (r *Registry) Register(name string, f Factory) error {
+	if name == "" {
+		return errors.New("registering handler: empty type name")
+	}
+	if f == nil {
+		return fmt.Errorf("registering handler %q: nil factory", name)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.factories[name]; ok {
+		return fmt.Errorf("registering handler %q: %w", name, ErrDuplicateHandler)
+	}
+	r.factories[name] = f
+	return nil
+}
+
+// MustRegister is Register that panics on error, for init-time registration.
+func (r *Registry) MustRegister(name string, f Factory) {
+	if err := r.Register(name, f); err != nil {
+		panic(err)
+	}
+}
+
+// Names returns the registered type names, sorted.
+func (r *Registry) Names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	names := make([]string, 0, len(r.factories))
+	for n := range r.factories {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (r *Registry) factory(spec *config.HandlerSpec) (Factory, error) {
+	r.mu.RLock()
+	f, ok := r.factories[spec.Type]
+	r.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%s: handler %q: %w (known: %v)", spec.Pos, spec.TypeAsWritten, ErrUnknownHandler, r.Names())
+	}
+	return f, nil
+}
+
+// Check decodes and validates spec's config with its factory, without
+// building the handler: `kpipe config check` runs it on every handler.
+func (r *Registry) Check(spec *config.HandlerSpec) error {
+	f, err := r.factory(spec)
+	if err != nil {
+		return err
+	}
+	return f.Check(spec)
+}
+
+// New builds the handler spec describes.
+func (r *Registry) New(spec *config.HandlerSpec, deps Deps) (Handler, error) {
+	f, err := r.factory(spec)
+	if err != nil {
+		return nil, err
+	}
+	h, err := f.New(spec, deps.withDefaults())
+	if err != nil {
+		return nil, fmt.Errorf("building handler %s at %s: %w", spec.Type, spec.Pos, err)
+	}
+	return h, nil
+}
+
+// JSONGetter fetches a JSON object from an HTTP connection; *claimx.Client
+// implements it.
+type JSONGetter interface {
+	GetJSON(ctx context.Context, path string, query url.Values) (map[string]any, error)
+}
+
+// Deps are what factories build handlers with. Zero fields take defaults:
+// a discarding logger, time.Now, fresh metrics on a private registry.
+type Deps struct {
+	// WorkerName labels metrics and names txn application ids.
+	WorkerName string
+	// Connections are the named HTTP connections lookups may use.
+	Connections map[string]*config.Connection
+	// Client, when set, returns the client of a named connection instead of
+	// building a *claimx.Client from Connections (tests).
+	Client func(name string) (JSONGetter, error)
+	// Metrics receives every collector update. Required outside tests.
+	Metrics *metrics.Metrics
+	// Logger is the worker's logger.
+	Logger *slog.Logger
+	// DataDir is the --data root: a table without a configured location
+	// lives at DataDir/delta/<table_name>.
+	DataDir string
+	// Storage, when set, opens a table location instead of
+	// delta.OpenLocation (tests inject failing storage).
+	Storage func(location string) (delta.Storage, error)
+	// Now is the processing clock (transform's ${CURRENT_TIMESTAMP}).
+	Now func() time.Time
+}
+
+func (d Deps) withDefaults() Deps {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Metrics == nil {
+		d.Metrics = metrics.New(prometheus.NewRegistry())
+	}
+	return d
+}
