@@ -1,0 +1,82 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"kpipe/internal/kafka"
+)
+
+func init() { register(newTopicsCmd) }
+
+func newTopicsCmd(env *Env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "topics",
+		Short: "Manage kpipe's Kafka topics",
+	}
+	cmd.AddCommand(newTopicsCreateCmd(env))
+	return cmd
+}
+
+func newTopicsCreateCmd(env *Env) *cobra.Command {
+	var (
+		file           string
+		maxReplication int
+		timeout        time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "create",
+		Short: "Create the topics of topics.yaml with their partitions and retention",
+		Long: `Create every topic listed in topics.yaml (default: <config-dir>/topics.yaml)
+on the cluster named by KAFKA_BOOTSTRAP_SERVERS. Existing topics keep their
+data: they gain partitions if they have fewer and take the listed retention and
+cleanup policy. Running it again changes nothing. The replication factor is
+capped at the number of brokers (or --max-replication).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				file = filepath.Join(env.ConfigDir, "topics.yaml")
+			}
+			specs, err := kafka.LoadTopics(file)
+			if err != nil {
+				return usage(err)
+			}
+			kcfg, err := kafka.ConfigFromEnv(env.Getenv)
+			if err != nil {
+				return usage(err)
+			}
+			if err := kcfg.Validate(); err != nil {
+				return usage(err)
+			}
+			cl, err := kafka.NewClient(kcfg, env.Logger)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			created, err := kafka.EnsureTopics(ctx, cl, specs, maxReplication)
+			isNew := make(map[string]bool, len(created))
+			for _, n := range created {
+				isNew[n] = true
+			}
+			for _, s := range specs {
+				state := "exists"
+				if isNew[s.Name] {
+					state = "created"
+				}
+				fmt.Fprintf(env.Stdout, "%-8s %s (partitions %d, retention %s)\n", state, s.Name, s.Partitions, time.Duration(s.Retention))
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&file, "file", "", "topics file (default <config-dir>/topics.yaml)")
+	f.IntVar(&maxReplication, "max-replication", 0, "highest replication factor to use (0: the number of brokers)")
+	f.DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long")
+	return cmd
+}
