@@ -6,6 +6,7 @@ package cli
 
 import (
 	_ "github.com/cenkalti/backoff/v5"
+	_ "github.com/duckdb/duckdb-go/v2"
 	_ "github.com/expr-lang/expr"
 	_ "github.com/goccy/go-yaml"
 	_ "github.com/goccy/go-yaml/ast"
