@@ -30,6 +30,8 @@ import (
 	"strings"
 
 	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
 )
 
 // DefaultBatchSize is a worker's batch_size when the file gives none.
@@ -155,13 +157,67 @@ func (l *loader) read(file string) ([]byte, bool) {
 	return data, true
 }
 
-// decode decodes data strictly into v, adding problems for file.
-func (l *loader) decode(file string, data []byte, v any) bool {
-	if err := yaml.UnmarshalWithOptions(data, v, yaml.DisallowUnknownField()); err != nil {
-		l.probs.addErr(file, problemsFrom(file, err, fieldsOf(v)))
+// maxUnknownFields bounds how many unknown fields of one file are reported.
+const maxUnknownFields = 50
+
+// decode decodes data strictly into v, adding problems for file. An unknown
+// field is reported, dropped from the document, and decoding goes on, so
+// that every unknown field of the file is reported at once and the rest is
+// still validated; ok is false when v could not be decoded at all.
+func (l *loader) decode(file string, data []byte, v any) (ok bool) {
+	doc, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		l.probs.addErr(file, problemsFrom(file, err, nil))
 		return false
 	}
-	return true
+	if len(doc.Docs) == 0 || doc.Docs[0].Body == nil {
+		l.probs.add(Pos{File: file}, "file is empty")
+		return false
+	}
+	body := doc.Docs[0].Body
+	fields := fieldsOf(v)
+	for range maxUnknownFields {
+		err := strict(body, v)
+		if err == nil {
+			return true
+		}
+		ce := problemsFrom(file, err, fields)
+		l.probs.addErr(file, ce)
+		p := ce.Problems[0].Pos
+		if !strings.HasPrefix(ce.Problems[0].Msg, "unknown field") || !dropKeyAt(body, p.Line, p.Column) {
+			return false
+		}
+	}
+	return false
+}
+
+// dropKeyAt removes the mapping entry whose key starts at line:column.
+func dropKeyAt(root ast.Node, line, column int) bool {
+	dropped := false
+	ast.Walk(visitFunc(func(n ast.Node) bool {
+		m, isMap := n.(*ast.MappingNode)
+		if !isMap || dropped {
+			return !dropped
+		}
+		for i, kv := range m.Values {
+			if tk := kv.Key.GetToken(); tk != nil && tk.Position.Line == line && tk.Position.Column == column {
+				m.Values = append(m.Values[:i], m.Values[i+1:]...)
+				dropped = true
+				return false
+			}
+		}
+		return true
+	}), root)
+	return dropped
+}
+
+type visitFunc func(ast.Node) bool
+
+func (f visitFunc) Visit(n ast.Node) ast.Visitor {
+	if f(n) {
+		return f
+	}
+	return nil
 }
 
 func (l *loader) loadPlugin(cfg *Config, file string) {

@@ -292,3 +292,28 @@ func TestMissingConfigDir(t *testing.T) {
 		t.Fatalf("got %v, want a hint about --config-dir", err)
 	}
 }
+
+func TestEveryUnknownFieldOfAFileIsReported(t *testing.T) {
+	dir := copyConfig(t)
+	rel := "plugins/itel_cabinet_api/workers.yaml"
+	edit(t, dir, rel, "batch_size: 100", "batch_sise: 100")
+	edit(t, dir, rel, "success_topic:", "sucess_topic:")
+	edit(t, dir, rel, "- type: validation", "- type: validaton")
+	_, err := Load(dir, WithEnv(testEnv))
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("got %v, want *Error", err)
+	}
+	var got []string
+	for _, p := range ce.Problems {
+		got = append(got, fmt.Sprintf("%d:%d %s", p.Pos.Line, p.Pos.Column, p.Msg))
+	}
+	want := []string{
+		`13:5 unknown field "batch_sise" (did you mean "batch_size"?)`,
+		`21:5 unknown field "sucess_topic" (did you mean "success_topic"?)`,
+		`63:15 worker "itel_cabinet_tracking_worker": unknown handler type "validaton" (did you mean "validation"?)`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
