@@ -10,13 +10,17 @@ import (
 	"github.com/spf13/cobra"
 
 	"kpipe/internal/config"
+	"kpipe/internal/pipeline"
 )
 
 func init() { register(newConfigCmd) }
 
-// configOptions are extra load options; subcommands that know the handler
-// registry add its strict check here.
-var configOptions []config.Option
+// configOptions make the loader check every handler block against the
+// handler registry: its type names and a strict decode of its config.
+func configOptions() []config.Option {
+	reg := pipeline.DefaultRegistry()
+	return []config.Option{config.WithHandlerTypes(reg.Names()...), config.WithHandlerCheck(reg.Check)}
+}
 
 // loadConfig loads the configuration folder of env (or dir when set). A
 // configuration problem is a usage error.
@@ -24,7 +28,7 @@ func loadConfig(env *Env, dir string) (*config.Config, error) {
 	if dir == "" {
 		dir = env.ConfigDir
 	}
-	opts := append([]config.Option{config.WithEnv(env.Getenv)}, configOptions...)
+	opts := append([]config.Option{config.WithEnv(env.Getenv)}, configOptions()...)
 	cfg, err := config.Load(dir, opts...)
 	if err != nil {
 		return nil, usage(err)

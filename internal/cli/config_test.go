@@ -57,7 +57,8 @@ func TestConfigCheckFailsWithEveryProblem(t *testing.T) {
 	copyTree(t, repoConfig(), dir)
 	wf := filepath.Join(dir, "plugins", "itel_cabinet_api", "workers.yaml")
 	data, _ := os.ReadFile(wf)
-	bad := strings.NewReplacer("batch_size: 100", "batch_sise: 100", "- type: validation", "- type: validaton").Replace(string(data))
+	bad := strings.NewReplacer("batch_size: 100", "batch_sise: 100", "- type: validation", "- type: validaton",
+		"cache_ttl: 60", "cache_tll: 60").Replace(string(data))
 	if err := os.WriteFile(wf, []byte(bad), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +69,8 @@ func TestConfigCheckFailsWithEveryProblem(t *testing.T) {
 	for _, want := range []string{
 		"claimx.yaml:14:17: environment variable CLAIMX_API_TOKEN is not set",
 		"workers.yaml:13:5: unknown field \"batch_sise\" (did you mean \"batch_size\"?)",
+		"workers.yaml:63:15: worker \"itel_cabinet_tracking_worker\": unknown handler type \"validaton\" (did you mean \"validation\"?)",
+		"workers.yaml:87:11: worker \"itel_cabinet_tracking_worker\" lookup handler: unknown field \"cache_tll\" (did you mean \"cache_ttl\"?)",
 	} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
