@@ -1,0 +1,461 @@
+package claimx_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"kpipe/internal/claimx"
+	"kpipe/internal/config"
+	"kpipe/internal/metrics"
+	"kpipe/internal/sim"
+)
+
+const token = "s3cr3t-token-value"
+
+// fakeClock records retry waits instead of sleeping.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	sleeps []time.Duration
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.mu.Lock()
+	c.sleeps = append(c.sleeps, d)
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+	return ctx.Err()
+}
+
+func (c *fakeClock) waits() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]time.Duration(nil), c.sleeps...)
+}
+
+type fixture struct {
+	sim   *sim.Sim
+	srv   *httptest.Server
+	conn  *config.Connection
+	clock *fakeClock
+	m     *metrics.Metrics
+}
+
+func newFixture(t testing.TB, faults string) *fixture {
+	t.Helper()
+	f, err := sim.ParseFaults(faults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sim.New(sim.Options{Seed: 1, Projects: 50, Token: token, Faults: f})
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	return &fixture{
+		sim: s, srv: srv,
+		conn: &config.Connection{Name: "claimx_api", BaseURL: srv.URL, AuthType: "bearer", AuthToken: token,
+			TimeoutSeconds: 5, MaxRetries: 3, RetryBackoffBase: 2, RetryBackoffMax: 60, RetryAfterMaxSeconds: 60, MaxConcurrency: 8,
+			Headers: map[string]string{"User-Agent": "ClaimXPipeline-iTel/1.0"}},
+		clock: &fakeClock{now: time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC)},
+		m:     metrics.New(prometheus.NewRegistry()),
+	}
+}
+
+func (f *fixture) client(t testing.TB, opts ...claimx.ClientOption) *claimx.Client {
+	t.Helper()
+	c, err := claimx.NewClient(f.conn, append([]claimx.ClientOption{claimx.WithClock(f.clock), claimx.WithMetrics(f.m)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func (f *fixture) firstAssignment() int64 {
+	return f.sim.Manifest().AssignmentIDs(claimx.TemplateITelCabinet)[0]
+}
+
+func asHTTPError(t *testing.T, err error) *claimx.HTTPError {
+	t.Helper()
+	var he *claimx.HTTPError
+	if !errors.As(err, &he) {
+		t.Fatalf("got %T %v, want *HTTPError", err, err)
+	}
+	if strings.Contains(err.Error(), token) {
+		t.Fatalf("error leaks the token: %v", err)
+	}
+	return he
+}
+
+func TestClientFetchesRows(t *testing.T) {
+	f := newFixture(t, "")
+	c := f.client(t)
+	id := f.firstAssignment()
+	row, err := c.TaskAssignment(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := row["assignment_id"].(int64); !ok || got != id {
+		t.Fatalf("assignment_id %T %v, want int64 %d", row["assignment_id"], row["assignment_id"], id)
+	}
+	if tid, _ := row.Int64("task_id"); tid != 32513 {
+		t.Fatalf("task_id %d", tid)
+	}
+	pid, _ := row.String("project_id")
+	for name, call := range map[string]func() (claimx.Row, error){
+		"project":  func() (claimx.Row, error) { return c.Project(t.Context(), pid) },
+		"summary":  func() (claimx.Row, error) { return c.ProjectSummary(t.Context(), pid) },
+		"template": func() (claimx.Row, error) { return c.TaskTemplate(t.Context(), 32513) },
+	} {
+		r, err := call()
+		if err != nil || len(r) == 0 {
+			t.Fatalf("%s: %v %v", name, r, err)
+		}
+	}
+	if _, err := c.TaskAssignment(t.Context(), 1); !claimx.IsNotFound(err) {
+		t.Fatalf("unknown id: %v, want 404", err)
+	} else if he := asHTTPError(t, err); he.Attempts != 1 || he.Retryable {
+		t.Fatalf("404 retried: %+v", he)
+	}
+	b, err := c.Get(t.Context(), "/api/v1/tasks/32513", url.Values{"x": {"1"}})
+	if err != nil || !strings.Contains(string(b), "iTel Cabinet Repair Form") {
+		t.Fatalf("Get: %v %s", err, b)
+	}
+	if got := testutil.ToFloat64(f.m.HTTPRequests.WithLabelValues("claimx_api", "200")); got != 5 {
+		t.Fatalf("requests{code=200} = %v, want 5", got)
+	}
+	if n := testutil.CollectAndCount(f.m.HTTPRequestDuration); n != 1 {
+		t.Fatalf("duration series %d", n)
+	}
+}
+
+func TestRetryBackoffSchedule(t *testing.T) {
+	tests := []struct {
+		name       string
+		base, max  float64
+		retries    int
+		wantWaits  []float64 // seconds before jitter (±20 %), capped at max
+		wantStatus int
+	}{
+		{"base 2", 2, 60, 3, []float64{2, 4, 8}, 503},
+		{"capped", 3, 10, 4, []float64{3, 9, 10, 10}, 503},
+		{"no retries", 2, 60, 0, nil, 503},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, "503=1")
+			f.conn.RetryBackoffBase, f.conn.RetryBackoffMax, f.conn.MaxRetries = tt.base, tt.max, tt.retries
+			c := f.client(t)
+			_, err := c.TaskAssignment(t.Context(), f.firstAssignment())
+			he := asHTTPError(t, err)
+			if he.Status != tt.wantStatus || !he.Retryable || he.Attempts != tt.retries+1 || !claimx.IsRetryable(err) {
+				t.Fatalf("got %+v, want status %d retryable after %d attempts", he, tt.wantStatus, tt.retries+1)
+			}
+			if got := f.sim.Stats().Requests; got != int64(tt.retries+1) {
+				t.Fatalf("sim saw %d requests, want %d", got, tt.retries+1)
+			}
+			waits := f.clock.waits()
+			if len(waits) != len(tt.wantWaits) {
+				t.Fatalf("waits %v, want %d", waits, len(tt.wantWaits))
+			}
+			for i, w := range waits {
+				want := tt.wantWaits[i]
+				lo, hi := time.Duration(want*0.8*1e9), time.Duration(min(want*1.2, tt.max)*1e9)
+				if w < lo || w > hi {
+					t.Fatalf("wait %d = %s, want in [%s, %s]", i+1, w, lo, hi)
+				}
+			}
+			if got := testutil.ToFloat64(f.m.HTTPRetries.WithLabelValues("claimx_api")); got != float64(tt.retries) {
+				t.Fatalf("retries metric %v", got)
+			}
+			if got := testutil.ToFloat64(f.m.HTTPRequests.WithLabelValues("claimx_api", "503")); got != float64(tt.retries+1) {
+				t.Fatalf("requests{503} metric %v", got)
+			}
+		})
+	}
+}
+
+func TestRetryAfterHonoured(t *testing.T) {
+	f := newFixture(t, "429=1,retry_after=7s")
+	c := f.client(t)
+	_, err := c.TaskAssignment(t.Context(), f.firstAssignment())
+	if he := asHTTPError(t, err); he.Status != 429 || he.Attempts != 4 {
+		t.Fatalf("got %+v", he)
+	}
+	for _, w := range f.clock.waits() {
+		if w != 7*time.Second {
+			t.Fatalf("waits %v, want 7s each", f.clock.waits())
+		}
+	}
+	// Capped by retry_after_max_seconds.
+	f2 := newFixture(t, "429=1,retry_after=120s")
+	f2.conn.RetryAfterMaxSeconds = 3
+	c2 := f2.client(t)
+	c2.TaskAssignment(t.Context(), f2.firstAssignment())
+	for _, w := range f2.clock.waits() {
+		if w != 3*time.Second {
+			t.Fatalf("waits %v, want capped at 3s", f2.clock.waits())
+		}
+	}
+}
+
+func TestRetryAfterHTTPDate(t *testing.T) {
+	clock := &fakeClock{now: time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC)}
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.Header().Set("Retry-After", clock.Now().Add(11*time.Second).Format(http.TimeFormat))
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte(`{"ok":true,"n":12345678901234567,"f":1.5}`))
+	}))
+	defer srv.Close()
+	c, err := claimx.NewClient(&config.Connection{BaseURL: srv.URL, MaxRetries: 2}, claimx.WithClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.GetJSON(t.Context(), "/x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["n"] != int64(12345678901234567) || m["f"] != 1.5 {
+		t.Fatalf("numbers: %#v", m)
+	}
+	if w := clock.waits(); len(w) != 1 || w[0] != 11*time.Second {
+		t.Fatalf("waits %v, want [11s]", w)
+	}
+}
+
+func TestUnauthorizedNotRetried(t *testing.T) {
+	f := newFixture(t, "")
+	f.conn.AuthToken = "wrong-" + token
+	c := f.client(t)
+	_, err := c.TaskAssignment(t.Context(), f.firstAssignment())
+	he := asHTTPError(t, err)
+	if he.Status != 401 || he.Retryable || he.Attempts != 1 || len(f.clock.waits()) != 0 {
+		t.Fatalf("got %+v waits %v", he, f.clock.waits())
+	}
+	if strings.Contains(err.Error(), "wrong-") {
+		t.Fatalf("error leaks the token: %v", err)
+	}
+}
+
+func TestCancelDuringWait(t *testing.T) {
+	f := newFixture(t, "429=1,retry_after=30s")
+	c, err := claimx.NewClient(f.conn) // the real clock
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	start := time.Now()
+	_, err = c.TaskAssignment(ctx, f.firstAssignment())
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("cancel took %s", el)
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+	if he := asHTTPError(t, err); he.Status != 429 || he.Attempts != 1 || he.Retryable {
+		t.Fatalf("got %+v", he)
+	}
+}
+
+func TestConcurrencyLimitHeld(t *testing.T) {
+	f := newFixture(t, "latency=20ms")
+	f.conn.MaxConcurrency = 4
+	c := f.client(t)
+	ids := f.sim.Manifest().AssignmentIDs(0)
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			if _, err := c.TaskAssignment(t.Context(), ids[i%len(ids)]); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := f.sim.Stats().MaxInFlight; got != 4 {
+		t.Fatalf("max in flight %d, want 4", got)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	f := newFixture(t, "")
+	f.conn.RateLimit = 50
+	c := f.client(t)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 11 {
+		wg.Go(func() { c.TaskTemplate(t.Context(), 32513) })
+	}
+	wg.Wait()
+	if el := time.Since(start); el < 180*time.Millisecond {
+		t.Fatalf("11 requests at 50/s took %s, want >= 200ms", el)
+	}
+}
+
+// TestFaultModesObservable drives each fault of the simulator through the
+// client and checks what the caller sees.
+func TestFaultModesObservable(t *testing.T) {
+	tests := []struct {
+		faults string
+		check  func(t *testing.T, err error, el time.Duration, f *fixture)
+	}{
+		{"latency=150ms", func(t *testing.T, err error, el time.Duration, _ *fixture) {
+			if err != nil || el < 150*time.Millisecond {
+				t.Fatalf("err %v after %s", err, el)
+			}
+		}},
+		{"500=1", func(t *testing.T, err error, _ time.Duration, _ *fixture) {
+			if he := asHTTPError(t, err); he.Status != 500 || !he.Retryable || he.Attempts != 2 {
+				t.Fatalf("%+v", he)
+			}
+		}},
+		{"404=1", func(t *testing.T, err error, _ time.Duration, _ *fixture) {
+			if !claimx.IsNotFound(err) || claimx.IsRetryable(err) {
+				t.Fatalf("%v", err)
+			}
+		}},
+		{"429=1,retry_after=4s", func(t *testing.T, err error, _ time.Duration, f *fixture) {
+			if he := asHTTPError(t, err); he.Status != 429 || f.clock.waits()[0] != 4*time.Second {
+				t.Fatalf("%+v %v", he, f.clock.waits())
+			}
+		}},
+		{"hang=1", func(t *testing.T, err error, el time.Duration, _ *fixture) {
+			he := asHTTPError(t, err)
+			if he.Status != 0 || !he.Retryable || !errors.Is(err, context.DeadlineExceeded) || el > 3*time.Second {
+				t.Fatalf("%+v after %s", he, el)
+			}
+		}},
+		{"latency=1s", func(t *testing.T, err error, el time.Duration, _ *fixture) { // slower than the timeout
+			if he := asHTTPError(t, err); !errors.Is(err, context.DeadlineExceeded) || he.Attempts != 2 {
+				t.Fatalf("%+v after %s", he, el)
+			}
+		}},
+		{"outage=0s-1h", func(t *testing.T, err error, _ time.Duration, f *fixture) {
+			if he := asHTTPError(t, err); he.Status != 503 || f.clock.waits()[0] != 5*time.Second {
+				t.Fatalf("%+v %v", he, f.clock.waits())
+			}
+		}},
+		{"malformed=1", func(t *testing.T, err error, _ time.Duration, _ *fixture) {
+			he := asHTTPError(t, err)
+			if !errors.Is(err, claimx.ErrMalformedBody) || he.Status != 200 || he.Attempts != 2 || he.Body == "" {
+				t.Fatalf("%+v", he)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.faults, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, tt.faults)
+			f.conn.MaxRetries = 1
+			f.conn.TimeoutSeconds = 0.3
+			c := f.client(t)
+			start := time.Now()
+			_, err := c.TaskAssignment(t.Context(), f.firstAssignment())
+			tt.check(t, err, time.Since(start), f)
+		})
+	}
+	t.Run("set while running", func(t *testing.T) {
+		f := newFixture(t, "")
+		f.conn.MaxRetries = 0
+		c := f.client(t)
+		if _, err := c.TaskTemplate(t.Context(), 32513); err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPut, f.srv.URL+"/admin/faults", strings.NewReader(`{"error_rates":{"502":1}}`))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("PUT /admin/faults: %v", err)
+		}
+		resp.Body.Close()
+		if _, err := c.TaskTemplate(t.Context(), 32513); claimx.StatusOf(err) != 502 {
+			t.Fatalf("after PUT: %v", err)
+		}
+	})
+}
+
+func TestAuthAndHeaders(t *testing.T) {
+	var got http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	c, err := claimx.NewClient(&config.Connection{BaseURL: srv.URL + "/base/", AuthType: "basic", Username: "u", Password: "p",
+		Headers: map[string]string{"X-Team": "itel"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetJSON(t.Context(), "x", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got.Get("Authorization") != "Basic dTpw" || got.Get("X-Team") != "itel" || got.Get("Accept") != "application/json" {
+		t.Fatalf("headers %v", got)
+	}
+	for _, bad := range []config.Connection{
+		{BaseURL: ""}, {BaseURL: "ftp://x"}, {BaseURL: "http://u:p@x"},
+		{BaseURL: "http://x", AuthType: "bearer"}, {BaseURL: "http://x", AuthType: "digest"},
+	} {
+		if _, err := claimx.NewClient(&bad); err == nil {
+			t.Errorf("%+v: no error", bad)
+		}
+	}
+}
+
+// BenchmarkClient measures the client against the simulator over loopback
+// HTTP at 64 concurrent callers.
+func BenchmarkClient(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		call func(c *claimx.Client, ctx context.Context, id int64) error
+	}{
+		{"assignment", func(c *claimx.Client, ctx context.Context, id int64) error {
+			_, err := c.TaskAssignment(ctx, id)
+			return err
+		}},
+		{"template", func(c *claimx.Client, ctx context.Context, _ int64) error {
+			_, err := c.TaskTemplate(ctx, 32513)
+			return err
+		}},
+	} {
+		b.Run(bc.name+"/c64", func(b *testing.B) {
+			f := newFixture(b, "")
+			f.conn.MaxConcurrency = 64
+			c := f.client(b)
+			ids := f.sim.Manifest().AssignmentIDs(0)
+			var n atomic.Int64
+			b.SetParallelism(max(1, 64/max(1, runtimeProcs())))
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := n.Add(1)
+					if err := bc.call(c, b.Context(), ids[int(i)%len(ids)]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+		})
+	}
+}
