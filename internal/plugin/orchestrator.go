@@ -1,0 +1,249 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"kpipe/internal/config"
+	"kpipe/internal/metrics"
+)
+
+// Deps are what plugins are built with.
+type Deps struct {
+	// Logger is the base logger; each plugin gets it With("plugin", name).
+	// Nil discards logs.
+	Logger *slog.Logger
+	// Metrics records plugin metrics. Nil registers them on a private
+	// registry (tests).
+	Metrics *metrics.Metrics
+}
+
+func (d Deps) withDefaults() Deps {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Metrics == nil {
+		d.Metrics = metrics.New(prometheus.NewRegistry())
+	}
+	return d
+}
+
+// Factory builds a plugin from its configuration.
+type Factory func(p *config.Plugin, deps Deps) (Plugin, error)
+
+// Errors of the registry.
+var (
+	// ErrUnknownPlugin is wrapped by errors about a plugin kind no factory is
+	// registered for.
+	ErrUnknownPlugin = errors.New("unknown plugin kind")
+	// ErrDuplicatePlugin is returned by Register for a kind already taken.
+	ErrDuplicatePlugin = errors.New("plugin kind already registered")
+)
+
+// KindTaskTrigger is the kind of the task_trigger plugin (config.Plugin.Kind
+// of SPEC.md's module kafka_pipeline.plugins.task_trigger).
+const KindTaskTrigger = "task_trigger"
+
+// Registry maps plugin kinds (config.Plugin.Kind) to factories. It is a
+// value: tests build one with NewRegistry, kpipe uses DefaultRegistry. It is
+// safe for concurrent use.
+type Registry struct {
+	mu        sync.RWMutex
+	factories map[string]Factory
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{factories: make(map[string]Factory)} }
+
+var (
+	defaultOnce sync.Once
+	defaultReg  *Registry
+)
+
+// DefaultRegistry returns the registry of kpipe's plugins (task_trigger).
+// Every call returns the same registry; it must not be changed.
+func DefaultRegistry() *Registry {
+	defaultOnce.Do(func() {
+		r := NewRegistry()
+		r.MustRegister(KindTaskTrigger, NewTaskTrigger)
+		defaultReg = r
+	})
+	return defaultReg
+}
+
+// Register adds a factory for kind. It rejects an empty kind, a nil factory
+// and a kind already registered.
+func (r *Registry) Register(kind string, f Factory) error {
+	if kind == "" {
+		return errors.New("registering plugin: empty kind")
+	}
+	if f == nil {
+		return fmt.Errorf("registering plugin %q: nil factory", kind)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.factories[kind]; ok {
+		return fmt.Errorf("registering plugin %q: %w", kind, ErrDuplicatePlugin)
+	}
+	r.factories[kind] = f
+	return nil
+}
+
+// MustRegister is Register that panics on error, for init-time registration.
+func (r *Registry) MustRegister(kind string, f Factory) {
+	if err := r.Register(kind, f); err != nil {
+		panic(err)
+	}
+}
+
+// Kinds returns the registered kinds, sorted.
+func (r *Registry) Kinds() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	kinds := make([]string, 0, len(r.factories))
+	for k := range r.factories {
+		kinds = append(kinds, k)
+	}
+	slices.Sort(kinds)
+	return kinds
+}
+
+// New builds the plugin p describes.
+func (r *Registry) New(p *config.Plugin, deps Deps) (Plugin, error) {
+	r.mu.RLock()
+	f, ok := r.factories[p.Kind()]
+	r.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("plugin %q (%s): module %q: %w (known: %v)", p.Name, p.File, p.Module, ErrUnknownPlugin, r.Kinds())
+	}
+	pl, err := f(p, deps.withDefaults())
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q (%s): %w", p.Name, p.File, err)
+	}
+	return pl, nil
+}
+
+// Orchestrator runs the enabled plugins, in priority order, over each
+// enriched event. One failing plugin does not stop the others: its error is
+// counted (kpipe_plugin_errors_total) and logged once, here, and the records
+// it added for that event are dropped. Handle is safe for concurrent use.
+type Orchestrator struct {
+	plugins []Plugin
+	names   []string
+	m       *metrics.Metrics
+	log     *slog.Logger
+
+	errors    []prometheus.Counter
+	published []prometheus.Counter
+	pubErrors []prometheus.Counter
+}
+
+// NewOrchestrator builds every enabled plugin of plugins (already sorted by
+// priority, as config.Config.Plugins is). Any plugin that fails to build
+// fails the whole, with every problem joined; plugins already built are
+// closed.
+func NewOrchestrator(ctx context.Context, reg *Registry, plugins []*config.Plugin, deps Deps) (*Orchestrator, error) {
+	deps = deps.withDefaults()
+	o := &Orchestrator{m: deps.Metrics, log: deps.Logger}
+	var errs []error
+	for _, p := range plugins {
+		if !p.Enabled {
+			continue
+		}
+		pl, err := reg.New(p, deps)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		o.plugins = append(o.plugins, pl)
+		o.names = append(o.names, pl.Name())
+		o.errors = append(o.errors, o.m.PluginErrors.WithLabelValues(pl.Name()))
+		o.published = append(o.published, o.m.PluginEventsPublished.WithLabelValues(pl.Name()))
+		o.pubErrors = append(o.pubErrors, o.m.PluginPublishErrors.WithLabelValues(pl.Name()))
+	}
+	if err := errors.Join(errs...); err != nil {
+		_ = o.Close(ctx)
+		return nil, err
+	}
+	return o, nil
+}
+
+// Names returns the running plugins' names, in the order they run.
+func (o *Orchestrator) Names() []string { return slices.Clone(o.names) }
+
+// Handle runs every plugin over ev, collecting their records in out. It
+// returns the number of plugins that failed.
+func (o *Orchestrator) Handle(ctx context.Context, ev *Enriched, out *Output) (failed int) {
+	for i, p := range o.plugins {
+		n := out.Len()
+		out.owner = int32(i)
+		if err := safeHandle(ctx, p, ev, out); err != nil {
+			out.truncate(n)
+			failed++
+			o.errors[i].Inc()
+			var id string
+			if ev.Event != nil {
+				id = ev.Event.EventID
+			}
+			o.log.Error("plugin_failed", "plugin", o.names[i], "event_id", id, "err", err)
+		}
+	}
+	return failed
+}
+
+// safeHandle turns a plugin panic into an error, so one bad plugin cannot
+// take the worker down.
+func safeHandle(ctx context.Context, p Plugin, ev *Enriched, out *Output) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("plugin panicked: %v", r)
+		}
+	}()
+	return p.Handle(ctx, ev, out)
+}
+
+// Published records that out's records were published (their transaction
+// committed): itel_plugin_events_published_total per plugin.
+func (o *Orchestrator) Published(out *Output) { o.count(out, o.published) }
+
+// PublishFailed records that out's records could not be published:
+// itel_plugin_publish_errors_total per plugin.
+func (o *Orchestrator) PublishFailed(out *Output) { o.count(out, o.pubErrors) }
+
+func (o *Orchestrator) count(out *Output, cs []prometheus.Counter) {
+	if len(cs) == 0 {
+		return
+	}
+	if len(cs) == 1 {
+		if n := len(out.owners); n > 0 {
+			cs[0].Add(float64(n))
+		}
+		return
+	}
+	counts := make([]int, len(cs))
+	for _, w := range out.owners {
+		counts[w]++
+	}
+	for i, n := range counts {
+		if n > 0 {
+			cs[i].Add(float64(n))
+		}
+	}
+}
+
+// Close closes every plugin, joining their errors.
+func (o *Orchestrator) Close(ctx context.Context) error {
+	var errs []error
+	for i, p := range o.plugins {
+		if err := p.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("closing plugin %q: %w", o.names[i], err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,351 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"kpipe/internal/claimx"
+	"kpipe/internal/config"
+)
+
+// TaskTrigger is the task_trigger plugin (SPEC.md "iTel Cabinet Plugin"):
+// triggers keyed by task template id; on_any runs for every event of the
+// template, on_<status> when the event's task status matches. Its actions
+// publish the SPEC.md payload to a topic (key: assignment_id, so one task's
+// events stay in order) and write a log line from a {field} template.
+type TaskTrigger struct {
+	name        string
+	includeTask bool
+	includeProj bool
+	triggers    map[int64]*trigger
+	log         *slog.Logger
+	triggered   prometheus.Counter
+}
+
+type trigger struct {
+	taskID   int64
+	name     string
+	onAny    *actions
+	onStatus map[string]*actions
+}
+
+type actions struct {
+	topic string
+	log   *logTemplate
+}
+
+// NewTaskTrigger builds the task_trigger plugin of p. It is the Factory of
+// KindTaskTrigger.
+func NewTaskTrigger(p *config.Plugin, deps Deps) (Plugin, error) {
+	deps = deps.withDefaults()
+	t := &TaskTrigger{
+		name:        p.Name,
+		includeTask: p.Config.IncludeTaskData,
+		includeProj: p.Config.IncludeProjectData,
+		triggers:    make(map[int64]*trigger, len(p.Config.Triggers)),
+		log:         deps.Logger.With("plugin", p.Name),
+		triggered:   deps.Metrics.PluginEventsTriggered.WithLabelValues(p.Name),
+	}
+	var errs []error
+	if p.Name == "" {
+		errs = append(errs, errors.New("name is required"))
+	}
+	if len(p.Config.Triggers) == 0 {
+		errs = append(errs, errors.New("config.triggers: at least one trigger is required"))
+	}
+	ids := make([]int64, 0, len(p.Config.Triggers))
+	for id := range p.Config.Triggers {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		tc := p.Config.Triggers[id]
+		if tc == nil {
+			errs = append(errs, fmt.Errorf("trigger %d: empty", id))
+			continue
+		}
+		tr := &trigger{taskID: id, name: tc.Name, onStatus: make(map[string]*actions, len(tc.OnStatus))}
+		if tr.name == "" {
+			tr.name = strconv.FormatInt(id, 10)
+		}
+		var err error
+		if tr.onAny, err = compileActions(tc.OnAny); err != nil {
+			errs = append(errs, fmt.Errorf("trigger %d on_any: %w", id, err))
+		}
+		for status, a := range tc.OnStatus {
+			if tr.onStatus[status], err = compileActions(a); err != nil {
+				errs = append(errs, fmt.Errorf("trigger %d on_%s: %w", id, status, err))
+			}
+		}
+		if tr.onAny == nil && len(tc.OnStatus) == 0 {
+			errs = append(errs, fmt.Errorf("trigger %d: no on_any or on_<status> actions", id))
+		}
+		t.triggers[id] = tr
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func compileActions(a *config.Actions) (*actions, error) {
+	if a == nil {
+		return nil, nil
+	}
+	out := &actions{topic: a.PublishToTopic}
+	if a.Log != nil {
+		lt, err := compileLog(a.Log)
+		if err != nil {
+			return nil, err
+		}
+		out.log = lt
+	}
+	if out.topic == "" && out.log == nil {
+		return nil, errors.New("no action: want publish_to_topic and/or log")
+	}
+	return out, nil
+}
+
+// Name implements Plugin.
+func (t *TaskTrigger) Name() string { return t.name }
+
+// Close implements Plugin.
+func (t *TaskTrigger) Close(context.Context) error { return nil }
+
+// Handle implements Plugin: events whose task template has no trigger, and
+// events no block of the trigger matches, are ignored.
+func (t *TaskTrigger) Handle(ctx context.Context, ev *Enriched, out *Output) error {
+	taskID, ok := ev.TaskID()
+	if !ok {
+		return nil
+	}
+	tr := t.triggers[taskID]
+	if tr == nil {
+		return nil
+	}
+	status := ev.TaskStatus()
+	blocks := [2]*actions{tr.onAny, tr.onStatus[status]}
+	if blocks[0] == nil && blocks[1] == nil {
+		return nil
+	}
+	t.triggered.Inc()
+	f := fields{ev: ev, trigger: tr, taskID: taskID, status: status}
+	var payload []byte
+	for _, a := range blocks {
+		if a == nil {
+			continue
+		}
+		if a.topic != "" {
+			if payload == nil {
+				var err error
+				if payload, err = t.payload(&f); err != nil {
+					return err
+				}
+			}
+			aid, _ := ev.AssignmentID()
+			out.Add(&kgo.Record{Topic: a.topic, Key: strconv.AppendInt(nil, aid, 10), Value: payload})
+		}
+		if a.log != nil && t.log.Enabled(ctx, a.log.level) {
+			t.log.Log(ctx, a.log.level, a.log.render(&f), "trigger", tr.name, "event_id", ev.Event.EventID)
+		}
+	}
+	return nil
+}
+
+// fields are the values a payload and a log template draw from.
+type fields struct {
+	ev      *Enriched
+	trigger *trigger
+	taskID  int64
+	status  string
+}
+
+// payload encodes SPEC.md's payload, fields in its order:
+// trigger_name, event_id, event_type, project_id, task_id, assignment_id,
+// task_name, task_status, timestamp, task, project.
+func (t *TaskTrigger) payload(f *fields) ([]byte, error) {
+	ev := f.ev
+	var taskJS, projJS []byte
+	var err error
+	if t.includeTask && ev.Task != nil {
+		if taskJS, err = ev.Task.JSON(); err != nil {
+			return nil, fmt.Errorf("encoding task row: %w", err)
+		}
+	}
+	if t.includeProj && ev.Project != nil {
+		if projJS, err = ev.Project.JSON(); err != nil {
+			return nil, fmt.Errorf("encoding project row: %w", err)
+		}
+	}
+	b := make([]byte, 0, 320+len(taskJS)+len(projJS))
+	b = append(b, `{"trigger_name":`...)
+	b = claimx.AppendJSONString(b, f.trigger.name)
+	b = append(b, `,"event_id":`...)
+	b = claimx.AppendJSONString(b, ev.Event.EventID)
+	b = append(b, `,"event_type":`...)
+	b = claimx.AppendJSONString(b, ev.Event.EventType)
+	b = append(b, `,"project_id":`...)
+	b = claimx.AppendJSONString(b, ev.ProjectID())
+	b = append(b, `,"task_id":`...)
+	b = strconv.AppendInt(b, f.taskID, 10)
+	b = append(b, `,"assignment_id":`...)
+	if aid, ok := ev.AssignmentID(); ok {
+		b = strconv.AppendInt(b, aid, 10)
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"task_name":`...)
+	if name, ok := ev.TaskName(); ok {
+		b = claimx.AppendJSONString(b, name)
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"task_status":`...)
+	b = claimx.AppendJSONString(b, f.status)
+	b = append(b, `,"timestamp":`...)
+	if ts := ev.Event.IngestedAt; ts.IsZero() {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '"')
+		b = ts.UTC().AppendFormat(b, claimx.TimeFormat)
+		b = append(b, '"')
+	}
+	if t.includeTask {
+		b = append(b, `,"task":`...)
+		b = appendRaw(b, taskJS)
+	}
+	if t.includeProj {
+		b = append(b, `,"project":`...)
+		b = appendRaw(b, projJS)
+	}
+	return append(b, '}'), nil
+}
+
+func appendRaw(b, js []byte) []byte {
+	if len(js) == 0 {
+		return append(b, "null"...)
+	}
+	return append(b, js...)
+}
+
+// value returns the value of a template field: a payload field, or a dotted
+// path into the task row (task.status) or the project row (project.name).
+func (f *fields) value(name string) string {
+	ev := f.ev
+	switch name {
+	case "trigger_name":
+		return f.trigger.name
+	case "event_id":
+		return ev.Event.EventID
+	case "event_type":
+		return ev.Event.EventType
+	case "project_id":
+		return ev.ProjectID()
+	case "task_id":
+		return strconv.FormatInt(f.taskID, 10)
+	case "assignment_id":
+		if aid, ok := ev.AssignmentID(); ok {
+			return strconv.FormatInt(aid, 10)
+		}
+		return ""
+	case "task_name":
+		s, _ := ev.TaskName()
+		return s
+	case "task_status":
+		return f.status
+	case "timestamp":
+		if ev.Event.IngestedAt.IsZero() {
+			return ""
+		}
+		return ev.Event.IngestedAt.UTC().Format(claimx.TimeFormat)
+	}
+	if path, ok := strings.CutPrefix(name, "task."); ok && ev.Task != nil {
+		s, _ := ev.Task.Row.String(path)
+		return s
+	}
+	if path, ok := strings.CutPrefix(name, "project."); ok && ev.Project != nil {
+		s, _ := ev.Project.Row.String(path)
+		return s
+	}
+	return ""
+}
+
+// TemplateFields are the {field} names a log message may use, besides
+// task.<path> and project.<path> into the fetched rows.
+var TemplateFields = []string{"trigger_name", "event_id", "event_type", "project_id", "task_id", "assignment_id", "task_name", "task_status", "timestamp"}
+
+// logTemplate is a compiled log action: literal text and {field}
+// placeholders.
+type logTemplate struct {
+	level slog.Level
+	parts []tmplPart
+}
+
+type tmplPart struct {
+	lit   string
+	field string // set for a placeholder
+}
+
+func compileLog(l *config.LogAction) (*logTemplate, error) {
+	if l.Message == "" {
+		return nil, errors.New("log: message is required")
+	}
+	switch strings.ToLower(l.Level) {
+	case "", "debug", "info", "warn", "warning", "error":
+	default:
+		return nil, fmt.Errorf("log: level %q: want debug, info, warn or error", l.Level)
+	}
+	lt := &logTemplate{level: l.SlogLevel()}
+	if strings.EqualFold(l.Level, "warning") {
+		lt.level = slog.LevelWarn
+	}
+	s := l.Message
+	var errs []error
+	for s != "" {
+		i := strings.IndexByte(s, '{')
+		if i < 0 {
+			lt.parts = append(lt.parts, tmplPart{lit: s})
+			break
+		}
+		j := strings.IndexByte(s[i:], '}')
+		if j < 0 {
+			lt.parts = append(lt.parts, tmplPart{lit: s})
+			break
+		}
+		if i > 0 {
+			lt.parts = append(lt.parts, tmplPart{lit: s[:i]})
+		}
+		name := s[i+1 : i+j]
+		if !slices.Contains(TemplateFields, name) && !strings.HasPrefix(name, "task.") && !strings.HasPrefix(name, "project.") {
+			errs = append(errs, fmt.Errorf("log: message field {%s}: want one of %v, task.<field> or project.<field>", name, TemplateFields))
+		}
+		lt.parts = append(lt.parts, tmplPart{field: name})
+		s = s[i+j+1:]
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return lt, nil
+}
+
+func (lt *logTemplate) render(f *fields) string {
+	var b strings.Builder
+	for _, p := range lt.parts {
+		if p.field != "" {
+			b.WriteString(f.value(p.field))
+		} else {
+			b.WriteString(p.lit)
+		}
+	}
+	return b.String()
+}
+
+var _ Plugin = (*TaskTrigger)(nil)

@@ -1,0 +1,298 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"kpipe/internal/claimx"
+	"kpipe/internal/config"
+	"kpipe/internal/metrics"
+)
+
+// specPlugin is SPEC.md's plugin configuration, as config.Load decodes it.
+func specPlugin() *config.Plugin {
+	return &config.Plugin{
+		Name: "itel_cabinet_api", Module: "kafka_pipeline.plugins.task_trigger", Class: "TaskTriggerPlugin",
+		Enabled: true, Priority: 50,
+		Config: config.TaskTriggerConfig{
+			IncludeTaskData: true, IncludeProjectData: true,
+			Triggers: map[int64]*config.Trigger{32513: {
+				TaskID: 32513, Name: "iTel Cabinet Task Tracking",
+				OnAny: &config.Actions{
+					PublishToTopic: "itel.cabinet.task.tracking",
+					Log:            &config.LogAction{Level: "info", Message: "iTel Cabinet task event tracked | event_id={event_id} | task_id={task_id} | status={task_status}"},
+				},
+			}},
+		},
+	}
+}
+
+func taskEvent(t *testing.T, template int64, rawStatus, rowStatus string) *Enriched {
+	t.Helper()
+	ev := &claimx.Event{
+		EventID: "evt-1", EventType: "CUSTOM_TASK_ASSIGNED", ProjectID: "5000001",
+		IngestedAt:       time.Date(2026, 1, 10, 12, 34, 56, 789_000_000, time.UTC),
+		TaskAssignmentID: claimx.SomeID(789),
+	}
+	raw := claimx.Row{"customTaskId": template}
+	if rawStatus != "" {
+		raw["status"] = rawStatus
+	}
+	return &Enriched{
+		Event: ev, Raw: raw,
+		Task:    NewEntity(claimx.Row{"assignment_id": int64(789), "task_id": template, "task_name": "iTel Cabinet Documentation", "status": rowStatus, "project_id": "5000001"}),
+		Project: NewEntity(claimx.Row{"project_id": "5000001", "name": "Smith residence"}),
+	}
+}
+
+func TestTaskTriggerPayload(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	var logs bytes.Buffer
+	p, err := NewTaskTrigger(specPlugin(), Deps{Metrics: m, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out Output
+	if err := p.Handle(t.Context(), taskEvent(t, 32513, "in_progress", "completed"), &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() != 1 {
+		t.Fatalf("got %d records, want 1", out.Len())
+	}
+	r := out.Records[0]
+	if r.Topic != "itel.cabinet.task.tracking" || string(r.Key) != "789" {
+		t.Fatalf("got topic %q key %q, want itel.cabinet.task.tracking / 789", r.Topic, r.Key)
+	}
+	want := `{"trigger_name":"iTel Cabinet Task Tracking","event_id":"evt-1","event_type":"CUSTOM_TASK_ASSIGNED",` +
+		`"project_id":"5000001","task_id":32513,"assignment_id":789,"task_name":"iTel Cabinet Documentation",` +
+		`"task_status":"in_progress","timestamp":"2026-01-10T12:34:56.789Z",` +
+		`"task":{"assignment_id":789,"project_id":"5000001","status":"completed","task_id":32513,"task_name":"iTel Cabinet Documentation"},` +
+		`"project":{"name":"Smith residence","project_id":"5000001"}}`
+	if string(r.Value) != want {
+		t.Fatalf("payload\n got %s\nwant %s", r.Value, want)
+	}
+	if !json.Valid(r.Value) {
+		t.Fatal("payload is not valid JSON")
+	}
+	line := logs.String()
+	if !strings.Contains(line, `msg="iTel Cabinet task event tracked | event_id=evt-1 | task_id=32513 | status=in_progress"`) ||
+		!strings.Contains(line, "level=INFO") || !strings.Contains(line, "plugin=itel_cabinet_api") || !strings.Contains(line, `trigger="iTel Cabinet Task Tracking"`) {
+		t.Fatalf("log line: %s", line)
+	}
+	if got := testutil.ToFloat64(m.PluginEventsTriggered.WithLabelValues("itel_cabinet_api")); got != 1 {
+		t.Fatalf("triggered = %v, want 1", got)
+	}
+}
+
+func TestTaskTriggerStatusFromRowAndExclusions(t *testing.T) {
+	cfg := specPlugin()
+	cfg.Config.IncludeTaskData = false
+	cfg.Config.IncludeProjectData = false
+	p, err := NewTaskTrigger(cfg, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out Output
+	if err := p.Handle(t.Context(), taskEvent(t, 32513, "", "completed"), &out); err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(out.Records[0].Value, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["task_status"] != "completed" {
+		t.Fatalf("task_status = %v, want the row's status when the event has none", got["task_status"])
+	}
+	if _, ok := got["task"]; ok {
+		t.Fatal("task included although include_task_data is false")
+	}
+	if _, ok := got["project"]; ok {
+		t.Fatal("project included although include_project_data is false")
+	}
+}
+
+func TestTaskTriggerMatching(t *testing.T) {
+	cfg := specPlugin()
+	tr := cfg.Config.Triggers[32513]
+	tr.OnAny = nil
+	tr.OnStatus = map[string]*config.Actions{
+		"completed": {PublishToTopic: "done"},
+		"assigned":  {PublishToTopic: "new"},
+	}
+	p, err := NewTaskTrigger(cfg, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		template  int64
+		status    string
+		wantTopic string
+	}{
+		{"on_completed", 32513, "completed", "done"},
+		{"on_assigned", 32513, "assigned", "new"},
+		{"no block for status", 32513, "in_progress", ""},
+		{"other template", 40001, "completed", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out Output
+			if err := p.Handle(t.Context(), taskEvent(t, tt.template, tt.status, "x"), &out); err != nil {
+				t.Fatal(err)
+			}
+			var got string
+			if out.Len() == 1 {
+				got = out.Records[0].Topic
+			} else if out.Len() > 1 {
+				t.Fatalf("got %d records", out.Len())
+			}
+			if got != tt.wantTopic {
+				t.Fatalf("got topic %q, want %q", got, tt.wantTopic)
+			}
+		})
+	}
+	// A non-task event is ignored.
+	var out Output
+	if err := p.Handle(t.Context(), &Enriched{Event: &claimx.Event{EventID: "e", EventType: "PROJECT_CREATED"}}, &out); err != nil || out.Len() != 0 {
+		t.Fatalf("non-task event: %d records, err %v", out.Len(), err)
+	}
+}
+
+func TestTaskTriggerConfigErrors(t *testing.T) {
+	cfg := specPlugin()
+	cfg.Config.Triggers[32513].OnAny.Log.Message = "x {nope} {task.status}"
+	cfg.Config.Triggers[32513].OnStatus = map[string]*config.Actions{"done": {}}
+	cfg.Config.Triggers[1] = &config.Trigger{Name: "empty"}
+	_, err := NewTaskTrigger(cfg, Deps{})
+	if err == nil {
+		t.Fatal("got no error")
+	}
+	for _, w := range []string{"{nope}", "on_done", "trigger 1"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %s", err, w)
+		}
+	}
+}
+
+// failing is a plugin that always fails or panics.
+type failing struct {
+	name  string
+	panic bool
+}
+
+func (f *failing) Name() string { return f.name }
+func (f *failing) Handle(_ context.Context, _ *Enriched, out *Output) error {
+	out.Add(nil) // dropped by the orchestrator
+	if f.panic {
+		panic("boom")
+	}
+	return errors.New("broken")
+}
+func (f *failing) Close(context.Context) error { return nil }
+
+func TestOrchestrator(t *testing.T) {
+	reg := NewRegistry()
+	reg.MustRegister(KindTaskTrigger, NewTaskTrigger)
+	reg.MustRegister("failing", func(p *config.Plugin, _ Deps) (Plugin, error) {
+		return &failing{name: p.Name, panic: p.Class == "panic"}, nil
+	})
+	if err := reg.Register("failing", NewTaskTrigger); !errors.Is(err, ErrDuplicatePlugin) {
+		t.Fatalf("duplicate register: got %v", err)
+	}
+	if err := reg.Register("", NewTaskTrigger); err == nil {
+		t.Fatal("empty kind accepted")
+	}
+	promReg := prometheus.NewRegistry()
+	m := metrics.New(promReg)
+	var logs bytes.Buffer
+	disabled := specPlugin()
+	disabled.Name, disabled.Enabled = "off", false
+	plugins := []*config.Plugin{
+		{Name: "first_bad", Module: "failing", Enabled: true, Priority: 10},
+		{Name: "panicky", Module: "failing", Class: "panic", Enabled: true, Priority: 20},
+		specPlugin(),
+		disabled,
+	}
+	o, err := NewOrchestrator(t.Context(), reg, plugins, Deps{Metrics: m, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close(t.Context())
+	if got := strings.Join(o.Names(), ","); got != "first_bad,panicky,itel_cabinet_api" {
+		t.Fatalf("plugins %s", got)
+	}
+	var out Output
+	if failed := o.Handle(t.Context(), taskEvent(t, 32513, "assigned", "assigned"), &out); failed != 2 {
+		t.Fatalf("failed = %d, want 2", failed)
+	}
+	if out.Len() != 1 || out.Records[0] == nil {
+		t.Fatalf("got %d records, want the task_trigger's one only", out.Len())
+	}
+	if n := strings.Count(logs.String(), "plugin_failed"); n != 2 {
+		t.Fatalf("logged %d failures, want 2 (once each):\n%s", n, logs.String())
+	}
+	for _, name := range []string{"first_bad", "panicky"} {
+		if got := testutil.ToFloat64(m.PluginErrors.WithLabelValues(name)); got != 1 {
+			t.Fatalf("%s errors = %v, want 1", name, got)
+		}
+	}
+	o.Published(&out)
+	o.PublishFailed(&out)
+	if got := testutil.ToFloat64(m.PluginEventsPublished.WithLabelValues("itel_cabinet_api")); got != 1 {
+		t.Fatalf("published = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.PluginPublishErrors.WithLabelValues("itel_cabinet_api")); got != 1 {
+		t.Fatalf("publish errors = %v, want 1", got)
+	}
+
+	_, err = NewOrchestrator(t.Context(), reg, []*config.Plugin{{Name: "x", Module: "python.thing", Enabled: true}}, Deps{})
+	if !errors.Is(err, ErrUnknownPlugin) {
+		t.Fatalf("unknown kind: got %v", err)
+	}
+}
+
+// TestOrchestratorRepoConfig loads config/ as kpipe does and runs SPEC.md's
+// plugin.
+func TestOrchestratorRepoConfig(t *testing.T) {
+	env := map[string]string{"CLAIMX_API_BASE_URL": "http://127.0.0.1:1", "CLAIMX_API_TOKEN": "t"}
+	cfg, err := config.Load("../../config", config.WithEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := NewOrchestrator(t.Context(), DefaultRegistry(), cfg.Plugins, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out Output
+	o.Handle(t.Context(), taskEvent(t, 32513, "assigned", "assigned"), &out)
+	if out.Len() != 1 || out.Records[0].Topic != "itel.cabinet.task.tracking" {
+		t.Fatalf("got %d records", out.Len())
+	}
+}
+
+func FuzzCompileLog(f *testing.F) {
+	for _, s := range []string{"", "plain", "a {event_id} b", "{task.status}{project.name}", "{", "}{", "{unterminated", "{nope}", "{{event_id}}"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, msg string) {
+		lt, err := compileLog(&config.LogAction{Message: msg})
+		if err != nil {
+			return
+		}
+		fl := &fields{ev: &Enriched{Event: &claimx.Event{EventID: "E"}}, trigger: &trigger{name: "T"}}
+		got := lt.render(fl)
+		if !strings.Contains(msg, "{") && got != msg {
+			t.Fatalf("template without fields %q rendered %q", msg, got)
+		}
+	})
+}
