@@ -1,0 +1,60 @@
+package delta
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// FileInfo describes one stored object.
+type FileInfo struct {
+	// Key is the object's path relative to the storage root, with '/'
+	// separators.
+	Key     string
+	Size    int64
+	ModTime time.Time
+}
+
+// Storage is the object store a table lives in. It is shaped like S3: keys
+// are '/'-separated paths relative to the table root, there is no rename, and
+// the only atomic primitive is PutIfAbsent, which Delta commits rely on.
+//
+// Implementations must be safe for concurrent use. Every method blocks until
+// the operation is durable or has failed; a missing key is reported as an
+// error wrapping ErrNotExist.
+type Storage interface {
+	// Read returns the whole object.
+	Read(ctx context.Context, key string) ([]byte, error)
+	// List returns the objects whose key starts with prefix and is not less
+	// than startAt, sorted by key. Listing a prefix that does not exist
+	// returns no objects and no error.
+	List(ctx context.Context, prefix, startAt string) ([]FileInfo, error)
+	// Write creates or atomically replaces an object: readers see the old
+	// content or the new one, never a part.
+	Write(ctx context.Context, key string, data []byte) error
+	// PutIfAbsent creates an object atomically and durably, or fails with an
+	// error wrapping ErrExist when the key exists (even if being written
+	// concurrently by another process).
+	PutIfAbsent(ctx context.Context, key string, data []byte) error
+	// Delete removes an object; deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+	// Location names the table root for messages (a folder or URL).
+	Location() string
+}
+
+// OpenLocation returns the Storage for a table location: a local folder
+// (absolute or relative path, or a file:// URL). Object store URLs are not
+// supported yet.
+func OpenLocation(location string) (Storage, error) {
+	switch {
+	case location == "":
+		return nil, fmt.Errorf("delta: empty table location")
+	case strings.HasPrefix(location, "file://"):
+		return NewLocalStorage(strings.TrimPrefix(location, "file://"))
+	case strings.Contains(location, "://"):
+		scheme, _, _ := strings.Cut(location, "://")
+		return nil, fmt.Errorf("delta: table location %q: %w: %s:// storage is not implemented yet", location, ErrUnsupportedFeature, scheme)
+	}
+	return NewLocalStorage(location)
+}

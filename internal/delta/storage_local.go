@@ -1,0 +1,232 @@
+package delta
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// LocalStorage is a Storage on a local file system folder. PutIfAbsent writes
+// a temporary file, fsyncs it, hard-links it to the final name (which fails if
+// that name exists) and fsyncs the folder, so a commit is atomic and durable
+// and two processes can never both create the same key.
+type LocalStorage struct {
+	root string
+}
+
+// NewLocalStorage returns a LocalStorage rooted at folder root. The folder
+// does not need to exist yet: writes create it.
+func NewLocalStorage(root string) (*LocalStorage, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("delta: table location %q: %w", root, err)
+	}
+	return &LocalStorage{root: abs}, nil
+}
+
+// Location returns the root folder.
+func (s *LocalStorage) Location() string { return s.root }
+
+func (s *LocalStorage) path(key string) (string, error) {
+	clean := path.Clean("/" + key)
+	if key == "" || clean == "/" || strings.Contains(key, "\x00") {
+		return "", fmt.Errorf("delta: invalid key %q", key)
+	}
+	return filepath.Join(s.root, filepath.FromSlash(clean[1:])), nil
+}
+
+func mapFSError(err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: %w", ErrNotExist, err)
+	case errors.Is(err, fs.ErrExist):
+		return fmt.Errorf("%w: %w", ErrExist, err)
+	}
+	return err
+}
+
+// Read implements Storage.
+func (s *LocalStorage) Read(ctx context.Context, key string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p, err := s.path(key)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, mapFSError(err)
+	}
+	return b, nil
+}
+
+// List implements Storage. Hidden temporary files of in-flight writes are
+// not listed.
+func (s *LocalStorage) List(ctx context.Context, prefix, startAt string) ([]FileInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	dirKey := ""
+	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
+		dirKey = prefix[:i]
+	}
+	dir := s.root
+	if dirKey != "" {
+		var err error
+		if dir, err = s.path(dirKey); err != nil {
+			return nil, err
+		}
+	}
+	var out []FileInfo
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), ".tmp-") {
+			return nil
+		}
+		rel, err := filepath.Rel(s.root, p)
+		if err != nil {
+			return err
+		}
+		key := filepath.ToSlash(rel)
+		if !strings.HasPrefix(key, prefix) || key < startAt {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // deleted while listing
+			}
+			return err
+		}
+		out = append(out, FileInfo{Key: key, Size: info.Size(), ModTime: info.ModTime()})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delta: listing %q: %w", prefix, err)
+	}
+	slices.SortFunc(out, func(a, b FileInfo) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
+}
+
+// writeTemp writes data to a new fsynced temporary file beside p.
+func writeTemp(p string, data []byte) (string, error) {
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := filepath.Join(dir, ".tmp-"+hex.EncodeToString(rnd[:])+"-"+filepath.Base(p))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return "", err
+	}
+	return tmp, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Write implements Storage: temporary file, fsync, rename, fsync folder.
+func (s *LocalStorage) Write(ctx context.Context, key string, data []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	tmp, err := writeTemp(p, data)
+	if err != nil {
+		return fmt.Errorf("delta: writing %q: %w", key, err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("delta: writing %q: %w", key, err)
+	}
+	if err := syncDir(filepath.Dir(p)); err != nil {
+		return fmt.Errorf("delta: writing %q: %w", key, err)
+	}
+	return nil
+}
+
+// PutIfAbsent implements Storage: temporary file, fsync, hard link to the
+// final name (the atomic existence check), fsync folder.
+func (s *LocalStorage) PutIfAbsent(ctx context.Context, key string, data []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Lstat(p); err == nil {
+		return fmt.Errorf("delta: creating %q: %w", key, ErrExist)
+	}
+	tmp, err := writeTemp(p, data)
+	if err != nil {
+		return fmt.Errorf("delta: creating %q: %w", key, err)
+	}
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, p); err != nil {
+		return fmt.Errorf("delta: creating %q: %w", key, mapFSError(err))
+	}
+	if err := syncDir(filepath.Dir(p)); err != nil {
+		return fmt.Errorf("delta: creating %q: %w", key, err)
+	}
+	return nil
+}
+
+// Delete implements Storage.
+func (s *LocalStorage) Delete(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("delta: deleting %q: %w", key, err)
+	}
+	return nil
+}
+
+var _ Storage = (*LocalStorage)(nil)

@@ -1,0 +1,4 @@
+package delta
+
+// testdataDir holds the reference tables (shared/testdata beside the repo).
+const testdataDir = "../../../shared/testdata"

@@ -1,0 +1,401 @@
+package delta
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Hooks are test seams in the write path.
+type Hooks struct {
+	// AfterDataFiles runs after the data files of an Append are written and
+	// before its log entry is committed. An error aborts the Append (the
+	// files stay unreferenced), which simulates a crash at that point.
+	AfterDataFiles func() error
+}
+
+// AppendOptions configures one Append.
+type AppendOptions struct {
+	// Txns are recorded in the same commit (txn actions), e.g. one per
+	// source partition with the last offset written.
+	Txns []Txn
+	// SchemaEvolution lets rows add nested struct fields and new columns;
+	// the new schema goes into the commit as a metaData action.
+	SchemaEvolution bool
+	// Operation is commitInfo.operation; default "WRITE".
+	Operation string
+	Hooks     Hooks
+}
+
+// CommitResult describes a successful Append.
+type CommitResult struct {
+	Version int64
+	Files   int
+	Rows    int64
+	Bytes   int64
+	// SchemaChanged is true when the commit carried a new schema.
+	SchemaChanged bool
+}
+
+// maxCommitAttempts bounds the retries of one commit against concurrent
+// blind appends.
+const maxCommitAttempts = 10000
+
+// Append writes rows to the table as one commit: one Parquet file per
+// partition, then a log entry with the add actions, the txn actions of opts,
+// a metaData action if the schema evolved, and commitInfo.
+//
+// A row that does not fit the schema fails the whole call with a
+// *SchemaError whose Row is the row's index, before anything is written.
+// A concurrent commit that only added files (or removed files with
+// dataChange) and recorded other application ids is retried at the next
+// version; one that changed metadata or protocol, or recorded one of
+// opts.Txns' application ids, fails the call with *ConflictError. A txn
+// whose version is not greater than the one already recorded fails with
+// *ConflictError too. Empty rows with Txns commit the txns alone.
+func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOptions) (CommitResult, error) {
+	snap, err := t.update(ctx)
+	if err != nil {
+		return CommitResult{}, err
+	}
+	if err := checkWritable(snap); err != nil {
+		return CommitResult{}, err
+	}
+	if len(rows) == 0 && len(opts.Txns) == 0 {
+		return CommitResult{Version: snap.version}, nil
+	}
+	if err := checkTxns(snap, opts.Txns); err != nil {
+		return CommitResult{}, err
+	}
+
+	// Schema evolution.
+	schema := snap.metadata.Schema
+	if opts.SchemaEvolution {
+		order := declaredOrder(snap)
+		for i, r := range rows {
+			ns, err := evolveRow(schema, r, order)
+			if err != nil {
+				return CommitResult{}, withRow(err, i)
+			}
+			schema = ns
+		}
+	}
+	schemaChanged := schema != snap.metadata.Schema && !TypesEqual(schema, snap.metadata.Schema)
+
+	files, err := t.writeDataFiles(ctx, snap, schema, rows)
+	if err != nil {
+		return CommitResult{}, err
+	}
+	if opts.Hooks.AfterDataFiles != nil {
+		if err := opts.Hooks.AfterDataFiles(); err != nil {
+			return CommitResult{}, err
+		}
+	}
+
+	res := CommitResult{Files: len(files), SchemaChanged: schemaChanged}
+	for _, f := range files {
+		res.Bytes += f.Size
+		n, _ := f.NumRecords()
+		res.Rows += n
+	}
+	var md *Metadata
+	if schemaChanged {
+		m := *snap.metadata
+		m.Schema = schema
+		m.SchemaString = schema.SchemaString()
+		md = &m
+	}
+	op := opts.Operation
+	if op == "" {
+		op = "WRITE"
+	}
+	now := time.Now()
+	acts := []action{{CommitInfo: map[string]any{
+		"timestamp": now.UnixMilli(),
+		"operation": op,
+		"operationParameters": map[string]any{
+			"mode":        "Append",
+			"partitionBy": jsonString(snap.metadata.PartitionColumns),
+		},
+		"readVersion":    snap.version,
+		"isolationLevel": "Serializable",
+		"isBlindAppend":  md == nil,
+		"operationMetrics": map[string]string{
+			"numFiles":       strconv.Itoa(len(files)),
+			"numOutputRows":  strconv.FormatInt(res.Rows, 10),
+			"numOutputBytes": strconv.FormatInt(res.Bytes, 10),
+		},
+		"engineInfo": EngineInfo(),
+		"txnId":      newUUID(),
+	}}}
+	if md != nil {
+		acts = append(acts, action{MetaData: md})
+	}
+	for _, tx := range opts.Txns {
+		tx := tx
+		ms := now.UnixMilli()
+		tx.LastUpdated = &ms
+		acts = append(acts, action{Txn: &tx})
+	}
+	for i := range files {
+		acts = append(acts, action{Add: &files[i]})
+	}
+	entry, err := encodeLogEntry(acts)
+	if err != nil {
+		return CommitResult{}, err
+	}
+
+	base := snap
+	version := snap.version + 1
+	for attempt := 0; ; attempt++ {
+		if attempt >= maxCommitAttempts {
+			return CommitResult{}, fmt.Errorf("delta: commit gave up after %d concurrent commits", attempt)
+		}
+		err := t.store.PutIfAbsent(ctx, commitKey(version), entry)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrExist) {
+			return CommitResult{}, fmt.Errorf("delta: committing version %d: %w", version, err)
+		}
+		// Lost the race: check the winner, then try the next version.
+		next := base.clone()
+		next.history = nil
+		if err := t.applyWinner(ctx, next, version, opts.Txns); err != nil {
+			return CommitResult{}, err
+		}
+		t.setLatest(next)
+		base = next
+		version++
+	}
+	ns := base.clone()
+	ns.history = nil
+	ns.apply(version, acts, now)
+	t.setLatest(ns)
+	res.Version = version
+	t.maybeCheckpoint(ctx, ns)
+	return res, nil
+}
+
+// applyWinner reads a concurrent commit and applies it to s, or returns a
+// *ConflictError if an append cannot be reordered after it.
+func (t *Table) applyWinner(ctx context.Context, s *Snapshot, version int64, txns []Txn) error {
+	data, err := t.store.Read(ctx, commitKey(version))
+	if err != nil {
+		return fmt.Errorf("delta: reading concurrent commit %d: %w", version, err)
+	}
+	acts, err := parseLogEntry(data)
+	if err != nil {
+		return fmt.Errorf("delta: concurrent commit %d: %w", version, err)
+	}
+	for _, a := range acts {
+		switch {
+		case a.MetaData != nil:
+			return &ConflictError{Version: version, Reason: "table metadata changed"}
+		case a.Protocol != nil:
+			return &ConflictError{Version: version, Reason: "table protocol changed"}
+		case a.Txn != nil:
+			for _, tx := range txns {
+				if tx.AppID == a.Txn.AppID {
+					return &ConflictError{Version: version, Reason: fmt.Sprintf("txn appId %q written concurrently (version %d)", tx.AppID, a.Txn.Version)}
+				}
+			}
+		}
+	}
+	s.apply(version, acts, time.Now())
+	return nil
+}
+
+func checkTxns(s *Snapshot, txns []Txn) error {
+	seen := map[string]bool{}
+	for _, tx := range txns {
+		if tx.AppID == "" {
+			return fmt.Errorf("delta: txn with empty appId")
+		}
+		if seen[tx.AppID] {
+			return fmt.Errorf("delta: txn appId %q given twice", tx.AppID)
+		}
+		seen[tx.AppID] = true
+		if v, ok := s.TxnVersion(tx.AppID); ok && tx.Version <= v {
+			return &ConflictError{Version: s.version, Reason: fmt.Sprintf("txn appId %q already at version %d (writing %d)", tx.AppID, v, tx.Version)}
+		}
+	}
+	return nil
+}
+
+func withRow(err error, row int) error {
+	var se *SchemaError
+	if errors.As(err, &se) {
+		c := *se
+		c.Row = row
+		return &c
+	}
+	return err
+}
+
+func jsonString(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// declaredOrder is the table's declared top-level column order (property
+// kpipe.columnOrder), used to place inferred columns.
+func declaredOrder(s *Snapshot) []string {
+	v, ok := s.config(propColumnOrder)
+	if !ok || v == "" {
+		return nil
+	}
+	return strings.Split(v, ",")
+}
+
+type partGroup struct {
+	values map[string]string
+	rows   []int
+}
+
+// writeDataFiles encodes the rows, one file per partition, and writes them.
+func (t *Table) writeDataFiles(ctx context.Context, snap *Snapshot, schema *StructType, rows []map[string]any) ([]AddFile, error) {
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	partCols := snap.metadata.PartitionColumns
+	data := &StructType{}
+	ignore := map[string]bool{}
+	for _, f := range schema.Fields {
+		if slices.Contains(partCols, f.Name) {
+			ignore[f.Name] = true
+		} else {
+			data.Fields = append(data.Fields, f)
+		}
+	}
+	numIdx := snap.configInt("delta.dataSkippingNumIndexedCols", 32)
+	if numIdx < 0 {
+		numIdx = 1 << 30
+	}
+	plan, err := newWritePlan(data, numIdx)
+	if err != nil {
+		return nil, err
+	}
+	plan.ignore = ignore
+
+	// Group rows by partition.
+	var groups []*partGroup
+	byKey := map[string]*partGroup{}
+	var kb strings.Builder
+	for i, r := range rows {
+		kb.Reset()
+		var vals map[string]string
+		if len(partCols) > 0 {
+			vals = make(map[string]string, len(partCols))
+		}
+		for _, pc := range partCols {
+			f := schema.Field(pc)
+			if f == nil {
+				return nil, fmt.Errorf("%w: partition column %q not in schema", ErrCorruptLog, pc)
+			}
+			v, err := coerceValue(f.Type, r[pc], pc)
+			if err != nil {
+				return nil, withRow(err, i)
+			}
+			if v == nil && !f.Nullable {
+				return nil, &SchemaError{Row: i, Path: pc, Reason: "null in NOT NULL partition column"}
+			}
+			s, err := serializePartitionValue(f.Type, v)
+			if err != nil {
+				return nil, &SchemaError{Row: i, Path: pc, Reason: err.Error()}
+			}
+			vals[pc] = s
+			if v == nil {
+				kb.WriteString("\x01")
+			} else {
+				kb.WriteString(s)
+			}
+			kb.WriteByte(0)
+		}
+		g := byKey[kb.String()]
+		if g == nil {
+			g = &partGroup{values: vals}
+			byKey[kb.String()] = g
+			groups = append(groups, g)
+		}
+		g.rows = append(g.rows, i)
+	}
+
+	files := make([]AddFile, len(groups))
+	errs := make([]error, len(groups))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
+	for gi, g := range groups {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			files[gi], errs[gi] = t.writeFile(ctx, plan, partCols, g, rows)
+		}()
+	}
+	wg.Wait()
+	var first error
+	firstRow := -1
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		var se *SchemaError
+		if errors.As(err, &se) && (firstRow < 0 || se.Row < firstRow) {
+			first, firstRow = err, se.Row
+		} else if first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return nil, first
+	}
+	return files, nil
+}
+
+func (t *Table) writeFile(ctx context.Context, plan *writePlan, partCols []string, g *partGroup, rows []map[string]any) (AddFile, error) {
+	enc := newFileEncoder(plan, len(g.rows))
+	for _, i := range g.rows {
+		if err := enc.add(rows[i]); err != nil {
+			return AddFile{}, withRow(err, i)
+		}
+	}
+	data, err := enc.encode()
+	if err != nil {
+		return AddFile{}, err
+	}
+	dirKey, dirPath := partitionDir(partCols, g.values)
+	name := "part-00000-" + newUUID() + ".c000.zstd.parquet"
+	if err := t.store.Write(ctx, dirKey+name, data); err != nil {
+		return AddFile{}, fmt.Errorf("delta: writing data file: %w", err)
+	}
+	pv := g.values
+	if pv == nil {
+		pv = map[string]string{}
+	}
+	return AddFile{
+		Path:             dirPath + name,
+		PartitionValues:  pv,
+		Size:             int64(len(data)),
+		ModificationTime: time.Now().UnixMilli(),
+		DataChange:       true,
+		Stats:            enc.statsJSON(),
+	}, nil
+}
