@@ -1,0 +1,105 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"kpipe/internal/claimx"
+)
+
+// syncBuffer is an io.Writer safe for the command's goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestSimCommand(t *testing.T) {
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	emit := filepath.Join(t.TempDir(), "events.jsonl")
+	env := &Env{Stdout: out, Stderr: errOut, Getenv: func(k string) (string, bool) {
+		if k == "CLAIMX_API_TOKEN" {
+			return "env-secret", true
+		}
+		return "", false
+	}}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, env, []string{"sim", "--addr", "127.0.0.1:0", "--seed", "3", "--projects", "20", "--faults", "latency=1ms", "--emit", emit})
+	}()
+	re := regexp.MustCompile(`http://(\S+)`)
+	var addr string
+	for deadline := time.Now().Add(5 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			addr = m[1]
+		}
+	}
+	if addr == "" {
+		t.Fatalf("no address printed: %q %q", out, errOut)
+	}
+	if s := out.String(); strings.Contains(s, "env-secret") || !strings.Contains(s, "$CLAIMX_API_TOKEN") || !strings.Contains(s, "faults: latency=1ms") {
+		t.Fatalf("banner: %q", s)
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+"/api/v1/tasks/32513", nil)
+	req.Header.Set("Authorization", "Bearer env-secret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "iTel Cabinet Repair Form") {
+		t.Fatalf("GET template: %d %s", resp.StatusCode, body)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != ExitOK {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("sim did not stop")
+	}
+	b, err := os.ReadFile(emit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) < 100 {
+		t.Fatalf("%d events emitted", len(lines))
+	}
+	for _, l := range lines {
+		if _, err := claimx.ParseEvent([]byte(l)); err != nil {
+			t.Fatalf("emitted %q: %v", l, err)
+		}
+	}
+}
+
+func TestSimCommandBadFaults(t *testing.T) {
+	var out, errOut bytes.Buffer
+	env := &Env{Stdout: &out, Stderr: &errOut, Getenv: func(string) (string, bool) { return "", false }}
+	if code := run(t.Context(), env, []string{"sim", "--faults", "500=7"}); code != ExitUsage {
+		t.Fatalf("exit %d, want %d: %s", code, ExitUsage, errOut.String())
+	}
+}
