@@ -83,6 +83,8 @@ type Flusher interface {
 	// StoredOffsets returns, for each partition of topic with a stored mark,
 	// the last offset already durable.
 	StoredOffsets(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error)
-	// Discard drops buffered events of partitions the worker lost.
-	Discard(topic string, partitions []int32)
+	// Discard drops the buffered events of a partition with an offset above
+	// after: the worker lost the partition, or could not finish handling
+	// what it polled.
+	Discard(topic string, partition int32, after int64)
 }

@@ -386,17 +386,13 @@ func (w *DeltaWriter) StoredOffsets(ctx context.Context, topic string, partition
 }
 
 // Discard implements Flusher.
-func (w *DeltaWriter) Discard(topic string, partitions []int32) {
-	drop := make(map[int32]bool, len(partitions))
-	for _, p := range partitions {
-		drop[p] = true
-	}
+func (w *DeltaWriter) Discard(topic string, partition int32, after int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	kept := w.buf[:0]
 	w.bytes = 0
 	for _, p := range w.buf {
-		if p.ev.Topic == topic && drop[p.ev.Partition] {
+		if p.ev.Topic == topic && p.ev.Partition == partition && p.ev.Offset > after {
 			continue
 		}
 		kept = append(kept, p)

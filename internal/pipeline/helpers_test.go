@@ -1,0 +1,331 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"kpipe/internal/config"
+	"kpipe/internal/delta"
+	"kpipe/internal/metrics"
+	"kpipe/internal/sim"
+)
+
+const (
+	inputTopic   = "itel.cabinet.task.tracking"
+	successTopic = "itel.cabinet.task.tracking.success"
+	errorTopic   = "itel.cabinet.task.tracking.errors"
+	workerName   = "itel_cabinet_tracking_worker"
+	templateID   = 32513
+)
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("KPIPE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// memTable is an in-memory table: txn versions and rows, with fault
+// injection. It refuses a txn version that does not move forward, as the
+// Delta log's conflict check does for concurrent writers.
+type memTable struct {
+	mu      sync.Mutex
+	schema  *delta.StructType
+	rows    []map[string]any
+	txns    map[string]int64
+	version int64
+	down    bool
+	// beforeCommit runs after the "data files" are written and before the
+	// commit; an error aborts the Append.
+	beforeCommit func() error
+	appends      int
+}
+
+var errStorageDown = errors.New("storage unavailable (test)")
+
+func newMemTable() *memTable {
+	return &memTable{schema: itelSchema(), txns: map[string]int64{}, version: -1}
+}
+
+func (m *memTable) setDown(down bool) {
+	m.mu.Lock()
+	m.down = down
+	m.mu.Unlock()
+}
+
+func (m *memTable) Schema(context.Context) (*delta.StructType, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.down {
+		return nil, errStorageDown
+	}
+	return m.schema, nil
+}
+
+func (m *memTable) Append(_ context.Context, rows []map[string]any, txns map[string]int64, _ bool) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.down {
+		return 0, errStorageDown
+	}
+	if m.beforeCommit != nil {
+		if err := m.beforeCommit(); err != nil {
+			return 0, err
+		}
+	}
+	for app, v := range txns {
+		if old, ok := m.txns[app]; ok && v <= old {
+			return 0, &delta.ConflictError{Version: m.version, Reason: fmt.Sprintf("txn %s at %d, not above %d", app, v, old)}
+		}
+	}
+	for app, v := range txns {
+		m.txns[app] = v
+	}
+	m.rows = append(m.rows, rows...)
+	m.version++
+	m.appends++
+	return m.version, nil
+}
+
+func (m *memTable) TxnVersions(_ context.Context, ids []string) (map[string]int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.down {
+		return nil, errStorageDown
+	}
+	out := map[string]int64{}
+	for _, id := range ids {
+		if v, ok := m.txns[id]; ok {
+			out[id] = v
+		}
+	}
+	return out, nil
+}
+
+func (m *memTable) Close(context.Context) error { return nil }
+
+func (m *memTable) snapshot() []map[string]any {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.rows)
+}
+
+func itelSchema() *delta.StructType {
+	f := func(name string, t delta.PrimitiveType, nullable bool) *delta.StructField {
+		return &delta.StructField{Name: name, Type: t, Nullable: nullable}
+	}
+	return &delta.StructType{Fields: []*delta.StructField{
+		f("event_id", delta.TypeString, false),
+		f("event_type", delta.TypeString, false),
+		f("event_timestamp", delta.TypeTimestamp, false),
+		f("processed_timestamp", delta.TypeTimestamp, false),
+		f("task_id", delta.TypeInteger, false),
+		f("assignment_id", delta.TypeInteger, true),
+		f("project_id", delta.TypeString, false),
+		f("task_status", delta.TypeString, false),
+		f("task_name", delta.TypeString, true),
+		f("assigned_to_user_id", delta.TypeInteger, true),
+		f("assigned_by_user_id", delta.TypeInteger, true),
+		f("task_created_at", delta.TypeTimestamp, true),
+		f("task_completed_at", delta.TypeTimestamp, true),
+		f("tracking_version", delta.TypeString, true),
+		f("source", delta.TypeString, true),
+		f("year", delta.TypeInteger, true),
+		f("month", delta.TypeInteger, true),
+		f("day", delta.TypeInteger, true),
+	}}
+}
+
+// env is a test world: a kfake broker with the worker's topics, the ClaimX
+// simulator over real HTTP and the repository's configuration.
+type env struct {
+	t       testing.TB
+	cluster *kfake.Cluster
+	sim     *sim.Sim
+	srv     *httptest.Server
+	cfg     *config.Config
+	worker  *config.Worker
+	metrics *metrics.Metrics
+	prod    *kgo.Client
+}
+
+func newEnv(t testing.TB, simOpts sim.Options) *env {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, inputTopic), kfake.SeedTopics(1, successTopic, errorTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	s := sim.New(simOpts)
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	vars := map[string]string{"CLAIMX_API_BASE_URL": srv.URL, "CLAIMX_API_TOKEN": sim.DefaultToken}
+	cfg, err := config.Load("../../config", config.WithEnv(func(k string) (string, bool) { v, ok := vars[k]; return v, ok }), config.WithHandlerCheck(DefaultRegistry().Check))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w *config.Worker
+	for _, cw := range cfg.Workers {
+		if cw.Name == workerName {
+			w = cw
+		}
+	}
+	if w == nil {
+		t.Fatalf("worker %s not in config", workerName)
+	}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic(inputTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(prod.Close)
+	return &env{t: t, cluster: c, sim: s, srv: srv, cfg: cfg, worker: w, metrics: metrics.New(prometheus.NewRegistry()), prod: prod}
+}
+
+// kopts are the worker's Kafka client options.
+func (e *env) kopts() []kgo.Opt {
+	return []kgo.Opt{kgo.SeedBrokers(e.cluster.ListenAddrs()...), kgo.FetchMaxWait(100 * time.Millisecond)}
+}
+
+// registry is DefaultRegistry with delta_writer writing to tbl.
+func registryWith(tbl table) *Registry {
+	r := NewRegistry()
+	r.MustRegister(TypeTransform, transformFactory)
+	r.MustRegister(TypeValidation, validationFactory)
+	r.MustRegister(TypeLookup, lookupFactory)
+	r.MustRegister(TypeDeltaWriter, TypedFactory(deltaWriterDefaults, func(cfg *DeltaWriterConfig, deps Deps) (Handler, error) {
+		return newDeltaWriter(cfg, tbl, deps), nil
+	}))
+	return r
+}
+
+func (e *env) deps() Deps {
+	return Deps{WorkerName: workerName, Connections: e.cfg.Connections, Metrics: e.metrics, Logger: testLogger(e.t)}
+}
+
+// trackingPayload is the task_trigger plugin's payload (SPEC.md) for one
+// manifest entry.
+func trackingPayload(e sim.ManifestEntry, created time.Time) []byte {
+	task := map[string]any{
+		"assignment_id":       e.AssignmentID,
+		"task_id":             e.TaskID,
+		"project_id":          e.ProjectID,
+		"status":              e.Status,
+		"assigned_to_user_id": 1000 + e.AssignmentID%97,
+		"assigned_by_user_id": 7,
+		"created_at":          created.UTC().Format(time.RFC3339Nano),
+	}
+	if e.PreviousStatus != "" {
+		task["previous_status"] = e.PreviousStatus
+	}
+	if e.Status == "completed" {
+		task["completed_at"] = e.At.UTC().Format(time.RFC3339Nano)
+	}
+	p := map[string]any{
+		"trigger_name":  "iTel Cabinet Task Tracking",
+		"event_id":      e.EventID,
+		"event_type":    e.EventType,
+		"project_id":    e.ProjectID,
+		"task_id":       e.TaskID,
+		"assignment_id": e.AssignmentID,
+		"task_name":     "iTel Cabinet Repair Form",
+		"task_status":   e.Status,
+		"timestamp":     e.At.UTC().Format(time.RFC3339Nano),
+		"task":          task,
+		"project":       map[string]any{"project_id": e.ProjectID, "name": "Project " + e.ProjectID, "status": "open"},
+	}
+	b, _ := json.Marshal(p)
+	return b
+}
+
+// entries returns the manifest's events of the iTel template, in order.
+func (e *env) entries() []sim.ManifestEntry {
+	return e.sim.Manifest().EventsForTemplate(templateID)
+}
+
+// produceTracking publishes the tracking payloads of entries, keyed by
+// assignment id like the plugin does.
+func (e *env) produceTracking(ctx context.Context, entries []sim.ManifestEntry) {
+	e.t.Helper()
+	m := e.sim.Manifest()
+	recs := make([]*kgo.Record, 0, len(entries))
+	for _, en := range entries {
+		created := m.Assignments[en.AssignmentID][0].At
+		recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprint(en.AssignmentID)), Value: trackingPayload(en, created)})
+	}
+	e.produce(ctx, recs...)
+}
+
+func (e *env) produce(ctx context.Context, recs ...*kgo.Record) {
+	e.t.Helper()
+	for len(recs) > 0 {
+		n := min(len(recs), 5000)
+		if err := e.prod.ProduceSync(ctx, recs[:n]...).FirstErr(); err != nil {
+			e.t.Fatal(err)
+		}
+		recs = recs[n:]
+	}
+}
+
+// readTopic returns every record of topic (read uncommitted, from the start)
+// once at least want are there, or what is there after timeout.
+func (e *env) readTopic(ctx context.Context, topic string, want int, timeout time.Duration) []*kgo.Record {
+	e.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.cluster.ListenAddrs()...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(50*time.Millisecond))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []*kgo.Record
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) && (want < 0 || len(out) < want) {
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		out = append(out, fs.Records()...)
+	}
+	return out
+}
+
+// runWorker starts a worker in the background; stop cancels it and returns
+// Run's error.
+func runWorker(t testing.TB, ctx context.Context, w *Worker) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	return func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(60 * time.Second):
+			t.Fatal("worker did not stop")
+			return nil
+		}
+	}
+}
+
+// waitFor polls cond until it holds or timeout.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,703 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"kpipe/internal/config"
+	"kpipe/internal/metrics"
+)
+
+// DefaultShutdownTimeout bounds the final flush and commit of a graceful
+// stop.
+const DefaultShutdownTimeout = 30 * time.Second
+
+// ErrKilled is returned by Run when a test hook stopped the worker the way
+// a crash would: nothing flushed, nothing committed.
+var ErrKilled = errors.New("worker killed by hook")
+
+// Hooks let tests stop a worker at chosen points as a crash would. A hook
+// that returns an error makes Run abandon everything (no flush, no commit)
+// and return that error.
+type Hooks struct {
+	// AfterBatch runs after a poll's records went through the chain and their
+	// error records were published, before any flush.
+	AfterBatch func(records int) error
+	// AfterTableCommit runs after a flush committed a table version, before
+	// success records are published and offsets committed.
+	AfterTableCommit func(version int64) error
+}
+
+// Worker is a plugin action worker: it consumes its input topic in its
+// consumer group, runs each partition's records through the handler chain,
+// publishes error and success records and commits offsets only for what is
+// durable. With a buffering handler (delta_writer) the table's txn actions
+// are the source of truth for offsets: on assignment the worker seeks to the
+// stored version + 1 and drops anything at or below it.
+type Worker struct {
+	cfg      *config.Worker
+	kopts    []kgo.Opt
+	chain    *Chain
+	flusher  Flusher
+	deps     Deps
+	log      *slog.Logger
+	hooks    Hooks
+	shutdown time.Duration
+
+	consumed, processed, failed, deltaWrites, deltaErrs prometheus.Counter
+	latency, batchSize                                  prometheus.Observer
+	errs, rowsByStatus                                  *prometheus.CounterVec
+	errRecordsC                                         prometheus.Counter
+	lag                                                 *prometheus.GaugeVec
+
+	// mu is held while a poll is processed, during flushes and in rebalance
+	// callbacks, so they never overlap.
+	mu         sync.Mutex
+	cl         *kgo.Client
+	parts      map[int32]*partState
+	lastCommit time.Time
+	paused     bool
+	dead       atomic.Bool
+}
+
+// partState is what the worker knows of one assigned input partition.
+type partState struct {
+	// floor: records at or below it are already in the table; dropped.
+	floor int64
+	// last is the last record fully handled (its row buffered or written,
+	// its error records published).
+	last *kgo.Record
+	// flushed is the offset of last when it was last made durable, and
+	// committed the last offset committed to Kafka.
+	flushed, committed int64
+}
+
+// WorkerOption changes a Worker built by NewWorker.
+type WorkerOption func(*Worker)
+
+// WithHooks installs test hooks.
+func WithHooks(h Hooks) WorkerOption { return func(w *Worker) { w.hooks = h } }
+
+// WithShutdownTimeout bounds the final flush and commit of a graceful stop.
+func WithShutdownTimeout(d time.Duration) WorkerOption { return func(w *Worker) { w.shutdown = d } }
+
+// NewWorker builds the worker cfg describes: its handler chain from reg with
+// deps. kopts are the Kafka client options (seed brokers, TLS, SASL,
+// logger); the worker adds its consumer-group options. Nothing connects
+// until Run.
+func NewWorker(ctx context.Context, cfg *config.Worker, kopts []kgo.Opt, reg *Registry, deps Deps, opts ...WorkerOption) (*Worker, error) {
+	if cfg.Name == "" || cfg.InputTopic == "" || cfg.ConsumerGroup == "" {
+		return nil, errors.New("worker needs a name, an input_topic and a consumer_group")
+	}
+	if cfg.EnableAutoCommit {
+		return nil, fmt.Errorf("worker %s: enable_auto_commit must be false: offsets are committed only once rows are durable", cfg.Name)
+	}
+	if deps.WorkerName == "" {
+		deps.WorkerName = cfg.Name
+	}
+	deps = deps.withDefaults()
+	chain, err := BuildChain(ctx, reg, cfg.EnrichmentHandlers, deps)
+	if err != nil {
+		return nil, fmt.Errorf("worker %s: %w", cfg.Name, err)
+	}
+	return newWorker(cfg, kopts, chain, deps, opts...), nil
+}
+
+func newWorker(cfg *config.Worker, kopts []kgo.Opt, chain *Chain, deps Deps, opts ...WorkerOption) *Worker {
+	m, name := deps.Metrics, cfg.Name
+	w := &Worker{
+		cfg:          cfg,
+		kopts:        kopts,
+		chain:        chain,
+		flusher:      chain.Flusher(),
+		deps:         deps,
+		log:          deps.Logger.With("worker", name),
+		shutdown:     DefaultShutdownTimeout,
+		parts:        make(map[int32]*partState),
+		consumed:     m.WorkerMessagesConsumed.WithLabelValues(name),
+		processed:    m.WorkerMessagesProcessed.WithLabelValues(name),
+		failed:       m.WorkerMessagesFailed.WithLabelValues(name),
+		deltaWrites:  m.WorkerDeltaWrites.WithLabelValues(name),
+		deltaErrs:    m.WorkerDeltaWriteErrors.WithLabelValues(name),
+		latency:      m.WorkerProcessingLatency.WithLabelValues(name),
+		batchSize:    m.BatchSize.WithLabelValues(name),
+		errs:         m.Errors.MustCurryWith(prometheus.Labels{"worker": name}),
+		rowsByStatus: m.RowsByStatus.MustCurryWith(prometheus.Labels{"worker": name}),
+		errRecordsC:  m.ErrorRecords.WithLabelValues(name, cfg.ErrorTopic),
+		lag:          m.ConsumerLag.MustCurryWith(prometheus.Labels{"group": cfg.ConsumerGroup, "topic": cfg.InputTopic}),
+	}
+	for _, o := range opts {
+		o(w)
+	}
+	return w
+}
+
+func (w *Worker) batchLimit() int {
+	if w.cfg.BatchSize > 0 {
+		return w.cfg.BatchSize
+	}
+	return 100
+}
+
+// Run consumes until ctx is cancelled, then stops polling, finishes the
+// batch in hand, flushes, commits and closes; it returns nil after such a
+// graceful stop. It returns an error when the worker cannot go on (a
+// handler that cannot work, the final flush failing); nothing uncommitted is
+// lost then, the next run resumes from the table.
+func (w *Worker) Run(ctx context.Context) (err error) {
+	opts := append([]kgo.Opt{
+		kgo.ConsumeTopics(w.cfg.InputTopic),
+		kgo.ConsumerGroup(w.cfg.ConsumerGroup),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.OnPartitionsRevoked(w.onRevoked),
+		kgo.OnPartitionsLost(w.onLost),
+	}, w.kopts...)
+	if w.flusher != nil {
+		opts = append(opts, kgo.AdjustFetchOffsetsFn(w.adjustOffsets))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		_ = w.chain.Close(ctx) // the client error is what matters
+		return fmt.Errorf("worker %s: kafka client: %w", w.cfg.Name, err)
+	}
+	w.mu.Lock()
+	w.cl = cl
+	w.lastCommit = time.Now()
+	w.mu.Unlock()
+	w.log.Info("worker_started", "topic", w.cfg.InputTopic, "group", w.cfg.ConsumerGroup, "handlers", len(w.chain.stages))
+
+	runErr := w.loop(ctx, cl)
+	if errors.Is(runErr, ErrKilled) || w.dead.Load() {
+		// A simulated crash: leave everything as it is.
+		w.dead.Store(true)
+		cl.Close()
+		_ = w.chain.Close(context.Background())
+		return runErr
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.shutdown)
+	defer cancel()
+	var errs []error
+	if runErr != nil {
+		errs = append(errs, runErr)
+	} else {
+		w.mu.Lock()
+		if err := w.flushAndCommit(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("final flush: %w", err))
+		}
+		w.mu.Unlock()
+	}
+	if err := cl.Flush(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("publishing success records: %w", err))
+	}
+	if runErr != nil {
+		// Do not let the revoke callback flush what a failure left behind.
+		w.dead.Store(true)
+	}
+	cl.Close()
+	if err := w.chain.Close(sctx); err != nil {
+		errs = append(errs, err)
+	}
+	w.log.Info("worker_stopped", "error", errors.Join(errs...))
+	return errors.Join(errs...)
+}
+
+func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if w.flusher != nil {
+			if _, next := w.flusher.FlushDue(time.Now()); !next.IsZero() {
+				pctx, cancel = context.WithDeadline(ctx, next)
+			}
+		}
+		fetches := cl.PollRecords(pctx, w.batchLimit())
+		cancel()
+		if fetches.IsClientClosed() {
+			return nil
+		}
+		if ctx.Err() != nil {
+			// Stop polling; what this poll returned is left uncommitted.
+			cl.AllowRebalance()
+			return nil
+		}
+		w.mu.Lock()
+		err := w.processPoll(ctx, fetches)
+		if err == nil {
+			err = w.maybeFlush(ctx)
+		}
+		w.mu.Unlock()
+		cl.AllowRebalance()
+		if err != nil {
+			if ctx.Err() != nil && !errors.Is(err, ErrKilled) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// partBatch is one partition's share of a poll.
+type partBatch struct {
+	part   int32
+	st     *partState
+	evs    []*Event
+	failed []*Event
+	out    []*Event
+	last   *kgo.Record
+	n      int
+	err    error
+}
+
+func (w *Worker) part(p int32) *partState {
+	st, ok := w.parts[p]
+	if !ok {
+		st = &partState{floor: -1, flushed: -1, committed: -1}
+		w.parts[p] = st
+	}
+	return st
+}
+
+// processPoll runs a poll's records through the chain, a goroutine per
+// partition, and publishes their error records. A partition's state moves
+// on only when all of that is done.
+func (w *Worker) processPoll(ctx context.Context, fetches kgo.Fetches) error {
+	now := time.Now()
+	var batches []*partBatch
+	fetches.EachError(func(topic string, p int32, err error) {
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			w.log.Warn("fetch_failed", "topic", topic, "partition", p, "error", err)
+		}
+	})
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) == 0 {
+			return
+		}
+		w.lag.WithLabelValues(strconv.Itoa(int(p.Partition))).Set(float64(max(p.HighWatermark-p.Records[len(p.Records)-1].Offset-1, 0)))
+		st := w.part(p.Partition)
+		b := &partBatch{part: p.Partition, st: st, evs: make([]*Event, 0, len(p.Records)), last: p.Records[len(p.Records)-1], n: len(p.Records)}
+		for _, r := range p.Records {
+			if r.Offset <= st.floor {
+				continue // already in the table
+			}
+			ev := &Event{Raw: r.Value, Key: r.Key, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Received: now}
+			fields, err := DecodeJSON(r.Value)
+			if err != nil {
+				ev.Errors = append(ev.Errors, &HandlerError{Handler: "decode", Class: ClassMalformed, Err: err})
+				b.failed = append(b.failed, ev)
+				w.errs.WithLabelValues(ClassMalformed).Inc()
+				continue
+			}
+			ev.Fields = fields
+			b.evs = append(b.evs, ev)
+		}
+		batches = append(batches, b)
+	})
+	if len(batches) == 0 {
+		return nil
+	}
+	n := 0
+	for _, b := range batches {
+		n += b.n
+	}
+	w.consumed.Add(float64(n))
+	w.batchSize.Observe(float64(n))
+
+	run := func(b *partBatch) {
+		b.out, b.failed, b.err = w.chain.Process(ctx, b.evs, b.failed)
+	}
+	if len(batches) == 1 {
+		run(batches[0])
+	} else {
+		var wg sync.WaitGroup
+		for _, b := range batches {
+			wg.Go(func() { run(b) })
+		}
+		wg.Wait()
+	}
+	var firstErr error
+	for _, b := range batches {
+		if b.err != nil && firstErr == nil {
+			firstErr = b.err
+		}
+	}
+	if firstErr == nil {
+		firstErr = w.publishErrors(ctx, batches)
+	}
+	if firstErr != nil {
+		// The consumer has moved past records whose rows are buffered but
+		// not marked: drop them and stop; the next run resumes from the
+		// table.
+		for _, b := range batches {
+			w.discardUnmarked(b.part, b.st)
+		}
+		return firstErr
+	}
+	for _, b := range batches {
+		b.st.last = b.last
+		w.failed.Add(float64(len(b.failed)))
+	}
+	if w.flusher == nil {
+		w.succeeded(ctx, batches, "", -1)
+	}
+	if w.hooks.AfterBatch != nil {
+		if err := w.hooks.AfterBatch(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *Worker) discardUnmarked(p int32, st *partState) {
+	if w.flusher == nil {
+		return
+	}
+	after := st.floor
+	if st.last != nil {
+		after = max(after, st.last.Offset)
+	}
+	w.flusher.Discard(w.cfg.InputTopic, p, after)
+}
+
+// publishErrors publishes an error record for every failed event and every
+// error recorded on an event that went on, and waits until Kafka has them:
+// no offset covering them is committed before.
+func (w *Worker) publishErrors(ctx context.Context, batches []*partBatch) error {
+	var recs []*kgo.Record
+	now := time.Now()
+	for _, b := range batches {
+		for _, ev := range b.failed {
+			he := ev.Errors[len(ev.Errors)-1]
+			for _, rec := range ev.Errors[:len(ev.Errors)-1] {
+				recs = append(recs, w.errorRecord(ev, rec, false, 1, now))
+			}
+			recs = append(recs, w.errorRecord(ev, he, false, 1, now))
+		}
+		for _, ev := range b.out {
+			for _, he := range ev.Errors {
+				recs = append(recs, w.errorRecord(ev, he, true, 1, now))
+				w.errs.WithLabelValues(he.Class).Inc()
+			}
+		}
+	}
+	if len(recs) == 0 || w.cfg.ErrorTopic == "" {
+		return nil
+	}
+	if err := w.produceSync(ctx, recs); err != nil {
+		return fmt.Errorf("publishing %d error records: %w", len(recs), err)
+	}
+	w.errRecordsC.Add(float64(len(recs)))
+	return nil
+}
+
+// produceSync produces recs and waits for them, retrying with backoff until
+// ctx is done.
+func (w *Worker) produceSync(ctx context.Context, recs []*kgo.Record) error {
+	bo := newBackoff()
+	for {
+		err := w.cl.ProduceSync(ctx, recs...).FirstErr()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		w.errs.WithLabelValues("publish").Inc()
+		d := bo.NextBackOff()
+		w.log.Warn("publish_failed", "records", len(recs), "retry_in", d, "error", err)
+		if !sleep(ctx, d) {
+			return err
+		}
+	}
+}
+
+func newBackoff() *backoff.ExponentialBackOff {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 50 * time.Millisecond
+	bo.MaxInterval = 5 * time.Second
+	return bo
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// maybeFlush flushes and commits when the buffer is due, or commits offsets
+// when nothing is buffered and some handled offsets are not committed yet.
+func (w *Worker) maybeFlush(ctx context.Context) error {
+	now := time.Now()
+	if w.flusher != nil {
+		due, next := w.flusher.FlushDue(now)
+		if due {
+			return w.flushAndCommit(ctx)
+		}
+		if !next.IsZero() {
+			return nil // rows are buffered: their flush commits the offsets
+		}
+	}
+	if now.Sub(w.lastCommit) >= time.Second {
+		return w.flushAndCommit(ctx)
+	}
+	return nil
+}
+
+func (w *Worker) marks() []Mark {
+	var marks []Mark
+	for p, st := range w.parts {
+		if st.last != nil && st.last.Offset > st.flushed {
+			marks = append(marks, Mark{Topic: w.cfg.InputTopic, Partition: p, Offset: st.last.Offset})
+		}
+	}
+	return marks
+}
+
+// flushAndCommit flushes the buffering handler with the current marks,
+// retrying unavailable storage with backoff (fetching paused), publishes
+// success records and commits offsets. Callers hold w.mu.
+func (w *Worker) flushAndCommit(ctx context.Context) error {
+	marks := w.marks()
+	if w.flusher != nil {
+		_, next := w.flusher.FlushDue(time.Now())
+		if len(marks) > 0 || !next.IsZero() {
+			res, err := w.flushRetry(ctx, marks)
+			if err != nil {
+				return err
+			}
+			if res.Version >= 0 && w.hooks.AfterTableCommit != nil {
+				if err := w.hooks.AfterTableCommit(res.Version); err != nil {
+					return err
+				}
+			}
+			if len(res.Rejected) > 0 {
+				rejected := &partBatch{failed: res.Rejected}
+				if err := w.publishErrors(ctx, []*partBatch{rejected}); err != nil {
+					w.log.Error("publishing_rejected_rows_failed", "rows", len(res.Rejected), "error", err)
+				}
+				w.failed.Add(float64(len(res.Rejected)))
+			}
+			w.succeededEvents(ctx, res.Written, res.Table, res.Version)
+		}
+	}
+	for _, m := range marks {
+		w.parts[m.Partition].flushed = m.Offset
+	}
+	return w.commitOffsets(ctx)
+}
+
+func (w *Worker) flushRetry(ctx context.Context, marks []Mark) (*FlushResult, error) {
+	bo := newBackoff()
+	table := ""
+	for attempt := 1; ; attempt++ {
+		res, err := w.flusher.Flush(ctx, marks)
+		if err == nil {
+			if w.paused {
+				w.cl.ResumeFetchTopics(w.cfg.InputTopic)
+				w.paused = false
+				w.log.Info("storage_available", "attempts", attempt)
+			}
+			if res.Table != "" {
+				w.deps.Metrics.DeltaStorageUp.WithLabelValues(res.Table).Set(1)
+			}
+			return res, nil
+		}
+		var se *StorageError
+		if !errors.As(err, &se) {
+			w.deltaErrs.Inc()
+			return nil, err
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		w.deltaErrs.Inc()
+		w.errs.WithLabelValues("storage").Inc()
+		if tn, ok := w.flusher.(interface{ Table() string }); ok {
+			table = tn.Table()
+			w.deps.Metrics.DeltaStorageUp.WithLabelValues(table).Set(0)
+		}
+		if !w.paused {
+			w.cl.PauseFetchTopics(w.cfg.InputTopic)
+			w.paused = true
+		}
+		d := bo.NextBackOff()
+		w.log.Warn("storage_unavailable", "table", table, "attempt", attempt, "retry_in", d, "error", err)
+		if !sleep(ctx, d) {
+			return nil, err
+		}
+	}
+}
+
+func (w *Worker) succeeded(ctx context.Context, batches []*partBatch, table string, version int64) {
+	for _, b := range batches {
+		w.succeededEvents(ctx, b.out, table, version)
+	}
+}
+
+// succeededEvents counts committed events and publishes their success
+// records (asynchronously: they are reports, not part of the commit).
+func (w *Worker) succeededEvents(ctx context.Context, evs []*Event, table string, version int64) {
+	if len(evs) == 0 {
+		return
+	}
+	now := time.Now()
+	w.processed.Add(float64(len(evs)))
+	if table != "" {
+		w.deltaWrites.Add(float64(len(evs)))
+	}
+	for _, ev := range evs {
+		w.latency.Observe(now.Sub(ev.Received).Seconds())
+		if s, ok := ev.Fields["task_status"].(string); ok {
+			w.rowsByStatus.WithLabelValues(metrics.StatusLabel(s)).Inc()
+		}
+		if w.cfg.SuccessTopic != "" {
+			w.cl.Produce(context.WithoutCancel(ctx), w.successRecord(ev, table, version, now), w.onSuccessProduced)
+		}
+	}
+}
+
+func (w *Worker) onSuccessProduced(r *kgo.Record, err error) {
+	if err != nil && !w.dead.Load() {
+		w.errs.WithLabelValues("publish").Inc()
+		w.log.Warn("success_record_failed", "topic", r.Topic, "error", err)
+	}
+}
+
+// commitOffsets commits, for each partition, the offset after the last
+// durable record. It is an optimisation: the table's txn versions are the
+// truth, so a failure is logged and left for the next commit.
+func (w *Worker) commitOffsets(ctx context.Context) error {
+	var recs []*kgo.Record
+	for _, st := range w.parts {
+		if st.last != nil && st.flushed == st.last.Offset && st.last.Offset > st.committed {
+			recs = append(recs, st.last)
+		}
+	}
+	w.lastCommit = time.Now()
+	if len(recs) == 0 {
+		return nil
+	}
+	if err := w.cl.CommitRecords(ctx, recs...); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		w.log.Warn("offset_commit_failed", "error", err)
+		return nil
+	}
+	for _, r := range recs {
+		w.parts[r.Partition].committed = r.Offset
+	}
+	return nil
+}
+
+// adjustOffsets runs when partitions are assigned, before fetching starts:
+// it reads the table's txn versions and starts each partition after what
+// the table holds, whatever the group's committed offset says.
+func (w *Worker) adjustOffsets(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	if w.dead.Load() {
+		return offsets, nil
+	}
+	parts := offsets[w.cfg.InputTopic]
+	if len(parts) == 0 {
+		return offsets, nil
+	}
+	ps := make([]int32, 0, len(parts))
+	for p := range parts {
+		ps = append(ps, p)
+	}
+	var stored map[int32]int64
+	bo := newBackoff()
+	for {
+		var err error
+		stored, err = w.flusher.StoredOffsets(ctx, w.cfg.InputTopic, ps)
+		if err == nil {
+			break
+		}
+		w.log.Warn("reading_table_offsets_failed", "retry_in", bo.NextBackOff(), "error", err)
+		if !sleep(ctx, bo.NextBackOff()) {
+			return nil, err
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for p, off := range parts {
+		st := &partState{floor: -1, flushed: -1, committed: -1}
+		if eo := off.EpochOffset(); eo.Offset > 0 {
+			st.committed = eo.Offset - 1
+		}
+		if v, ok := stored[p]; ok {
+			st.floor = v
+			if eo := off.EpochOffset(); eo.Offset < v+1 {
+				parts[p] = kgo.NewOffset().At(v + 1).WithEpoch(-1)
+			}
+		}
+		w.parts[p] = st
+		w.log.Info("partition_assigned", "partition", p, "table_offset", st.floor, "start", parts[p].EpochOffset().Offset)
+	}
+	return offsets, nil
+}
+
+// onRevoked flushes and commits before partitions move to another member.
+// If the flush cannot finish in time, the revoked partitions' buffered rows
+// are dropped: the new owner reads them again from Kafka.
+func (w *Worker) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	if w.dead.Load() {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	parts := revoked[w.cfg.InputTopic]
+	if len(parts) == 0 {
+		return
+	}
+	fctx, cancel := context.WithTimeout(ctx, w.shutdown)
+	defer cancel()
+	if err := w.flushAndCommit(fctx); err != nil {
+		w.log.Warn("flush_on_revoke_failed", "error", err)
+	}
+	w.forget(parts)
+}
+
+// onLost drops what the worker held of partitions it lost without a chance
+// to commit.
+func (w *Worker) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	if w.dead.Load() {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.forget(lost[w.cfg.InputTopic])
+}
+
+func (w *Worker) forget(parts []int32) {
+	for _, p := range parts {
+		if w.flusher != nil {
+			after := int64(-1)
+			if st, ok := w.parts[p]; ok {
+				after = st.flushed
+			}
+			w.flusher.Discard(w.cfg.InputTopic, p, after)
+		}
+		delete(w.parts, p)
+		w.lag.DeleteLabelValues(strconv.Itoa(int(p)))
+	}
+}
