@@ -4,14 +4,31 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"kpipe/internal/delta"
 )
 
-// deltaTable adapts *delta.Table to table.
+// deltaTable adapts *delta.Table to table. The table is opened lazily, and
+// created from its definition when the location has no Delta log, so that
+// storage that is down at start-up is retried like any other outage.
 type deltaTable struct {
 	name  string
 	store delta.Storage
+	defs  func(name string) (delta.TableDef, error)
+	opts  []delta.Option
+	hooks delta.Hooks
+
+	commitLatency                        prometheus.Observer
+	files, bytes, rows, evolutions, conf prometheus.Counter
+	version                              prometheus.Gauge
+
+	mu sync.Mutex
+	t  *delta.Table
 }
 
 func openDeltaTable(location, name string, deps Deps) (table, error) {
@@ -23,16 +40,116 @@ func openDeltaTable(location, name string, deps Deps) (table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("table %s: %w", name, err)
 	}
-	return &deltaTable{name: name, store: store}, nil
+	m := deps.Metrics
+	return &deltaTable{
+		name:          name,
+		store:         store,
+		defs:          deps.TableDefs,
+		opts:          []delta.Option{delta.WithLogger(deps.Logger.With("table", name))},
+		hooks:         delta.Hooks{AfterDataFiles: deps.AfterDataFiles},
+		commitLatency: m.DeltaCommitLatency.WithLabelValues(name),
+		files:         m.DeltaFilesWritten.WithLabelValues(name),
+		bytes:         m.DeltaBytesWritten.WithLabelValues(name),
+		rows:          m.DeltaRowsWritten.WithLabelValues(name),
+		evolutions:    m.DeltaSchemaEvolutions.WithLabelValues(name),
+		conf:          m.DeltaCommitConflicts.WithLabelValues(name),
+		version:       m.DeltaTableVersion.WithLabelValues(name),
+	}, nil
 }
 
-var errNotYet = errors.New("delta writes are not available yet")
+func (d *deltaTable) table(ctx context.Context) (*delta.Table, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.t != nil {
+		return d.t, nil
+	}
+	t, err := delta.Open(ctx, d.store, d.opts...)
+	if errors.Is(err, delta.ErrNotATable) {
+		if d.defs == nil {
+			return nil, fmt.Errorf("table %s does not exist at %s and no definition is known to create it", d.name, d.store.Location())
+		}
+		def, derr := d.defs(d.name)
+		if derr != nil {
+			return nil, fmt.Errorf("table %s: %w", d.name, derr)
+		}
+		t, err = delta.Create(ctx, d.store, def, d.opts...)
+		if errors.Is(err, delta.ErrTableExists) {
+			t, err = delta.Open(ctx, d.store, d.opts...) // created concurrently
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	d.t = t
+	return t, nil
+}
 
-func (t *deltaTable) Schema(ctx context.Context) (*delta.StructType, error) { return nil, errNotYet }
-func (t *deltaTable) Append(ctx context.Context, rows []map[string]any, txns map[string]int64, evolve bool) (int64, error) {
-	return 0, errNotYet
+func (d *deltaTable) Schema(ctx context.Context) (*delta.StructType, error) {
+	t, err := d.table(ctx)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := t.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return snap.Schema(), nil
 }
-func (t *deltaTable) TxnVersions(ctx context.Context, appIDs []string) (map[string]int64, error) {
-	return nil, errNotYet
+
+func (d *deltaTable) Append(ctx context.Context, rows []map[string]any, txns map[string]int64, evolve bool) (int64, error) {
+	t, err := d.table(ctx)
+	if err != nil {
+		return 0, err
+	}
+	opts := delta.AppendOptions{SchemaEvolution: evolve, Hooks: d.hooks}
+	for app, v := range txns {
+		opts.Txns = append(opts.Txns, delta.Txn{AppID: app, Version: v})
+	}
+	sort.Slice(opts.Txns, func(i, j int) bool { return opts.Txns[i].AppID < opts.Txns[j].AppID })
+	start := time.Now()
+	res, err := t.Append(ctx, rows, opts)
+	if err != nil {
+		var ce *delta.ConflictError
+		if errors.As(err, &ce) {
+			d.conf.Inc()
+		}
+		return 0, err
+	}
+	d.commitLatency.Observe(time.Since(start).Seconds())
+	d.files.Add(float64(res.Files))
+	d.bytes.Add(float64(res.Bytes))
+	d.rows.Add(float64(res.Rows))
+	d.version.Set(float64(res.Version))
+	if res.SchemaChanged {
+		d.evolutions.Inc()
+	}
+	return res.Version, nil
 }
-func (t *deltaTable) Close(ctx context.Context) error { return nil }
+
+func (d *deltaTable) TxnVersions(ctx context.Context, appIDs []string) (map[string]int64, error) {
+	t, err := d.table(ctx)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := t.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(appIDs))
+	for _, id := range appIDs {
+		if v, ok := snap.TxnVersion(id); ok {
+			out[id] = v
+		}
+	}
+	return out, nil
+}
+
+func (d *deltaTable) Close(ctx context.Context) error {
+	d.mu.Lock()
+	t := d.t
+	d.mu.Unlock()
+	if t == nil {
+		return nil
+	}
+	return t.Close(ctx)
+}

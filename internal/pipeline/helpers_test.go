@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -200,12 +201,15 @@ func (e *env) kopts() []kgo.Opt {
 }
 
 // registry is DefaultRegistry with delta_writer writing to tbl.
-func registryWith(tbl table) *Registry {
+func registryWith(tbl table, tweak ...func(*DeltaWriterConfig)) *Registry {
 	r := NewRegistry()
 	r.MustRegister(TypeTransform, transformFactory)
 	r.MustRegister(TypeValidation, validationFactory)
 	r.MustRegister(TypeLookup, lookupFactory)
 	r.MustRegister(TypeDeltaWriter, TypedFactory(deltaWriterDefaults, func(cfg *DeltaWriterConfig, deps Deps) (Handler, error) {
+		for _, f := range tweak {
+			f(cfg)
+		}
 		return newDeltaWriter(cfg, tbl, deps), nil
 	}))
 	return r
@@ -328,4 +332,70 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// sink is where a test worker writes: the in-memory table or a real Delta
+// table in a temporary folder.
+type sink struct {
+	name string
+	reg  *Registry
+	deps func(Deps) Deps
+	rows func() []map[string]any
+}
+
+func memSink(tbl *memTable, tweak ...func(*DeltaWriterConfig)) sink {
+	return sink{name: "mem", reg: registryWith(tbl, tweak...), deps: func(d Deps) Deps { return d }, rows: tbl.snapshot}
+}
+
+// tableDefs loads table definitions from the repository's config/tables.
+func tableDefs(name string) (delta.TableDef, error) {
+	return delta.LoadTableDef(filepath.Join("..", "..", "config", "tables", name+".yaml"))
+}
+
+func deltaSink(t testing.TB, dir string) sink {
+	return sink{
+		name: "delta",
+		reg:  DefaultRegistry(),
+		deps: func(d Deps) Deps {
+			d.DataDir = dir
+			d.TableDefs = tableDefs
+			return d
+		},
+		rows: func() []map[string]any { return readDelta(t, filepath.Join(dir, "delta", "itel_cabinet_task_tracking")) },
+	}
+}
+
+// readDelta reads every row of the table at dir (none if it does not exist).
+func readDelta(t testing.TB, dir string) []map[string]any {
+	t.Helper()
+	ctx := context.Background()
+	store, err := delta.OpenLocation(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := delta.Open(ctx, store)
+	if errors.Is(err, delta.ErrNotATable) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := tbl.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := delta.ReadRows(ctx, store, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+func (e *env) newWorker(t testing.TB, s sink, opts ...WorkerOption) *Worker {
+	t.Helper()
+	w, err := NewWorker(t.Context(), e.worker, e.kopts(), s.reg, s.deps(e.deps()), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
 }

@@ -218,6 +218,12 @@ type Deps struct {
 	// DataDir is the --data root: a table without a configured location
 	// lives at DataDir/delta/<table_name>.
 	DataDir string
+	// TableDefs returns the definition (schema, partitioning, properties) of
+	// a named table, used to create it when its location has no table yet.
+	TableDefs func(name string) (delta.TableDef, error)
+	// AfterDataFiles, when set, runs in every table commit between writing
+	// the data files and committing the log entry (crash tests).
+	AfterDataFiles func() error
 	// Storage, when set, opens a table location instead of
 	// delta.OpenLocation (tests inject failing storage).
 	Storage func(location string) (delta.Storage, error)

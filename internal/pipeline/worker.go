@@ -522,7 +522,7 @@ func (w *Worker) flushRetry(ctx context.Context, marks []Mark) (*FlushResult, er
 			return res, nil
 		}
 		var se *StorageError
-		if !errors.As(err, &se) {
+		if errors.Is(err, ErrKilled) || !errors.As(err, &se) {
 			w.deltaErrs.Inc()
 			return nil, err
 		}

@@ -73,19 +73,26 @@ func newTestWorker(t testing.TB, e *env, tbl table, opts ...WorkerOption) *Worke
 // once, enriched, and each assignment's timeline in the table is the
 // manifest's.
 func TestWorkerTracksEveryEvent(t *testing.T) {
+	t.Run("mem", func(t *testing.T) { testTracksEveryEvent(t, func(e *env) sink { return memSink(newMemTable()) }) })
+	t.Run("delta", func(t *testing.T) {
+		testTracksEveryEvent(t, func(e *env) sink { return deltaSink(t, t.TempDir()) })
+	})
+}
+
+func testTracksEveryEvent(t *testing.T, mk func(*env) sink) {
 	ctx := t.Context()
 	e := newEnv(t, sim.Options{Seed: 1, Projects: 60})
 	want := e.entries()
 	if len(want) < 50 {
 		t.Fatalf("world too small: %d events", len(want))
 	}
+	s := mk(e)
 	// Scenario 1: the first event alone (a task creation).
-	tbl := newMemTable()
-	w := newTestWorker(t, e, tbl)
+	w := e.newWorker(t, s)
 	stop := runWorker(t, ctx, w)
 	e.produceTracking(ctx, want[:1])
-	waitFor(t, 20*time.Second, "first row", func() bool { return len(tbl.snapshot()) == 1 })
-	row := tbl.snapshot()[0]
+	waitFor(t, 20*time.Second, "first row", func() bool { return len(s.rows()) == 1 })
+	row := s.rows()[0]
 	if row["event_id"] != want[0].EventID || row["task_status"] != want[0].Status {
 		t.Fatalf("first row %v, want event %s status %s", row, want[0].EventID, want[0].Status)
 	}
@@ -98,11 +105,11 @@ func TestWorkerTracksEveryEvent(t *testing.T) {
 	}
 	// Scenario 2: the rest, every status transition.
 	e.produceTracking(ctx, want[1:])
-	waitFor(t, 30*time.Second, "all rows", func() bool { return len(tbl.snapshot()) >= len(want) })
+	waitFor(t, 30*time.Second, "all rows", func() bool { return len(s.rows()) >= len(want) })
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	checkTimeline(t, tbl.snapshot(), want)
+	checkTimeline(t, s.rows(), want)
 
 	succ := e.readTopic(ctx, successTopic, len(want), 10*time.Second)
 	if len(succ) != len(want) {
