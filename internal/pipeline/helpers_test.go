@@ -361,7 +361,9 @@ func deltaSink(t testing.TB, dir string) sink {
 			d.TableDefs = tableDefs
 			return d
 		},
-		rows: func() []map[string]any { return readDelta(t, filepath.Join(dir, "delta", "itel_cabinet_task_tracking")) },
+		rows: func() []map[string]any {
+			return readDelta(t, filepath.Join(dir, "delta", "itel_cabinet_task_tracking"))
+		},
 	}
 }
 
