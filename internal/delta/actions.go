@@ -164,10 +164,16 @@ func parseAction(l []byte) (action, error) {
 			if err = strictObject(v, a.Add); err == nil && a.Add.Path == "" {
 				err = fmt.Errorf("add without path")
 			}
+			if isJSONNull(a.Add.DeletionVector) {
+				a.Add.DeletionVector = nil
+			}
 		case "remove":
 			a.Remove = new(RemoveFile)
 			if err = strictObject(v, a.Remove); err == nil && a.Remove.Path == "" {
 				err = fmt.Errorf("remove without path")
+			}
+			if isJSONNull(a.Remove.DeletionVector) {
+				a.Remove.DeletionVector = nil
 			}
 		case "metaData":
 			a.MetaData = new(Metadata)
@@ -204,7 +210,9 @@ func parseAction(l []byte) (action, error) {
 	return a, nil
 }
 
-func isJSONNull(v json.RawMessage) bool { return string(bytes.TrimSpace(v)) == "null" }
+func isJSONNull(v json.RawMessage) bool {
+	return v != nil && string(bytes.TrimSpace(v)) == "null"
+}
 
 // strictObject decodes a JSON object, rejecting non-objects (a string where
 // an action object belongs means a corrupt entry, not an empty action).

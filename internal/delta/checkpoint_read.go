@@ -151,6 +151,9 @@ func dvJSON(v any) json.RawMessage {
 			clean[k] = x
 		}
 	}
+	if len(clean) == 0 {
+		return nil
+	}
 	b, _ := json.Marshal(clean)
 	return b
 }

@@ -271,7 +271,8 @@ func (t *Table) load(ctx context.Context, target int64) (*Snapshot, error) {
 			if err == nil {
 				return s, nil
 			}
-			if errors.Is(err, ErrUnsupportedFeature) || ctx.Err() != nil {
+			var ice *incompleteCheckpointError
+			if errors.Is(err, ErrUnsupportedFeature) || errors.As(err, &ice) || ctx.Err() != nil {
 				return nil, err
 			}
 			t.log.Warn("delta_replay_from_hint_failed", "version", hint.Version, "error", err)
@@ -323,7 +324,8 @@ func (t *Table) replay(ctx context.Context, l logListing, target int64, partial 
 			s.lastCheckpoint = lastCkpt
 			return s, nil
 		}
-		if errors.Is(err, ErrUnsupportedFeature) || ctx.Err() != nil {
+		var ice *incompleteCheckpointError
+		if errors.Is(err, ErrUnsupportedFeature) || errors.As(err, &ice) || ctx.Err() != nil {
 			return nil, err
 		}
 		t.log.Warn("delta_checkpoint_unusable", "version", cv, "error", err)
@@ -367,7 +369,7 @@ func (t *Table) replayFrom(ctx context.Context, l logListing, cv, end int64) (*S
 		s.history = nil
 		s.checkpointVersion = cv
 		if s.protocol == nil || s.metadata == nil {
-			return nil, fmt.Errorf("%w: checkpoint %d lacks protocol or metadata", ErrCorruptLog, cv)
+			return nil, &incompleteCheckpointError{version: cv}
 		}
 		if c, ok := l.commits[cv]; ok {
 			// The checkpoint's own commit supplies its commitInfo/timestamp.
@@ -439,3 +441,14 @@ func (t *Table) History(ctx context.Context, limit int) ([]CommitInfo, error) {
 }
 
 func isLogKey(k string) bool { return strings.HasPrefix(k, logDir) }
+
+// incompleteCheckpointError is a checkpoint that parses but lacks the
+// protocol or metadata: the log is corrupt, and falling back to older state
+// would hide it.
+type incompleteCheckpointError struct{ version int64 }
+
+func (e *incompleteCheckpointError) Error() string {
+	return fmt.Sprintf("%v: checkpoint %d lacks protocol or metadata", ErrCorruptLog, e.version)
+}
+
+func (e *incompleteCheckpointError) Unwrap() error { return ErrCorruptLog }
