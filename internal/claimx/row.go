@@ -1,7 +1,6 @@
 package claimx
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -27,49 +26,6 @@ func DecodeRow(b []byte) (Row, error) {
 		return nil, fmt.Errorf("%w: not a JSON object", ErrMalformedBody)
 	}
 	return Row(m), nil
-}
-
-// decodeJSON decodes any JSON value with exact integers.
-func decodeJSON(b []byte) (any, error) {
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformedBody, err)
-	}
-	if d.More() {
-		return nil, fmt.Errorf("%w: data after the JSON value", ErrMalformedBody)
-	}
-	return convertNumbers(v), nil
-}
-
-// convertNumbers replaces json.Number values in place by int64 or float64.
-func convertNumbers(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, e := range t {
-			switch e.(type) {
-			case json.Number, map[string]any, []any:
-				t[k] = convertNumbers(e)
-			}
-		}
-		return t
-	case []any:
-		for i, e := range t {
-			t[i] = convertNumbers(e)
-		}
-		return t
-	case json.Number:
-		if i, err := strconv.ParseInt(string(t), 10, 64); err == nil {
-			return i
-		}
-		f, err := strconv.ParseFloat(string(t), 64)
-		if err != nil {
-			return string(t)
-		}
-		return f
-	}
-	return v
 }
 
 // Get returns the value at a dotted path ("form_response.answers.photos").
