@@ -242,6 +242,7 @@ func (c *Client) getRow(ctx context.Context, path, rawQuery string) (Row, error)
 }
 
 type attemptResult struct {
+	notSent    bool // the context ended before the request went out
 	status     int
 	retryAfter string
 	body       string
@@ -261,14 +262,23 @@ func (c *Client) do(ctx context.Context, path, rawQuery string, fn func([]byte) 
 		shown += "?" + rawQuery
 	}
 	target := c.base + shown
+	var last attemptResult
 	for attempt := 1; ; attempt++ {
 		r := c.attempt(ctx, target, fn)
 		if r.err == nil && r.status >= 200 && r.status < 300 {
 			return nil
 		}
+		if r.notSent {
+			attempt--
+			r.status, r.body = last.status, last.body
+		}
+		last = r
 		he := &HTTPError{Connection: c.name, Method: http.MethodGet, URL: shown, Status: r.status, Attempts: attempt, Body: r.body, Err: r.err}
 		if err := ctx.Err(); err != nil {
 			he.Err = err
+			return he
+		}
+		if r.notSent { // the rate limiter cannot start it before the deadline
 			return he
 		}
 		he.Retryable = r.err != nil || retryableStatus(r.status)
@@ -298,12 +308,15 @@ func (c *Client) attempt(ctx context.Context, target string, fn func([]byte) err
 	select {
 	case c.sem <- struct{}{}:
 	case <-ctx.Done():
-		return attemptResult{err: ctx.Err()}
+		return attemptResult{notSent: true, err: ctx.Err()}
 	}
 	defer func() { <-c.sem }()
 	if c.limiter != nil {
 		if err := c.limiter.Wait(ctx); err != nil {
-			return attemptResult{err: err}
+			if ctx.Err() == nil { // the wait would outlast the deadline
+				err = fmt.Errorf("rate limit wait exceeds the deadline: %w", context.DeadlineExceeded)
+			}
+			return attemptResult{notSent: true, err: err}
 		}
 	}
 	actx, cancel := context.WithTimeout(ctx, c.timeout)

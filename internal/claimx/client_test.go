@@ -459,3 +459,27 @@ func BenchmarkClient(b *testing.B) {
 		})
 	}
 }
+
+func TestCancelWhileQueued(t *testing.T) {
+	f := newFixture(t, "latency=300ms")
+	f.conn.MaxConcurrency = 1
+	c := f.client(t)
+	go c.TaskTemplate(t.Context(), 32513) // holds the only slot
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	_, err := c.TaskTemplate(ctx, 32513)
+	he := asHTTPError(t, err)
+	if !errors.Is(err, context.DeadlineExceeded) || he.Attempts != 0 {
+		t.Fatalf("queued request: %+v", he)
+	}
+	// A rate-limit wait longer than the deadline fails at once, unsent.
+	f.conn.MaxConcurrency, f.conn.RateLimit = 4, 0.5
+	c2 := f.client(t)
+	c2.TaskTemplate(t.Context(), 32513)
+	ctx2, cancel2 := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel2()
+	if _, err := c2.TaskTemplate(ctx2, 32513); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("rate-limited past deadline: %v", err)
+	}
+}

@@ -357,3 +357,53 @@ func BenchmarkNew100k(b *testing.B) {
 		New(Options{Seed: int64(b.N), Events: 100_000})
 	}
 }
+
+func TestAdminClockAndOptionsNow(t *testing.T) {
+	s := New(Options{Seed: 2, Projects: 3})
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPut, srv.URL+"/admin/clock", strings.NewReader(`{"now":"2025-12-31T00:00:00Z"}`))
+	resp, err := srv.Client().Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("PUT clock: %v", err)
+	}
+	resp.Body.Close()
+	if code, _ := get(t, srv, "/api/v1/projects/5000000", DefaultToken); code != 404 {
+		t.Fatalf("project before the timeline: %d", code)
+	}
+	if code, b := get(t, srv, "/admin/clock", ""); code != 200 || !strings.Contains(string(b), "2025-12-31T00:00:00Z") {
+		t.Fatalf("GET clock: %d %s", code, b)
+	}
+	fixed := New(Options{Seed: 2, Projects: 3, Now: func() time.Time { return DefaultBaseTime.Add(365 * 24 * time.Hour) }})
+	fixed.SetNow(time.Time{}) // ignored: Options.Now wins
+	if !fixed.Now().Equal(DefaultBaseTime.Add(365 * 24 * time.Hour)) {
+		t.Fatalf("Options.Now ignored: %s", fixed.Now())
+	}
+}
+
+// BenchmarkServe measures the handler alone (no network).
+func BenchmarkServe(b *testing.B) {
+	s := New(Options{Seed: 1, Projects: 1000})
+	ids := s.Manifest().AssignmentIDs(0)
+	for _, bc := range []struct{ name, path string }{
+		{"assignment", "/customTasks/assignment/" + itoa(ids[len(ids)/2]) + "?full=true"},
+		{"export", "/export/project/5000500"},
+		{"template", "/api/v1/tasks/32513"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			req := httptest.NewRequest(http.MethodGet, bc.path, nil)
+			req.Header.Set("Authorization", "Bearer "+DefaultToken)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					w := httptest.NewRecorder()
+					s.ServeHTTP(w, req)
+					if w.Code != 200 {
+						b.Errorf("status %d", w.Code)
+						return
+					}
+				}
+			})
+		})
+	}
+}
