@@ -78,8 +78,10 @@ func (w *world) renderForm(o *jw, a *assignment, si int, tpl Template) {
 		switch f.Type {
 		case "select":
 			o.str(f.Options[v%uint64(len(f.Options))])
-		case "number":
+		case "decimal":
 			o.flt(float64(v%400) / 4)
+		case "number":
+			o.int(int64(v % 40))
 		case "boolean":
 			o.bool(v%2 == 0)
 		default:

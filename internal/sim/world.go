@@ -33,7 +33,7 @@ var knownTemplates = map[int64]Template{
 		{ID: "cabinet_location", Label: "Cabinet location", Type: "select", Options: []string{"Kitchen", "Bathroom", "Laundry", "Garage"}},
 		{ID: "cabinet_type", Label: "Cabinet type", Type: "select", Options: []string{"Base", "Wall", "Tall", "Vanity"}},
 		{ID: "damage_type", Label: "Damage type", Type: "select", Options: []string{"Water", "Fire", "Impact", "Mold"}},
-		{ID: "linear_feet", Label: "Damaged linear feet", Type: "number"},
+		{ID: "linear_feet", Label: "Damaged linear feet", Type: "decimal"},
 		{ID: "material", Label: "Material", Type: "select", Options: []string{"Particleboard", "Plywood", "Solid wood", "MDF"}},
 		{ID: "itel_sample_sent", Label: "iTel sample sent", Type: "boolean"},
 		{ID: "notes", Label: "Notes", Type: "text"},
@@ -50,7 +50,7 @@ var knownTemplates = map[int64]Template{
 		{ID: "notes", Label: "Notes", Type: "text"},
 	}},
 	30077: {ID: 30077, Name: "Water Mitigation Log", Category: "mitigation", Fields: []FormField{
-		{ID: "moisture_reading", Label: "Moisture reading (%)", Type: "number"},
+		{ID: "moisture_reading", Label: "Moisture reading (%)", Type: "decimal"},
 		{ID: "dehumidifiers", Label: "Dehumidifiers placed", Type: "number"},
 		{ID: "category", Label: "Water category", Type: "select", Options: []string{"1", "2", "3"}},
 	}},
