@@ -401,3 +401,23 @@ func (e *env) newWorker(t testing.TB, s sink, opts ...WorkerOption) *Worker {
 	}
 	return w
 }
+
+// deltaSinkTweaked is deltaSink with the writer's configuration changed
+// (smaller flushes).
+func deltaSinkTweaked(t testing.TB, dir string, tweak func(*DeltaWriterConfig)) sink {
+	s := deltaSink(t, dir)
+	r := NewRegistry()
+	r.MustRegister(TypeTransform, transformFactory)
+	r.MustRegister(TypeValidation, validationFactory)
+	r.MustRegister(TypeLookup, lookupFactory)
+	r.MustRegister(TypeDeltaWriter, TypedFactory(func() *DeltaWriterConfig {
+		c := deltaWriterDefaults()
+		return c
+	}, func(cfg *DeltaWriterConfig, deps Deps) (Handler, error) {
+		tweak(cfg)
+		f := deltaWriterFactory.(*typedFactory[DeltaWriterConfig, *DeltaWriterConfig])
+		return f.build(cfg, deps)
+	}))
+	s.reg = r
+	return s
+}
