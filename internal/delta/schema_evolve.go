@@ -224,6 +224,21 @@ func shallowStruct(s *StructType) *StructType {
 // the end when it is not declared). It returns schema itself when nothing
 // changed.
 func evolveRow(schema *StructType, row map[string]any, order []string) (*StructType, error) {
+	// Fast path, without allocating: does every key fit already?
+	fits := true
+	for k, v := range row {
+		if v == nil {
+			continue
+		}
+		f := schema.Field(k)
+		if f == nil || (hasStruct(f.Type) && !fitsType(f.Type, v)) {
+			fits = false
+			break
+		}
+	}
+	if fits {
+		return schema, nil
+	}
 	out := schema
 	for _, k := range slices.Sorted(maps.Keys(row)) {
 		v := row[k]
