@@ -200,3 +200,41 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// UnmarshalJSON implements json.Unmarshaler. It accepts project_id as a
+// string or a number (ClaimX rows carry it both ways).
+func (e *Event) UnmarshalJSON(b []byte) error {
+	type plain Event
+	var aux struct {
+		plain
+		ProjectID flexString `json:"project_id"`
+	}
+	if err := json.Unmarshal(b, &aux); err != nil {
+		return err
+	}
+	*e = Event(aux.plain)
+	e.ProjectID = string(aux.ProjectID)
+	return nil
+}
+
+// flexString decodes a JSON string, number or null into a string.
+type flexString string
+
+func (s *flexString) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case string(b) == "null":
+		*s = ""
+	case len(b) > 0 && b[0] == '"':
+		var v string
+		if err := json.Unmarshal(b, &v); err != nil {
+			return err
+		}
+		*s = flexString(v)
+	case len(b) > 0 && (b[0] == '-' || (b[0] >= '0' && b[0] <= '9')):
+		*s = flexString(b)
+	default:
+		return fmt.Errorf("project_id %s is neither a string nor a number", truncate(string(b), 40))
+	}
+	return nil
+}

@@ -41,6 +41,14 @@ func TestParseEvent(t *testing.T) {
 	if !strings.Contains(string(b), `"media_id":null`) || !strings.Contains(string(b), `"ingested_at":"2026-01-05T08:00:00.123Z"`) {
 		t.Fatalf("encoding: %s", b)
 	}
+	// A numeric project_id is accepted.
+	e4, err := ParseEvent([]byte(`{"event_id":"x","event_type":"PROJECT_CREATED","project_id":5000001}`))
+	if err != nil || e4.ProjectID != "5000001" {
+		t.Fatalf("numeric project_id: %+v %v", e4, err)
+	}
+	if _, err := ParseEvent([]byte(`{"event_id":"x","event_type":"PROJECT_CREATED","project_id":{}}`)); err == nil {
+		t.Fatal("object project_id accepted")
+	}
 	// Ids as numeric strings are accepted.
 	e3, err := ParseEvent([]byte(`{"event_id":"x","event_type":"PROJECT_FILE_ADDED","media_id":"77"}`))
 	if err != nil || e3.MediaID != SomeID(77) || e3.IsTaskEvent() {
