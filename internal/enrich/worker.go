@@ -212,6 +212,16 @@ func New(o Options) (*Worker, error) {
 // over the same transactional id); the caller should exit.
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.sess.Close()
+	// Initialise the producer ID first: with a transactional id a previous
+	// incarnation used, this aborts the transaction it left open, whose
+	// pending offsets would otherwise hold the group's offset fetch until
+	// the transaction timed out.
+	if _, _, err := w.sess.Client().ProducerID(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("initialising transactional producer %q: %w", w.o.TransactionalID, err)
+	}
 	w.log.Info("enrich_started", "topic", w.o.Topic, "group", w.o.Group, "transactional_id", w.o.TransactionalID, "plugins", w.o.Orchestrator.Names())
 	for {
 		fetches := w.sess.PollRecords(ctx, w.o.MaxBatch)
