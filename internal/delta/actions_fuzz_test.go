@@ -11,7 +11,7 @@ func FuzzParseLogEntry(f *testing.F) {
 		`{"metaData":{"id":"x","format":{"provider":"parquet","options":{}},"schemaString":"{\"type\":\"struct\",\"fields\":[{\"name\":\"a\",\"type\":\"long\",\"nullable\":true,\"metadata\":{}}]}","partitionColumns":[],"configuration":{}}}`,
 		`{"add":{"path":"a=1/f.parquet","partitionValues":{"a":"1"},"size":10,"modificationTime":1,"dataChange":true,"stats":"{\"numRecords\":1}"}}`,
 		`{"remove":{"path":"f","deletionTimestamp":1,"dataChange":true}}` + "\n" + `{"txn":{"appId":"w","version":3}}`,
-		`{"add":{"path":"f"`,     // truncated
+		`{"add":{"path":"f"`,      // truncated
 		`{"add":"not an object"}`, // wrong type
 		"\x00\xff garbage",
 		``,
