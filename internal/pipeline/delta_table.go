@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -29,6 +30,14 @@ type deltaTable struct {
 
 	mu sync.Mutex
 	t  *delta.Table
+}
+
+// TableDefsFromDir returns a Deps.TableDefs that loads
+// <configDir>/tables/<name>.yaml.
+func TableDefsFromDir(configDir string) func(name string) (delta.TableDef, error) {
+	return func(name string) (delta.TableDef, error) {
+		return delta.LoadTableDef(filepath.Join(configDir, "tables", name+".yaml"))
+	}
 }
 
 func openDeltaTable(location, name string, deps Deps) (table, error) {

@@ -68,6 +68,28 @@ type Worker struct {
 	lastCommit time.Time
 	paused     bool
 	dead       atomic.Bool
+	started    atomic.Bool
+	// storageDown is set while a flush is retried against unavailable
+	// storage.
+	storageDown atomic.Bool
+}
+
+// ErrNotReady is wrapped by Ready's errors.
+var ErrNotReady = errors.New("worker not ready")
+
+// Ready reports whether the worker is consuming: Run has started its Kafka
+// client and the table's storage is not being retried. It backs /readyz.
+func (w *Worker) Ready(context.Context) error {
+	if w.dead.Load() {
+		return fmt.Errorf("%w: %s stopped", ErrNotReady, w.cfg.Name)
+	}
+	if !w.started.Load() {
+		return fmt.Errorf("%w: %s not started", ErrNotReady, w.cfg.Name)
+	}
+	if w.storageDown.Load() {
+		return fmt.Errorf("%w: %s: table storage unavailable", ErrNotReady, w.cfg.Name)
+	}
+	return nil
 }
 
 // partState is what the worker knows of one assigned input partition.
@@ -177,6 +199,8 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	w.cl = cl
 	w.lastCommit = time.Now()
 	w.mu.Unlock()
+	w.started.Store(true)
+	defer w.started.Store(false)
 	w.log.Info("worker_started", "topic", w.cfg.InputTopic, "group", w.cfg.ConsumerGroup, "handlers", len(w.chain.stages))
 
 	runErr := w.loop(ctx, cl)
@@ -514,6 +538,7 @@ func (w *Worker) flushRetry(ctx context.Context, marks []Mark) (*FlushResult, er
 			if w.paused {
 				w.cl.ResumeFetchTopics(w.cfg.InputTopic)
 				w.paused = false
+				w.storageDown.Store(false)
 				w.log.Info("storage_available", "attempts", attempt)
 			}
 			if res.Table != "" {
@@ -538,6 +563,7 @@ func (w *Worker) flushRetry(ctx context.Context, marks []Mark) (*FlushResult, er
 		if !w.paused {
 			w.cl.PauseFetchTopics(w.cfg.InputTopic)
 			w.paused = true
+			w.storageDown.Store(true)
 		}
 		d := bo.NextBackOff()
 		w.log.Warn("storage_unavailable", "table", table, "attempt", attempt, "retry_in", d, "error", err)

@@ -1,0 +1,129 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"kpipe/internal/config"
+	"kpipe/internal/kafka"
+	"kpipe/internal/metrics"
+	"kpipe/internal/pipeline"
+)
+
+func init() { register(newWorkerCmd) }
+
+type workerOptions struct {
+	dataDir     string
+	metricsAddr string
+}
+
+func newWorkerCmd(env *Env) *cobra.Command {
+	o := workerOptions{}
+	cmd := &cobra.Command{
+		Use:   "worker NAME",
+		Short: "Run one plugin action worker of workers.yaml",
+		Long: `Run the plugin action worker NAME from the configuration's workers.yaml
+files: consume its input topic in its consumer group, run every message
+through its handler chain, write the Delta table and publish success and
+error records.
+
+Kafka comes from KAFKA_BOOTSTRAP_SERVERS (with the KAFKA_* TLS and SASL
+variables). A table without a configured location lives at
+--data/delta/<table_name>; it is created from <config-dir>/tables/<table>.yaml
+when absent.
+
+The first SIGINT or SIGTERM stops cleanly: polling stops, buffered rows are
+flushed, offsets committed, and kpipe exits 0.`,
+		Example: `  KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 kpipe worker itel_cabinet_tracking_worker --data ./data`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runWorker(cmd.Context(), env, args[0], o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.dataDir, "data", "data", "folder holding delta/<table> for tables without a configured location")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (empty: off)")
+	return cmd
+}
+
+func findWorker(cfg *config.Config, name string) (*config.Worker, error) {
+	names := make([]string, 0, len(cfg.Workers))
+	for _, w := range cfg.Workers {
+		if w.Name == name {
+			return w, nil
+		}
+		names = append(names, w.Name)
+	}
+	sort.Strings(names)
+	return nil, fmt.Errorf("no worker %q in the configuration (workers: %v)", name, names)
+}
+
+func runWorker(ctx context.Context, env *Env, name string, o workerOptions) error {
+	cfg, err := loadConfig(env, "")
+	if err != nil {
+		return err
+	}
+	wcfg, err := findWorker(cfg, name)
+	if err != nil {
+		return usage(err)
+	}
+	kcfg, err := kafka.ConfigFromEnv(env.Getenv)
+	if err != nil {
+		return usage(err)
+	}
+	log := env.Logger.With("worker", name)
+	kopts, err := kcfg.Opts(log)
+	if err != nil {
+		return usage(err)
+	}
+	reg := metrics.NewRegistry()
+	m := metrics.New(reg)
+	w, err := pipeline.NewWorker(ctx, wcfg, kopts, pipeline.DefaultRegistry(), pipeline.Deps{
+		WorkerName:  name,
+		Connections: cfg.Connections,
+		Metrics:     m,
+		Logger:      log,
+		DataDir:     o.dataDir,
+		TableDefs:   pipeline.TableDefsFromDir(cfg.Dir),
+	})
+	if err != nil {
+		return usage(err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	if o.metricsAddr != "" {
+		srv := metrics.NewServer(o.metricsAddr, reg, w.Ready, log)
+		if err := srv.Start(); err != nil {
+			return err
+		}
+		log.Info("metrics_serving", slog.String("addr", srv.Addr().String()))
+		mctx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopMetrics()
+		g.Go(func() error { return srv.Run(mctx) })
+		g.Go(func() error {
+			// The metrics server outlives the worker's drain, then stops.
+			<-gctx.Done()
+			stopMetrics()
+			return nil
+		})
+	}
+	g.Go(func() error {
+		err := w.Run(gctx)
+		if err != nil {
+			return err
+		}
+		return errStopped
+	})
+	if err := g.Wait(); err != nil && !errors.Is(err, errStopped) {
+		return err
+	}
+	return nil
+}
+
+// errStopped ends the errgroup after the worker's graceful stop.
+var errStopped = errors.New("worker stopped")
