@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -271,3 +272,5 @@ func newMetrics() (*prometheus.Registry, *metrics.Metrics) {
 	reg := prometheus.NewRegistry()
 	return reg, metrics.New(reg)
 }
+
+func counterValue(c prometheus.Counter) float64 { return testutil.ToFloat64(c) }
