@@ -1,0 +1,501 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"kpipe/internal/claimx"
+	"kpipe/internal/config"
+	"kpipe/internal/delta"
+	"kpipe/internal/kafka"
+	"kpipe/internal/metrics"
+	"kpipe/internal/pipeline"
+	"kpipe/internal/sim"
+)
+
+func init() { register(newUpCmd) }
+
+type upOptions struct {
+	events      int
+	duration    time.Duration
+	rate        float64
+	seed        int64
+	dataDir     string
+	noGenerator bool
+	kafkaPort   int
+	apiAddr     string
+	metricsAddr string
+	faults      string
+	worker      string
+	waitTimeout time.Duration
+}
+
+func newUpCmd(env *Env) *cobra.Command {
+	o := upOptions{}
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run the whole pipeline on this machine",
+		Long: `Run everything on one machine: an embedded Kafka broker, the ClaimX
+simulator (API and event generator), the enrichment worker, the tracking
+worker, and the Delta table under --data.
+
+Without --events it generates events at --rate until Ctrl-C (or --duration)
+and stops cleanly, flushing and committing. With --events N it generates N
+events as fast as it can, waits until the table holds every tracked event,
+checks the table against the simulator's ground truth, prints a summary and
+exits: 0 when the table holds exactly the expected rows.
+
+The broker listens on 127.0.0.1:9092, or the next free port; kcat and other
+Kafka tools can connect to it. With --no-generator nothing is generated, so
+that an outside producer can feed claimx.events.`,
+		Example: `  kpipe up
+  kpipe up --events 5000 --seed 1 --data /tmp/kpipe
+  kpipe up --no-generator    # then: kcat -b 127.0.0.1:9092 -t claimx.events -P`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runUp(cmd.Context(), env, o)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.events, "events", 0, "generate this many events, wait until the table holds them all, print a summary and exit")
+	f.DurationVar(&o.duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
+	f.Float64Var(&o.rate, "rate", 0, "events per second to generate (default: 200, or as fast as possible with --events)")
+	f.Int64Var(&o.seed, "seed", 1, "seed of the simulated ClaimX world")
+	f.StringVar(&o.dataDir, "data", "data", "folder for the Delta table (delta/<table>) and the broker's data (kafka/)")
+	f.BoolVar(&o.noGenerator, "no-generator", false, "generate no events: feed claimx.events from outside")
+	f.IntVar(&o.kafkaPort, "kafka-port", 9092, "port of the embedded broker; the next free one is taken when it is busy")
+	f.StringVar(&o.apiAddr, "api-addr", "127.0.0.1:0", "address of the ClaimX simulator's API")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9464", "address for /metrics, /healthz and /readyz (empty: none)")
+	f.StringVar(&o.faults, "faults", "", "faults the simulator injects, e.g. latency=20ms,500=0.05 (see kpipe sim --help)")
+	f.StringVar(&o.worker, "worker", "itel_cabinet_tracking_worker", "the plugin action worker of workers.yaml to run")
+	f.DurationVar(&o.waitTimeout, "wait-timeout", 2*time.Minute, "with --events: give up when the table has not grown for this long")
+	return cmd
+}
+
+func runUp(ctx context.Context, env *Env, o upOptions) error {
+	if o.events < 0 || o.rate < 0 {
+		return usage(errors.New("--events and --rate must not be negative"))
+	}
+	if o.events > 0 && o.noGenerator {
+		return usage(errors.New("--events needs the generator: drop --no-generator"))
+	}
+	faults, err := sim.ParseFaults(o.faults)
+	if err != nil {
+		return usage(fmt.Errorf("--faults: %w", err))
+	}
+	log := env.Logger
+	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
+		return err
+	}
+
+	// The simulator comes first: the configuration's connection points at it.
+	token := "sim-" + fmt.Sprint(time.Now().UnixNano())
+	world := sim.New(sim.Options{Seed: o.seed, Events: max(o.events, 5000), Token: token, Faults: faults})
+	apiLn, err := net.Listen("tcp", o.apiAddr)
+	if err != nil {
+		return usage(fmt.Errorf("--api-addr: %w", err))
+	}
+	apiURL := "http://" + apiLn.Addr().String()
+	apiSrv := &http.Server{Handler: world, ReadHeaderTimeout: 10 * time.Second}
+
+	upEnv := *env
+	upEnv.Getenv = func(name string) (string, bool) {
+		switch name {
+		case "CLAIMX_API_BASE_URL":
+			return apiURL, true
+		case "CLAIMX_API_TOKEN":
+			return token, true
+		}
+		return env.Getenv(name)
+	}
+	cfg, err := loadConfig(&upEnv, "")
+	if err != nil {
+		apiLn.Close()
+		return err
+	}
+	wcfg, err := cfg.Worker(o.worker)
+	if err != nil {
+		apiLn.Close()
+		return usage(err)
+	}
+
+	port := o.kafkaPort
+	if !kafka.PortFree(kafka.DefaultHost, port) {
+		if port, err = kafka.FreePort(kafka.DefaultHost, o.kafkaPort+1, 100); err != nil {
+			apiLn.Close()
+			return fmt.Errorf("finding a port for the embedded broker: %w", err)
+		}
+	}
+	broker, err := kafka.StartEmbedded(ctx, kafka.EmbeddedOptions{Port: port, DataDir: filepath.Join(o.dataDir, "kafka"), Logger: log})
+	if err != nil {
+		apiLn.Close()
+		return err
+	}
+	defer broker.Close()
+	brokers := strings.Join(broker.Addrs(), ",")
+
+	reg := metrics.NewRegistry()
+	m := metrics.New(reg)
+	kcfg := kafka.Config{Brokers: broker.Addrs(), ClientID: "kpipe-up"}
+	admin, err := kafka.NewClient(kcfg, log)
+	if err != nil {
+		apiLn.Close()
+		return err
+	}
+	defer admin.Close()
+	topics, err := kafka.LoadTopics(filepath.Join(env.ConfigDir, "topics.yaml"))
+	if err != nil {
+		apiLn.Close()
+		return usage(err)
+	}
+	if _, err := kafka.EnsureTopics(ctx, admin, topics, 1); err != nil {
+		apiLn.Close()
+		return fmt.Errorf("creating topics: %w", err)
+	}
+
+	tablePath, err := tableLocation(wcfg, o.dataDir)
+	if err != nil {
+		apiLn.Close()
+		return err
+	}
+	kopts, err := kcfg.Opts(log)
+	if err != nil {
+		apiLn.Close()
+		return err
+	}
+	tracker, err := pipeline.NewWorker(ctx, wcfg, kopts, pipeline.DefaultRegistry(), pipeline.Deps{
+		Connections: cfg.Connections,
+		Metrics:     m,
+		Logger:      log,
+		DataDir:     o.dataDir,
+		TableDefs:   pipeline.TableDefsFromDir(env.ConfigDir),
+	})
+	if err != nil {
+		apiLn.Close()
+		return err
+	}
+	enricher, err := newEnricher(ctx, cfg, kcfg, m, log)
+	if err != nil {
+		apiLn.Close()
+		return err
+	}
+
+	fmt.Fprintf(env.Stdout, "kpipe up\n  kafka    %s (KAFKA_BOOTSTRAP_SERVERS=%s)\n  claimx   %s (simulator, seed %d)\n  table    %s\n",
+		brokers, brokers, apiURL, o.seed, tablePath)
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	if o.duration > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(runCtx, o.duration)
+		defer cancel()
+	}
+	enrichRun, trackRun := &running{name: "enrichment worker"}, &running{name: "worker " + wcfg.Name}
+	var srv *metrics.Server
+	if o.metricsAddr != "" {
+		srv = metrics.NewServer(o.metricsAddr, reg, func(context.Context) error {
+			if err := ready(enrichRun, trackRun); err != nil {
+				return err
+			}
+			_, err := os.Stat(o.dataDir)
+			return err
+		}, log)
+		if err := srv.Start(); err != nil {
+			// A busy metrics port must not stop a local run.
+			log.Warn("metrics_server_not_started", "err", err)
+			srv = nil
+		} else {
+			fmt.Fprintf(env.Stdout, "  metrics  http://%s/metrics\n", srv.Addr())
+		}
+	}
+	fmt.Fprintln(env.Stdout)
+
+	// Workers and servers run until stopped; the generator and the waiter
+	// end on their own.
+	workers, wctx := errgroup.WithContext(context.WithoutCancel(runCtx))
+	workersCtx, stopWorkers := context.WithCancel(wctx)
+	defer stopWorkers()
+	workers.Go(func() error {
+		if err := apiSrv.Serve(apiLn); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	if srv != nil {
+		workers.Go(func() error { return srv.Run(workersCtx) })
+	}
+	workers.Go(enrichRun.run(func() error { return enricher.Run(workersCtx) }))
+	workers.Go(trackRun.run(func() error { return tracker.Run(workersCtx) }))
+	go func() {
+		<-workersCtx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		apiSrv.Shutdown(shutdownCtx)
+	}()
+
+	var generated atomic.Int64
+	prog := newProgress(env.Stdout, reg, &generated, wcfg.Name)
+	progDone := make(chan struct{})
+	go func() { prog.run(workersCtx); close(progDone) }()
+
+	var runErr error
+	switch {
+	case o.events > 0:
+		runErr = generateAndVerify(runCtx, env, o, world, admin, tablePath, &generated)
+	case !o.noGenerator:
+		rate := o.rate
+		if rate == 0 {
+			rate = 200
+		}
+		err := world.Generate(runCtx, sim.GenerateOptions{Rate: rate}, produceSink(admin, &generated))
+		if err != nil && runCtx.Err() == nil {
+			runErr = fmt.Errorf("generating events: %w", err)
+		}
+		<-runCtx.Done()
+	default:
+		<-runCtx.Done()
+	}
+
+	// Stop: workers drain (flush the table, commit offsets) and return.
+	fmt.Fprintln(env.Stdout, "\nstopping: flushing the table and committing offsets")
+	stopWorkers()
+	if err := workers.Wait(); err != nil && !errors.Is(err, context.Canceled) && runErr == nil {
+		runErr = err
+	}
+	<-progDone
+	prog.print(true)
+	return runErr
+}
+
+// tableLocation is where the worker's delta_writer keeps its table.
+func tableLocation(w *config.Worker, dataDir string) (string, error) {
+	for _, h := range w.EnrichmentHandlers {
+		if h.Type != "delta_writer" {
+			continue
+		}
+		if loc, _, ok := h.Field("location"); ok && loc != "" {
+			return loc, nil
+		}
+		name, _, _ := h.Field("table_name")
+		return filepath.Join(dataDir, "delta", name), nil
+	}
+	return "", fmt.Errorf("worker %s has no delta_writer handler", w.Name)
+}
+
+// produceSink produces each event to claimx.events, keyed by project.
+func produceSink(cl *kgo.Client, generated *atomic.Int64) sim.Sink {
+	return func(ctx context.Context, key, value []byte) error {
+		var failed error
+		cl.Produce(ctx, &kgo.Record{Topic: "claimx.events", Key: key, Value: value}, func(_ *kgo.Record, err error) {
+			if err != nil && failed == nil {
+				failed = err
+			}
+		})
+		generated.Add(1)
+		return failed
+	}
+}
+
+// generateAndVerify produces o.events events, waits until the table holds
+// every tracked event of them, and checks it against the simulator's ground
+// truth.
+func generateAndVerify(ctx context.Context, env *Env, o upOptions, world *sim.Sim, cl *kgo.Client, tablePath string, generated *atomic.Int64) error {
+	start := time.Now()
+	if err := world.Generate(ctx, sim.GenerateOptions{Rate: o.rate, Limit: o.events}, produceSink(cl, generated)); err != nil {
+		return fmt.Errorf("generating events: %w", err)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return fmt.Errorf("producing events: %w", err)
+	}
+	want := expectedEvents(world, o.events, claimx.TemplateITelCabinet)
+	fmt.Fprintf(env.Stdout, "generated %d events in %s; waiting for the table to hold the %d events of task %d\n",
+		o.events, time.Since(start).Round(time.Millisecond), len(want), claimx.TemplateITelCabinet)
+
+	var (
+		rows      []map[string]any
+		lastCount = -1
+		lastGrow  = time.Now()
+	)
+	for {
+		var err error
+		rows, err = tableRows(ctx, tablePath)
+		if err != nil && !errors.Is(err, delta.ErrNotATable) {
+			return err
+		}
+		if len(rows) >= len(want) {
+			break
+		}
+		if len(rows) != lastCount {
+			lastCount, lastGrow = len(rows), time.Now()
+		} else if time.Since(lastGrow) > o.waitTimeout {
+			return fmt.Errorf("the table has held %d of %d expected rows for %s: see the logs above and the error topics", len(rows), len(want), o.waitTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return reportTable(env.Stdout, tablePath, rows, want, time.Since(start))
+}
+
+// expectedEvents returns the ids of the events of template among the first
+// n events of the world.
+func expectedEvents(world *sim.Sim, n int, template int64) map[string]bool {
+	first := map[string]bool{}
+	for i, e := range world.Events() {
+		if i >= n {
+			break
+		}
+		first[e.EventID] = true
+	}
+	want := map[string]bool{}
+	for _, e := range world.Manifest().EventsForTemplate(template) {
+		if first[e.EventID] {
+			want[e.EventID] = true
+		}
+	}
+	return want
+}
+
+// tableRows reads every row of the table at path.
+func tableRows(ctx context.Context, path string) ([]map[string]any, error) {
+	store, err := delta.OpenLocation(path)
+	if err != nil {
+		return nil, err
+	}
+	t, err := delta.Open(ctx, store)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := t.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return delta.ReadRows(ctx, store, snap)
+}
+
+// reportTable prints the summary of a --events run and fails unless the
+// table holds exactly the wanted events, each once.
+func reportTable(w io.Writer, tablePath string, rows []map[string]any, want map[string]bool, took time.Duration) error {
+	seen := map[string]int{}
+	var unexpected []string
+	for _, r := range rows {
+		id, _ := r["event_id"].(string)
+		seen[id]++
+		if !want[id] {
+			unexpected = append(unexpected, id)
+		}
+	}
+	var missing, dups []string
+	for id := range want {
+		if seen[id] == 0 {
+			missing = append(missing, id)
+		}
+	}
+	for id, n := range seen {
+		if n > 1 {
+			dups = append(dups, id)
+		}
+	}
+	fmt.Fprintf(w, "\ntable %s\n  rows      %d (expected %d)\n  missing   %d\n  duplicate %d\n  unexpected %d\n  took      %s\n",
+		tablePath, len(rows), len(want), len(missing), len(dups), len(unexpected), took.Round(time.Millisecond))
+	fmt.Fprintf(w, "\nquery it:\n  kpipe query --table %s \"SELECT task_status, count(*) FROM itel_cabinet_task_tracking GROUP BY 1\"\n", tablePath)
+	if len(missing)+len(dups)+len(unexpected) > 0 {
+		return fmt.Errorf("the table does not match the simulator's ground truth: %d missing, %d duplicated, %d unexpected", len(missing), len(dups), len(unexpected))
+	}
+	fmt.Fprintln(w, "\nOK: the table holds every tracked event exactly once")
+	return nil
+}
+
+// progress prints what the pipeline has done: one rewritten line on a
+// terminal, a line every few seconds otherwise.
+type progress struct {
+	w         io.Writer
+	g         prometheus.Gatherer
+	generated *atomic.Int64
+	worker    string
+	tty       bool
+	last      string
+}
+
+func newProgress(w io.Writer, g prometheus.Gatherer, generated *atomic.Int64, worker string) *progress {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	return &progress{w: w, g: g, generated: generated, worker: worker, tty: tty}
+}
+
+func (p *progress) run(ctx context.Context) {
+	every := 5 * time.Second
+	if p.tty {
+		every = 500 * time.Millisecond
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p.print(false)
+		}
+	}
+}
+
+func (p *progress) print(final bool) {
+	s := sumMetrics(p.g)
+	line := fmt.Sprintf("generated %d  enriched %.0f  triggered %.0f  written %.0f  lag %.0f  errors %.0f",
+		p.generated.Load(), s["kpipe_enrich_events_consumed_total"], s["itel_plugin_events_triggered_total"],
+		s["itel_worker_delta_writes_total"], s["kpipe_consumer_lag"],
+		s["kpipe_enrich_events_failed_total"]+s["itel_worker_messages_failed_total"])
+	if line == p.last && !final {
+		return
+	}
+	p.last = line
+	if p.tty && !final {
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+		return
+	}
+	if p.tty {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+	fmt.Fprintln(p.w, line)
+}
+
+// sumMetrics sums every series of each metric family, by name.
+func sumMetrics(g prometheus.Gatherer) map[string]float64 {
+	out := map[string]float64{}
+	mfs, err := g.Gather()
+	if err != nil {
+		return out
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.Counter != nil:
+				out[mf.GetName()] += m.Counter.GetValue()
+			case m.Gauge != nil:
+				out[mf.GetName()] += m.Gauge.GetValue()
+			}
+		}
+	}
+	return out
+}

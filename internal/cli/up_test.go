@@ -1,0 +1,109 @@
+package cli
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"kpipe/internal/delta"
+	"kpipe/internal/sim"
+)
+
+// TestUpEvents runs the README's local pipeline the way the issue states it
+// (kpipe up --events 5000 --seed 1 --data DIR) and checks the table it
+// leaves against the simulator's ground truth, read back independently.
+func TestUpEvents(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline")
+	}
+	data := t.TempDir()
+	code, out, errOut := runCLI(t, nil, "--config-dir", repoConfig(), "--log-level", "warn",
+		"up", "--events", "5000", "--seed", "1", "--data", data, "--metrics-addr", "127.0.0.1:0")
+	if code != ExitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"OK: the table holds every tracked event exactly once", "kpipe query --table", "/metrics"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+
+	// The expected rows: the 32513 events among the first 5000 of seed 1.
+	world := sim.New(sim.Options{Seed: 1, Events: 5000, Token: "x"})
+	first := map[string]bool{}
+	for i, e := range world.Events() {
+		if i < 5000 {
+			first[e.EventID] = true
+		}
+	}
+	want := map[string]sim.ManifestEntry{}
+	for _, e := range world.Manifest().EventsForTemplate(32513) {
+		if first[e.EventID] {
+			want[e.EventID] = e
+		}
+	}
+	if len(want) == 0 {
+		t.Fatal("the world has no 32513 events")
+	}
+
+	rows, err := tableRows(t.Context(), filepath.Join(data, "delta", "itel_cabinet_task_tracking"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != len(want) {
+		t.Fatalf("table has %d rows, want %d", len(rows), len(want))
+	}
+	seen := map[string]bool{}
+	for _, r := range rows {
+		id, _ := r["event_id"].(string)
+		e, ok := want[id]
+		if !ok || seen[id] {
+			t.Fatalf("row %s: unexpected or duplicated", id)
+		}
+		seen[id] = true
+		if r["task_status"] != e.Status || r["event_type"] != e.EventType || r["task_id"] != int32(32513) {
+			t.Fatalf("row %s = status %v type %v task %v (%T), want %s %s 32513", id, r["task_status"], r["event_type"], r["task_id"], r["task_id"], e.Status, e.EventType)
+		}
+		if r["claimx_task_full"] == nil || r["project_data"] == nil || r["original_event"] == nil {
+			t.Fatalf("row %s lacks enrichment: %v", id, r)
+		}
+	}
+}
+
+// TestUpStopsCleanly runs kpipe up with the generator for a short while and
+// checks it stops by itself, with exit 0, leaving a readable table.
+func TestUpStopsCleanly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline")
+	}
+	data := t.TempDir()
+	code, out, errOut := runCLI(t, nil, "--config-dir", repoConfig(), "--log-level", "warn",
+		"up", "--duration", "4s", "--rate", "500", "--data", data, "--metrics-addr", "")
+	if code != ExitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "stopping: flushing the table") || !strings.Contains(out, "generated ") {
+		t.Fatalf("output:\n%s", out)
+	}
+	store, err := delta.OpenLocation(filepath.Join(data, "delta", "itel_cabinet_task_tracking"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := delta.Open(context.Background(), store); err != nil {
+		t.Fatalf("no readable table after a clean stop: %v", err)
+	}
+}
+
+func TestUpRejectsBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"up", "--events", "10", "--no-generator"},
+		{"up", "--faults", "bogus=1"},
+		{"up", "--events", "-1"},
+	} {
+		code, _, errOut := runCLI(t, nil, append([]string{"--config-dir", repoConfig()}, args...)...)
+		if code != ExitUsage {
+			t.Errorf("%v: exit %d, want %d (%s)", args, code, ExitUsage, errOut)
+		}
+	}
+}
