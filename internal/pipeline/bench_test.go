@@ -1,0 +1,179 @@
+package pipeline
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"kpipe/internal/sim"
+)
+
+// benchRegistry is DefaultRegistry with the lookup and writer configuration
+// changed.
+func benchRegistry(lookup func(*LookupConfig), writer func(*DeltaWriterConfig)) *Registry {
+	r := NewRegistry()
+	r.MustRegister(TypeTransform, transformFactory)
+	r.MustRegister(TypeValidation, validationFactory)
+	lf := lookupFactory.(*typedFactory[LookupConfig, *LookupConfig])
+	r.MustRegister(TypeLookup, TypedFactory(lookupDefaults, func(c *LookupConfig, d Deps) (Handler, error) {
+		if lookup != nil {
+			lookup(c)
+		}
+		return lf.build(c, d)
+	}))
+	wf := deltaWriterFactory.(*typedFactory[DeltaWriterConfig, *DeltaWriterConfig])
+	r.MustRegister(TypeDeltaWriter, TypedFactory(deltaWriterDefaults, func(c *DeltaWriterConfig, d Deps) (Handler, error) {
+		if writer != nil {
+			writer(c)
+		}
+		return wf.build(c, d)
+	}))
+	return r
+}
+
+// BenchmarkWorker measures the whole tracking worker: kfake broker, the
+// simulator over HTTP, the handler chain of workers.yaml and a real Delta
+// table on local disk. Each iteration consumes a fresh stream of events
+// from three partitions until the table holds them all; events/s is the
+// figure to read. Run with -benchtime=1x (or 3x).
+//
+//	cache_hit:    lookup of /api/v1/tasks/32513, always in the 60 s cache
+//	latency_20ms: lookup of each event's assignment, 20 ms per API call,
+//	              no cache (calls of one batch run concurrently)
+func BenchmarkWorker(b *testing.B) {
+	const events = 60000
+	cases := []struct {
+		name    string
+		faults  sim.Faults
+		lookup  func(*LookupConfig)
+		nEvents int
+	}{
+		{name: "cache_hit", nEvents: events},
+		{name: "latency_20ms", nEvents: events / 4, faults: sim.Faults{LatencyMin: 20 * time.Millisecond}, lookup: func(c *LookupConfig) {
+			c.Endpoint = "/customTasks/assignment/{assignment_id}"
+			c.PathParams = map[string]string{"assignment_id": "assignment_id"}
+			c.QueryParams = nil
+			c.CacheTTL = 0
+			c.MaxConcurrency = 64
+		}},
+	}
+	for _, bc := range cases {
+		b.Run(bc.name, func(b *testing.B) {
+			e := newEnv(b, sim.Options{Seed: 11, Projects: 400})
+			e.cfg.Connections["claimx_api"].MaxConcurrency = 128
+			base := e.entries()
+			m := e.sim.Manifest()
+			// Payloads of the world's events, repeated with fresh event ids.
+			payloads := make([][]byte, bc.nEvents)
+			keys := make([][]byte, bc.nEvents)
+			for i := range payloads {
+				en := base[i%len(base)]
+				en.EventID = fmt.Sprintf("%s-%d", en.EventID, i/len(base))
+				en.At = liveTime(i)
+				payloads[i] = trackingPayload(en, m.Assignments[en.AssignmentID][0].At)
+				keys[i] = []byte(fmt.Sprint(en.AssignmentID))
+			}
+			if err := e.sim.SetFaults(bc.faults); err != nil {
+				b.Fatal(err)
+			}
+			var total time.Duration
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				ctx := b.Context()
+				topic := fmt.Sprintf("%s.bench%d", inputTopic, i)
+				if err := e.cluster.CreateTopic(topic, 3, nil); err != nil {
+					b.Fatal(err)
+				}
+				recs := make([]*kgo.Record, len(payloads))
+				for j := range payloads {
+					recs[j] = &kgo.Record{Topic: topic, Key: keys[j], Value: payloads[j]}
+				}
+				e.produce(ctx, recs...)
+				wcfg := *e.worker
+				wcfg.InputTopic = topic
+				wcfg.ConsumerGroup = topic
+				dir := b.TempDir()
+				s := deltaSink(b, dir)
+				s.reg = benchRegistry(bc.lookup, nil)
+				w, err := NewWorker(ctx, &wcfg, e.kopts(), s.reg, s.deps(e.deps()))
+				if err != nil {
+					b.Fatal(err)
+				}
+				rows := e.metrics.WorkerDeltaWrites.WithLabelValues(workerName)
+				before := counterValue(rows)
+				b.StartTimer()
+				start := time.Now()
+				stop := runWorker(b, ctx, w)
+				for counterValue(rows)-before < float64(len(payloads)) {
+					time.Sleep(2 * time.Millisecond)
+				}
+				total += time.Since(start)
+				b.StopTimer()
+				if err := stop(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(payloads)*b.N)/total.Seconds(), "events/s")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// liveTime is the event time of the i-th event of a live stream: the
+// simulator's timeline spans months, a live stream at these rates spans
+// seconds, so a flush touches one or two day partitions, not hundreds.
+func liveTime(i int) time.Time {
+	return time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond)
+}
+
+// BenchmarkChain measures the handler chain alone on decoded events (no
+// Kafka): transform, validation, lookup from the cache and the Delta row,
+// flushing to a table on local disk every 10,000 rows.
+func BenchmarkChain(b *testing.B) {
+	e := newEnv(b, sim.Options{Seed: 11, Projects: 100})
+	base := e.entries()
+	m := e.sim.Manifest()
+	payloads := make([][]byte, len(base))
+	for i, en := range base {
+		en.At = liveTime(i)
+		payloads[i] = trackingPayload(en, m.Assignments[en.AssignmentID][0].At)
+	}
+	ctx := b.Context()
+	s := deltaSink(b, b.TempDir())
+	deps := s.deps(e.deps())
+	chain, err := BuildChain(ctx, s.reg, e.worker.EnrichmentHandlers, deps)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fl := chain.Flusher()
+	b.ReportAllocs()
+	b.ResetTimer()
+	evs := make([]*Event, 0, 100)
+	var off int64
+	for i := 0; i < b.N; i++ {
+		raw := payloads[i%len(payloads)]
+		fields, err := DecodeJSON(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		evs = append(evs, &Event{Fields: fields, Raw: raw, Topic: inputTopic, Offset: off, Received: time.Now()})
+		off++
+		if len(evs) == cap(evs) || i == b.N-1 {
+			if _, _, err := chain.Process(ctx, evs, nil); err != nil {
+				b.Fatal(err)
+			}
+			evs = evs[:0]
+			if due, _ := fl.FlushDue(time.Now()); due || i == b.N-1 {
+				if _, err := fl.Flush(ctx, []Mark{{Topic: inputTopic, Partition: 0, Offset: off - 1}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
