@@ -35,8 +35,7 @@ func checkReadable(snap *delta.Snapshot) error {
 //
 //	SELECT CAST(d."col" AS <type>) AS "col", ..., p."year", ...
 //	FROM read_parquet([...files...], union_by_name = true, ...) AS d
-//	JOIN (VALUES ('<file>', CAST('2026' AS INTEGER), ...), ...) AS p(...)
-//	  ON d.__kpipe_file = p.__kpipe_file
+//	JOIN __kpipe_partitions_<name> AS p ON d.__kpipe_file = p.__kpipe_file
 //
 // union_by_name lines files of different schema versions up by column
 // name; the CASTs give every column its Delta type, so a struct column
@@ -105,28 +104,50 @@ func createView(ctx context.Context, conn *sql.Conn, name string, store delta.St
 	}
 	fmt.Fprintf(&b, "\nFROM %s AS d", src.String())
 	if len(parts) > 0 {
-		b.WriteString("\nJOIN (VALUES")
-		for i, f := range files {
-			if i > 0 {
-				b.WriteString(",")
-			}
-			b.WriteString("\n  (" + literal(paths[i]))
-			for _, pc := range parts {
-				fl := schema.Field(pc)
-				if fl == nil {
-					return fmt.Errorf("%w: partition column %q not in schema", delta.ErrCorruptLog, pc)
-				}
-				b.WriteString(", " + partitionLiteral(fl.Type, f.PartitionValues[pc]))
-			}
-			b.WriteString(")")
+		if err := createPartitionTable(ctx, conn, name, schema, parts, files, paths); err != nil {
+			return err
 		}
-		b.WriteString("\n) AS p(" + ident(fileColumn))
-		for _, pc := range parts {
-			b.WriteString(", " + ident(pc))
-		}
-		fmt.Fprintf(&b, ") ON d.%s = p.%s", ident(fileColumn), ident(fileColumn))
+		fmt.Fprintf(&b, "\nJOIN %s AS p ON d.%s = p.%s", ident(partitionTable(name)), ident(fileColumn), ident(fileColumn))
 	}
 	_, err = conn.ExecContext(ctx, b.String())
+	return err
+}
+
+// partitionTable names the table of the view's files and their partition
+// values.
+func partitionTable(view string) string { return "__kpipe_partitions_" + view }
+
+// createPartitionTable stores each file's partition values, typed, in a
+// table the view joins on the file path. A table rather than a VALUES list
+// inside the view: the view is bound again by every statement, and binding
+// thousands of literal rows each time costs more than the scan.
+func createPartitionTable(ctx context.Context, conn *sql.Conn, view string, schema *delta.StructType, parts []string, files []delta.AddFile, paths []string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "CREATE OR REPLACE TABLE %s (%s VARCHAR", ident(partitionTable(view)), ident(fileColumn))
+	for _, pc := range parts {
+		fl := schema.Field(pc)
+		if fl == nil {
+			return fmt.Errorf("%w: partition column %q not in schema", delta.ErrCorruptLog, pc)
+		}
+		fmt.Fprintf(&b, ", %s %s", ident(pc), duckType(fl.Type))
+	}
+	b.WriteString(")")
+	if _, err := conn.ExecContext(ctx, b.String()); err != nil {
+		return err
+	}
+	b.Reset()
+	fmt.Fprintf(&b, "INSERT INTO %s VALUES", ident(partitionTable(view)))
+	for i, f := range files {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString("\n(" + literal(paths[i]))
+		for _, pc := range parts {
+			b.WriteString(", " + partitionLiteral(schema.Field(pc).Type, f.PartitionValues[pc]))
+		}
+		b.WriteString(")")
+	}
+	_, err := conn.ExecContext(ctx, b.String())
 	return err
 }
 
