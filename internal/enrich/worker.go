@@ -30,6 +30,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -163,6 +164,19 @@ type Worker struct {
 	proc  *processor
 	sess  *kgo.GroupTransactSession
 	stats workerStats
+	ready atomic.Bool
+}
+
+// ErrNotReady is returned by Ready before the worker has joined Kafka.
+var ErrNotReady = errors.New("enrichment worker not running yet")
+
+// Ready reports nil once Run has initialised its transactional producer and
+// until it stops; it is the /readyz check of "kpipe enrich".
+func (w *Worker) Ready(context.Context) error {
+	if !w.ready.Load() {
+		return ErrNotReady
+	}
+	return nil
 }
 
 type workerStats struct {
@@ -222,6 +236,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("initialising transactional producer %q: %w", w.o.TransactionalID, err)
 	}
+	w.ready.Store(true)
+	defer w.ready.Store(false)
 	w.log.Info("enrich_started", "topic", w.o.Topic, "group", w.o.Group, "transactional_id", w.o.TransactionalID, "plugins", w.o.Orchestrator.Names())
 	for {
 		fetches := w.sess.PollRecords(ctx, w.o.MaxBatch)

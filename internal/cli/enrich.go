@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"kpipe/internal/claimx"
+	"kpipe/internal/config"
+	"kpipe/internal/enrich"
+	"kpipe/internal/kafka"
+	"kpipe/internal/metrics"
+	"kpipe/internal/plugin"
+)
+
+func init() { register(newEnrichCmd) }
+
+// enrichConnection is the named connection the enrichment worker fetches
+// rows through.
+const enrichConnection = "claimx_api"
+
+func newEnrichCmd(env *Env) *cobra.Command {
+	var o struct {
+		metricsAddr     string
+		transactionalID string
+	}
+	cmd := &cobra.Command{
+		Use:   "enrich",
+		Short: "Run the enrichment worker: claimx.events → ClaimX API → plugins → their topics",
+		Long: `Run the enrichment worker. It consumes claimx.events in the group
+claimx_enrichment_worker_group, fetches the task-assignment and project rows of
+task events through the claimx_api connection, runs every enabled plugin in
+priority order, and publishes what they produce in the same Kafka transaction
+that commits the consumed offsets: each event is published once. Events that
+cannot be parsed or enriched go to claimx.enrichment.errors.
+
+Kafka comes from KAFKA_BOOTSTRAP_SERVERS and the other KAFKA_* variables ("kpipe
+up" runs everything with an embedded broker instead). The transactional id
+must be stable across restarts of one worker and unique among running ones
+(default: the group name and the host name).
+
+SIGINT or SIGTERM: the poll in hand is finished and committed, then the worker
+exits 0.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runEnrich(cmd.Context(), env, o.metricsAddr, o.transactionalID)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (host:port); empty: no HTTP")
+	f.StringVar(&o.transactionalID, "transactional-id", "", "Kafka transactional id (default <group>-<hostname>)")
+	return cmd
+}
+
+func runEnrich(ctx context.Context, env *Env, metricsAddr, transactionalID string) (err error) {
+	log := env.Logger
+	cfg, err := config.Load(env.ConfigDir, config.WithEnv(env.Getenv))
+	if err != nil {
+		return usage(err)
+	}
+	conn := cfg.Connections[enrichConnection]
+	if conn == nil {
+		return usage(fmt.Errorf("connection %q is not defined in %s/plugins/shared/connections", enrichConnection, cfg.Dir))
+	}
+	kcfg, err := kafka.ConfigFromEnv(env.Getenv)
+	if err == nil {
+		err = kcfg.Validate()
+	}
+	if err != nil {
+		return usage(err)
+	}
+	reg := metrics.NewRegistry()
+	m := metrics.New(reg)
+	orch, err := plugin.NewOrchestrator(ctx, plugin.DefaultRegistry(), cfg.Plugins, plugin.Deps{Logger: log, Metrics: m})
+	if err != nil {
+		return usage(err)
+	}
+	defer func() {
+		if cerr := orch.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	cx, err := claimx.NewClient(conn, claimx.WithMetrics(m), claimx.WithLogger(log))
+	if err != nil {
+		return usage(err)
+	}
+	defer cx.Close()
+	w, err := enrich.New(enrich.Options{
+		Kafka: kcfg, TransactionalID: transactionalID,
+		Fetcher: cx, Orchestrator: orch, Metrics: m, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	return runWithMetrics(ctx, metricsAddr, reg, w.Ready, log, w.Run)
+}
+
+// errRunStopped ends the errgroup after run's graceful stop.
+var errRunStopped = errors.New("stopped")
+
+// runWithMetrics runs run until it returns, serving the metrics endpoint
+// (internal/metrics) on addr meanwhile when addr is set; the endpoint stays
+// up through run's drain.
+func runWithMetrics(ctx context.Context, addr string, reg prometheus.Gatherer, ready metrics.ReadyFunc, log *slog.Logger, run func(context.Context) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	if addr != "" {
+		srv := metrics.NewServer(addr, reg, ready, log)
+		if err := srv.Start(); err != nil {
+			return err
+		}
+		log.Info("metrics_serving", slog.String("addr", srv.Addr().String()))
+		mctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		defer stop()
+		g.Go(func() error { return srv.Run(mctx) })
+		g.Go(func() error {
+			<-gctx.Done()
+			stop()
+			return nil
+		})
+	}
+	g.Go(func() error {
+		if err := run(gctx); err != nil {
+			return err
+		}
+		return errRunStopped
+	})
+	if err := g.Wait(); err != nil && !errors.Is(err, errRunStopped) {
+		return err
+	}
+	return nil
+}
