@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -190,18 +191,19 @@ func (p *processor) process(ctx context.Context, recs []*kgo.Record) (*batch, er
 		p.items = make([]item, len(recs))
 	}
 	items := p.items[:len(recs)]
-	for i, r := range recs {
-		it := &items[i]
-		*it = item{rec: r}
-		ev, err := claimx.ParseEvent(r.Value)
-		if err != nil {
-			it.reason, it.err = ReasonMalformed, err
-			continue
+	// Decoding is most of the CPU work: spread it over the cores in a few
+	// contiguous chunks (one goroutine per chunk, not per record).
+	chunks := min(runtime.GOMAXPROCS(0), len(recs)/parseChunkMin)
+	if chunks <= 1 {
+		parse(items, recs)
+	} else {
+		var wg sync.WaitGroup
+		size := (len(recs) + chunks - 1) / chunks
+		for lo := 0; lo < len(recs); lo += size {
+			hi := min(lo+size, len(recs))
+			wg.Go(func() { parse(items[lo:hi], recs[lo:hi]) })
 		}
-		it.ev = ev
-		if it.raw, err = ev.Raw(); err != nil {
-			it.reason, it.err = ReasonMalformed, fmt.Errorf("raw_data: %w", err)
-		}
+		wg.Wait()
 	}
 
 	if err := p.lookup(ctx, items); err != nil {
@@ -244,6 +246,30 @@ func (p *processor) process(ctx context.Context, recs []*kgo.Record) (*batch, er
 	}
 	clear(items) // drop references to records and rows
 	return b, nil
+}
+
+// parseChunkMin is the fewest records worth a parsing goroutine.
+const parseChunkMin = 256
+
+// parse decodes each record once: the event, and the raw_data of task
+// events (the only ones plugins read it from).
+func parse(items []item, recs []*kgo.Record) {
+	for i, r := range recs {
+		it := &items[i]
+		*it = item{rec: r}
+		ev, err := claimx.ParseEvent(r.Value)
+		if err != nil {
+			it.reason, it.err = ReasonMalformed, err
+			continue
+		}
+		it.ev = ev
+		if !ev.IsTaskEvent() {
+			continue
+		}
+		if it.raw, err = ev.Raw(); err != nil {
+			it.reason, it.err = ReasonMalformed, fmt.Errorf("raw_data: %w", err)
+		}
+	}
 }
 
 // lookup fetches the rows the task events of items need: cached rows that

@@ -46,7 +46,8 @@ type Plugin interface {
 type Enriched struct {
 	// Event is the event as consumed.
 	Event *claimx.Event
-	// Raw is the event's raw_data, decoded; nil when absent.
+	// Raw is the raw_data of a task event, decoded; nil when absent and for
+	// other events (decode Event.RawData when needed).
 	Raw claimx.Row
 	// Task is the task-assignment row of a task event; nil otherwise.
 	Task *Entity
