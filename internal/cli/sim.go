@@ -9,10 +9,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"kpipe/internal/kafka"
 	"kpipe/internal/sim"
 )
 
@@ -21,6 +25,7 @@ func init() { register(newSimCmd) }
 func newSimCmd(env *Env) *cobra.Command {
 	var (
 		addr, faults, token, baseTime, emit string
+		kafkaBrokers                        string
 		seed                                int64
 		projects, events                    int
 		rate                                float64
@@ -44,10 +49,15 @@ The token is $CLAIMX_API_TOKEN, else --token, else "sim-token".
 
 With --emit FILE ("-" for stdout) the world's events are written as JSON
 lines at --rate events/s (0: as fast as possible) while the API serves; the
-API clock follows the events written.`,
+API clock follows the events written.
+
+With --kafka BROKERS the events are produced to the claimx.events topic
+instead ("env" takes $KAFKA_BOOTSTRAP_SERVERS and the other KAFKA_*
+settings), keyed by project id, at --rate events/s.`,
 		Example: `  kpipe sim --seed 7 --projects 500
   kpipe sim --faults latency=5ms-40ms,500=0.02,429=0.01,retry_after=2s
-  curl -H "Authorization: Bearer sim-token" localhost:8080/api/v1/tasks/32513`,
+  curl -H "Authorization: Bearer sim-token" localhost:8080/api/v1/tasks/32513
+  kpipe sim --kafka 127.0.0.1:9092 --rate 100`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := sim.ParseFaults(faults)
@@ -80,8 +90,15 @@ API clock follows the events written.`,
 			srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 			errc := make(chan error, 2)
 			go func() { errc <- srv.Serve(ln) }()
+			if emit != "" && kafkaBrokers != "" {
+				return usage(errors.New("--emit and --kafka exclude each other"))
+			}
 			if emit != "" {
 				go func() { errc <- emitEvents(ctx, env, s, emit, rate) }()
+			}
+			if kafkaBrokers != "" {
+				emit = kafkaBrokers // the events have a destination; wait for ctx after
+				go func() { errc <- produceEvents(ctx, env, s, kafkaBrokers, rate) }()
 			}
 			select {
 			case <-ctx.Done():
@@ -112,7 +129,8 @@ API clock follows the events written.`,
 	fl.StringVar(&token, "token", "", `bearer token (default $CLAIMX_API_TOKEN, else "sim-token")`)
 	fl.StringVar(&baseTime, "base-time", "", "RFC 3339 start of the timeline (default 2026-01-05T08:00:00Z)")
 	fl.StringVar(&emit, "emit", "", `write the events as JSON lines to this file ("-": stdout)`)
-	fl.Float64Var(&rate, "rate", 0, "events per second for --emit (0: as fast as possible)")
+	fl.Float64Var(&rate, "rate", 0, "events per second for --emit or --kafka (0: as fast as possible)")
+	fl.StringVar(&kafkaBrokers, "kafka", "", `produce the events to claimx.events on these brokers (host:port,...; "env": $KAFKA_BOOTSTRAP_SERVERS)`)
 	return cmd
 }
 
@@ -148,5 +166,46 @@ func emitEvents(ctx context.Context, env *Env, s *sim.Sim, path string, rate flo
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
+	return err
+}
+
+// produceEvents produces the simulator's events to claimx.events.
+func produceEvents(ctx context.Context, env *Env, s *sim.Sim, brokers string, rate float64) error {
+	kcfg, err := kafka.ConfigFromEnv(func(name string) (string, bool) {
+		if name == "KAFKA_BOOTSTRAP_SERVERS" && brokers != "env" {
+			return brokers, true
+		}
+		return env.Getenv(name)
+	})
+	if err != nil {
+		return usage(fmt.Errorf("--kafka: %w", err))
+	}
+	cl, err := kafka.NewClient(kcfg, env.Logger)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	topics, err := kadm.NewClient(cl).ListTopics(ctx, eventsTopic)
+	if err != nil {
+		return fmt.Errorf("--kafka %s: %w", brokers, err)
+	}
+	if !topics.Has(eventsTopic) {
+		return fmt.Errorf("topic %s does not exist on %s: run kpipe topics create", eventsTopic, brokers)
+	}
+	var n atomic.Int64
+	p := &eventProducer{cl: cl, generated: &n}
+	err = s.Generate(ctx, sim.GenerateOptions{Rate: rate}, p.sink)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if ferr := cl.Flush(fctx); err == nil {
+		err = ferr
+	}
+	if perr := p.err(); err == nil {
+		err = perr
+	}
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	env.Logger.Info("sim_events_produced", "events", n.Load(), "topic", "claimx.events")
 	return err
 }

@@ -13,7 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"kpipe/internal/claimx"
+	"kpipe/internal/kafka"
+	"kpipe/internal/sim"
 )
 
 // syncBuffer is an io.Writer safe for the command's goroutine and the test.
@@ -101,5 +105,67 @@ func TestSimCommandBadFaults(t *testing.T) {
 	env := &Env{Stdout: &out, Stderr: &errOut, Getenv: func(string) (string, bool) { return "", false }}
 	if code := run(t.Context(), env, []string{"sim", "--faults", "500=7"}); code != ExitUsage {
 		t.Fatalf("exit %d, want %d: %s", code, ExitUsage, errOut.String())
+	}
+}
+
+// TestSimKafka produces the simulator's events to claimx.events on an
+// embedded broker and reads every one of them back.
+func TestSimKafka(t *testing.T) {
+	broker, err := kafka.StartEmbedded(t.Context(), kafka.EmbeddedOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	addr := broker.Addrs()[0]
+	admin, err := kafka.NewClient(kafka.Config{Brokers: broker.Addrs()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if code, _, errOut := runCLI(t, map[string]string{"KAFKA_BOOTSTRAP_SERVERS": addr}, "--config-dir", repoConfig(), "topics", "create"); code != ExitOK {
+		t.Fatalf("topics create: exit %d: %s", code, errOut)
+	}
+	want := sim.New(sim.Options{Seed: 3, Projects: 20}).Events()
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() {
+		env := &Env{Stdout: io.Discard, Stderr: &stderr, Getenv: func(string) (string, bool) { return "", false }}
+		done <- run(ctx, env, []string{"sim", "--addr", "127.0.0.1:0", "--seed", "3", "--projects", "20", "--kafka", addr})
+	}()
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics("claimx.events"), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	got := map[string]bool{}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(got) < len(want) && time.Now().Before(deadline) {
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		fs := cl.PollFetches(pctx)
+		pcancel()
+		fs.EachRecord(func(r *kgo.Record) {
+			e, err := claimx.ParseEvent(r.Value)
+			if err != nil {
+				t.Errorf("record %d: %v", r.Offset, err)
+				return
+			}
+			if string(r.Key) != e.ProjectID {
+				t.Errorf("record key %q, want the project id %q", r.Key, e.ProjectID)
+			}
+			got[e.EventID] = true
+		})
+	}
+	for _, e := range want {
+		if !got[e.EventID] {
+			t.Fatalf("event %s never reached claimx.events (%d of %d did)", e.EventID, len(got), len(want))
+		}
+	}
+	cancel()
+	if code := <-done; code != ExitOK {
+		t.Fatalf("kpipe sim --kafka exited %d: %s", code, stderr.String())
 	}
 }

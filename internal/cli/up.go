@@ -261,7 +261,7 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 		if rate == 0 {
 			rate = 200
 		}
-		err := world.Generate(runCtx, sim.GenerateOptions{Rate: rate}, produceSink(admin, &generated))
+		err := world.Generate(runCtx, sim.GenerateOptions{Rate: rate}, (&eventProducer{cl: admin, generated: &generated}).sink)
 		if err != nil && runCtx.Err() == nil {
 			runErr = fmt.Errorf("generating events: %w", err)
 		}
@@ -296,30 +296,52 @@ func tableLocation(w *config.Worker, dataDir string) (string, error) {
 	return "", fmt.Errorf("worker %s has no delta_writer handler", w.Name)
 }
 
-// produceSink produces each event to claimx.events, keyed by project.
-func produceSink(cl *kgo.Client, generated *atomic.Int64) sim.Sink {
-	return func(ctx context.Context, key, value []byte) error {
-		var failed error
-		cl.Produce(ctx, &kgo.Record{Topic: "claimx.events", Key: key, Value: value}, func(_ *kgo.Record, err error) {
-			if err != nil && failed == nil {
-				failed = err
-			}
-		})
-		generated.Add(1)
-		return failed
-	}
+// eventProducer produces the simulator's events to claimx.events, keyed by
+// project id. A failed produce fails the next call of the sink, and err
+// reports it after the client is flushed.
+type eventProducer struct {
+	cl        *kgo.Client
+	generated *atomic.Int64
+	failed    atomic.Pointer[error]
 }
+
+func (p *eventProducer) sink(ctx context.Context, key, value []byte) error {
+	if err := p.err(); err != nil {
+		return err
+	}
+	p.cl.Produce(ctx, &kgo.Record{Topic: eventsTopic, Key: key, Value: value}, func(_ *kgo.Record, err error) {
+		if err != nil {
+			p.failed.CompareAndSwap(nil, &err)
+		}
+	})
+	p.generated.Add(1)
+	return nil
+}
+
+func (p *eventProducer) err() error {
+	if err := p.failed.Load(); err != nil {
+		return fmt.Errorf("producing to %s: %w", eventsTopic, *err)
+	}
+	return nil
+}
+
+// eventsTopic is where ClaimX events arrive.
+const eventsTopic = "claimx.events"
 
 // generateAndVerify produces o.events events, waits until the table holds
 // every tracked event of them, and checks it against the simulator's ground
 // truth.
 func generateAndVerify(ctx context.Context, env *Env, o upOptions, world *sim.Sim, cl *kgo.Client, tablePath string, generated *atomic.Int64) error {
 	start := time.Now()
-	if err := world.Generate(ctx, sim.GenerateOptions{Rate: o.rate, Limit: o.events}, produceSink(cl, generated)); err != nil {
+	p := &eventProducer{cl: cl, generated: generated}
+	if err := world.Generate(ctx, sim.GenerateOptions{Rate: o.rate, Limit: o.events}, p.sink); err != nil {
 		return fmt.Errorf("generating events: %w", err)
 	}
 	if err := cl.Flush(ctx); err != nil {
 		return fmt.Errorf("producing events: %w", err)
+	}
+	if err := p.err(); err != nil {
+		return err
 	}
 	want := expectedEvents(world, o.events, claimx.TemplateITelCabinet)
 	fmt.Fprintf(env.Stdout, "generated %d events in %s; waiting for the table to hold the %d events of task %d\n",
