@@ -3,9 +3,14 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"net/http/httptest"
-	"os"
+
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -50,8 +55,9 @@ func TestWorkerCommandRunsAndStopsCleanly(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan int, 1)
+	metricsAddr := freeAddr(t)
 	go func() {
-		done <- run(ctx, env, []string{"--config-dir", "../../config", "--log-level", "warn", "worker", "itel_cabinet_tracking_worker", "--data", data})
+		done <- run(ctx, env, []string{"--config-dir", "../../config", "--log-level", "warn", "worker", "itel_cabinet_tracking_worker", "--data", data, "--metrics-addr", metricsAddr})
 	}()
 
 	entries := s.Manifest().EventsForTemplate(32513)[:5]
@@ -70,18 +76,17 @@ func TestWorkerCommandRunsAndStopsCleanly(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The worker creates the table when its first batch arrives; stop right
-	// then, before the 2 s age flush: the rows come from the graceful stop.
-	logFile := filepath.Join(data, "delta", "itel_cabinet_task_tracking", "_delta_log", "00000000000000000000.json")
+	// Stop as soon as the worker has consumed all of them, before the 2 s
+	// age flush: the rows must come from the graceful stop's flush.
+	consumed := regexp.MustCompile(`(?m)^itel_worker_messages_consumed_total\{worker="itel_cabinet_tracking_worker"\} (\d+)$`)
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(logFile); err == nil {
+		if m := consumed.FindStringSubmatch(scrape(metricsAddr)); m != nil && m[1] == strconv.Itoa(len(entries)) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the worker never created the table; stderr %s", errOut)
+			t.Fatalf("the worker never consumed the %d records; stderr %s", len(entries), errOut)
 		}
 	}
-	time.Sleep(100 * time.Millisecond)
 	cancel()
 	select {
 	case code := <-done:
@@ -110,4 +115,26 @@ func TestWorkerCommandRunsAndStopsCleanly(t *testing.T) {
 	if len(rows) != len(entries) {
 		t.Fatalf("table holds %d rows after the graceful stop, want %d (stderr %s)", len(rows), len(entries), errOut)
 	}
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// scrape returns the body of http://addr/metrics, or "" when it cannot.
+func scrape(addr string) string {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
