@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -185,27 +184,23 @@ func produceEvents(ctx context.Context, env *Env, s *sim.Sim, brokers string, ra
 		return err
 	}
 	defer cl.Close()
-	topics, err := kadm.NewClient(cl).ListTopics(ctx, eventsTopic)
+	topics, err := kadm.NewClient(cl).ListTopics(ctx, kafka.TopicEvents)
 	if err != nil {
 		return fmt.Errorf("--kafka %s: %w", brokers, err)
 	}
-	if !topics.Has(eventsTopic) {
-		return fmt.Errorf("topic %s does not exist on %s: run kpipe topics create", eventsTopic, brokers)
+	if !topics.Has(kafka.TopicEvents) {
+		return fmt.Errorf("topic %s does not exist on %s: run kpipe topics create", kafka.TopicEvents, brokers)
 	}
-	var n atomic.Int64
-	p := &eventProducer{cl: cl, generated: &n}
-	err = s.Generate(ctx, sim.GenerateOptions{Rate: rate}, p.sink)
+	pub := kafka.NewPublisher(cl, kafka.TopicEvents)
+	err = s.Generate(ctx, sim.GenerateOptions{Rate: rate}, pub.Publish)
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if ferr := cl.Flush(fctx); err == nil {
+	if ferr := pub.Flush(fctx); err == nil {
 		err = ferr
-	}
-	if perr := p.err(); err == nil {
-		err = perr
 	}
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
-	env.Logger.Info("sim_events_produced", "events", n.Load(), "topic", "claimx.events")
+	env.Logger.Info("sim_events_produced", "events", pub.Published(), "topic", kafka.TopicEvents)
 	return err
 }

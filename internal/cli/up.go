@@ -10,12 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"kpipe/internal/claimx"
@@ -247,21 +245,21 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 		apiSrv.Shutdown(shutdownCtx)
 	}()
 
-	var generated atomic.Int64
-	prog := newProgress(env.Stdout, reg, &generated, wcfg.Name)
+	pub := kafka.NewPublisher(admin, kafka.TopicEvents)
+	prog := newProgress(env.Stdout, reg, pub.Published)
 	progDone := make(chan struct{})
 	go func() { prog.run(workersCtx); close(progDone) }()
 
 	var runErr error
 	switch {
 	case o.events > 0:
-		runErr = generateAndVerify(runCtx, env, o, world, admin, tablePath, &generated)
+		runErr = generateAndVerify(runCtx, env, o, world, pub, tablePath)
 	case !o.noGenerator:
 		rate := o.rate
 		if rate == 0 {
 			rate = 200
 		}
-		err := world.Generate(runCtx, sim.GenerateOptions{Rate: rate}, (&eventProducer{cl: admin, generated: &generated}).sink)
+		err := world.Generate(runCtx, sim.GenerateOptions{Rate: rate}, pub.Publish)
 		if err != nil && runCtx.Err() == nil {
 			runErr = fmt.Errorf("generating events: %w", err)
 		}
@@ -296,51 +294,15 @@ func tableLocation(w *config.Worker, dataDir string) (string, error) {
 	return "", fmt.Errorf("worker %s has no delta_writer handler", w.Name)
 }
 
-// eventProducer produces the simulator's events to claimx.events, keyed by
-// project id. A failed produce fails the next call of the sink, and err
-// reports it after the client is flushed.
-type eventProducer struct {
-	cl        *kgo.Client
-	generated *atomic.Int64
-	failed    atomic.Pointer[error]
-}
-
-func (p *eventProducer) sink(ctx context.Context, key, value []byte) error {
-	if err := p.err(); err != nil {
-		return err
-	}
-	p.cl.Produce(ctx, &kgo.Record{Topic: eventsTopic, Key: key, Value: value}, func(_ *kgo.Record, err error) {
-		if err != nil {
-			p.failed.CompareAndSwap(nil, &err)
-		}
-	})
-	p.generated.Add(1)
-	return nil
-}
-
-func (p *eventProducer) err() error {
-	if err := p.failed.Load(); err != nil {
-		return fmt.Errorf("producing to %s: %w", eventsTopic, *err)
-	}
-	return nil
-}
-
-// eventsTopic is where ClaimX events arrive.
-const eventsTopic = "claimx.events"
-
 // generateAndVerify produces o.events events, waits until the table holds
 // every tracked event of them, and checks it against the simulator's ground
 // truth.
-func generateAndVerify(ctx context.Context, env *Env, o upOptions, world *sim.Sim, cl *kgo.Client, tablePath string, generated *atomic.Int64) error {
+func generateAndVerify(ctx context.Context, env *Env, o upOptions, world *sim.Sim, pub *kafka.Publisher, tablePath string) error {
 	start := time.Now()
-	p := &eventProducer{cl: cl, generated: generated}
-	if err := world.Generate(ctx, sim.GenerateOptions{Rate: o.rate, Limit: o.events}, p.sink); err != nil {
+	if err := world.Generate(ctx, sim.GenerateOptions{Rate: o.rate, Limit: o.events}, pub.Publish); err != nil {
 		return fmt.Errorf("generating events: %w", err)
 	}
-	if err := cl.Flush(ctx); err != nil {
-		return fmt.Errorf("producing events: %w", err)
-	}
-	if err := p.err(); err != nil {
+	if err := pub.Flush(ctx); err != nil {
 		return err
 	}
 	want := expectedEvents(world, o.events, claimx.TemplateITelCabinet)
@@ -449,20 +411,19 @@ func reportTable(w io.Writer, tablePath string, rows []map[string]any, want map[
 type progress struct {
 	w         io.Writer
 	g         prometheus.Gatherer
-	generated *atomic.Int64
-	worker    string
+	generated func() int64
 	tty       bool
 	last      string
 }
 
-func newProgress(w io.Writer, g prometheus.Gatherer, generated *atomic.Int64, worker string) *progress {
+func newProgress(w io.Writer, g prometheus.Gatherer, generated func() int64) *progress {
 	tty := false
 	if f, ok := w.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 			tty = true
 		}
 	}
-	return &progress{w: w, g: g, generated: generated, worker: worker, tty: tty}
+	return &progress{w: w, g: g, generated: generated, tty: tty}
 }
 
 func (p *progress) run(ctx context.Context) {
@@ -485,7 +446,7 @@ func (p *progress) run(ctx context.Context) {
 func (p *progress) print(final bool) {
 	s := sumMetrics(p.g)
 	line := fmt.Sprintf("generated %d  enriched %.0f  triggered %.0f  written %.0f  lag %.0f  errors %.0f",
-		p.generated.Load(), s["kpipe_enrich_events_consumed_total"], s["itel_plugin_events_triggered_total"],
+		p.generated(), s["kpipe_enrich_events_consumed_total"], s["itel_plugin_events_triggered_total"],
 		s["itel_worker_delta_writes_total"], s["kpipe_consumer_lag"],
 		s["kpipe_enrich_events_failed_total"]+s["itel_worker_messages_failed_total"])
 	if line == p.last && !final {
