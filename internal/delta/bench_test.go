@@ -12,7 +12,7 @@ func BenchmarkAppend(b *testing.B) {
 	for _, c := range []struct {
 		store string
 		n     int
-	}{{"local", 1000}, {"local", 10000}, {"mem", 10000}} {
+	}{{"local", 100}, {"local", 1000}, {"local", 10000}, {"mem", 100}, {"mem", 10000}} {
 		n := c.n
 		b.Run(fmt.Sprintf("store=%s/rows=%d", c.store, n), func(b *testing.B) {
 			var tb *Table

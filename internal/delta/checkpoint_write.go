@@ -72,6 +72,7 @@ func (t *Table) Checkpoint(ctx context.Context, s *Snapshot) error {
 		return err
 	}
 	enc := newFileEncoder(plan, len(rows))
+	defer enc.release()
 	for _, r := range rows {
 		if err := enc.add(r); err != nil {
 			return fmt.Errorf("delta: checkpoint row: %w", err)

@@ -2,17 +2,18 @@ package delta
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"math"
 	"reflect"
-	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
+	"github.com/parquet-go/parquet-go/compress/zstd"
 	"github.com/parquet-go/parquet-go/encoding"
 )
 
@@ -67,17 +68,41 @@ type wnode struct {
 	stat     int   // index into stats, -1 when not collected
 	statsIn  []int // stats of this node and its struct descendants
 	decLen   int
+	// observe: a leaf whose min/max are collected (outside repeated groups).
+	observe bool
+	// scr: struct nodes' offset into fileEncoder.scratch (one slot per field).
+	scr int
 }
 
 // writePlan encodes rows of one data schema to Parquet.
 type writePlan struct {
 	// ignore names top-level keys rows may carry that are not written
-	// (partition columns).
-	ignore map[string]bool
-	root   *wnode
-	schema *parquet.Schema
-	ncols  int
-	stats  []statCol
+	// (partition columns); set with setIgnore.
+	ignore     map[string]bool
+	ignoreKeys []string
+	root       *wnode
+	schema     *parquet.Schema
+	ncols      int
+	stats      []statCol
+	// repeated[c] is whether leaf column c is inside a list or map.
+	repeated []bool
+	nscratch int
+	// statTree is the stats paths as a tree with children sorted by name,
+	// the key order encoding/json gives the maps of the stats JSON.
+	statTree *statNode
+
+	// encoders are reused across files of this plan.
+	encoders sync.Pool // *fileEncoder
+	// sizeHint is the last file's size, to presize the output buffer.
+	sizeHint atomic.Int64
+}
+
+func (p *writePlan) setIgnore(keys []string) {
+	p.ignoreKeys = keys
+	p.ignore = make(map[string]bool, len(keys))
+	for _, k := range keys {
+		p.ignore[k] = true
+	}
 }
 
 type statCol struct {
@@ -115,6 +140,8 @@ func newWritePlan(data *StructType, numIndexedCols int) (*writePlan, error) {
 				n.statsIn = append(n.statsIn, c.statsIn...)
 				g.fields = append(g.fields, namedNode{cn, f.Name})
 			}
+			n.scr = p.nscratch
+			p.nscratch += len(n.fields)
 			node = g
 		case *ArrayType:
 			n.kind = kindList
@@ -154,11 +181,13 @@ func newWritePlan(data *StructType, numIndexedCols int) (*writePlan, error) {
 			n.kind = kindLeaf
 			n.col = col
 			col++
+			p.repeated = append(p.repeated, rep > 0)
 			var err error
 			if node, n.decLen, err = leafNode(t); err != nil {
 				return nil, nil, fmt.Errorf("column %q: %w", path, err)
 			}
 			if statOK && leafIdx < numIndexedCols && statEligible(t) {
+				n.observe = true
 				n.stat = len(p.stats)
 				p.stats = append(p.stats, statCol{path: sp, typ: t})
 				n.statsIn = append(n.statsIn, n.stat)
@@ -189,7 +218,10 @@ func newWritePlan(data *StructType, numIndexedCols int) (*writePlan, error) {
 		g.fields = append(g.fields, namedNode{cn, f.Name})
 	}
 	root.hi = col
+	root.scr = p.nscratch
+	p.nscratch += len(root.fields)
 	p.root, p.ncols = root, col
+	p.statTree = newStatTree(p.stats)
 	p.schema = parquet.NewSchema("spark_schema", g)
 	if got := len(p.schema.Columns()); got != col {
 		return nil, fmt.Errorf("delta: internal error: parquet schema has %d columns, plan %d", got, col)
@@ -254,53 +286,59 @@ type colStats struct {
 	bad        bool // NaN seen: no min/max
 	minI, maxI int64
 	minF, maxF float64
+	// minS and maxS refer to the rows' own strings (Go strings are
+	// immutable), so collecting them does not copy.
 	minS, maxS string
 }
 
-// fileEncoder shreds rows of one data file into Parquet rows and computes
-// the file's statistics in the same pass.
+// fileEncoder shreds rows of one data file into per-column Parquet values
+// and computes the file's statistics in the same pass. Values of a string
+// column refer to the rows' strings, so the rows must outlive encode.
 type fileEncoder struct {
-	plan  *writePlan
-	cols  [][]parquet.Value
-	stats []colStats
-	rows  []parquet.Row
-	arena []parquet.Value
-	n     int64
+	plan    *writePlan
+	cols    [][]parquet.Value
+	stats   []colStats
+	scratch []any
+	n       int64
 }
 
+// newFileEncoder returns an encoder of p, reused from p's pool when one is
+// free; release returns it.
 func newFileEncoder(p *writePlan, capRows int) *fileEncoder {
-	return &fileEncoder{
-		plan:  p,
-		cols:  make([][]parquet.Value, p.ncols),
-		stats: make([]colStats, len(p.stats)),
-		rows:  make([]parquet.Row, 0, capRows),
-		arena: make([]parquet.Value, 0, capRows*p.ncols),
+	if e, ok := p.encoders.Get().(*fileEncoder); ok {
+		return e
 	}
+	e := &fileEncoder{
+		plan:    p,
+		cols:    make([][]parquet.Value, p.ncols),
+		stats:   make([]colStats, len(p.stats)),
+		scratch: make([]any, p.nscratch),
+	}
+	for c := range e.cols {
+		e.cols[c] = make([]parquet.Value, 0, capRows)
+	}
+	return e
 }
 
-// add shreds one row; on error nothing of the row is kept.
+// release clears e (so the pool pins no row data) and pools it.
+func (e *fileEncoder) release() {
+	for c, vals := range e.cols {
+		clear(vals)
+		e.cols[c] = vals[:0]
+	}
+	clear(e.stats)
+	clear(e.scratch)
+	e.n = 0
+	e.plan.encoders.Put(e)
+}
+
+// add shreds one row. An error leaves the encoder unusable for the file:
+// a failed row fails the whole file, so stats may be updated as the row is
+// shredded.
 func (e *fileEncoder) add(row map[string]any) error {
-	for i := range e.cols {
-		e.cols[i] = e.cols[i][:0]
+	if err := e.writeStruct(e.plan.root, row, 0, false, true); err != nil {
+		return err
 	}
-	root := e.plan.root
-	for k, v := range row {
-		if v != nil && !root.hasField(k) && !e.plan.ignore[k] {
-			return &SchemaError{Row: -1, Path: k, Reason: "column not in table schema", Err: errUnknownField}
-		}
-	}
-	// A failed row fails the whole file, so stats may be updated as the
-	// row is shredded.
-	for _, f := range root.fields {
-		if err := e.writeField(f, row[f.name], 0, 0, false); err != nil {
-			return err
-		}
-	}
-	start := len(e.arena)
-	for _, c := range e.cols {
-		e.arena = append(e.arena, c...)
-	}
-	e.rows = append(e.rows, parquet.Row(e.arena[start:len(e.arena):len(e.arena)]))
 	e.n++
 	return nil
 }
@@ -312,6 +350,48 @@ func (n *wnode) hasField(name string) bool {
 		}
 	}
 	return false
+}
+
+// writeStruct shreds the fields of m. It looks every field up once and
+// counts the keys found: when that count is len(m), m has no key outside the
+// schema, which saves iterating the map.
+func (e *fileEncoder) writeStruct(n *wnode, m map[string]any, rep int, inRep, root bool) error {
+	vals := e.scratch[n.scr : n.scr+len(n.fields)]
+	found := 0
+	for i, f := range n.fields {
+		x, ok := m[f.name]
+		if ok {
+			found++
+		}
+		vals[i] = x
+	}
+	if root {
+		for _, k := range e.plan.ignoreKeys {
+			if _, ok := m[k]; ok {
+				found++
+			}
+		}
+	}
+	if found != len(m) {
+		for k, x := range m {
+			if x == nil || n.hasField(k) {
+				continue
+			}
+			if root {
+				if !e.plan.ignore[k] {
+					return &SchemaError{Row: -1, Path: k, Reason: "column not in table schema", Err: errUnknownField}
+				}
+				continue
+			}
+			return &SchemaError{Row: -1, Path: joinPath(n.path, k), Reason: "field not in table schema", Err: errUnknownField}
+		}
+	}
+	for i, f := range n.fields {
+		if err := e.writeField(f, vals[i], rep, n.def, inRep); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (e *fileEncoder) writeNulls(n *wnode, rep, def int) {
@@ -335,29 +415,13 @@ func (e *fileEncoder) writeField(n *wnode, v any, rep, parentDef int, inRep bool
 	}
 	switch n.kind {
 	case kindLeaf:
-		pv, err := encodeLeaf(n, v)
-		if err != nil {
-			return err
-		}
-		e.cols[n.col] = append(e.cols[n.col], pv.Level(rep, n.def, n.col))
-		if !inRep && n.stat >= 0 && e.plan.stats[n.stat].typ != nil {
-			e.observe(n, pv)
-		}
+		return e.writeLeaf(n, v, rep, !inRep && n.observe)
 	case kindStruct:
 		m, ok := v.(map[string]any)
 		if !ok {
 			return conflict(n.typ, v, n.path, "")
 		}
-		for k, x := range m {
-			if x != nil && !n.hasField(k) {
-				return &SchemaError{Row: -1, Path: joinPath(n.path, k), Reason: "field not in table schema", Err: errUnknownField}
-			}
-		}
-		for _, f := range n.fields {
-			if err := e.writeField(f, m[f.name], rep, n.def, inRep); err != nil {
-				return err
-			}
-		}
+		return e.writeStruct(n, m, rep, inRep, false)
 	case kindList:
 		l, ok := toSlice(v)
 		if !ok {
@@ -404,48 +468,128 @@ func (e *fileEncoder) writeField(n *wnode, v any, rep, parentDef int, inRep bool
 	return nil
 }
 
-// observe folds a leaf value into its column statistics.
-func (e *fileEncoder) observe(n *wnode, pv parquet.Value) {
-	s := &e.stats[n.stat]
+// writeLeaf appends the Parquet value of v to n's column and, when observe,
+// folds it into the column statistics. The common Go types are converted
+// here without boxing; the others go through coerceValue.
+func (e *fileEncoder) writeLeaf(n *wnode, v any, rep int, observe bool) error {
+	var pv parquet.Value
 	switch n.typ {
 	case TypeString:
-		str := pv.String()
-		if !s.has || str < s.minS {
-			s.minS = strings.Clone(str)
+		s, ok := v.(string)
+		if !ok {
+			return e.writeCoerced(n, v, rep, observe)
 		}
-		if !s.has || str > s.maxS {
-			s.maxS = strings.Clone(str)
+		if !utf8.ValidString(s) {
+			return schemaErr(n.path, "string is not valid UTF-8")
 		}
-	case TypeFloat, TypeDouble:
-		var f float64
-		if n.typ == TypeFloat {
-			f = float64(pv.Float())
+		pv = parquet.ByteArrayValue(unsafeBytes(s))
+		if observe {
+			e.observeString(n.stat, s)
+		}
+	case TypeLong, TypeInteger, TypeShort, TypeByte:
+		x, ok, err := toInt64(v)
+		lo, hi := intRange(n.typ.(PrimitiveType))
+		if !ok || err != nil || x < lo || x > hi {
+			return e.writeCoerced(n, v, rep, observe) // reports the error
+		}
+		if n.typ == TypeLong {
+			pv = parquet.Int64Value(x)
 		} else {
-			f = pv.Double()
+			pv = parquet.Int32Value(int32(x))
 		}
-		if math.IsNaN(f) {
-			s.bad = true
+		if observe {
+			e.observeInt(n.stat, x)
 		}
-		if !s.has || f < s.minF {
-			s.minF = f
+	case TypeTimestamp, TypeTimestampNTZ:
+		t, ok := v.(time.Time)
+		if !ok {
+			return e.writeCoerced(n, v, rep, observe)
 		}
-		if !s.has || f > s.maxF {
-			s.maxF = f
+		// UnixMicro rounds down, as Truncate(time.Microsecond) does.
+		x := t.UnixMicro()
+		pv = parquet.Int64Value(x)
+		if observe {
+			e.observeInt(n.stat, x)
 		}
+	case TypeDouble:
+		f, ok := v.(float64)
+		if !ok {
+			return e.writeCoerced(n, v, rep, observe)
+		}
+		pv = parquet.DoubleValue(f)
+		if observe {
+			e.observeFloat(n.stat, f)
+		}
+	case TypeBoolean:
+		b, ok := v.(bool)
+		if !ok {
+			return e.writeCoerced(n, v, rep, observe)
+		}
+		pv = parquet.BooleanValue(b)
 	default:
-		var x int64
-		switch pv.Kind() {
-		case parquet.Int32:
-			x = int64(pv.Int32())
+		return e.writeCoerced(n, v, rep, observe)
+	}
+	e.cols[n.col] = append(e.cols[n.col], pv.Level(rep, n.def, n.col))
+	return nil
+}
+
+func (e *fileEncoder) writeCoerced(n *wnode, v any, rep int, observe bool) error {
+	pv, err := encodeLeaf(n, v)
+	if err != nil {
+		return err
+	}
+	e.cols[n.col] = append(e.cols[n.col], pv.Level(rep, n.def, n.col))
+	if observe {
+		switch n.typ {
+		case TypeString:
+			e.observeString(n.stat, string(pv.ByteArray()))
+		case TypeFloat:
+			e.observeFloat(n.stat, float64(pv.Float()))
+		case TypeDouble:
+			e.observeFloat(n.stat, pv.Double())
 		default:
-			x = pv.Int64()
+			if pv.Kind() == parquet.Int32 {
+				e.observeInt(n.stat, int64(pv.Int32()))
+			} else {
+				e.observeInt(n.stat, pv.Int64())
+			}
 		}
-		if !s.has || x < s.minI {
-			s.minI = x
-		}
-		if !s.has || x > s.maxI {
-			s.maxI = x
-		}
+	}
+	return nil
+}
+
+func (e *fileEncoder) observeString(stat int, str string) {
+	s := &e.stats[stat]
+	if !s.has || str < s.minS {
+		s.minS = str
+	}
+	if !s.has || str > s.maxS {
+		s.maxS = str
+	}
+	s.has = true
+}
+
+func (e *fileEncoder) observeFloat(stat int, f float64) {
+	s := &e.stats[stat]
+	if math.IsNaN(f) {
+		s.bad = true
+	}
+	if !s.has || f < s.minF {
+		s.minF = f
+	}
+	if !s.has || f > s.maxF {
+		s.maxF = f
+	}
+	s.has = true
+}
+
+func (e *fileEncoder) observeInt(stat int, x int64) {
+	s := &e.stats[stat]
+	if !s.has || x < s.minI {
+		s.minI = x
+	}
+	if !s.has || x > s.maxI {
+		s.maxI = x
 	}
 	s.has = true
 }
@@ -454,34 +598,6 @@ func unsafeBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), le
 
 // encodeLeaf converts a Go value to the Parquet value of a leaf column.
 func encodeLeaf(n *wnode, v any) (parquet.Value, error) {
-	switch n.typ {
-	case TypeString:
-		if s, ok := v.(string); ok {
-			if !utf8.ValidString(s) {
-				return parquet.Value{}, schemaErr(n.path, "string is not valid UTF-8")
-			}
-			return parquet.ByteArrayValue(unsafeBytes(s)), nil
-		}
-	case TypeLong:
-		switch x := v.(type) {
-		case int64:
-			return parquet.Int64Value(x), nil
-		case int:
-			return parquet.Int64Value(int64(x)), nil
-		}
-	case TypeTimestamp, TypeTimestampNTZ:
-		if t, ok := v.(time.Time); ok {
-			return parquet.Int64Value(t.UnixMicro()), nil
-		}
-	case TypeBoolean:
-		if b, ok := v.(bool); ok {
-			return parquet.BooleanValue(b), nil
-		}
-	case TypeDouble:
-		if f, ok := v.(float64); ok {
-			return parquet.DoubleValue(f), nil
-		}
-	}
 	c, err := coerceValue(n.typ, v, n.path)
 	if err != nil {
 		return parquet.Value{}, err
@@ -526,76 +642,70 @@ func encodeLeaf(n *wnode, v any) (parquet.Value, error) {
 	return parquet.Value{}, conflict(n.typ, v, n.path, "")
 }
 
-// encode writes the shredded rows as a zstd-compressed Parquet file.
+// zstdCodec compresses data pages. SpeedFastest compresses these columns
+// nearly as well as the default level at a fraction of the CPU; one
+// goroutine per page keeps the codec's encoders small.
+var zstdCodec = &zstd.Codec{Level: zstd.SpeedFastest, Concurrency: 1}
+
+// rowsPerWrite bounds the rows handed to a column writer at once: a page is
+// flushed between calls once it holds PageBufferSize bytes.
+const rowsPerWrite = 1024
+
+// encode writes the shredded rows as a zstd-compressed Parquet file, column
+// by column, straight into the writer's column buffers.
 func (e *fileEncoder) encode() ([]byte, error) {
-	var buf bytes.Buffer
-	w := parquet.NewWriter(&buf, e.plan.schema,
-		parquet.Compression(&parquet.Zstd),
+	p := e.plan
+	buf := bytes.NewBuffer(make([]byte, 0, max(4096, p.sizeHint.Load()*9/8)))
+	// A Writer is not reused: after Reset, parquet-go v0.32.0 writes a
+	// different (smaller) file for the same rows on the second reuse.
+	w := parquet.NewWriter(buf, p.schema,
+		parquet.Compression(zstdCodec),
 		parquet.CreatedBy("kpipe", Version, ""),
 		parquet.PageBufferSize(1<<20),
 	)
-	for i := 0; i < len(e.rows); i += 4096 {
-		j := min(i+4096, len(e.rows))
-		if _, err := w.WriteRows(e.rows[i:j]); err != nil {
-			return nil, fmt.Errorf("encoding parquet: %w", err)
-		}
+	if err := e.writeColumns(w); err != nil {
+		return nil, fmt.Errorf("encoding parquet: %w", err)
 	}
 	if err := w.Close(); err != nil {
 		return nil, fmt.Errorf("encoding parquet: %w", err)
 	}
+	p.sizeHint.Store(int64(buf.Len()))
 	return buf.Bytes(), nil
 }
 
-const statsStringPrefix = 32
-
-// statsJSON returns the file's statistics JSON.
-func (e *fileEncoder) statsJSON() string {
-	minV, maxV, nulls := map[string]any{}, map[string]any{}, map[string]any{}
-	put := func(m map[string]any, path []string, v any) {
-		for _, p := range path[:len(path)-1] {
-			sub, ok := m[p].(map[string]any)
-			if !ok {
-				sub = map[string]any{}
-				m[p] = sub
-			}
-			m = sub
-		}
-		m[path[len(path)-1]] = v
+func (e *fileEncoder) writeColumns(w *parquet.Writer) error {
+	cws := w.ColumnWriters()
+	if len(cws) != len(e.cols) {
+		return fmt.Errorf("internal error: %d column writers for %d columns", len(cws), len(e.cols))
 	}
-	for i, sc := range e.plan.stats {
-		s := &e.stats[i]
-		put(nulls, sc.path, s.nulls)
-		if !s.has || s.bad || sc.typ == nil {
-			continue
-		}
-		var lo, hi any
-		switch sc.typ {
-		case TypeString:
-			lo, hi = truncMin(s.minS), truncMax(s.maxS)
-			if hi == nil {
-				put(minV, sc.path, lo)
-				continue
+	for c, vals := range e.cols {
+		for len(vals) > 0 {
+			end := min(rowsPerWrite, len(vals))
+			if e.plan.repeated[c] {
+				// Cut at a row start (repetition level 0).
+				rows := 0
+				end = len(vals)
+				for i := 1; i < len(vals); i++ {
+					if vals[i].RepetitionLevel() == 0 {
+						if rows++; rows == rowsPerWrite {
+							end = i
+							break
+						}
+					}
+				}
 			}
-		case TypeFloat, TypeDouble:
-			if math.IsInf(s.minF, 0) || math.IsInf(s.maxF, 0) {
-				continue
+			if _, err := cws[c].WriteRowValues(vals[:end]); err != nil {
+				return err
 			}
-			lo, hi = s.minF, s.maxF
-		case TypeTimestamp, TypeTimestampNTZ:
-			lo, hi = formatStatTime(s.minI, sc.typ), formatStatTime(s.maxI, sc.typ)
-		case TypeDate:
-			lo = time.Unix(s.minI*86400, 0).UTC().Format("2006-01-02")
-			hi = time.Unix(s.maxI*86400, 0).UTC().Format("2006-01-02")
-		default:
-			lo, hi = s.minI, s.maxI
+			vals = vals[end:]
 		}
-		put(minV, sc.path, lo)
-		put(maxV, sc.path, hi)
 	}
-	out := map[string]any{"numRecords": e.n, "minValues": minV, "maxValues": maxV, "nullCount": nulls}
-	b, _ := json.Marshal(out)
-	return string(b)
+	return nil
 }
+
+// statsStringPrefix is the number of code points of a string kept in its
+// min/max statistics.
+const statsStringPrefix = 32
 
 func formatStatTime(micros int64, t DataType) string {
 	ms := micros / 1000

@@ -54,6 +54,9 @@ type Table struct {
 	ckptRunning bool
 	ckptRetry   bool
 	ckptWG      sync.WaitGroup
+
+	planMu sync.Mutex
+	plan   *cachedPlan
 }
 
 // Open opens the table at store and loads its latest snapshot. A location
@@ -134,16 +137,9 @@ func (t *Table) update(ctx context.Context) (*Snapshot, error) {
 		t.setLatest(s)
 		return s, nil
 	}
-	list, err := t.store.List(ctx, logDir, fmt.Sprintf("%s%020d", logDir, cur.version+1))
+	commits, err := t.listCommits(ctx, cur.version+1)
 	if err != nil {
 		return nil, err
-	}
-	var commits []logFile
-	for _, fi := range list {
-		if lf, ok := parseLogFileName(fi.Key); ok && lf.kind == logCommit {
-			lf.size, lf.modTime = fi.Size, fi.ModTime
-			commits = append(commits, lf)
-		}
 	}
 	if len(commits) == 0 {
 		return cur, nil
@@ -168,6 +164,37 @@ func (t *Table) update(ctx context.Context) (*Snapshot, error) {
 	}
 	t.setLatest(next)
 	return t.cached(), nil
+}
+
+// listCommits lists the commits from version from on. A listing that skips
+// a version is read again: a commit exists only once the one before it does,
+// so a gap means the listing raced with concurrent commits (a local folder is
+// read in several system calls); a gap that persists is left to the caller.
+func (t *Table) listCommits(ctx context.Context, from int64) ([]logFile, error) {
+	var commits []logFile
+	for attempt := 0; ; attempt++ {
+		list, err := t.store.List(ctx, logDir, fmt.Sprintf("%s%020d", logDir, from))
+		if err != nil {
+			return nil, err
+		}
+		commits = commits[:0]
+		for _, fi := range list {
+			if lf, ok := parseLogFileName(fi.Key); ok && lf.kind == logCommit {
+				lf.size, lf.modTime = fi.Size, fi.ModTime
+				commits = append(commits, lf)
+			}
+		}
+		gap := false
+		for i := 1; i < len(commits); i++ {
+			if commits[i].version != commits[i-1].version+1 {
+				gap = true
+				break
+			}
+		}
+		if !gap || attempt == 2 {
+			return commits, nil
+		}
+	}
 }
 
 func (t *Table) applyCommit(ctx context.Context, s *Snapshot, c logFile) error {

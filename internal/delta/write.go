@@ -76,21 +76,32 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 		return CommitResult{}, err
 	}
 
-	// Schema evolution.
+	// Rows are shredded against the current schema first: when they all fit,
+	// schema evolution has nothing to add (evolveRow changes the schema only
+	// for a row with a non-null key the schema lacks, which shredding
+	// rejects), so the per-row evolution pass runs only on failure, and its
+	// errors still come first.
 	schema := snap.metadata.Schema
-	if opts.SchemaEvolution {
+	shred, err := t.shredRows(snap, schema, rows)
+	if err != nil && opts.SchemaEvolution {
 		order := declaredOrder(snap)
 		for i, r := range rows {
-			ns, err := evolveRow(schema, r, order)
-			if err != nil {
-				return CommitResult{}, withRow(err, i)
+			ns, eerr := evolveRow(schema, r, order)
+			if eerr != nil {
+				return CommitResult{}, withRow(eerr, i)
 			}
 			schema = ns
 		}
+		if schema != snap.metadata.Schema {
+			shred, err = t.shredRows(snap, schema, rows)
+		}
+	}
+	if err != nil {
+		return CommitResult{}, err
 	}
 	schemaChanged := schema != snap.metadata.Schema && !TypesEqual(schema, snap.metadata.Schema)
 
-	files, err := t.writeDataFiles(ctx, snap, schema, rows)
+	files, err := t.writeDataFiles(ctx, shred)
 	if err != nil {
 		return CommitResult{}, err
 	}
@@ -267,90 +278,212 @@ func declaredOrder(s *Snapshot) []string {
 type partGroup struct {
 	values map[string]string
 	rows   []int
+	enc    *fileEncoder
 }
 
-// writeDataFiles encodes the rows, one file per partition, and writes them.
-func (t *Table) writeDataFiles(ctx context.Context, snap *Snapshot, schema *StructType, rows []map[string]any) ([]AddFile, error) {
-	if len(rows) == 0 {
-		return nil, nil
-	}
-	partCols := snap.metadata.PartitionColumns
-	data := &StructType{}
-	ignore := map[string]bool{}
-	for _, f := range schema.Fields {
-		if slices.Contains(partCols, f.Name) {
-			ignore[f.Name] = true
-		} else {
-			data.Fields = append(data.Fields, f)
+// shreddedRows are the rows of one Append shredded per partition, ready to
+// be encoded.
+type shreddedRows struct {
+	plan     *writePlan
+	partCols []string
+	groups   []*partGroup
+}
+
+func (s *shreddedRows) release() {
+	for _, g := range s.groups {
+		if g.enc != nil {
+			g.enc.release()
+			g.enc = nil
 		}
 	}
+}
+
+// cachedPlan is the write plan of the last schema a Table wrote.
+type cachedPlan struct {
+	schema   *StructType
+	partCols []string
+	numIdx   int
+	plan     *writePlan
+}
+
+// writePlanFor returns the write plan of schema's data columns, cached
+// while the schema (compared by identity: schemas are never modified in
+// place) and the table settings stay the same.
+func (t *Table) writePlanFor(snap *Snapshot, schema *StructType) (*writePlan, error) {
+	partCols := snap.metadata.PartitionColumns
 	numIdx := snap.configInt("delta.dataSkippingNumIndexedCols", 32)
 	if numIdx < 0 {
 		numIdx = 1 << 30
+	}
+	t.planMu.Lock()
+	c := t.plan
+	t.planMu.Unlock()
+	if c != nil && c.schema == schema && c.numIdx == numIdx && slices.Equal(c.partCols, partCols) {
+		return c.plan, nil
+	}
+	data := &StructType{}
+	var ignore []string
+	for _, f := range schema.Fields {
+		if slices.Contains(partCols, f.Name) {
+			ignore = append(ignore, f.Name)
+		} else {
+			data.Fields = append(data.Fields, f)
+		}
 	}
 	plan, err := newWritePlan(data, numIdx)
 	if err != nil {
 		return nil, err
 	}
-	plan.ignore = ignore
+	plan.setIgnore(ignore)
+	t.planMu.Lock()
+	t.plan = &cachedPlan{schema: schema, partCols: slices.Clone(partCols), numIdx: numIdx, plan: plan}
+	t.planMu.Unlock()
+	return plan, nil
+}
 
-	// Group rows by partition.
+// shredRows groups rows by partition and shreds each group (in parallel).
+// A row that does not fit fails the call with a *SchemaError naming the
+// lowest such row, before anything is written.
+func (t *Table) shredRows(snap *Snapshot, schema *StructType, rows []map[string]any) (*shreddedRows, error) {
+	if len(rows) == 0 {
+		return &shreddedRows{}, nil
+	}
+	partCols := snap.metadata.PartitionColumns
+	plan, err := t.writePlanFor(snap, schema)
+	if err != nil {
+		return nil, err
+	}
+	groups, err := groupByPartition(schema, partCols, rows)
+	if err != nil {
+		return nil, err
+	}
+	sh := &shreddedRows{plan: plan, partCols: partCols, groups: groups}
+	errs := make([]error, len(groups))
+	forEachGroup(len(groups), func(gi int) {
+		g := groups[gi]
+		g.enc = newFileEncoder(plan, len(g.rows))
+		for _, i := range g.rows {
+			if err := g.enc.add(rows[i]); err != nil {
+				errs[gi] = withRow(err, i)
+				return
+			}
+		}
+	})
+	if err := firstError(errs); err != nil {
+		sh.release()
+		return nil, err
+	}
+	return sh, nil
+}
+
+// groupByPartition splits rows by their partition values, in order of
+// first appearance.
+func groupByPartition(schema *StructType, partCols []string, rows []map[string]any) ([]*partGroup, error) {
+	fields := make([]*StructField, len(partCols))
+	for i, pc := range partCols {
+		if fields[i] = schema.Field(pc); fields[i] == nil {
+			return nil, fmt.Errorf("%w: partition column %q not in schema", ErrCorruptLog, pc)
+		}
+	}
 	var groups []*partGroup
 	byKey := map[string]*partGroup{}
-	var kb strings.Builder
+	var key []byte
+	ends := make([]int, len(partCols)) // end of each value in key
+	nulls := make([]bool, len(partCols))
 	for i, r := range rows {
-		kb.Reset()
-		var vals map[string]string
-		if len(partCols) > 0 {
-			vals = make(map[string]string, len(partCols))
+		key = key[:0]
+		for j, pc := range partCols {
+			f := fields[j]
+			v := r[pc]
+			var ok bool
+			nulls[j] = false
+			if key, ok = appendPartitionKey(key, f.Type, v); !ok {
+				c, err := coerceValue(f.Type, v, pc)
+				if err != nil {
+					return nil, withRow(err, i)
+				}
+				if c == nil && !f.Nullable {
+					return nil, &SchemaError{Row: i, Path: pc, Reason: "null in NOT NULL partition column"}
+				}
+				s, err := serializePartitionValue(f.Type, c)
+				if err != nil {
+					return nil, &SchemaError{Row: i, Path: pc, Reason: err.Error()}
+				}
+				if c == nil {
+					nulls[j] = true
+					key = append(key, 1)
+				} else {
+					key = append(key, s...)
+				}
+			}
+			ends[j] = len(key)
+			key = append(key, 0)
 		}
-		for _, pc := range partCols {
-			f := schema.Field(pc)
-			if f == nil {
-				return nil, fmt.Errorf("%w: partition column %q not in schema", ErrCorruptLog, pc)
-			}
-			v, err := coerceValue(f.Type, r[pc], pc)
-			if err != nil {
-				return nil, withRow(err, i)
-			}
-			if v == nil && !f.Nullable {
-				return nil, &SchemaError{Row: i, Path: pc, Reason: "null in NOT NULL partition column"}
-			}
-			s, err := serializePartitionValue(f.Type, v)
-			if err != nil {
-				return nil, &SchemaError{Row: i, Path: pc, Reason: err.Error()}
-			}
-			vals[pc] = s
-			if v == nil {
-				kb.WriteString("\x01")
-			} else {
-				kb.WriteString(s)
-			}
-			kb.WriteByte(0)
-		}
-		g := byKey[kb.String()]
+		g := byKey[string(key)]
 		if g == nil {
-			g = &partGroup{values: vals}
-			byKey[kb.String()] = g
+			g = &partGroup{}
+			if len(partCols) > 0 {
+				g.values = make(map[string]string, len(partCols))
+				start := 0
+				for j, pc := range partCols {
+					if nulls[j] {
+						g.values[pc] = ""
+					} else {
+						g.values[pc] = string(key[start:ends[j]])
+					}
+					start = ends[j] + 1
+				}
+			}
+			byKey[string(key)] = g
 			groups = append(groups, g)
 		}
 		g.rows = append(g.rows, i)
 	}
+	return groups, nil
+}
 
-	files := make([]AddFile, len(groups))
-	errs := make([]error, len(groups))
+// appendPartitionKey appends the serialized partition value of v for the
+// common cases (strings, integers), as serializePartitionValue would after
+// coercion; false leaves the others (and every error) to that path.
+func appendPartitionKey(b []byte, t DataType, v any) ([]byte, bool) {
+	switch t {
+	case TypeString:
+		if s, ok := v.(string); ok {
+			return append(b, s...), true
+		}
+	case TypeLong, TypeInteger, TypeShort, TypeByte:
+		x, ok, err := toInt64(v)
+		lo, hi := intRange(t.(PrimitiveType))
+		if ok && err == nil && x >= lo && x <= hi {
+			return strconv.AppendInt(b, x, 10), true
+		}
+	}
+	return b, false
+}
+
+// forEachGroup runs fn for 0..n-1 on at most GOMAXPROCS goroutines.
+func forEachGroup(n int, fn func(i int)) {
+	if n == 1 {
+		fn(0)
+		return
+	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
-	for gi, g := range groups {
+	for i := range n {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			files[gi], errs[gi] = t.writeFile(ctx, plan, partCols, g, rows)
+			fn(i)
 		}()
 	}
 	wg.Wait()
+}
+
+// firstError picks the *SchemaError of the lowest row, else the first
+// error in group order.
+func firstError(errs []error) error {
 	var first error
 	firstRow := -1
 	for _, err := range errs {
@@ -364,23 +497,32 @@ func (t *Table) writeDataFiles(ctx context.Context, snap *Snapshot, schema *Stru
 			first = err
 		}
 	}
-	if first != nil {
-		return nil, first
+	return first
+}
+
+// writeDataFiles encodes the shredded rows, one file per partition, and
+// writes them; it releases sh.
+func (t *Table) writeDataFiles(ctx context.Context, sh *shreddedRows) ([]AddFile, error) {
+	defer sh.release()
+	files := make([]AddFile, len(sh.groups))
+	errs := make([]error, len(sh.groups))
+	forEachGroup(len(sh.groups), func(gi int) {
+		files[gi], errs[gi] = t.writeFile(ctx, sh.partCols, sh.groups[gi])
+	})
+	if err := firstError(errs); err != nil {
+		return nil, err
 	}
 	return files, nil
 }
 
-func (t *Table) writeFile(ctx context.Context, plan *writePlan, partCols []string, g *partGroup, rows []map[string]any) (AddFile, error) {
-	enc := newFileEncoder(plan, len(g.rows))
-	for _, i := range g.rows {
-		if err := enc.add(rows[i]); err != nil {
-			return AddFile{}, withRow(err, i)
-		}
-	}
-	data, err := enc.encode()
+func (t *Table) writeFile(ctx context.Context, partCols []string, g *partGroup) (AddFile, error) {
+	data, err := g.enc.encode()
 	if err != nil {
 		return AddFile{}, err
 	}
+	stats := g.enc.statsJSON()
+	g.enc.release()
+	g.enc = nil
 	dirKey, dirPath := partitionDir(partCols, g.values)
 	name := "part-00000-" + newUUID() + ".c000.zstd.parquet"
 	if err := t.store.Write(ctx, dirKey+name, data); err != nil {
@@ -396,6 +538,6 @@ func (t *Table) writeFile(ctx context.Context, plan *writePlan, partCols []strin
 		Size:             int64(len(data)),
 		ModificationTime: time.Now().UnixMilli(),
 		DataChange:       true,
-		Stats:            enc.statsJSON(),
+		Stats:            stats,
 	}, nil
 }
