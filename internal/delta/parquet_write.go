@@ -656,8 +656,8 @@ const rowsPerWrite = 1024
 func (e *fileEncoder) encode() ([]byte, error) {
 	p := e.plan
 	buf := bytes.NewBuffer(make([]byte, 0, max(4096, p.sizeHint.Load()*9/8)))
-	// A Writer is not reused: after Reset, parquet-go v0.32.0 writes a
-	// different (smaller) file for the same rows on the second reuse.
+	// A Writer is not reused: after a second Reset, parquet-go v0.32.0
+	// writes footers whose column chunks have an empty path_in_schema.
 	w := parquet.NewWriter(buf, p.schema,
 		parquet.Compression(zstdCodec),
 		parquet.CreatedBy("kpipe", Version, ""),
