@@ -4,18 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"kpipe/internal/claimx"
+	"kpipe/internal/config"
+	"kpipe/internal/plugin"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
-	"kpipe/internal/claimx"
-	"kpipe/internal/config"
 	"kpipe/internal/enrich"
 	"kpipe/internal/kafka"
 	"kpipe/internal/metrics"
-	"kpipe/internal/plugin"
 )
 
 func init() { register(newEnrichCmd) }
@@ -59,13 +59,9 @@ exits 0.`,
 
 func runEnrich(ctx context.Context, env *Env, metricsAddr, transactionalID string) (err error) {
 	log := env.Logger
-	cfg, err := config.Load(env.ConfigDir, config.WithEnv(env.Getenv))
+	cfg, err := loadConfig(env, "")
 	if err != nil {
-		return usage(err)
-	}
-	conn := cfg.Connections[enrichConnection]
-	if conn == nil {
-		return usage(fmt.Errorf("connection %q is not defined in %s/plugins/shared/connections", enrichConnection, cfg.Dir))
+		return err
 	}
 	kcfg, err := kafka.ConfigFromEnv(env.Getenv)
 	if err == nil {
@@ -76,27 +72,15 @@ func runEnrich(ctx context.Context, env *Env, metricsAddr, transactionalID strin
 	}
 	reg := metrics.NewRegistry()
 	m := metrics.New(reg)
-	orch, err := plugin.NewOrchestrator(ctx, plugin.DefaultRegistry(), cfg.Plugins, plugin.Deps{Logger: log, Metrics: m})
-	if err != nil {
-		return usage(err)
-	}
-	defer func() {
-		if cerr := orch.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
-	cx, err := claimx.NewClient(conn, claimx.WithMetrics(m), claimx.WithLogger(log))
-	if err != nil {
-		return usage(err)
-	}
-	defer cx.Close()
-	w, err := enrich.New(enrich.Options{
-		Kafka: kcfg, TransactionalID: transactionalID,
-		Fetcher: cx, Orchestrator: orch, Metrics: m, Logger: log,
-	})
+	w, closeEnricher, err := newEnricher(ctx, cfg, enrich.Options{Kafka: kcfg, TransactionalID: transactionalID}, m, log)
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if cerr := closeEnricher(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
 	return runWithMetrics(ctx, metricsAddr, reg, w.Ready, log, w.Run)
 }
 
@@ -133,4 +117,33 @@ func runWithMetrics(ctx context.Context, addr string, reg prometheus.Gatherer, r
 		return err
 	}
 	return nil
+}
+
+// newEnricher builds the enrichment worker from the configuration: the
+// claimx_api connection and the plugins. close releases the plugins and the
+// HTTP client once the worker has stopped.
+func newEnricher(ctx context.Context, cfg *config.Config, o enrich.Options, m *metrics.Metrics, log *slog.Logger) (w *enrich.Worker, close func(context.Context) error, err error) {
+	conn := cfg.Connections[enrichConnection]
+	if conn == nil {
+		return nil, nil, usage(fmt.Errorf("connection %q is not defined in %s/plugins/shared/connections", enrichConnection, cfg.Dir))
+	}
+	cx, err := claimx.NewClient(conn, claimx.WithMetrics(m), claimx.WithLogger(log))
+	if err != nil {
+		return nil, nil, usage(err)
+	}
+	orch, err := plugin.NewOrchestrator(ctx, plugin.DefaultRegistry(), cfg.Plugins, plugin.Deps{Logger: log, Metrics: m})
+	if err != nil {
+		cx.Close()
+		return nil, nil, usage(err)
+	}
+	close = func(ctx context.Context) error {
+		cx.Close()
+		return orch.Close(ctx)
+	}
+	o.Fetcher, o.Orchestrator, o.Metrics, o.Logger = cx, orch, m, log
+	if w, err = enrich.New(o); err != nil {
+		close(ctx)
+		return nil, nil, err
+	}
+	return w, close, nil
 }

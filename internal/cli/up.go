@@ -19,6 +19,7 @@ import (
 	"kpipe/internal/claimx"
 	"kpipe/internal/config"
 	"kpipe/internal/delta"
+	"kpipe/internal/enrich"
 	"kpipe/internal/kafka"
 	"kpipe/internal/metrics"
 	"kpipe/internal/pipeline"
@@ -186,11 +187,12 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 		apiLn.Close()
 		return err
 	}
-	enricher, err := newEnricher(ctx, cfg, kcfg, m, log)
+	enricher, closeEnricher, err := newEnricher(ctx, cfg, enrich.Options{Kafka: kcfg}, m, log)
 	if err != nil {
 		apiLn.Close()
 		return err
 	}
+	defer closeEnricher(context.WithoutCancel(ctx))
 
 	fmt.Fprintf(env.Stdout, "kpipe up\n  kafka    %s (KAFKA_BOOTSTRAP_SERVERS=%s)\n  claimx   %s (simulator, seed %d)\n  table    %s\n",
 		brokers, brokers, apiURL, o.seed, tablePath)
@@ -202,15 +204,10 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 		runCtx, cancel = context.WithTimeout(runCtx, o.duration)
 		defer cancel()
 	}
-	enrichRun, trackRun := &running{name: "enrichment worker"}, &running{name: "worker " + wcfg.Name}
 	var srv *metrics.Server
 	if o.metricsAddr != "" {
-		srv = metrics.NewServer(o.metricsAddr, reg, func(context.Context) error {
-			if err := ready(enrichRun, trackRun); err != nil {
-				return err
-			}
-			_, err := os.Stat(o.dataDir)
-			return err
+		srv = metrics.NewServer(o.metricsAddr, reg, func(ctx context.Context) error {
+			return errors.Join(enricher.Ready(ctx), tracker.Ready(ctx))
 		}, log)
 		if err := srv.Start(); err != nil {
 			// A busy metrics port must not stop a local run.
@@ -236,8 +233,8 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 	if srv != nil {
 		workers.Go(func() error { return srv.Run(workersCtx) })
 	}
-	workers.Go(enrichRun.run(func() error { return enricher.Run(workersCtx) }))
-	workers.Go(trackRun.run(func() error { return tracker.Run(workersCtx) }))
+	workers.Go(func() error { return enricher.Run(workersCtx) })
+	workers.Go(func() error { return tracker.Run(workersCtx) })
 	go func() {
 		<-workersCtx.Done()
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
