@@ -3,6 +3,7 @@ package delta
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -385,19 +386,21 @@ func groupByPartition(schema *StructType, partCols []string, rows []map[string]a
 			return nil, fmt.Errorf("%w: partition column %q not in schema", ErrCorruptLog, pc)
 		}
 	}
+	// A row's key is each partition value, length-prefixed (uvarint of
+	// length+1; 0 for null), so no two distinct value lists share a key.
 	var groups []*partGroup
 	byKey := map[string]*partGroup{}
-	var key []byte
-	ends := make([]int, len(partCols)) // end of each value in key
-	nulls := make([]bool, len(partCols))
+	var key, val []byte
+	// Each value is key[starts[j]:ends[j]]; starts[j] is -1 for null.
+	starts := make([]int, len(partCols))
+	ends := make([]int, len(partCols))
 	for i, r := range rows {
 		key = key[:0]
 		for j, pc := range partCols {
 			f := fields[j]
 			v := r[pc]
 			var ok bool
-			nulls[j] = false
-			if key, ok = appendPartitionKey(key, f.Type, v); !ok {
+			if val, ok = appendPartitionKey(val[:0], f.Type, v); !ok {
 				c, err := coerceValue(f.Type, v, pc)
 				if err != nil {
 					return nil, withRow(err, i)
@@ -410,28 +413,28 @@ func groupByPartition(schema *StructType, partCols []string, rows []map[string]a
 					return nil, &SchemaError{Row: i, Path: pc, Reason: err.Error()}
 				}
 				if c == nil {
-					nulls[j] = true
-					key = append(key, 1)
-				} else {
-					key = append(key, s...)
+					starts[j] = -1
+					key = append(key, 0)
+					continue
 				}
+				val = append(val[:0], s...)
 			}
+			key = binary.AppendUvarint(key, uint64(len(val))+1)
+			starts[j] = len(key)
+			key = append(key, val...)
 			ends[j] = len(key)
-			key = append(key, 0)
 		}
 		g := byKey[string(key)]
 		if g == nil {
 			g = &partGroup{}
 			if len(partCols) > 0 {
 				g.values = make(map[string]string, len(partCols))
-				start := 0
 				for j, pc := range partCols {
-					if nulls[j] {
-						g.values[pc] = ""
-					} else {
-						g.values[pc] = string(key[start:ends[j]])
+					if starts[j] < 0 {
+						g.values[pc] = "" // null
+						continue
 					}
-					start = ends[j] + 1
+					g.values[pc] = string(key[starts[j]:ends[j]])
 				}
 			}
 			byKey[string(key)] = g
