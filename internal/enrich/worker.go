@@ -207,7 +207,6 @@ func New(o Options) (*Worker, error) {
 		kgo.TransactionalID(o.TransactionalID),
 		kgo.TransactionTimeout(20*time.Second),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.ProducerLinger(0),
 	)

@@ -63,13 +63,6 @@ func (w *jw) optStr(s string) *jw {
 	return w.str(s)
 }
 
-func (w *jw) optInt(i int64) *jw {
-	if i == 0 {
-		return w.null()
-	}
-	return w.int(i)
-}
-
 // Field helpers.
 func (w *jw) fs(k, v string) *jw       { return w.key(k).str(v) }
 func (w *jw) fi(k string, v int64) *jw { return w.key(k).int(v) }
