@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"kpipe/internal/claimx"
+	"kpipe/internal/dlq"
 	"kpipe/internal/plugin"
 )
 
@@ -28,30 +28,10 @@ const (
 	ReasonLookupFailed   = "lookup_failed"   // any other API failure (4xx, auth)
 )
 
-// AttemptHeader carries the delivery attempt of a replayed event, as in the
-// plugin action workers' error records.
-const AttemptHeader = "kpipe-attempt"
-
 // ErrorRecord is the value published to claimx.enrichment.errors for an
-// event that cannot be enriched. It has the shape of the plugin action
-// workers' error records, so one replay tool serves both.
-type ErrorRecord struct {
-	Worker string `json:"worker"`
-	// OriginalBase64 is the event's bytes as consumed, base64.
-	OriginalBase64 []byte `json:"original_base64"`
-	// Original is the event as JSON, or null when it is not JSON.
-	Original   json.RawMessage `json:"original"`
-	Key        string          `json:"key,omitempty"`
-	Topic      string          `json:"topic"`
-	Partition  int32           `json:"partition"`
-	Offset     int64           `json:"offset"`
-	Handler    string          `json:"handler"`
-	Class      string          `json:"error_class"`
-	Message    string          `json:"error_message"`
-	RowWritten bool            `json:"row_written"`
-	Attempt    int             `json:"attempt"`
-	FailedAt   time.Time       `json:"failed_at"`
-}
+// event that cannot be enriched: the dead-letter record every worker
+// publishes, so that kpipe dlq replay serves them all.
+type ErrorRecord = dlq.Record
 
 // taskEntry is a cached task-assignment row and when it was last updated.
 type taskEntry struct {
@@ -375,34 +355,22 @@ func reasonOf(err error) string {
 // errorRecord builds the error-topic record of a failed event.
 func (p *processor) errorRecord(it *item) *kgo.Record {
 	r := it.rec
-	attempt := 1
-	for _, h := range r.Headers {
-		if h.Key == AttemptHeader {
-			if n, err := strconv.Atoi(string(h.Value)); err == nil && n >= 0 {
-				attempt = n + 1
-			}
-		}
-	}
 	er := ErrorRecord{
-		Worker:         p.o.Name,
-		OriginalBase64: r.Value,
-		Original:       json.RawMessage("null"),
-		Key:            string(r.Key),
-		Topic:          r.Topic,
-		Partition:      r.Partition,
-		Offset:         r.Offset,
-		Handler:        "enrich",
-		Class:          it.reason,
-		Message:        it.err.Error(),
-		Attempt:        attempt,
-		FailedAt:       time.Now().UTC(),
+		Worker:    p.o.Name,
+		Key:       string(r.Key),
+		Topic:     r.Topic,
+		Partition: r.Partition,
+		Offset:    r.Offset,
+		Handler:   "enrich",
+		Class:     it.reason,
+		Message:   it.err.Error(),
+		Attempt:   dlq.AttemptOf(r),
+		FailedAt:  time.Now().UTC(),
 	}
-	if json.Valid(r.Value) {
-		er.Original = json.RawMessage(r.Value)
-	}
+	er.SetOriginal(r.Value)
 	v, err := json.Marshal(er)
 	if err != nil {
-		er.Original = json.RawMessage("null")
+		er.Original = nil
 		v, _ = json.Marshal(er)
 	}
 	return &kgo.Record{Topic: p.o.ErrorTopic, Key: r.Key, Value: v}

@@ -1,0 +1,209 @@
+package dlq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// drainWait is how long a poll waits for more records before the error
+// topic counts as drained.
+const drainWait = 3 * time.Second
+
+// ReplayOptions say which dead-letter records to replay and where.
+type ReplayOptions struct {
+	// ErrorTopic is read. Required.
+	ErrorTopic string
+	// Group remembers how far replays have got, so that a second replay
+	// does not re-inject the same records. Default "kpipe-dlq-replay".
+	Group string
+	// Classes, when set, replays only records of these error classes.
+	Classes []string
+	// Since, when set, replays only records that failed at or after it.
+	Since time.Time
+	// To, when set, replays into this topic instead of each record's own.
+	To string
+	// IncludeWritten replays records whose row was written too; they are
+	// skipped by default, since replaying them writes their row again.
+	IncludeWritten bool
+	// Limit stops after this many replayed records (0: no limit).
+	Limit int
+	// DryRun reads and counts but produces nothing and commits nothing.
+	DryRun bool
+}
+
+// Stats is what a replay did.
+type Stats struct {
+	// Read is the number of error records read.
+	Read int
+	// Replayed counts the records re-injected (or, in a dry run, that
+	// would be), by error class.
+	Replayed map[string]int
+	// Skipped counts records left alone, by reason: "row_written",
+	// "class", "since", "undecodable".
+	Skipped map[string]int
+}
+
+// Total is the number of records replayed.
+func (s Stats) Total() int {
+	n := 0
+	for _, c := range s.Replayed {
+		n += c
+	}
+	return n
+}
+
+// Replay re-injects the error records of o.ErrorTopic that pass its
+// filters: each record's original bytes and key go back to the topic it was
+// consumed from, with AttemptHeader set. It reads up to the end of the topic
+// as it is when Replay starts, then commits the group's offsets (unless a
+// dry run) once every replayed record is acknowledged. cl must not be a
+// consumer already; Replay builds its own consumer from seeds.
+func Replay(ctx context.Context, cl *kgo.Client, seeds []kgo.Opt, o ReplayOptions) (Stats, error) {
+	st := Stats{Replayed: map[string]int{}, Skipped: map[string]int{}}
+	if o.ErrorTopic == "" {
+		return st, errors.New("dlq replay: the error topic is required")
+	}
+	if o.Group == "" {
+		o.Group = "kpipe-dlq-replay"
+	}
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, o.ErrorTopic)
+	if err != nil {
+		return st, fmt.Errorf("dlq replay: reading the end of %s: %w", o.ErrorTopic, err)
+	}
+	if err := ends.Error(); err != nil {
+		return st, fmt.Errorf("dlq replay: %s: %w", o.ErrorTopic, err)
+	}
+	committed, err := adm.FetchOffsets(ctx, o.Group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		// A group that never replayed anything starts at the beginning.
+		committed, err = kadm.OffsetResponses{}, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("dlq replay: reading group %s: %w", o.Group, err)
+	}
+	// Where to start in each partition, and where to stop.
+	start := map[int32]kgo.Offset{}
+	end := map[int32]int64{}
+	ends.Each(func(e kadm.ListedOffset) {
+		from := int64(0)
+		if c, ok := committed.Lookup(o.ErrorTopic, e.Partition); ok && c.At >= 0 {
+			from = c.At
+		}
+		if from < e.Offset {
+			start[e.Partition] = kgo.NewOffset().At(from)
+			end[e.Partition] = e.Offset
+		}
+	})
+	if len(start) == 0 {
+		return st, nil
+	}
+	consumer, err := kgo.NewClient(append(slices.Clone(seeds),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{o.ErrorTopic: start}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
+	if err != nil {
+		return st, err
+	}
+	defer consumer.Close()
+
+	var (
+		produced  []*kgo.Record
+		reached   = map[int32]int64{} // next offset to commit, per partition
+		remaining = len(end)
+	)
+	for remaining > 0 && (o.Limit == 0 || st.Total() < o.Limit) {
+		// Transaction markers take offsets no consumer sees, so the end may
+		// never be reached by a record: a poll that finds nothing more
+		// means the topic is drained.
+		pollCtx, cancel := context.WithTimeout(ctx, drainWait)
+		fs := consumer.PollFetches(pollCtx)
+		cancel()
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		if fs.NumRecords() == 0 {
+			// Commit only what was seen: a slow fetch must not skip records.
+			break
+		}
+		if err := fs.Err0(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return st, fmt.Errorf("dlq replay: reading %s: %w", o.ErrorTopic, err)
+		}
+		stop := false
+		fs.EachRecord(func(r *kgo.Record) {
+			if stop || r.Offset >= end[r.Partition] {
+				return
+			}
+			if o.Limit > 0 && st.Total() >= o.Limit {
+				stop = true
+				return
+			}
+			st.Read++
+			if out, reason := replayable(r, o); reason != "" {
+				st.Skipped[reason]++
+			} else {
+				produced = append(produced, out)
+				var rec Record
+				_ = json.Unmarshal(r.Value, &rec)
+				st.Replayed[rec.Class]++
+			}
+			reached[r.Partition] = r.Offset + 1
+			if r.Offset+1 == end[r.Partition] {
+				remaining--
+			}
+		})
+	}
+	if o.DryRun {
+		return st, nil
+	}
+	if err := cl.ProduceSync(ctx, produced...).FirstErr(); err != nil {
+		return st, fmt.Errorf("dlq replay: producing: %w", err)
+	}
+	offsets := kadm.Offsets{}
+	for p, at := range reached {
+		offsets.AddOffset(o.ErrorTopic, p, at, -1)
+	}
+	resp, err := adm.CommitOffsets(ctx, o.Group, offsets)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		return st, fmt.Errorf("dlq replay: the records were replayed but the group %s could not record it: %w", o.Group, err)
+	}
+	return st, nil
+}
+
+// replayable returns the record to produce for the error record r, or why
+// it is skipped.
+func replayable(r *kgo.Record, o ReplayOptions) (*kgo.Record, string) {
+	var rec Record
+	if err := json.Unmarshal(r.Value, &rec); err != nil || rec.Topic == "" {
+		return nil, "undecodable"
+	}
+	switch {
+	case rec.RowWritten && !o.IncludeWritten:
+		return nil, "row_written"
+	case len(o.Classes) > 0 && !slices.Contains(o.Classes, rec.Class):
+		return nil, "class"
+	case !o.Since.IsZero() && rec.FailedAt.Before(o.Since):
+		return nil, "since"
+	}
+	topic := rec.Topic
+	if o.To != "" {
+		topic = o.To
+	}
+	out := &kgo.Record{Topic: topic, Value: rec.OriginalBase64,
+		Headers: []kgo.RecordHeader{{Key: AttemptHeader, Value: []byte(strconv.Itoa(max(rec.Attempt, 1) + 1))}}}
+	if rec.Key != "" {
+		out.Key = []byte(rec.Key)
+	}
+	return out, ""
+}
