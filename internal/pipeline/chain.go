@@ -141,7 +141,7 @@ func (o *observed) process(ctx context.Context, evs []*Event, failed []*Event) (
 	start := time.Now()
 	defer func() { o.latency.Observe(time.Since(start).Seconds()) }()
 	o.in.Add(float64(len(evs)))
-	out := evs[:0:0]
+	out := make([]*Event, 0, len(evs))
 	var nOut, nFiltered, nFailed int
 	onResult := func(ev *Event, res []*Event, err error) error {
 		switch {

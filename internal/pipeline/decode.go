@@ -1,55 +1,405 @@
 package pipeline
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
+	"sync"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // errNotObject is the cause of a malformed message that is JSON but not an
 // object.
 var errNotObject = errors.New("message is not a JSON object")
 
+// errEnd is the cause of a message cut short.
+var errEnd = errors.New("unexpected end of JSON input")
+
+// maxDepth bounds nesting, as encoding/json does.
+const maxDepth = 10000
+
 // DecodeJSON decodes a JSON object the way events are decoded: numbers are
-// int64 when integral (and in range), float64 otherwise.
-func DecodeJSON(b []byte) (map[string]any, error) {
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
-		return nil, err
+// int64 when integral (and in range), float64 otherwise; objects are
+// map[string]any, arrays []any.
+func DecodeJSON(b []byte) (map[string]any, error) { return decodeFields(b, 0) }
+
+// decodeFields is DecodeJSON with room for hint top-level fields, so that
+// the fields the chain adds do not grow the map.
+//
+// It is a one-pass decoder (the shape of claimx.DecodeRow's), with two
+// changes that matter per event: the top-level map is sized for what the
+// handlers add, and object keys, which repeat from message to message, are
+// interned rather than allocated.
+func decodeFields(b []byte, hint int) (map[string]any, error) {
+	d := decoderPool.Get().(*decoder)
+	defer func() {
+		d.b = nil
+		decoderPool.Put(d)
+	}()
+	d.b, d.i = b, 0
+	d.ws()
+	if d.i >= len(d.b) {
+		return nil, errEnd
 	}
-	if d.More() {
-		return nil, errors.New("data after the JSON object")
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
+	if d.b[d.i] != '{' {
+		if _, err := d.value(0); err != nil {
+			return nil, err
+		}
 		return nil, errNotObject
 	}
-	fixNumbers(m)
+	m, err := d.object(1, max(hint, 8))
+	if err != nil {
+		return nil, err
+	}
+	d.ws()
+	if d.i != len(d.b) {
+		return nil, fmt.Errorf("data after the JSON object at offset %d", d.i)
+	}
 	return m, nil
 }
 
-func fixNumbers(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, e := range t {
-			switch e.(type) {
-			case json.Number, map[string]any, []any:
-				t[k] = fixNumbers(e)
+var decoderPool = sync.Pool{New: func() any { return &decoder{keys: make(map[string]string, 64)} }}
+
+// maxInterned bounds a decoder's interned keys: messages with ever new keys
+// (ids as keys) stop being interned there.
+const maxInterned = 4096
+
+type decoder struct {
+	b    []byte
+	i    int
+	keys map[string]string
+}
+
+func (d *decoder) fail(what string) error {
+	if d.i >= len(d.b) {
+		return errEnd
+	}
+	return fmt.Errorf("invalid character %q %s at offset %d", d.b[d.i], what, d.i)
+}
+
+func (d *decoder) ws() {
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+func (d *decoder) value(depth int) (any, error) {
+	d.ws()
+	if d.i >= len(d.b) {
+		return nil, errEnd
+	}
+	switch c := d.b[d.i]; {
+	case c == '{':
+		if depth >= maxDepth {
+			return nil, errors.New("exceeded max depth")
+		}
+		m, err := d.object(depth+1, 8)
+		if err != nil {
+			return nil, err
+		}
+		return m, nil
+	case c == '[':
+		if depth >= maxDepth {
+			return nil, errors.New("exceeded max depth")
+		}
+		return d.array(depth + 1)
+	case c == '"':
+		return d.str(false)
+	case c == '-' || (c >= '0' && c <= '9'):
+		return d.number()
+	case c == 't':
+		return true, d.lit("true")
+	case c == 'f':
+		return false, d.lit("false")
+	case c == 'n':
+		return nil, d.lit("null")
+	}
+	return nil, d.fail("looking for beginning of value")
+}
+
+func (d *decoder) lit(s string) error {
+	if len(d.b)-d.i >= len(s) && string(d.b[d.i:d.i+len(s)]) == s {
+		d.i += len(s)
+		return nil
+	}
+	for k := 0; k < len(s); k++ {
+		if d.i >= len(d.b) || d.b[d.i] != s[k] {
+			return d.fail("in literal " + s)
+		}
+		d.i++
+	}
+	return nil
+}
+
+func (d *decoder) object(depth, hint int) (map[string]any, error) {
+	d.i++ // {
+	m := make(map[string]any, hint)
+	d.ws()
+	if d.i < len(d.b) && d.b[d.i] == '}' {
+		d.i++
+		return m, nil
+	}
+	for {
+		d.ws()
+		if d.i >= len(d.b) || d.b[d.i] != '"' {
+			return nil, d.fail("looking for beginning of object key string")
+		}
+		k, err := d.str(true)
+		if err != nil {
+			return nil, err
+		}
+		d.ws()
+		if d.i >= len(d.b) || d.b[d.i] != ':' {
+			return nil, d.fail("after object key")
+		}
+		d.i++
+		v, err := d.value(depth)
+		if err != nil {
+			return nil, err
+		}
+		m[k] = v
+		d.ws()
+		if d.i >= len(d.b) {
+			return nil, errEnd
+		}
+		switch d.b[d.i] {
+		case ',':
+			d.i++
+		case '}':
+			d.i++
+			return m, nil
+		default:
+			return nil, d.fail("after object key:value pair")
+		}
+	}
+}
+
+func (d *decoder) array(depth int) (any, error) {
+	d.i++ // [
+	a := make([]any, 0, 4)
+	d.ws()
+	if d.i < len(d.b) && d.b[d.i] == ']' {
+		d.i++
+		return a, nil
+	}
+	for {
+		v, err := d.value(depth)
+		if err != nil {
+			return nil, err
+		}
+		a = append(a, v)
+		d.ws()
+		if d.i >= len(d.b) {
+			return nil, errEnd
+		}
+		switch d.b[d.i] {
+		case ',':
+			d.i++
+		case ']':
+			d.i++
+			return a, nil
+		default:
+			return nil, d.fail("after array element")
+		}
+	}
+}
+
+// str decodes a string literal; key strings are interned.
+func (d *decoder) str(key bool) (string, error) {
+	d.i++ // "
+	start := d.i
+	for d.i < len(d.b) {
+		c := d.b[d.i]
+		switch {
+		case c == '"':
+			raw := d.b[start:d.i]
+			d.i++
+			if !key {
+				return string(raw), nil
+			}
+			if s, ok := d.keys[string(raw)]; ok {
+				return s, nil
+			}
+			s := string(raw)
+			if len(d.keys) < maxInterned {
+				d.keys[s] = s
+			}
+			return s, nil
+		case c == '\\' || c >= utf8.RuneSelf:
+			return d.strSlow(start)
+		case c < 0x20:
+			return "", d.fail("in string literal")
+		}
+		d.i++
+	}
+	return "", errEnd
+}
+
+// strSlow handles escapes and non-ASCII (invalid UTF-8 becomes U+FFFD).
+func (d *decoder) strSlow(start int) (string, error) {
+	out := make([]byte, 0, d.i-start+16)
+	out = append(out, d.b[start:d.i]...)
+	for d.i < len(d.b) {
+		c := d.b[d.i]
+		switch {
+		case c == '"':
+			d.i++
+			return string(out), nil
+		case c < 0x20:
+			return "", d.fail("in string literal")
+		case c >= utf8.RuneSelf:
+			r, size := utf8.DecodeRune(d.b[d.i:])
+			d.i += size
+			out = utf8.AppendRune(out, r)
+		case c != '\\':
+			out = append(out, c)
+			d.i++
+		default:
+			d.i++
+			if d.i >= len(d.b) {
+				return "", errEnd
+			}
+			e := d.b[d.i]
+			d.i++
+			switch e {
+			case '"', '\\', '/':
+				out = append(out, e)
+			case 'b':
+				out = append(out, '\b')
+			case 'f':
+				out = append(out, '\f')
+			case 'n':
+				out = append(out, '\n')
+			case 'r':
+				out = append(out, '\r')
+			case 't':
+				out = append(out, '\t')
+			case 'u':
+				r, ok := d.u4()
+				if !ok {
+					return "", d.fail("in \\u hexadecimal character escape")
+				}
+				if utf16.IsSurrogate(r) {
+					save := d.i
+					if d.i+1 < len(d.b) && d.b[d.i] == '\\' && d.b[d.i+1] == 'u' {
+						d.i += 2
+						if r2, ok := d.u4(); ok {
+							if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+								out = utf8.AppendRune(out, dec)
+								continue
+							}
+						}
+					}
+					d.i = save
+					r = utf8.RuneError
+				}
+				out = utf8.AppendRune(out, r)
+			default:
+				d.i--
+				return "", d.fail("in string escape code")
 			}
 		}
-	case []any:
-		for i, e := range t {
-			t[i] = fixNumbers(e)
-		}
-	case json.Number:
-		if i, err := strconv.ParseInt(string(t), 10, 64); err == nil {
-			return i
-		}
-		f, _ := strconv.ParseFloat(string(t), 64)
-		return f
 	}
-	return v
+	return "", errEnd
+}
+
+func (d *decoder) u4() (rune, bool) {
+	if len(d.b)-d.i < 4 {
+		d.i = len(d.b)
+		return 0, false
+	}
+	var r rune
+	for k := 0; k < 4; k++ {
+		c := d.b[d.i]
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+		d.i++
+	}
+	return r, true
+}
+
+func (d *decoder) digits() int {
+	n := 0
+	for d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9' {
+		d.i++
+		n++
+	}
+	return n
+}
+
+func (d *decoder) number() (any, error) {
+	start := d.i
+	if d.b[d.i] == '-' {
+		d.i++
+	}
+	if d.i >= len(d.b) {
+		return nil, errEnd
+	}
+	if d.b[d.i] == '0' {
+		d.i++
+	} else if d.digits() == 0 {
+		return nil, d.fail("in numeric literal")
+	}
+	integral := true
+	if d.i < len(d.b) && d.b[d.i] == '.' {
+		integral = false
+		d.i++
+		if d.digits() == 0 {
+			return nil, d.fail("after decimal point in numeric literal")
+		}
+	}
+	if d.i < len(d.b) && (d.b[d.i] == 'e' || d.b[d.i] == 'E') {
+		integral = false
+		d.i++
+		if d.i < len(d.b) && (d.b[d.i] == '+' || d.b[d.i] == '-') {
+			d.i++
+		}
+		if d.digits() == 0 {
+			return nil, d.fail("in exponent of numeric literal")
+		}
+	}
+	s := d.b[start:d.i]
+	if integral && len(s) < 19 { // fits int64 without overflow checks
+		var n int64
+		k := 0
+		if s[0] == '-' {
+			k = 1
+		}
+		for ; k < len(s); k++ {
+			n = n*10 + int64(s[k]-'0')
+		}
+		if s[0] == '-' {
+			n = -n
+		}
+		return n, nil
+	}
+	if integral {
+		if n, err := strconv.ParseInt(string(s), 10, 64); err == nil {
+			return n, nil
+		}
+	}
+	f, err := strconv.ParseFloat(string(s), 64)
+	if err != nil {
+		var ne *strconv.NumError
+		if errors.As(err, &ne) && errors.Is(ne.Err, strconv.ErrRange) {
+			return nil, fmt.Errorf("number %s out of range", s)
+		}
+		return nil, err
+	}
+	return f, nil
 }

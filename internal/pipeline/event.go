@@ -104,6 +104,37 @@ func asHandlerError(handler string, err error) *HandlerError {
 	return &HandlerError{Handler: handler, Class: ClassHandler, Err: err}
 }
 
+// fieldPath is a dotted field path split once, at build time, so that the
+// per-event walk does no string scanning.
+type fieldPath struct {
+	full string   // the path as written
+	segs []string // its elements; one for a plain field
+}
+
+func compilePath(p string) fieldPath {
+	return fieldPath{full: p, segs: strings.Split(p, ".")}
+}
+
+// get is getPath(m, p.full) without splitting: a top-level key that is the
+// whole dotted path wins, as in getPath.
+func (p *fieldPath) get(m map[string]any) (any, bool) {
+	v, ok := m[p.full]
+	if ok || len(p.segs) == 1 {
+		return v, ok
+	}
+	cur := m
+	last := len(p.segs) - 1
+	for _, k := range p.segs[:last] {
+		next, ok := cur[k].(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		cur = next
+	}
+	v, ok = cur[p.segs[last]]
+	return v, ok
+}
+
 // getPath walks a dotted path through nested objects.
 func getPath(m map[string]any, path string) (any, bool) {
 	if v, ok := m[path]; ok || strings.IndexByte(path, '.') < 0 {

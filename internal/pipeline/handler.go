@@ -88,3 +88,25 @@ type Flusher interface {
 	// what it polled.
 	Discard(topic string, partition int32, after int64)
 }
+
+// FlushBatch is buffered data an AsyncFlusher took out for one commit.
+type FlushBatch interface {
+	// Len is the number of buffered events it holds.
+	Len() int
+}
+
+// AsyncFlusher is a Flusher whose buffer can be taken out and committed
+// while new events are being buffered, so that encoding and writing happen
+// off the consume path.
+//
+// Take empties the buffer and returns what it held; the caller passes it
+// to Commit with the marks that cover it (the last handled offset of each
+// partition when Take ran). Commit does what Flush does for that batch;
+// after a failure it may be called again with the same batch. Commit runs
+// concurrently with Handle, FlushDue, Discard and Take, never with another
+// Commit or Flush; Discard only drops events still in the buffer.
+type AsyncFlusher interface {
+	Flusher
+	Take() FlushBatch
+	Commit(ctx context.Context, b FlushBatch, marks []Mark) (*FlushResult, error)
+}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"kpipe/internal/delta"
@@ -95,13 +96,72 @@ type DeltaWriter struct {
 	tbl     table
 	columns []mapping // column ← field, sorted by column
 	flushIv time.Duration
+	plan    atomic.Pointer[rowPlan]
 
 	mu      sync.Mutex
 	schema  *delta.StructType
 	buf     []pendingRow
 	bytes   int64
 	oldest  time.Time
-	flushMu sync.Mutex // one Flush at a time
+	flushMu sync.Mutex // one Flush or Commit at a time
+}
+
+// rowPlan is the writer's columns resolved against one table schema, so
+// that building a row looks nothing up by name in the schema.
+type rowPlan struct {
+	schema *delta.StructType
+	// fields[i] is the schema field of columns[i], nil when the table does
+	// not have the column (yet).
+	fields []*delta.StructField
+	// year, month and day are the partition columns the writer fills.
+	year, month, day *delta.StructField
+	// notNull are NOT NULL columns no mapping fills.
+	notNull []string
+}
+
+func (w *DeltaWriter) planFor(schema *delta.StructType) *rowPlan {
+	if p := w.plan.Load(); p != nil && p.schema == schema {
+		return p
+	}
+	p := &rowPlan{schema: schema, fields: make([]*delta.StructField, len(w.columns))}
+	mapped := make(map[string]bool, len(w.columns))
+	for i, c := range w.columns {
+		p.fields[i] = schema.Field(c.to)
+		mapped[c.to] = true
+	}
+	p.year, p.month, p.day = schema.Field("year"), schema.Field("month"), schema.Field("day")
+	for _, f := range schema.Fields {
+		if !f.Nullable && !mapped[f.Name] {
+			p.notNull = append(p.notNull, f.Name)
+		}
+	}
+	w.plan.Store(p)
+	return p
+}
+
+// rowMemo remembers, per column, the last value coerced and its result
+// within one batch: consecutive events repeat most values (task id, status,
+// user ids, the day), and reusing the result saves converting and boxing
+// it again.
+type rowMemo struct {
+	in, out []any
+	// ymd is the last partition date and its boxed values.
+	ymd       [3]int
+	ymdValues [3]any
+}
+
+func newRowMemo(n int) *rowMemo {
+	return &rowMemo{in: make([]any, n), out: make([]any, n)}
+}
+
+// comparableScalar reports whether v is a decoded scalar that == can
+// compare (never a map or slice, which would panic).
+func comparableScalar(v any) bool {
+	switch v.(type) {
+	case string, int64, float64, bool:
+		return true
+	}
+	return false
 }
 
 type pendingRow struct {
@@ -133,7 +193,7 @@ func newDeltaWriter(cfg *DeltaWriterConfig, tbl table, deps Deps) *DeltaWriter {
 		flushIv: time.Duration(cfg.FlushInterval * float64(time.Second)),
 	}
 	for col, field := range cfg.ColumnMapping {
-		w.columns = append(w.columns, mapping{to: col, from: field})
+		w.columns = append(w.columns, newMapping(col, field))
 	}
 	sort.Slice(w.columns, func(i, j int) bool { return w.columns[i].to < w.columns[j].to })
 	return w
@@ -182,18 +242,20 @@ func (w *DeltaWriter) HandleBatch(ctx context.Context, evs []*Event) ([]Result, 
 	if err != nil {
 		return nil, err
 	}
+	plan := w.planFor(schema)
+	memo := newRowMemo(len(w.columns))
 	results := make([]Result, len(evs))
 	rows := make([]pendingRow, 0, len(evs))
 	var size int64
 	for i, ev := range evs {
-		row, err := w.row(schema, ev)
+		row, err := w.row(plan, ev, memo)
 		if err != nil {
 			results[i].Err = err
 			continue
 		}
 		rows = append(rows, pendingRow{ev: ev, row: row})
 		size += int64(len(ev.Raw)) + 256
-		results[i].Events = []*Event{ev}
+		results[i].Events = evs[i : i+1 : i+1]
 	}
 	if len(rows) > 0 {
 		w.mu.Lock()
@@ -207,22 +269,37 @@ func (w *DeltaWriter) HandleBatch(ctx context.Context, evs []*Event) ([]Result, 
 	return results, nil
 }
 
-// row builds the table row of ev, coerced to the column types.
-func (w *DeltaWriter) row(schema *delta.StructType, ev *Event) (map[string]any, error) {
+// row builds the table row of ev, coerced to the column types. A null
+// value of a column the table does not have yet (an inferred struct column
+// before its first value, such as the lookup result while the API is down)
+// is left out: the column joins the schema with its first value.
+func (w *DeltaWriter) row(plan *rowPlan, ev *Event, memo *rowMemo) (map[string]any, error) {
 	row := make(map[string]any, len(w.columns)+3)
-	for _, c := range w.columns {
-		v, _ := getPath(ev.Fields, c.from)
-		f := schema.Field(c.to)
+	for i := range w.columns {
+		c := &w.columns[i]
+		v, _ := c.path.get(ev.Fields)
+		f := plan.fields[i]
 		if f == nil {
 			if w.cfg.SchemaEvolution {
-				row[c.to] = v
+				if v != nil {
+					row[c.to] = v
+				}
 				continue
 			}
 			return nil, Errorf(ClassSchemaConflict, c.to, "column %q is not in the table schema", c.to)
 		}
-		cv, err := coerceValue(f.Type, v)
-		if err != nil {
-			return nil, Errorf(ClassSchemaConflict, c.to, "column %q (%s) ← field %q: %w", c.to, f.Type, c.from, err)
+		var cv any
+		if memo != nil && v != nil && comparableScalar(v) && v == memo.in[i] {
+			cv = memo.out[i]
+		} else {
+			var err error
+			cv, err = coerceValue(f.Type, v)
+			if err != nil {
+				return nil, Errorf(ClassSchemaConflict, c.to, "column %q (%s) ← field %q: %w", c.to, f.Type, c.from, err)
+			}
+			if memo != nil && comparableScalar(v) {
+				memo.in[i], memo.out[i] = v, cv
+			}
 		}
 		if cv == nil && !f.Nullable {
 			return nil, Errorf(ClassSchemaConflict, c.to, "column %q is NOT NULL but field %q is null or absent", c.to, c.from)
@@ -231,23 +308,36 @@ func (w *DeltaWriter) row(schema *delta.StructType, ev *Event) (map[string]any, 
 	}
 	if ts, ok := row[w.cfg.PartitionTimestamp].(time.Time); ok {
 		ts = ts.UTC()
-		for _, p := range [...]struct {
-			col string
-			v   int
-		}{{"year", ts.Year()}, {"month", int(ts.Month())}, {"day", ts.Day()}} {
-			if f := schema.Field(p.col); f != nil {
-				cv, err := coerceValue(f.Type, int64(p.v))
-				if err != nil {
-					return nil, Errorf(ClassSchemaConflict, p.col, "partition column %q: %w", p.col, err)
+		y, m, d := ts.Date()
+		ymd := [3]int{y, int(m), d}
+		var vals [3]any
+		if memo != nil && memo.ymdValues[0] != nil && memo.ymd == ymd {
+			vals = memo.ymdValues
+		} else {
+			for k, f := range [...]*delta.StructField{plan.year, plan.month, plan.day} {
+				if f == nil {
+					continue
 				}
-				row[p.col] = cv
+				cv, err := coerceValue(f.Type, int64(ymd[k]))
+				if err != nil {
+					return nil, Errorf(ClassSchemaConflict, f.Name, "partition column %q: %w", f.Name, err)
+				}
+				vals[k] = cv
+			}
+			if memo != nil && vals[0] != nil {
+				memo.ymd, memo.ymdValues = ymd, vals
+			}
+		}
+		for k, f := range [...]*delta.StructField{plan.year, plan.month, plan.day} {
+			if f != nil {
+				row[f.Name] = vals[k]
 			}
 		}
 	}
-	// Every NOT NULL column must be set, mapped or not.
-	for _, f := range schema.Fields {
-		if !f.Nullable && row[f.Name] == nil {
-			return nil, Errorf(ClassSchemaConflict, f.Name, "column %q is NOT NULL and has no value", f.Name)
+	// Every NOT NULL column must be set: mapped ones were checked above.
+	for _, name := range plan.notNull {
+		if row[name] == nil {
+			return nil, Errorf(ClassSchemaConflict, name, "column %q is NOT NULL and has no value", name)
 		}
 	}
 	return row, nil
@@ -281,18 +371,53 @@ type StorageError struct {
 func (e *StorageError) Error() string { return e.Op + ": " + e.Err.Error() }
 func (e *StorageError) Unwrap() error { return e.Err }
 
-// Flush implements Flusher. It first drops buffered rows the table already
+// Flush implements Flusher: Take and Commit. What a failed Flush took is
+// put back in front of the buffer, so Flush can be called again.
+func (w *DeltaWriter) Flush(ctx context.Context, marks []Mark) (*FlushResult, error) {
+	b := w.Take()
+	res, err := w.Commit(ctx, b, marks)
+	if err != nil {
+		w.mu.Lock()
+		p := b.(*pendingBatch)
+		w.buf = append(p.rows, w.buf...)
+		w.bytes += p.bytes
+		if len(p.rows) > 0 {
+			w.oldest = p.oldest
+		}
+		w.mu.Unlock()
+	}
+	return res, err
+}
+
+// pendingBatch is what Take took out of the buffer.
+type pendingBatch struct {
+	rows   []pendingRow
+	bytes  int64
+	oldest time.Time
+}
+
+func (p *pendingBatch) Len() int { return len(p.rows) }
+
+// Take implements AsyncFlusher: it empties the buffer and returns what it
+// held.
+func (w *DeltaWriter) Take() FlushBatch {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p := &pendingBatch{rows: w.buf, bytes: w.bytes, oldest: w.oldest}
+	w.buf, w.bytes = nil, 0
+	return p
+}
+
+// Commit implements AsyncFlusher. It first drops rows the table already
 // holds (offset at or below the partition's stored txn version: a commit
 // whose answer was lost, or another worker's), then commits the rest with
 // one txn per partition of marks. A row the table refuses (a
 // *delta.SchemaError naming it) is taken out into Rejected and the commit
-// retried.
-func (w *DeltaWriter) Flush(ctx context.Context, marks []Mark) (*FlushResult, error) {
+// retried. b is not changed, so a failed Commit can be retried with it.
+func (w *DeltaWriter) Commit(ctx context.Context, b FlushBatch, marks []Mark) (*FlushResult, error) {
 	w.flushMu.Lock()
 	defer w.flushMu.Unlock()
-	w.mu.Lock()
-	buf := w.buf
-	w.mu.Unlock()
+	buf := b.(*pendingBatch).rows
 	res := &FlushResult{Table: w.cfg.TableName, Version: -1}
 
 	appIDs := make([]string, len(marks))
@@ -311,12 +436,23 @@ func (w *DeltaWriter) Flush(ctx context.Context, marks []Mark) (*FlushResult, er
 		txns[appIDs[i]] = m.Offset
 	}
 	keep := make([]pendingRow, 0, len(buf))
-	for _, p := range buf {
-		if v, ok := stored[AppID(w.worker, p.ev.Topic, p.ev.Partition)]; ok && p.ev.Offset <= v {
-			res.Skipped++
-			continue
+	if len(stored) == 0 {
+		keep = append(keep, buf...)
+	} else {
+		ids := map[partKey]string{}
+		for _, p := range buf {
+			k := partKey{p.ev.Topic, p.ev.Partition}
+			id, ok := ids[k]
+			if !ok {
+				id = AppID(w.worker, k.topic, k.partition)
+				ids[k] = id
+			}
+			if v, ok := stored[id]; ok && p.ev.Offset <= v {
+				res.Skipped++
+				continue
+			}
+			keep = append(keep, p)
 		}
-		keep = append(keep, p)
 	}
 	for len(keep) > 0 {
 		rows := make([]map[string]any, len(keep))
@@ -352,18 +488,12 @@ func (w *DeltaWriter) Flush(ctx context.Context, marks []Mark) (*FlushResult, er
 	for i, p := range keep {
 		res.Written[i] = p.ev
 	}
-	w.mu.Lock()
-	// Handle never runs during Flush, so buf is still a prefix of w.buf.
-	w.buf = append(w.buf[:0:0], w.buf[len(buf):]...)
-	w.bytes = 0
-	for _, p := range w.buf {
-		w.bytes += int64(len(p.ev.Raw)) + 256
-	}
-	if len(w.buf) > 0 {
-		w.oldest = time.Now()
-	}
-	w.mu.Unlock()
 	return res, nil
+}
+
+type partKey struct {
+	topic     string
+	partition int32
 }
 
 // StoredOffsets implements Flusher: the txn versions of topic's partitions.
@@ -417,17 +547,15 @@ func coerceValue(t delta.DataType, v any) (any, error) {
 	case delta.PrimitiveType:
 		return coercePrimitive(t, v)
 	case *delta.StructType:
-		m, ok := v.(map[string]any)
-		if !ok {
+		if _, ok := v.(map[string]any); !ok {
 			return nil, fmt.Errorf("%s value is not an object", typeName(v))
 		}
-		return m, nil
+		return v, nil
 	case *delta.ArrayType:
-		a, ok := v.([]any)
-		if !ok {
+		if _, ok := v.([]any); !ok {
 			return nil, fmt.Errorf("%s value is not an array", typeName(v))
 		}
-		return a, nil
+		return v, nil
 	}
 	return v, nil
 }
@@ -437,7 +565,7 @@ func coercePrimitive(t delta.PrimitiveType, v any) (any, error) {
 	case delta.TypeString:
 		switch s := v.(type) {
 		case string:
-			return s, nil
+			return v, nil // already boxed: no copy
 		case int64, float64, bool:
 			str, _ := scalarString(s)
 			return str, nil
@@ -467,6 +595,9 @@ func coercePrimitive(t delta.PrimitiveType, v any) (any, error) {
 		case delta.TypeByte:
 			return int8(n), nil
 		}
+		if _, ok := v.(int64); ok {
+			return v, nil
+		}
 		return n, nil
 	case delta.TypeDouble, delta.TypeFloat:
 		var f float64
@@ -495,6 +626,9 @@ func coercePrimitive(t delta.PrimitiveType, v any) (any, error) {
 	case delta.TypeTimestamp, delta.TypeTimestampNTZ, delta.TypeDate:
 		switch ts := v.(type) {
 		case time.Time:
+			if ts.Location() == time.UTC {
+				return v, nil
+			}
 			return ts.UTC(), nil
 		case string:
 			p, err := parseTime(ts)
@@ -547,4 +681,5 @@ var (
 	_ Handler      = (*DeltaWriter)(nil)
 	_ BatchHandler = (*DeltaWriter)(nil)
 	_ Flusher      = (*DeltaWriter)(nil)
+	_ AsyncFlusher = (*DeltaWriter)(nil)
 )

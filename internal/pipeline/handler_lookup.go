@@ -117,6 +117,7 @@ type Lookup struct {
 // endpointPart is a literal (field empty) or a placeholder's field path.
 type endpointPart struct {
 	lit, field string
+	path       fieldPath
 }
 
 var lookupFactory = TypedFactory(lookupDefaults, func(cfg *LookupConfig, deps Deps) (Handler, error) {
@@ -163,14 +164,14 @@ func NewLookup(cfg *LookupConfig, client JSONGetter, deps Deps) (*Lookup, error)
 		consumed := len(cfg.Endpoint) - len(rest)
 		l.parts = append(l.parts, endpointPart{lit: rest[:loc[0]-consumed]})
 		name := cfg.Endpoint[loc[2]:loc[3]]
-		l.parts = append(l.parts, endpointPart{field: cfg.PathParams[name]})
+		l.parts = append(l.parts, endpointPart{field: cfg.PathParams[name], path: compilePath(cfg.PathParams[name])})
 		rest = cfg.Endpoint[loc[1]:]
 	}
 	if rest != "" {
 		l.parts = append(l.parts, endpointPart{lit: rest})
 	}
 	for name, field := range cfg.QueryParams {
-		l.query = append(l.query, mapping{to: name, from: field})
+		l.query = append(l.query, newMapping(name, field))
 	}
 	sort.Slice(l.query, func(i, j int) bool { return l.query[i].to < l.query[j].to })
 	if cfg.CacheTTL > 0 {
@@ -199,42 +200,80 @@ func NewLookup(cfg *LookupConfig, client JSONGetter, deps Deps) (*Lookup, error)
 // request renders the endpoint and query of ev; the key identifies the
 // request for the cache and for coalescing.
 func (l *Lookup) request(ev *Event) (key, path string, query url.Values, err error) {
-	var b strings.Builder
-	for _, p := range l.parts {
+	buf, err := l.appendPath(nil, ev)
+	if err != nil {
+		return "", "", nil, err
+	}
+	path = string(buf)
+	key, query, err = l.withQuery(ev, path)
+	return key, path, query, err
+}
+
+// appendPath appends the endpoint of ev to dst, without allocating when the
+// parameters are plain strings or integers.
+func (l *Lookup) appendPath(dst []byte, ev *Event) ([]byte, error) {
+	for i := range l.parts {
+		p := &l.parts[i]
 		if p.field == "" {
-			b.WriteString(p.lit)
+			dst = append(dst, p.lit...)
 			continue
 		}
-		v, ok := getPath(ev.Fields, p.field)
+		v, ok := p.path.get(ev.Fields)
 		if !ok || v == nil {
-			return "", "", nil, Errorf(ClassLookup, l.cfg.Endpoint, "path parameter field %q is missing", p.field)
+			return dst, Errorf(ClassLookup, l.cfg.Endpoint, "path parameter field %q is missing", p.field)
+		}
+		switch t := v.(type) {
+		case int64:
+			dst = strconv.AppendInt(dst, t, 10)
+			continue
+		case string:
+			dst = appendPathEscaped(dst, t)
+			continue
 		}
 		s, ok := scalarString(v)
 		if !ok {
-			return "", "", nil, Errorf(ClassLookup, l.cfg.Endpoint, "path parameter field %q is a %s, not a scalar", p.field, typeName(v))
+			return dst, Errorf(ClassLookup, l.cfg.Endpoint, "path parameter field %q is a %s, not a scalar", p.field, typeName(v))
 		}
-		b.WriteString(url.PathEscape(s))
+		dst = appendPathEscaped(dst, s)
 	}
-	path = b.String()
+	return dst, nil
+}
+
+// appendPathEscaped appends url.PathEscape(s), copying s as is when nothing
+// needs escaping.
+func appendPathEscaped(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~' {
+			continue
+		}
+		return append(dst, url.PathEscape(s)...)
+	}
+	return append(dst, s...)
+}
+
+// withQuery returns the request key and query of ev for the rendered path.
+func (l *Lookup) withQuery(ev *Event, path string) (key string, query url.Values, err error) {
 	if len(l.query) == 0 {
-		return path, path, nil, nil
+		return path, nil, nil
 	}
 	query = make(url.Values, len(l.query))
-	for _, q := range l.query {
-		v, ok := getPath(ev.Fields, q.from)
+	for i := range l.query {
+		q := &l.query[i]
+		v, ok := q.path.get(ev.Fields)
 		if !ok || v == nil {
 			continue
 		}
 		s, ok := scalarString(v)
 		if !ok {
-			return "", "", nil, Errorf(ClassLookup, l.cfg.Endpoint, "query parameter field %q is a %s, not a scalar", q.from, typeName(v))
+			return "", nil, Errorf(ClassLookup, l.cfg.Endpoint, "query parameter field %q is a %s, not a scalar", q.from, typeName(v))
 		}
 		query.Set(q.to, s)
 	}
 	if len(query) == 0 {
-		return path, path, nil, nil
+		return path, nil, nil
 	}
-	return path + "?" + query.Encode(), path, query, nil
+	return path + "?" + query.Encode(), query, nil
 }
 
 func scalarString(v any) (string, bool) {
@@ -303,44 +342,87 @@ func (l *Lookup) Handle(ctx context.Context, ev *Event) ([]*Event, error) {
 }
 
 // HandleBatch implements BatchHandler: the distinct requests of the batch
-// run concurrently, answers from the cache without a goroutine.
+// run concurrently, answers from the cache without a goroutine. Events of
+// the batch asking the same thing share one answer: the cache is asked once
+// per distinct request and batch, and the endpoint of an event is rendered
+// into a reused buffer, so a cache hit costs no allocation.
 func (l *Lookup) HandleBatch(ctx context.Context, evs []*Event) ([]Result, error) {
 	type call struct {
 		path  string
 		query url.Values
 		val   map[string]any
 		err   error
+		done  bool // answered from the cache
 	}
 	results := make([]Result, len(evs))
-	keys := make([]string, len(evs))
-	var calls map[string]*call
+	byEvent := make([]*call, len(evs))
+	var (
+		calls   map[string]*call // by request key
+		pending int              // calls not answered from the cache
+		hits    int
+		buf     []byte
+		last    *call // the previous event's call, for runs of equal keys
+		lastKey []byte
+	)
 	for i, ev := range evs {
-		key, path, query, err := l.request(ev)
+		self := evs[i : i+1 : i+1]
+		var err error
+		buf, err = l.appendPath(buf[:0], ev)
 		if err != nil {
-			l.settle(ev, &results[i], nil, err)
+			l.settle(ev, self, &results[i], nil, err)
 			continue
 		}
-		keys[i] = key
-		if l.cache != nil {
-			if v, ok := l.cache.GetIfPresent(key); ok {
-				l.hits.Inc()
-				l.settle(ev, &results[i], v, nil)
+		var (
+			c          *call
+			key, query = "", url.Values(nil)
+		)
+		switch {
+		case len(l.query) == 0 && last != nil && string(buf) == string(lastKey):
+			c = last
+		case len(l.query) == 0:
+			c = calls[string(buf)] // no allocation for the lookup
+		default:
+			key, query, err = l.withQuery(ev, string(buf))
+			if err != nil {
+				l.settle(ev, self, &results[i], nil, err)
 				continue
 			}
+			c = calls[key]
 		}
-		if calls == nil {
-			calls = make(map[string]*call)
-		}
-		if _, ok := calls[key]; !ok {
-			calls[key] = &call{path: path, query: query}
+		if c == nil {
+			path := string(buf)
+			if len(l.query) == 0 {
+				key = path
+			}
+			c = &call{path: path, query: query}
+			if calls == nil {
+				calls = make(map[string]*call)
+			}
+			calls[key] = c
+			if l.cache != nil {
+				if v, ok := l.cache.GetIfPresent(key); ok {
+					c.val, c.done = v, true
+					hits++
+				}
+			}
+			if !c.done {
+				pending++
+			}
 		} else if l.cache != nil {
-			l.hits.Inc() // coalesced within the batch
+			hits++ // answered by the cache, or coalesced within the batch
 		}
+		if len(l.query) == 0 {
+			last, lastKey = c, append(lastKey[:0], buf...)
+		}
+		byEvent[i] = c
 	}
-	if len(calls) > 0 {
+	if pending > 0 {
 		sem := make(chan struct{}, l.cfg.MaxConcurrency)
 		var wg sync.WaitGroup
 		for key, c := range calls {
+			if c.done {
+				continue
+			}
 			sem <- struct{}{}
 			wg.Add(1)
 			go func() {
@@ -352,22 +434,28 @@ func (l *Lookup) HandleBatch(ctx context.Context, evs []*Event) ([]Result, error
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		for i, ev := range evs {
-			if results[i].Events != nil || results[i].Err != nil {
-				continue
-			}
-			c := calls[keys[i]]
-			l.settle(ev, &results[i], c.val, c.err)
+	}
+	if hits > 0 {
+		l.hits.Add(float64(hits))
+	}
+	for i, ev := range evs {
+		if c := byEvent[i]; c != nil {
+			l.settle(ev, evs[i:i+1:i+1], &results[i], c.val, c.err)
 		}
 	}
 	return results, nil
 }
 
-// settle sets ev's result field from a response or applies on_error.
-func (l *Lookup) settle(ev *Event, r *Result, val map[string]any, err error) {
+// settle sets ev's result field from a response or applies on_error; self
+// is the one-event slice passed on.
+//
+// The response map is the cache's, shared by every event that asked the
+// same thing: handlers replace fields, never mutate them (see Event), the
+// Delta writer reads it into the row and the table copies what it encodes.
+func (l *Lookup) settle(ev *Event, self []*Event, r *Result, val map[string]any, err error) {
 	if err == nil {
 		ev.Fields[l.cfg.ResultField] = val
-		r.Events = []*Event{ev}
+		r.Events = self
 		return
 	}
 	var he *HandlerError
@@ -384,7 +472,7 @@ func (l *Lookup) settle(ev *Event, r *Result, val map[string]any, err error) {
 	}
 	ev.Fields[l.cfg.ResultField] = nil
 	ev.Record(he)
-	r.Events = []*Event{ev}
+	r.Events = self
 }
 
 // Close implements Handler.

@@ -44,7 +44,15 @@ type Transform struct {
 	now      func() time.Time
 }
 
-type mapping struct{ to, from string }
+// mapping is one field ← path pair with the path compiled.
+type mapping struct {
+	to, from string
+	path     fieldPath
+}
+
+func newMapping(to, from string) mapping {
+	return mapping{to: to, from: from, path: compilePath(from)}
+}
 
 type fieldDefault struct {
 	field string
@@ -64,7 +72,7 @@ func NewTransform(cfg *TransformConfig, now func() time.Time) *Transform {
 	}
 	t := &Transform{now: now}
 	for to, from := range cfg.Mappings {
-		t.mappings = append(t.mappings, mapping{to: to, from: from})
+		t.mappings = append(t.mappings, newMapping(to, from))
 	}
 	// Fixed order so that mappings reading each other behave the same on
 	// every run: sources are read before any target is written.
@@ -82,33 +90,50 @@ func NewTransform(cfg *TransformConfig, now func() time.Time) *Transform {
 
 // Handle implements Handler.
 func (t *Transform) Handle(_ context.Context, ev *Event) ([]*Event, error) {
+	var now any
+	t.apply(ev, &now)
+	return []*Event{ev}, nil
+}
+
+// HandleBatch implements BatchHandler. The batch shares one processing time
+// (${CURRENT_TIMESTAMP}), taken when the first event needs it.
+func (t *Transform) HandleBatch(_ context.Context, evs []*Event) ([]Result, error) {
+	results := make([]Result, len(evs))
+	var now any
+	for i, ev := range evs {
+		t.apply(ev, &now)
+		results[i].Events = evs[i : i+1 : i+1]
+	}
+	return results, nil
+}
+
+// apply transforms ev; *now is the boxed processing time, set on first use.
+func (t *Transform) apply(ev *Event, now *any) {
 	if ev.Fields == nil {
 		ev.Fields = make(map[string]any, len(t.mappings)+len(t.defaults))
 	}
 	var buf [24]any
 	vals := buf[:0]
-	for _, m := range t.mappings {
-		v, _ := getPath(ev.Fields, m.from)
+	for i := range t.mappings {
+		v, _ := t.mappings[i].path.get(ev.Fields)
 		vals = append(vals, v)
 	}
 	for i, m := range t.mappings {
 		ev.Fields[m.to] = vals[i]
 	}
-	var now time.Time
 	for _, d := range t.defaults {
 		if v, ok := ev.Fields[d.field]; ok && v != nil {
 			continue
 		}
 		if d.now {
-			if now.IsZero() {
-				now = t.now().UTC()
+			if *now == nil {
+				*now = t.now().UTC()
 			}
-			ev.Fields[d.field] = now
+			ev.Fields[d.field] = *now
 			continue
 		}
 		ev.Fields[d.field] = d.value
 	}
-	return []*Event{ev}, nil
 }
 
 // Close implements Handler.
@@ -158,4 +183,7 @@ func normalizeYAML(v any) any {
 	return v
 }
 
-var _ Handler = (*Transform)(nil)
+var (
+	_ Handler      = (*Transform)(nil)
+	_ BatchHandler = (*Transform)(nil)
+)

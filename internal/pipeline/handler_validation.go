@@ -93,13 +93,14 @@ func compileSkipIf(code string) (*vm.Program, error) {
 // skip_if matches. A failing event goes to the error topic with class
 // validation and the failed rule ("required.task_id", "task_id.equals").
 type Validation struct {
-	required []string
+	required []fieldPath
 	rules    []compiledRule
 	skipIf   *vm.Program
 }
 
 type compiledRule struct {
 	field string
+	path  fieldPath
 	r     FieldRule
 	in    []any
 	re    *regexp.Regexp
@@ -111,10 +112,13 @@ var validationFactory = TypedFactory(nil, func(cfg *ValidationConfig, _ Deps) (H
 
 // NewValidation compiles cfg (regexes and skip_if, once).
 func NewValidation(cfg *ValidationConfig) (*Validation, error) {
-	v := &Validation{required: cfg.RequiredFields}
+	v := &Validation{}
+	for _, f := range cfg.RequiredFields {
+		v.required = append(v.required, compilePath(f))
+	}
 	for _, field := range sortedKeys(cfg.FieldRules) {
 		r := cfg.FieldRules[field]
-		cr := compiledRule{field: field, r: *r}
+		cr := compiledRule{field: field, path: compilePath(field), r: *r}
 		cr.r.Equals = normalizeYAML(r.Equals)
 		for _, e := range r.In {
 			cr.in = append(cr.in, normalizeYAML(e))
@@ -140,30 +144,54 @@ func NewValidation(cfg *ValidationConfig) (*Validation, error) {
 
 // Handle implements Handler.
 func (v *Validation) Handle(_ context.Context, ev *Event) ([]*Event, error) {
-	if v.skipIf != nil {
-		out, err := expr.Run(v.skipIf, ev.Fields)
-		if err != nil {
-			return nil, Errorf(ClassValidation, "skip_if", "evaluating skip_if: %w", err)
-		}
-		if b, _ := out.(bool); b {
-			return nil, nil
-		}
-	}
-	for _, f := range v.required {
-		if val, ok := getPath(ev.Fields, f); !ok || val == nil {
-			return nil, Errorf(ClassValidation, "required."+f, "required field %q is missing", f)
-		}
-	}
-	for i := range v.rules {
-		if err := v.rules[i].check(ev.Fields); err != nil {
-			return nil, err
-		}
+	pass, err := v.check(ev)
+	if !pass || err != nil {
+		return nil, err
 	}
 	return []*Event{ev}, nil
 }
 
+// HandleBatch implements BatchHandler.
+func (v *Validation) HandleBatch(_ context.Context, evs []*Event) ([]Result, error) {
+	results := make([]Result, len(evs))
+	for i, ev := range evs {
+		pass, err := v.check(ev)
+		if err != nil {
+			results[i].Err = err
+		} else if pass {
+			results[i].Events = evs[i : i+1 : i+1]
+		}
+	}
+	return results, nil
+}
+
+// check reports whether ev passes (false with a nil error: skipped).
+func (v *Validation) check(ev *Event) (bool, error) {
+	if v.skipIf != nil {
+		out, err := expr.Run(v.skipIf, ev.Fields)
+		if err != nil {
+			return false, Errorf(ClassValidation, "skip_if", "evaluating skip_if: %w", err)
+		}
+		if b, _ := out.(bool); b {
+			return false, nil
+		}
+	}
+	for i := range v.required {
+		f := &v.required[i]
+		if val, ok := f.get(ev.Fields); !ok || val == nil {
+			return false, Errorf(ClassValidation, "required."+f.full, "required field %q is missing", f.full)
+		}
+	}
+	for i := range v.rules {
+		if err := v.rules[i].check(ev.Fields); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
 func (cr *compiledRule) check(fields map[string]any) error {
-	val, ok := getPath(fields, cr.field)
+	val, ok := cr.path.get(fields)
 	if !ok || val == nil {
 		return nil
 	}
@@ -307,4 +335,7 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-var _ Handler = (*Validation)(nil)
+var (
+	_ Handler      = (*Validation)(nil)
+	_ BatchHandler = (*Validation)(nil)
+)

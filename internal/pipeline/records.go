@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"kpipe/internal/claimx"
 )
 
 // AttemptHeader carries the delivery attempt of a replayed message; the
@@ -97,19 +99,79 @@ func (w *Worker) errorRecord(ev *Event, he *HandlerError, rowWritten bool, attem
 
 // successRecord builds the success-topic record of a committed event.
 func (w *Worker) successRecord(ev *Event, table string, version int64, now time.Time) *kgo.Record {
-	rec := SuccessRecord{
-		Worker:       w.cfg.Name,
-		EventID:      ev.Fields["event_id"],
-		TaskID:       ev.Fields["task_id"],
-		AssignmentID: ev.Fields["assignment_id"],
-		TaskStatus:   ev.Fields["task_status"],
-		Table:        table,
-		TableVersion: version,
-		Topic:        ev.Topic,
-		Partition:    ev.Partition,
-		Offset:       ev.Offset,
-		ProcessedAt:  now.UTC(),
+	enc := w.newSuccessEncoder(table, version, now)
+	return &kgo.Record{Topic: w.cfg.SuccessTopic, Key: ev.Key, Value: enc.append(nil, ev)}
+}
+
+// successEncoder writes SuccessRecord JSON with appends, the bytes
+// encoding/json would give for it, bar HTML escaping: the parts common to
+// every record of a flush are encoded once.
+type successEncoder struct {
+	head     []byte // {"worker":"…","event_id":
+	tail     []byte // ,"processed_at":"…"}
+	table    []byte // ,"table":"…" or nothing
+	version  []byte // ,"table_version":N,"topic":
+	fixedLen int
+}
+
+func (w *Worker) newSuccessEncoder(table string, version int64, now time.Time) *successEncoder {
+	e := &successEncoder{}
+	e.head = append(e.head, `{"worker":`...)
+	e.head = claimx.AppendJSONString(e.head, w.cfg.Name)
+	e.head = append(e.head, `,"event_id":`...)
+	if table != "" {
+		e.table = append(e.table, `,"table":`...)
+		e.table = claimx.AppendJSONString(e.table, table)
 	}
-	b, _ := json.Marshal(rec) // scalars only
-	return &kgo.Record{Topic: w.cfg.SuccessTopic, Key: ev.Key, Value: b}
+	e.version = append(e.version, `,"table_version":`...)
+	e.version = strconv.AppendInt(e.version, version, 10)
+	e.version = append(e.version, `,"topic":`...)
+	e.tail = append(e.tail, `,"processed_at":`...)
+	ts, _ := now.UTC().MarshalJSON()
+	e.tail = append(e.tail, ts...)
+	e.tail = append(e.tail, '}')
+	e.fixedLen = len(e.head) + len(e.table) + len(e.version) + len(e.tail)
+	return e
+}
+
+// append appends ev's success record to dst.
+func (e *successEncoder) append(dst []byte, ev *Event) []byte {
+	dst = append(dst, e.head...)
+	dst = appendJSONValue(dst, ev.Fields["event_id"])
+	dst = append(dst, `,"task_id":`...)
+	dst = appendJSONValue(dst, ev.Fields["task_id"])
+	dst = append(dst, `,"assignment_id":`...)
+	dst = appendJSONValue(dst, ev.Fields["assignment_id"])
+	if st := ev.Fields["task_status"]; st != nil {
+		dst = append(dst, `,"task_status":`...)
+		dst = appendJSONValue(dst, st)
+	}
+	dst = append(dst, e.table...)
+	dst = append(dst, e.version...)
+	dst = claimx.AppendJSONString(dst, ev.Topic)
+	dst = append(dst, `,"partition":`...)
+	dst = strconv.AppendInt(dst, int64(ev.Partition), 10)
+	dst = append(dst, `,"offset":`...)
+	dst = strconv.AppendInt(dst, ev.Offset, 10)
+	return append(dst, e.tail...)
+}
+
+// appendJSONValue appends a decoded event value as JSON; scalars directly,
+// anything else through encoding/json.
+func appendJSONValue(dst []byte, v any) []byte {
+	switch t := v.(type) {
+	case nil:
+		return append(dst, "null"...)
+	case string:
+		return claimx.AppendJSONString(dst, t)
+	case int64:
+		return strconv.AppendInt(dst, t, 10)
+	case bool:
+		return strconv.AppendBool(dst, t)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return append(dst, "null"...)
+	}
+	return append(dst, b...)
 }

@@ -54,11 +54,11 @@ type Worker struct {
 	hooks    Hooks
 	shutdown time.Duration
 
-	consumed, processed, failed, deltaWrites, deltaErrs prometheus.Counter
-	latency, batchSize                                  prometheus.Observer
-	errs, rowsByStatus                                  *prometheus.CounterVec
-	errRecordsC                                         prometheus.Counter
-	lag                                                 *prometheus.GaugeVec
+	consumed, processed, failedC, deltaWrites, deltaErrs prometheus.Counter
+	latency, batchSize                                   prometheus.Observer
+	errs, rowsByStatus                                   *prometheus.CounterVec
+	errRecordsC                                          prometheus.Counter
+	lag                                                  *prometheus.GaugeVec
 
 	// mu is held while a poll is processed, during flushes and in rebalance
 	// callbacks, so they never overlap.
@@ -66,12 +66,22 @@ type Worker struct {
 	cl         *kgo.Client
 	parts      map[int32]*partState
 	lastCommit time.Time
-	paused     bool
-	dead       atomic.Bool
-	started    atomic.Bool
+	// paused is set while fetching is paused for unavailable storage; only
+	// the one flush running at a time changes it.
+	paused  atomic.Bool
+	dead    atomic.Bool
+	started atomic.Bool
 	// storageDown is set while a flush is retried against unavailable
 	// storage.
 	storageDown atomic.Bool
+	// inflight is the flush running in the background, failed a flush that
+	// failed and must be committed again before any later one. Both are
+	// guarded by mu.
+	inflight, failed *flushJob
+	// fieldHint is the most fields an event had after the chain: new events
+	// are decoded into maps with room for them.
+	fieldHint  atomic.Int64
+	onProduced func(*kgo.Record, error)
 }
 
 // ErrNotReady is wrapped by Ready's errors.
@@ -99,9 +109,16 @@ type partState struct {
 	// last is the last record fully handled (its row buffered or written,
 	// its error records published).
 	last *kgo.Record
-	// flushed is the offset of last when it was last made durable, and
-	// committed the last offset committed to Kafka.
-	flushed, committed int64
+	// cut is the last offset handed to a flush (in flight or done), flushed
+	// the last offset made durable and committed the last offset committed
+	// to Kafka.
+	cut, flushed, committed int64
+	// flushedRec is the record at flushed, what the offset commit names.
+	flushedRec *kgo.Record
+}
+
+func newPartState() *partState {
+	return &partState{floor: -1, cut: -1, flushed: -1, committed: -1}
 }
 
 // WorkerOption changes a Worker built by NewWorker.
@@ -148,7 +165,7 @@ func newWorker(cfg *config.Worker, kopts []kgo.Opt, chain *Chain, deps Deps, opt
 		parts:        make(map[int32]*partState),
 		consumed:     m.WorkerMessagesConsumed.WithLabelValues(name),
 		processed:    m.WorkerMessagesProcessed.WithLabelValues(name),
-		failed:       m.WorkerMessagesFailed.WithLabelValues(name),
+		failedC:      m.WorkerMessagesFailed.WithLabelValues(name),
 		deltaWrites:  m.WorkerDeltaWrites.WithLabelValues(name),
 		deltaErrs:    m.WorkerDeltaWriteErrors.WithLabelValues(name),
 		latency:      m.WorkerProcessingLatency.WithLabelValues(name),
@@ -158,6 +175,7 @@ func newWorker(cfg *config.Worker, kopts []kgo.Opt, chain *Chain, deps Deps, opt
 		errRecordsC:  m.ErrorRecords.WithLabelValues(name, cfg.ErrorTopic),
 		lag:          m.ConsumerLag.MustCurryWith(prometheus.Labels{"group": cfg.ConsumerGroup, "topic": cfg.InputTopic}),
 	}
+	w.onProduced = w.onSuccessProduced
 	for _, o := range opts {
 		o(w)
 	}
@@ -205,8 +223,13 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 
 	runErr := w.loop(ctx, cl)
 	if errors.Is(runErr, ErrKilled) || w.dead.Load() {
-		// A simulated crash: leave everything as it is.
+		// A simulated crash: leave everything as it is. A flush running in
+		// the background is stopped and waited for (its commit, if it got
+		// that far, is in the table: the next run starts after it).
 		w.dead.Store(true)
+		w.mu.Lock()
+		w.abandonFlush()
+		w.mu.Unlock()
 		cl.Close()
 		_ = w.chain.Close(context.Background())
 		return runErr
@@ -214,15 +237,15 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.shutdown)
 	defer cancel()
 	var errs []error
+	w.mu.Lock()
 	if runErr != nil {
 		errs = append(errs, runErr)
-	} else {
-		w.mu.Lock()
-		if err := w.flushAndCommit(sctx); err != nil {
-			errs = append(errs, fmt.Errorf("final flush: %w", err))
-		}
-		w.mu.Unlock()
+		w.abandonFlush()
+	} else if err := w.flushAndCommit(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("final flush: %w", err))
+		w.abandonFlush()
 	}
+	w.mu.Unlock()
 	if err := cl.Flush(sctx); err != nil {
 		errs = append(errs, fmt.Errorf("publishing success records: %w", err))
 	}
@@ -243,13 +266,24 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		pctx, cancel := ctx, context.CancelFunc(func() {})
+		pctx, cancel := context.WithCancel(ctx)
 		if w.flusher != nil {
 			if _, next := w.flusher.FlushDue(time.Now()); !next.IsZero() {
+				cancel()
 				pctx, cancel = context.WithDeadline(ctx, next)
 			}
 		}
+		// A background flush ending cuts the poll short, so that its
+		// success records and offsets go out at once.
+		w.mu.Lock()
+		j := w.inflight
+		w.mu.Unlock()
+		stop := func() bool { return false }
+		if j != nil {
+			stop = context.AfterFunc(j.doneCtx, cancel)
+		}
 		fetches := cl.PollRecords(pctx, w.batchLimit())
+		stop()
 		cancel()
 		if fetches.IsClientClosed() {
 			return nil
@@ -277,28 +311,35 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 
 // partBatch is one partition's share of a poll.
 type partBatch struct {
-	part   int32
-	st     *partState
-	evs    []*Event
-	failed []*Event
-	out    []*Event
-	last   *kgo.Record
-	n      int
-	err    error
+	part int32
+	st   *partState
+	recs []*kgo.Record
+	evs  []*Event
+	// malformed counts the records that did not decode.
+	malformed int
+	failed    []*Event
+	out       []*Event
+	last      *kgo.Record
+	n         int
+	err       error
 }
 
 func (w *Worker) part(p int32) *partState {
 	st, ok := w.parts[p]
 	if !ok {
-		st = &partState{floor: -1, flushed: -1, committed: -1}
+		st = newPartState()
 		w.parts[p] = st
 	}
 	return st
 }
 
+// maxFieldHint bounds the size hint of decoded events, so that one odd
+// message with many fields does not make every map large.
+const maxFieldHint = 64
+
 // processPoll runs a poll's records through the chain, a goroutine per
-// partition, and publishes their error records. A partition's state moves
-// on only when all of that is done.
+// partition (decoding included), and publishes their error records. A
+// partition's state moves on only when all of that is done.
 func (w *Worker) processPoll(ctx context.Context, fetches kgo.Fetches) error {
 	now := time.Now()
 	var batches []*partBatch
@@ -313,23 +354,7 @@ func (w *Worker) processPoll(ctx context.Context, fetches kgo.Fetches) error {
 		}
 		w.lag.WithLabelValues(strconv.Itoa(int(p.Partition))).Set(float64(max(p.HighWatermark-p.Records[len(p.Records)-1].Offset-1, 0)))
 		st := w.part(p.Partition)
-		b := &partBatch{part: p.Partition, st: st, evs: make([]*Event, 0, len(p.Records)), last: p.Records[len(p.Records)-1], n: len(p.Records)}
-		for _, r := range p.Records {
-			if r.Offset <= st.floor {
-				continue // already in the table
-			}
-			ev := &Event{Raw: r.Value, Key: r.Key, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Received: now}
-			fields, err := DecodeJSON(r.Value)
-			if err != nil {
-				ev.Errors = append(ev.Errors, &HandlerError{Handler: "decode", Class: ClassMalformed, Err: err})
-				b.failed = append(b.failed, ev)
-				w.errs.WithLabelValues(ClassMalformed).Inc()
-				continue
-			}
-			ev.Fields = fields
-			b.evs = append(b.evs, ev)
-		}
-		batches = append(batches, b)
+		batches = append(batches, &partBatch{part: p.Partition, st: st, recs: p.Records, last: p.Records[len(p.Records)-1], n: len(p.Records)})
 	})
 	if len(batches) == 0 {
 		return nil
@@ -341,8 +366,18 @@ func (w *Worker) processPoll(ctx context.Context, fetches kgo.Fetches) error {
 	w.consumed.Add(float64(n))
 	w.batchSize.Observe(float64(n))
 
+	hint := int(w.fieldHint.Load())
 	run := func(b *partBatch) {
+		w.decode(b, hint, now)
 		b.out, b.failed, b.err = w.chain.Process(ctx, b.evs, b.failed)
+		most := 0
+		for _, ev := range b.out {
+			most = max(most, len(ev.Fields))
+		}
+		most = min(most, maxFieldHint)
+		if int64(most) > w.fieldHint.Load() {
+			w.fieldHint.Store(int64(most)) // a racy max is good enough for a size hint
+		}
 	}
 	if len(batches) == 1 {
 		run(batches[0])
@@ -355,6 +390,9 @@ func (w *Worker) processPoll(ctx context.Context, fetches kgo.Fetches) error {
 	}
 	var firstErr error
 	for _, b := range batches {
+		if nm := b.malformed; nm > 0 {
+			w.errs.WithLabelValues(ClassMalformed).Add(float64(nm))
+		}
 		if b.err != nil && firstErr == nil {
 			firstErr = b.err
 		}
@@ -373,7 +411,7 @@ func (w *Worker) processPoll(ctx context.Context, fetches kgo.Fetches) error {
 	}
 	for _, b := range batches {
 		b.st.last = b.last
-		w.failed.Add(float64(len(b.failed)))
+		w.failedC.Add(float64(len(b.failed)))
 	}
 	if w.flusher == nil {
 		w.succeeded(ctx, batches, "", -1)
@@ -384,6 +422,30 @@ func (w *Worker) processPoll(ctx context.Context, fetches kgo.Fetches) error {
 		}
 	}
 	return nil
+}
+
+// decode turns b's records into events (one allocation for all of them),
+// dropping those the table already holds; the ones that are not JSON
+// objects go to b.failed.
+func (w *Worker) decode(b *partBatch, hint int, now time.Time) {
+	slab := make([]Event, len(b.recs))
+	b.evs = make([]*Event, 0, len(b.recs))
+	for i, r := range b.recs {
+		if r.Offset <= b.st.floor {
+			continue // already in the table
+		}
+		ev := &slab[i]
+		*ev = Event{Raw: r.Value, Key: r.Key, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Received: now}
+		fields, err := decodeFields(r.Value, hint)
+		if err != nil {
+			ev.Errors = append(ev.Errors, &HandlerError{Handler: "decode", Class: ClassMalformed, Err: err})
+			b.failed = append(b.failed, ev)
+			b.malformed++
+			continue
+		}
+		ev.Fields = fields
+		b.evs = append(b.evs, ev)
+	}
 }
 
 func (w *Worker) discardUnmarked(p int32, st *partState) {
@@ -467,17 +529,45 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// maybeFlush flushes and commits when the buffer is due, or commits offsets
-// when nothing is buffered and some handled offsets are not committed yet.
+// flushJob is one flush: the marks it commits and, with an AsyncFlusher,
+// the batch it took, committed in the background while the next polls are
+// handled. At most one runs at a time, so at most one batch is being
+// written while the next one fills.
+type flushJob struct {
+	marks  []Mark
+	states []*partState  // the partition state of each mark when it was cut
+	recs   []*kgo.Record // the record at each mark, for the offset commit
+	commit func(context.Context) (*FlushResult, error)
+
+	// ctx is the background run's context (nil for a run to its end).
+	ctx context.Context
+	// doneCtx is cancelled when res and err are set.
+	doneCtx  context.Context
+	markDone context.CancelFunc
+	cancel   context.CancelFunc // stops the background run
+	res      *FlushResult
+	err      error
+}
+
+func (j *flushJob) done() bool { return j.doneCtx.Err() != nil }
+
+// maybeFlush collects a background flush that has ended, starts a flush
+// when the buffer is due, or commits offsets when nothing is buffered and
+// some handled offsets are not committed yet. Callers hold w.mu.
 func (w *Worker) maybeFlush(ctx context.Context) error {
+	if j := w.inflight; j != nil && j.done() {
+		if err := w.finishFlush(ctx); err != nil {
+			return err
+		}
+	}
 	now := time.Now()
 	if w.flusher != nil {
 		due, next := w.flusher.FlushDue(now)
 		if due {
-			return w.flushAndCommit(ctx)
+			return w.startFlush(ctx, false)
 		}
-		if !next.IsZero() {
-			return nil // rows are buffered: their flush commits the offsets
+		if !next.IsZero() || w.inflight != nil {
+			return nil // rows are buffered or being written: their flush commits the offsets
 		}
 	}
 	if now.Sub(w.lastCommit) >= time.Second {
@@ -486,58 +576,158 @@ func (w *Worker) maybeFlush(ctx context.Context) error {
 	return nil
 }
 
-func (w *Worker) marks() []Mark {
-	var marks []Mark
+// startFlush waits for the flush in flight, if any, and starts one of what
+// is buffered with the current marks: in the background when the flusher
+// is an AsyncFlusher and wait is false, else to its end. Callers hold w.mu.
+func (w *Worker) startFlush(ctx context.Context, wait bool) error {
+	if err := w.finishFlush(ctx); err != nil {
+		return err
+	}
+	if err := w.retryFailed(ctx); err != nil {
+		return err
+	}
+	j := &flushJob{}
 	for p, st := range w.parts {
-		if st.last != nil && st.last.Offset > st.flushed {
-			marks = append(marks, Mark{Topic: w.cfg.InputTopic, Partition: p, Offset: st.last.Offset})
+		if st.last != nil && st.last.Offset > st.cut {
+			j.marks = append(j.marks, Mark{Topic: w.cfg.InputTopic, Partition: p, Offset: st.last.Offset})
+			j.states = append(j.states, st)
+			j.recs = append(j.recs, st.last)
 		}
 	}
-	return marks
+	if w.flusher == nil {
+		return w.completeFlush(ctx, j, &FlushResult{Version: -1})
+	}
+	if _, next := w.flusher.FlushDue(time.Now()); len(j.marks) == 0 && next.IsZero() {
+		return w.commitOffsets(ctx)
+	}
+	for i, st := range j.states {
+		st.cut = j.marks[i].Offset
+	}
+	marks := j.marks
+	af, async := w.flusher.(AsyncFlusher)
+	if async {
+		b := af.Take()
+		j.commit = func(ctx context.Context) (*FlushResult, error) { return af.Commit(ctx, b, marks) }
+	} else {
+		j.commit = func(ctx context.Context) (*FlushResult, error) { return w.flusher.Flush(ctx, marks) }
+	}
+	j.doneCtx, j.markDone = context.WithCancel(context.Background())
+	if !async || wait {
+		j.res, j.err = w.flushRetry(ctx, j.commit)
+		j.markDone()
+		j.cancel = func() {}
+		w.inflight = j
+		return w.finishFlush(ctx)
+	}
+	j.ctx, j.cancel = context.WithCancel(ctx)
+	w.inflight = j
+	go func() {
+		defer j.markDone()
+		j.res, j.err = w.flushRetry(j.ctx, j.commit)
+	}()
+	return nil
 }
 
-// flushAndCommit flushes the buffering handler with the current marks,
-// retrying unavailable storage with backoff (fetching paused), publishes
-// success records and commits offsets. Callers hold w.mu.
-func (w *Worker) flushAndCommit(ctx context.Context) error {
-	marks := w.marks()
-	if w.flusher != nil {
-		_, next := w.flusher.FlushDue(time.Now())
-		if len(marks) > 0 || !next.IsZero() {
-			res, err := w.flushRetry(ctx, marks)
-			if err != nil {
-				return err
-			}
-			if res.Version >= 0 && w.hooks.AfterTableCommit != nil {
-				if err := w.hooks.AfterTableCommit(res.Version); err != nil {
-					return err
-				}
-			}
-			if len(res.Rejected) > 0 {
-				rejected := &partBatch{failed: res.Rejected}
-				if err := w.publishErrors(ctx, []*partBatch{rejected}); err != nil {
-					w.log.Error("publishing_rejected_rows_failed", "rows", len(res.Rejected), "error", err)
-				}
-				w.failed.Add(float64(len(res.Rejected)))
-			}
-			w.succeededEvents(ctx, res.Written, res.Table, res.Version)
+// finishFlush waits for the flush in flight, if any, then publishes its
+// success records and commits the offsets it made durable. A flush that
+// failed is kept, to be committed again before any later one. Callers hold
+// w.mu (the flush itself never takes it).
+func (w *Worker) finishFlush(ctx context.Context) error {
+	j := w.inflight
+	if j == nil {
+		return nil
+	}
+	select {
+	case <-j.doneCtx.Done():
+	case <-ctx.Done():
+		// Out of time (a revoke's deadline): stop it, to be committed
+		// again later.
+		j.cancel()
+		<-j.doneCtx.Done()
+	}
+	w.inflight = nil
+	j.cancel()
+	if j.err != nil {
+		w.failed = j
+		if j.ctx != nil && j.ctx.Err() != nil && ctx.Err() == nil && !errors.Is(j.err, ErrKilled) {
+			// The loop's context ended under the background flush (a
+			// graceful stop): commit it again with ctx.
+			return w.retryFailed(ctx)
+		}
+		return j.err
+	}
+	return w.completeFlush(ctx, j, j.res)
+}
+
+// retryFailed commits a failed flush again, to its end.
+func (w *Worker) retryFailed(ctx context.Context) error {
+	j := w.failed
+	if j == nil {
+		return nil
+	}
+	res, err := w.flushRetry(ctx, j.commit)
+	if err != nil {
+		return err
+	}
+	w.failed = nil
+	return w.completeFlush(ctx, j, res)
+}
+
+// completeFlush publishes the success records of what j made durable and
+// commits the offsets it covers.
+func (w *Worker) completeFlush(ctx context.Context, j *flushJob, res *FlushResult) error {
+	if res.Version >= 0 && w.hooks.AfterTableCommit != nil {
+		if err := w.hooks.AfterTableCommit(res.Version); err != nil {
+			return err
 		}
 	}
-	for _, m := range marks {
-		w.parts[m.Partition].flushed = m.Offset
+	if len(res.Rejected) > 0 {
+		rejected := &partBatch{failed: res.Rejected}
+		if err := w.publishErrors(ctx, []*partBatch{rejected}); err != nil {
+			w.log.Error("publishing_rejected_rows_failed", "rows", len(res.Rejected), "error", err)
+		}
+		w.failedC.Add(float64(len(res.Rejected)))
+	}
+	w.succeededEvents(ctx, res.Written, res.Table, res.Version)
+	for i, m := range j.marks {
+		st := j.states[i]
+		if w.parts[m.Partition] != st || m.Offset <= st.flushed {
+			continue // lost or revoked meanwhile
+		}
+		st.flushed, st.flushedRec = m.Offset, j.recs[i]
+		st.cut = max(st.cut, m.Offset)
 	}
 	return w.commitOffsets(ctx)
 }
 
-func (w *Worker) flushRetry(ctx context.Context, marks []Mark) (*FlushResult, error) {
+// abandonFlush stops the flush in flight and waits for it, keeping nothing
+// of it (a crash, or a stop after a failure). Callers hold w.mu.
+func (w *Worker) abandonFlush() {
+	if j := w.inflight; j != nil {
+		j.cancel()
+		<-j.doneCtx.Done()
+		w.inflight = nil
+	}
+}
+
+// flushAndCommit makes everything handled durable: it waits for the flush
+// in flight, then flushes what is buffered with the current marks, to its
+// end, publishes success records and commits offsets. Callers hold w.mu.
+func (w *Worker) flushAndCommit(ctx context.Context) error {
+	return w.startFlush(ctx, true)
+}
+
+// flushRetry runs commit, retrying unavailable storage with backoff while
+// fetching is paused.
+func (w *Worker) flushRetry(ctx context.Context, commit func(context.Context) (*FlushResult, error)) (*FlushResult, error) {
 	bo := newBackoff()
 	table := ""
 	for attempt := 1; ; attempt++ {
-		res, err := w.flusher.Flush(ctx, marks)
+		res, err := commit(ctx)
 		if err == nil {
-			if w.paused {
+			if w.paused.Load() {
 				w.cl.ResumeFetchTopics(w.cfg.InputTopic)
-				w.paused = false
+				w.paused.Store(false)
 				w.storageDown.Store(false)
 				w.log.Info("storage_available", "attempts", attempt)
 			}
@@ -560,9 +750,9 @@ func (w *Worker) flushRetry(ctx context.Context, marks []Mark) (*FlushResult, er
 			table = tn.Table()
 			w.deps.Metrics.DeltaStorageUp.WithLabelValues(table).Set(0)
 		}
-		if !w.paused {
+		if !w.paused.Load() {
 			w.cl.PauseFetchTopics(w.cfg.InputTopic)
-			w.paused = true
+			w.paused.Store(true)
 			w.storageDown.Store(true)
 		}
 		d := bo.NextBackOff()
@@ -580,7 +770,8 @@ func (w *Worker) succeeded(ctx context.Context, batches []*partBatch, table stri
 }
 
 // succeededEvents counts committed events and publishes their success
-// records (asynchronously: they are reports, not part of the commit).
+// records (asynchronously: they are reports, not part of the commit). The
+// records and their values are allocated in one piece per call.
 func (w *Worker) succeededEvents(ctx context.Context, evs []*Event, table string, version int64) {
 	if len(evs) == 0 {
 		return
@@ -590,14 +781,30 @@ func (w *Worker) succeededEvents(ctx context.Context, evs []*Event, table string
 	if table != "" {
 		w.deltaWrites.Add(float64(len(evs)))
 	}
+	byStatus := map[string]int{}
 	for _, ev := range evs {
 		w.latency.Observe(now.Sub(ev.Received).Seconds())
 		if s, ok := ev.Fields["task_status"].(string); ok {
-			w.rowsByStatus.WithLabelValues(metrics.StatusLabel(s)).Inc()
+			byStatus[s]++
 		}
-		if w.cfg.SuccessTopic != "" {
-			w.cl.Produce(context.WithoutCancel(ctx), w.successRecord(ev, table, version, now), w.onSuccessProduced)
-		}
+	}
+	for s, n := range byStatus {
+		w.rowsByStatus.WithLabelValues(metrics.StatusLabel(s)).Add(float64(n))
+	}
+	if w.cfg.SuccessTopic == "" {
+		return
+	}
+	pctx := context.WithoutCancel(ctx)
+	enc := w.newSuccessEncoder(table, version, now)
+	recs := make([]kgo.Record, len(evs))
+	buf := make([]byte, 0, len(evs)*(enc.fixedLen+160))
+	for i, ev := range evs {
+		start := len(buf)
+		buf = enc.append(buf, ev)
+		recs[i] = kgo.Record{Topic: w.cfg.SuccessTopic, Key: ev.Key, Value: buf[start:len(buf):len(buf)]}
+	}
+	for i := range recs {
+		w.cl.Produce(pctx, &recs[i], w.onProduced)
 	}
 }
 
@@ -614,8 +821,8 @@ func (w *Worker) onSuccessProduced(r *kgo.Record, err error) {
 func (w *Worker) commitOffsets(ctx context.Context) error {
 	var recs []*kgo.Record
 	for _, st := range w.parts {
-		if st.last != nil && st.flushed == st.last.Offset && st.last.Offset > st.committed {
-			recs = append(recs, st.last)
+		if r := st.flushedRec; r != nil && r.Offset > st.committed {
+			recs = append(recs, r)
 		}
 	}
 	w.lastCommit = time.Now()
@@ -630,7 +837,9 @@ func (w *Worker) commitOffsets(ctx context.Context) error {
 		return nil
 	}
 	for _, r := range recs {
-		w.parts[r.Partition].committed = r.Offset
+		if st := w.parts[r.Partition]; st != nil {
+			st.committed = max(st.committed, r.Offset)
+		}
 	}
 	return nil
 }
@@ -666,7 +875,7 @@ func (w *Worker) adjustOffsets(ctx context.Context, offsets map[string]map[int32
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for p, off := range parts {
-		st := &partState{floor: -1, flushed: -1, committed: -1}
+		st := newPartState()
 		if eo := off.EpochOffset(); eo.Offset > 0 {
 			st.committed = eo.Offset - 1
 		}

@@ -203,3 +203,48 @@ func TestWorkerErrorHandling(t *testing.T) {
 		}
 	}
 }
+
+// With the ClaimX API down from the very first event, a fresh table has no
+// claimx_task_full column yet (it is inferred from the first value): the
+// rows are still written, with the enrichment null, and the column joins
+// the schema once the API answers again.
+func TestWorkerAPIDownOnFreshTable(t *testing.T) {
+	ctx := t.Context()
+	e := newEnv(t, sim.Options{Seed: 2, Projects: 10})
+	e.cfg.Connections["claimx_api"].MaxRetries = 0
+	want := e.entries()[:20]
+	if err := e.sim.SetFaults(sim.Faults{ErrorRates: map[int]float64{503: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	s := deltaSink(t, t.TempDir())
+	w := e.newWorker(t, s)
+	stop := runWorker(t, ctx, w)
+	e.produceTracking(ctx, want[:10])
+	waitFor(t, 20*time.Second, "rows during the outage", func() bool { return len(s.rows()) == 10 })
+	for _, r := range s.rows() {
+		if r["claimx_task_full"] != nil {
+			t.Fatalf("claimx_task_full = %v during an outage, want null", r["claimx_task_full"])
+		}
+	}
+	if errs := e.readTopic(ctx, errorTopic, 10, 10*time.Second); len(errs) != 10 {
+		t.Fatalf("got %d error records, want 10 lookup failures", len(errs))
+	}
+	if err := e.sim.SetFaults(sim.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	e.produceTracking(ctx, want[10:])
+	waitFor(t, 20*time.Second, "rows after the outage", func() bool { return len(s.rows()) == 20 })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	checkTimeline(t, s.rows(), want)
+	enriched := 0
+	for _, r := range s.rows() {
+		if full, ok := r["claimx_task_full"].(map[string]any); ok && len(full) > 0 {
+			enriched++
+		}
+	}
+	if enriched != 10 {
+		t.Fatalf("%d rows enriched, want the 10 written after the outage", enriched)
+	}
+}
