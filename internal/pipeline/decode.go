@@ -34,10 +34,10 @@ func DecodeJSON(b []byte) (map[string]any, error) { return decodeFields(b, 0) }
 func decodeFields(b []byte, hint int) (map[string]any, error) {
 	d := decoderPool.Get().(*decoder)
 	defer func() {
-		d.b = nil
+		d.b, d.src = nil, ""
 		decoderPool.Put(d)
 	}()
-	d.b, d.i = b, 0
+	d.b, d.i, d.src = b, 0, ""
 	d.ws()
 	if d.i >= len(d.b) {
 		return nil, errEnd
@@ -61,6 +61,12 @@ func decodeFields(b []byte, hint int) (map[string]any, error) {
 
 var decoderPool = sync.Pool{New: func() any { return &decoder{keys: make(map[string]string, 64)} }}
 
+// boxCacheSize is the number of boxed scalars a decoder remembers.
+const boxCacheSize = 256
+
+// maxBoxedLen bounds the strings a decoder remembers boxed.
+const maxBoxedLen = 64
+
 // maxInterned bounds a decoder's interned keys: messages with ever new keys
 // (ids as keys) stop being interned there.
 const maxInterned = 4096
@@ -69,6 +75,59 @@ type decoder struct {
 	b    []byte
 	i    int
 	keys map[string]string
+	// src is b as a string, made on the first string value: values
+	// without escapes are substrings of it, one allocation per message.
+	src string
+	// ints and strs remember recently boxed values (direct-mapped): ids,
+	// statuses and names repeat from message to message, and a boxed
+	// value, immutable, can be shared instead of allocated again.
+	ints [boxCacheSize]struct {
+		n   int64
+		box any
+	}
+	strs [boxCacheSize]any
+	// plain is set by str when the string it returned is its raw bytes.
+	plain bool
+}
+
+// boxInt returns n as an interface, shared with earlier messages when it
+// was seen recently.
+func (d *decoder) boxInt(n int64) any {
+	if n >= 0 && n < 256 {
+		return n // the runtime boxes these without allocating
+	}
+	e := &d.ints[uint64(n)%boxCacheSize]
+	if e.box != nil && e.n == n {
+		return e.box
+	}
+	e.n, e.box = n, n
+	return e.box
+}
+
+// boxStr returns the string raw as an interface, shared with earlier
+// messages when it was seen recently; start is raw's offset in d.b.
+func (d *decoder) boxStr(raw []byte, start int) any {
+	if len(raw) > maxBoxedLen {
+		return d.substr(start, len(raw))
+	}
+	h := uint32(2166136261)
+	for _, c := range raw {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	e := &d.strs[h%boxCacheSize]
+	if s, ok := (*e).(string); ok && s == string(raw) {
+		return *e
+	}
+	*e = string(raw) // a copy, not a substring: the cache keeps no message alive
+	return *e
+}
+
+// substr returns d.b[start:start+n] as a substring of the message's copy.
+func (d *decoder) substr(start, n int) string {
+	if d.src == "" {
+		d.src = string(d.b)
+	}
+	return d.src[start : start+n]
 }
 
 func (d *decoder) fail(what string) error {
@@ -110,7 +169,16 @@ func (d *decoder) value(depth int) (any, error) {
 		}
 		return d.array(depth + 1)
 	case c == '"':
-		return d.str(false)
+		start := d.i + 1
+		d.plain = false
+		s, err := d.str(false)
+		if err != nil {
+			return nil, err
+		}
+		if d.plain {
+			return d.boxStr(d.b[start:start+len(s)], start), nil
+		}
+		return s, nil
 	case c == '-' || (c >= '0' && c <= '9'):
 		return d.number()
 	case c == 't':
@@ -221,7 +289,8 @@ func (d *decoder) str(key bool) (string, error) {
 			raw := d.b[start:d.i]
 			d.i++
 			if !key {
-				return string(raw), nil
+				d.plain = true // s is raw: no escapes, valid ASCII
+				return d.substr(start, len(raw)), nil
 			}
 			if s, ok := d.keys[string(raw)]; ok {
 				return s, nil
@@ -386,7 +455,7 @@ func (d *decoder) number() (any, error) {
 		if s[0] == '-' {
 			n = -n
 		}
-		return n, nil
+		return d.boxInt(n), nil
 	}
 	if integral {
 		if n, err := strconv.ParseInt(string(s), 10, 64); err == nil {

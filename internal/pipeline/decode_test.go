@@ -77,6 +77,8 @@ func TestDecodeJSON(t *testing.T) {
 		{name: "event", in: `{"event_id":"e1","task_id":32513,"x":1.5,"big":12345678901234567890,"t":true,"n":null,"task":{"a":[1,"b",{}]}}`,
 			want: map[string]any{"event_id": "e1", "task_id": int64(32513), "x": 1.5, "big": 12345678901234567890.0, "t": true, "n": nil, "task": map[string]any{"a": []any{int64(1), "b", map[string]any{}}}}},
 		{name: "escapes", in: `{"k\u00e9":"a\"b\\c\n\ud83d\ude00"}`, want: map[string]any{"ké": "a\"b\\c\n😀"}},
+		{name: "escapes and invalid UTF-8 of equal length", in: "{\"a\":\"a\\n\\n\xff\",\"b\":\"a\\n\\n\xff\"}", want: map[string]any{"a": "a\n\n\ufffd", "b": "a\n\n\ufffd"}},
+		{name: "repeated values", in: `{"a":"open","b":"open","c":70012,"d":70012,"e":-5}`, want: map[string]any{"a": "open", "b": "open", "c": int64(70012), "d": int64(70012), "e": int64(-5)}},
 		{name: "exponent is a float", in: `{"a":1e3,"b":-0}`, want: map[string]any{"a": 1000.0, "b": int64(0)}},
 		{name: "array", in: `[1]`, err: true},
 		{name: "truncated", in: `{"event_id": "trunc`, err: true},
@@ -127,4 +129,17 @@ func FuzzDecodeJSON(f *testing.F) {
 			t.Fatalf("%q: got %#v, want %#v", b, got, want)
 		}
 	})
+}
+
+// BenchmarkDecode measures decoding one tracking message as the worker
+// does (keys interned, the map sized for the fields the chain adds).
+func BenchmarkDecode(b *testing.B) {
+	msg := []byte(`{"trigger_name":"iTel Cabinet Task Tracking","event_id":"evt-000123-4","event_type":"CUSTOM_TASK_ASSIGNED","project_id":"5001","task_id":32513,"assignment_id":70012,"task_name":"iTel Cabinet Repair Form","task_status":"assigned","timestamp":"2026-01-10T12:00:00.001Z","task":{"assignment_id":70012,"task_id":32513,"project_id":"5001","status":"assigned","assigned_to_user_id":1042,"assigned_by_user_id":7,"created_at":"2026-01-09T08:00:00Z"},"project":{"project_id":"5001","name":"Project 5001","status":"open"}}`)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		if _, err := decodeFields(msg, 24); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
