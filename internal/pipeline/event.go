@@ -36,6 +36,9 @@ type Event struct {
 	Offset    int64
 	// Received is when the worker took the message from a poll.
 	Received time.Time
+	// Attempt is the failure count a failure of this message records: 1,
+	// or more for a message re-injected by kpipe dlq replay.
+	Attempt int
 	// Errors are failures a handler recorded without dropping the event (a
 	// lookup with on_error log_and_continue): each becomes an error record
 	// while the event goes on down the chain.

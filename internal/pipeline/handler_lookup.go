@@ -197,18 +197,6 @@ func NewLookup(cfg *LookupConfig, client JSONGetter, deps Deps) (*Lookup, error)
 	return l, nil
 }
 
-// request renders the endpoint and query of ev; the key identifies the
-// request for the cache and for coalescing.
-func (l *Lookup) request(ev *Event) (key, path string, query url.Values, err error) {
-	buf, err := l.appendPath(nil, ev)
-	if err != nil {
-		return "", "", nil, err
-	}
-	path = string(buf)
-	key, query, err = l.withQuery(ev, path)
-	return key, path, query, err
-}
-
 // appendPath appends the endpoint of ev to dst, without allocating when the
 // parameters are plain strings or integers.
 func (l *Lookup) appendPath(dst []byte, ev *Event) ([]byte, error) {

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"kpipe/internal/config"
+	"kpipe/internal/dlq"
 	"kpipe/internal/metrics"
 )
 
@@ -435,7 +436,7 @@ func (w *Worker) decode(b *partBatch, hint int, now time.Time) {
 			continue // already in the table
 		}
 		ev := &slab[i]
-		*ev = Event{Raw: r.Value, Key: r.Key, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Received: now}
+		*ev = Event{Raw: r.Value, Key: r.Key, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Received: now, Attempt: dlq.AttemptOf(r)}
 		fields, err := decodeFields(r.Value, hint)
 		if err != nil {
 			ev.Errors = append(ev.Errors, &HandlerError{Handler: "decode", Class: ClassMalformed, Err: err})
@@ -469,13 +470,13 @@ func (w *Worker) publishErrors(ctx context.Context, batches []*partBatch) error 
 		for _, ev := range b.failed {
 			he := ev.Errors[len(ev.Errors)-1]
 			for _, rec := range ev.Errors[:len(ev.Errors)-1] {
-				recs = append(recs, w.errorRecord(ev, rec, false, 1, now))
+				recs = append(recs, w.errorRecord(ev, rec, false, now))
 			}
-			recs = append(recs, w.errorRecord(ev, he, false, 1, now))
+			recs = append(recs, w.errorRecord(ev, he, false, now))
 		}
 		for _, ev := range b.out {
 			for _, he := range ev.Errors {
-				recs = append(recs, w.errorRecord(ev, he, true, 1, now))
+				recs = append(recs, w.errorRecord(ev, he, true, now))
 				w.errs.WithLabelValues(he.Class).Inc()
 			}
 		}
