@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -97,6 +98,9 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 		return usage(fmt.Errorf("--faults: %w", err))
 	}
 	log := env.Logger
+	// The progress line and the rest of the output come from different
+	// goroutines: one lock keeps their lines whole.
+	out := &lockedWriter{w: env.Stdout}
 	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
 		return err
 	}
@@ -194,7 +198,7 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 	}
 	defer closeEnricher(context.WithoutCancel(ctx))
 
-	fmt.Fprintf(env.Stdout, "kpipe up\n  kafka    %s (KAFKA_BOOTSTRAP_SERVERS=%s)\n  claimx   %s (simulator, seed %d)\n  table    %s\n",
+	fmt.Fprintf(out, "kpipe up\n  kafka    %s (KAFKA_BOOTSTRAP_SERVERS=%s)\n  claimx   %s (simulator, seed %d)\n  table    %s\n",
 		brokers, brokers, apiURL, o.seed, tablePath)
 
 	runCtx, stop := context.WithCancel(ctx)
@@ -214,10 +218,10 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 			log.Warn("metrics_server_not_started", "err", err)
 			srv = nil
 		} else {
-			fmt.Fprintf(env.Stdout, "  metrics  http://%s/metrics\n", srv.Addr())
+			fmt.Fprintf(out, "  metrics  http://%s/metrics\n", srv.Addr())
 		}
 	}
-	fmt.Fprintln(env.Stdout)
+	fmt.Fprintln(out)
 
 	// Workers and servers run until stopped; the generator and the waiter
 	// end on their own.
@@ -243,14 +247,14 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 	}()
 
 	pub := kafka.NewPublisher(admin, kafka.TopicEvents)
-	prog := newProgress(env.Stdout, reg, pub.Published)
+	prog := newProgress(out, env.Stdout, reg, pub.Published)
 	progDone := make(chan struct{})
 	go func() { prog.run(workersCtx); close(progDone) }()
 
 	var runErr error
 	switch {
 	case o.events > 0:
-		runErr = generateAndVerify(runCtx, env, o, world, pub, tablePath)
+		runErr = generateAndVerify(runCtx, out, o, world, pub, tablePath)
 	case !o.noGenerator:
 		rate := o.rate
 		if rate == 0 {
@@ -266,7 +270,7 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 	}
 
 	// Stop: workers drain (flush the table, commit offsets) and return.
-	fmt.Fprintln(env.Stdout, "\nstopping: flushing the table and committing offsets")
+	fmt.Fprintln(out, "\nstopping: flushing the table and committing offsets")
 	stopWorkers()
 	if err := workers.Wait(); err != nil && !errors.Is(err, context.Canceled) && runErr == nil {
 		runErr = err
@@ -294,7 +298,7 @@ func tableLocation(w *config.Worker, dataDir string) (string, error) {
 // generateAndVerify produces o.events events, waits until the table holds
 // every tracked event of them, and checks it against the simulator's ground
 // truth.
-func generateAndVerify(ctx context.Context, env *Env, o upOptions, world *sim.Sim, pub *kafka.Publisher, tablePath string) error {
+func generateAndVerify(ctx context.Context, out io.Writer, o upOptions, world *sim.Sim, pub *kafka.Publisher, tablePath string) error {
 	start := time.Now()
 	if err := world.Generate(ctx, sim.GenerateOptions{Rate: o.rate, Limit: o.events}, pub.Publish); err != nil {
 		return fmt.Errorf("generating events: %w", err)
@@ -303,7 +307,7 @@ func generateAndVerify(ctx context.Context, env *Env, o upOptions, world *sim.Si
 		return err
 	}
 	want := expectedEvents(world, o.events, claimx.TemplateITelCabinet)
-	fmt.Fprintf(env.Stdout, "generated %d events in %s; waiting for the table to hold the %d events of task %d\n",
+	fmt.Fprintf(out, "generated %d events in %s; waiting for the table to hold the %d events of task %d\n",
 		o.events, time.Since(start).Round(time.Millisecond), len(want), claimx.TemplateITelCabinet)
 
 	var (
@@ -331,7 +335,7 @@ func generateAndVerify(ctx context.Context, env *Env, o upOptions, world *sim.Si
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
-	return reportTable(env.Stdout, tablePath, rows, want, time.Since(start))
+	return reportTable(out, tablePath, rows, want, time.Since(start))
 }
 
 // expectedEvents returns the ids of the events of template among the first
@@ -413,9 +417,11 @@ type progress struct {
 	last      string
 }
 
-func newProgress(w io.Writer, g prometheus.Gatherer, generated func() int64) *progress {
+// newProgress prints to w; term is the stream w ends up on, checked for a
+// terminal.
+func newProgress(w, term io.Writer, g prometheus.Gatherer, generated func() int64) *progress {
 	tty := false
-	if f, ok := w.(*os.File); ok {
+	if f, ok := term.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 			tty = true
 		}
@@ -478,4 +484,16 @@ func sumMetrics(g prometheus.Gatherer) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// lockedWriter serializes writes from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
