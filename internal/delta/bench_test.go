@@ -8,13 +8,27 @@ import (
 
 // BenchmarkAppend measures Append of SPEC-shaped rows (with nested structs)
 // into the SPEC table; rows/s and MB/s (of Parquet written) are reported.
+// Rows are one second apart from 23:00, so 10,000 of them span two days
+// (partitions); the days=1 subcases start at midnight, so all rows fall in
+// one partition, the common shape of a production flush.
 func BenchmarkAppend(b *testing.B) {
 	for _, c := range []struct {
-		store string
-		n     int
-	}{{"local", 100}, {"local", 1000}, {"local", 10000}, {"mem", 100}, {"mem", 10000}} {
+		store  string
+		n      int
+		oneDay bool
+	}{
+		{"local", 100, false}, {"local", 1000, false}, {"local", 10000, false},
+		{"mem", 100, false}, {"mem", 10000, false},
+		{"local", 10000, true}, {"mem", 10000, true},
+	} {
 		n := c.n
-		b.Run(fmt.Sprintf("store=%s/rows=%d", c.store, n), func(b *testing.B) {
+		name := fmt.Sprintf("store=%s/rows=%d", c.store, n)
+		start := time.Date(2026, 1, 10, 23, 0, 0, 0, time.UTC)
+		if c.oneDay {
+			name += "/days=1"
+			start = time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC)
+		}
+		b.Run(name, func(b *testing.B) {
 			var tb *Table
 			if c.store == "mem" {
 				def, err := LoadTableDef(specTableDef)
@@ -27,10 +41,9 @@ func BenchmarkAppend(b *testing.B) {
 			} else {
 				tb, _ = newSpecTable(b, WithCheckpointInterval(1<<30))
 			}
-			ts := time.Date(2026, 1, 10, 23, 0, 0, 0, time.UTC)
 			rows := make([]map[string]any, n)
 			for i := range rows {
-				rows[i] = specRow(3, i, ts.Add(time.Duration(i)*time.Second))
+				rows[i] = specRow(3, i, start.Add(time.Duration(i)*time.Second))
 			}
 			// First append evolves the schema; measure steady state.
 			if _, err := tb.Append(b.Context(), rows, AppendOptions{SchemaEvolution: true}); err != nil {

@@ -292,14 +292,22 @@ type colStats struct {
 }
 
 // fileEncoder shreds rows of one data file into per-column Parquet values
-// and computes the file's statistics in the same pass. Values of a string
-// column refer to the rows' strings, so the rows must outlive encode.
+// and computes the file's statistics in the same pass; every flushRows rows
+// it hands the values to the Parquet writer, while they are still in cache.
+// Values and stats of a string column refer to the rows' strings, so the
+// rows must outlive encode.
 type fileEncoder struct {
 	plan    *writePlan
 	cols    [][]parquet.Value
 	stats   []colStats
 	scratch []any
 	n       int64
+	// w writes the file into buf; rows are flushed to it every flushRows.
+	w   *parquet.Writer
+	buf *bytes.Buffer
+	// rootIgnored is how many of the plan's ignored keys the current row
+	// has, or -1 when unknown (then writeStruct looks them up).
+	rootIgnored int
 }
 
 // newFileEncoder returns an encoder of p, reused from p's pool when one is
@@ -315,7 +323,7 @@ func newFileEncoder(p *writePlan, capRows int) *fileEncoder {
 		scratch: make([]any, p.nscratch),
 	}
 	for c := range e.cols {
-		e.cols[c] = make([]parquet.Value, 0, capRows)
+		e.cols[c] = make([]parquet.Value, 0, min(capRows, flushRows))
 	}
 	return e
 }
@@ -329,6 +337,7 @@ func (e *fileEncoder) release() {
 	clear(e.stats)
 	clear(e.scratch)
 	e.n = 0
+	e.w, e.buf = nil, nil
 	e.plan.encoders.Put(e)
 }
 
@@ -336,10 +345,19 @@ func (e *fileEncoder) release() {
 // a failed row fails the whole file, so stats may be updated as the row is
 // shredded.
 func (e *fileEncoder) add(row map[string]any) error {
+	return e.addRow(row, -1)
+}
+
+// addRow is add for a row known to have ignored keys of the plan (the
+// partition columns) as keys, null or not; -1 if unknown.
+func (e *fileEncoder) addRow(row map[string]any, ignored int) error {
+	e.rootIgnored = ignored
 	if err := e.writeStruct(e.plan.root, row, 0, false, true); err != nil {
 		return err
 	}
-	e.n++
+	if e.n++; e.n%flushRows == 0 {
+		return e.flush()
+	}
 	return nil
 }
 
@@ -366,9 +384,13 @@ func (e *fileEncoder) writeStruct(n *wnode, m map[string]any, rep int, inRep, ro
 		vals[i] = x
 	}
 	if root {
-		for _, k := range e.plan.ignoreKeys {
-			if _, ok := m[k]; ok {
-				found++
+		if e.rootIgnored >= 0 {
+			found += e.rootIgnored
+		} else {
+			for _, k := range e.plan.ignoreKeys {
+				if _, ok := m[k]; ok {
+					found++
+				}
 			}
 		}
 	}
@@ -396,7 +418,7 @@ func (e *fileEncoder) writeStruct(n *wnode, m map[string]any, rep int, inRep, ro
 
 func (e *fileEncoder) writeNulls(n *wnode, rep, def int) {
 	for c := n.lo; c < n.hi; c++ {
-		e.cols[c] = append(e.cols[c], parquet.NullValue().Level(rep, def, c))
+		e.appendValue(c, parquet.Value{}, rep, def)
 	}
 }
 
@@ -529,8 +551,19 @@ func (e *fileEncoder) writeLeaf(n *wnode, v any, rep int, observe bool) error {
 	default:
 		return e.writeCoerced(n, v, rep, observe)
 	}
-	e.cols[n.col] = append(e.cols[n.col], pv.Level(rep, n.def, n.col))
+	e.appendValue(n.col, pv, rep, n.def)
 	return nil
+}
+
+// appendValue appends v with its levels to column c. Setting the levels in
+// place inlines, where Value.Level, which copies the value, does not.
+func (e *fileEncoder) appendValue(c int, v parquet.Value, rep, def int) {
+	vals := append(e.cols[c], v)
+	p := &vals[len(vals)-1]
+	p.SetRepetitionLevel(rep)
+	p.SetDefinitionLevel(def)
+	p.SetColumnIndex(c)
+	e.cols[c] = vals
 }
 
 func (e *fileEncoder) writeCoerced(n *wnode, v any, rep int, observe bool) error {
@@ -538,7 +571,7 @@ func (e *fileEncoder) writeCoerced(n *wnode, v any, rep int, observe bool) error
 	if err != nil {
 		return err
 	}
-	e.cols[n.col] = append(e.cols[n.col], pv.Level(rep, n.def, n.col))
+	e.appendValue(n.col, pv, rep, n.def)
 	if observe {
 		switch n.typ {
 		case TypeString:
@@ -651,26 +684,47 @@ var zstdCodec = &zstd.Codec{Level: zstd.SpeedFastest, Concurrency: 1}
 // flushed between calls once it holds PageBufferSize bytes.
 const rowsPerWrite = 1024
 
-// encode writes the shredded rows as a zstd-compressed Parquet file, column
-// by column, straight into the writer's column buffers.
+// flushRows is how many shredded rows an encoder holds before it hands them
+// to the Parquet writer's column buffers: few enough that the values are
+// still in cache, enough to amortise a call per column.
+const flushRows = 512
+
+// flush hands the shredded rows to the Parquet writer (created on first
+// use) and empties the columns for the next rows.
+func (e *fileEncoder) flush() error {
+	if e.w == nil {
+		p := e.plan
+		e.buf = bytes.NewBuffer(make([]byte, 0, max(4096, p.sizeHint.Load()*9/8)))
+		// A Writer is not reused: after a second Reset, parquet-go v0.32.0
+		// writes footers whose column chunks have an empty path_in_schema.
+		e.w = parquet.NewWriter(e.buf, p.schema,
+			parquet.Compression(zstdCodec),
+			parquet.CreatedBy("kpipe", Version, ""),
+			parquet.PageBufferSize(1<<20),
+		)
+	}
+	if err := e.writeColumns(e.w); err != nil {
+		return fmt.Errorf("encoding parquet: %w", err)
+	}
+	for c, vals := range e.cols {
+		clear(vals) // unpin the rows' strings
+		e.cols[c] = vals[:0]
+	}
+	return nil
+}
+
+// encode writes the rows not yet flushed and returns the zstd-compressed
+// Parquet file.
 func (e *fileEncoder) encode() ([]byte, error) {
-	p := e.plan
-	buf := bytes.NewBuffer(make([]byte, 0, max(4096, p.sizeHint.Load()*9/8)))
-	// A Writer is not reused: after a second Reset, parquet-go v0.32.0
-	// writes footers whose column chunks have an empty path_in_schema.
-	w := parquet.NewWriter(buf, p.schema,
-		parquet.Compression(zstdCodec),
-		parquet.CreatedBy("kpipe", Version, ""),
-		parquet.PageBufferSize(1<<20),
-	)
-	if err := e.writeColumns(w); err != nil {
+	if err := e.flush(); err != nil {
+		return nil, err
+	}
+	if err := e.w.Close(); err != nil {
 		return nil, fmt.Errorf("encoding parquet: %w", err)
 	}
-	if err := w.Close(); err != nil {
-		return nil, fmt.Errorf("encoding parquet: %w", err)
-	}
-	p.sizeHint.Store(int64(buf.Len()))
-	return buf.Bytes(), nil
+	data := e.buf.Bytes()
+	e.plan.sizeHint.Store(int64(len(data)))
+	return data, nil
 }
 
 func (e *fileEncoder) writeColumns(w *parquet.Writer) error {

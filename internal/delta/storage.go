@@ -43,6 +43,18 @@ type Storage interface {
 	Location() string
 }
 
+// dirSyncer is a Storage that can write an object durably except for its
+// name, and make the names durable later: a local folder's fsync covers all
+// its new entries, so an Append that writes several files into one folder
+// syncs it once.
+type dirSyncer interface {
+	// writeUnsynced is Write whose result survives a crash only after
+	// syncDirs of its key.
+	writeUnsynced(ctx context.Context, key string, data []byte) error
+	// syncDirs makes the names written by writeUnsynced for keys durable.
+	syncDirs(ctx context.Context, keys []string) error
+}
+
 // OpenLocation returns the Storage for a table location: a local folder
 // (absolute or relative path, or a file:// URL). Object store URLs are not
 // supported yet.

@@ -125,10 +125,47 @@ func (s *LocalStorage) List(ctx context.Context, prefix, startAt string) ([]File
 	return out, nil
 }
 
+// mkdirAll creates dir and its missing parents like os.MkdirAll, and
+// fsyncs the parent of each folder it creates, so that the new folders'
+// names (a new partition's year=/month=/day=) are as durable as the files
+// later written into them.
+func mkdirAll(dir string) error {
+	var missing []string
+	for d := dir; ; {
+		_, err := os.Stat(d)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		missing = append(missing, d)
+		parent := filepath.Dir(d)
+		if parent == d {
+			break
+		}
+		d = parent
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	// Top-down; a concurrent writer creating the same folders syncs them
+	// too, which is harmless.
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := syncDir(filepath.Dir(missing[i])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // writeTemp writes data to a new fsynced temporary file beside p.
 func writeTemp(p string, data []byte) (string, error) {
 	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirAll(dir); err != nil {
 		return "", err
 	}
 	var rnd [8]byte
@@ -166,6 +203,14 @@ func syncDir(dir string) error {
 
 // Write implements Storage: temporary file, fsync, rename, fsync folder.
 func (s *LocalStorage) Write(ctx context.Context, key string, data []byte) error {
+	if err := s.writeUnsynced(ctx, key, data); err != nil {
+		return err
+	}
+	return s.syncDirs(ctx, []string{key})
+}
+
+// writeUnsynced is Write but for the folder fsync, which syncDirs does.
+func (s *LocalStorage) writeUnsynced(ctx context.Context, key string, data []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -181,8 +226,25 @@ func (s *LocalStorage) Write(ctx context.Context, key string, data []byte) error
 		_ = os.Remove(tmp)
 		return fmt.Errorf("delta: writing %q: %w", key, err)
 	}
-	if err := syncDir(filepath.Dir(p)); err != nil {
-		return fmt.Errorf("delta: writing %q: %w", key, err)
+	return nil
+}
+
+// syncDirs fsyncs the folder of each key, once per folder.
+func (s *LocalStorage) syncDirs(ctx context.Context, keys []string) error {
+	var done []string
+	for _, key := range keys {
+		p, err := s.path(key)
+		if err != nil {
+			return err
+		}
+		dir := filepath.Dir(p)
+		if slices.Contains(done, dir) {
+			continue
+		}
+		if err := syncDir(dir); err != nil {
+			return fmt.Errorf("delta: writing %q: %w", key, err)
+		}
+		done = append(done, dir)
 	}
 	return nil
 }
@@ -229,4 +291,7 @@ func (s *LocalStorage) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-var _ Storage = (*LocalStorage)(nil)
+var (
+	_ Storage   = (*LocalStorage)(nil)
+	_ dirSyncer = (*LocalStorage)(nil)
+)

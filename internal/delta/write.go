@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"runtime"
 	"slices"
 	"strconv"
@@ -33,8 +35,17 @@ type AppendOptions struct {
 	SchemaEvolution bool
 	// Operation is commitInfo.operation; default "WRITE".
 	Operation string
-	Hooks     Hooks
+	// MinRowsPerFile is the fewest rows a partition's file gets when its
+	// rows are split across several files to encode them on several cores;
+	// 0 means DefaultMinRowsPerFile and a negative value never splits. See
+	// Append for the rule.
+	MinRowsPerFile int
+	Hooks          Hooks
 }
+
+// DefaultMinRowsPerFile is AppendOptions.MinRowsPerFile's default: a
+// partition needs 8,192 rows before Append splits it in two files.
+const DefaultMinRowsPerFile = 4096
 
 // CommitResult describes a successful Append.
 type CommitResult struct {
@@ -50,9 +61,16 @@ type CommitResult struct {
 // blind appends.
 const maxCommitAttempts = 10000
 
-// Append writes rows to the table as one commit: one Parquet file per
+// Append writes rows to the table as one commit: Parquet files of each
 // partition, then a log entry with the add actions, the txn actions of opts,
 // a metaData action if the schema evolved, and commitInfo.
+//
+// A partition's rows go into one file, unless a flush holds fewer
+// partitions than GOMAXPROCS: then a partition of R rows is split into
+// k = min(R/MinRowsPerFile, GOMAXPROCS/partitions) files (when k ≥ 2) of
+// consecutive rows, in order, so the files are encoded in parallel. Every
+// file has at least MinRowsPerFile rows and its own stats; all go into the
+// same commit.
 //
 // A row that does not fit the schema fails the whole call with a
 // *SchemaError whose Row is the row's index, before anything is written.
@@ -83,7 +101,11 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 	// rejects), so the per-row evolution pass runs only on failure, and its
 	// errors still come first.
 	schema := snap.metadata.Schema
-	shred, err := t.shredRows(snap, schema, rows)
+	minRows := opts.MinRowsPerFile
+	if minRows == 0 {
+		minRows = DefaultMinRowsPerFile
+	}
+	shred, err := t.shredRows(snap, schema, rows, minRows)
 	if err != nil && opts.SchemaEvolution {
 		order := declaredOrder(snap)
 		for i, r := range rows {
@@ -94,7 +116,7 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 			schema = ns
 		}
 		if schema != snap.metadata.Schema {
-			shred, err = t.shredRows(snap, schema, rows)
+			shred, err = t.shredRows(snap, schema, rows, minRows)
 		}
 	}
 	if err != nil {
@@ -278,23 +300,35 @@ func declaredOrder(s *Snapshot) []string {
 
 type partGroup struct {
 	values map[string]string
-	rows   []int
-	enc    *fileEncoder
+	// key is the grouping key of values (see groupChunk).
+	key  string
+	rows []int
 }
 
-// shreddedRows are the rows of one Append shredded per partition, ready to
+// dataFile is one data file of an Append: a run of consecutive rows of one
+// partition group.
+type dataFile struct {
+	g    *partGroup
+	rows []int
+	enc  *fileEncoder
+	// first is whether this is the group's first file (the others copy
+	// the partition values, so no two add actions share a map).
+	first bool
+}
+
+// shreddedRows are the rows of one Append shredded per data file, ready to
 // be encoded.
 type shreddedRows struct {
 	plan     *writePlan
 	partCols []string
-	groups   []*partGroup
+	files    []*dataFile
 }
 
 func (s *shreddedRows) release() {
-	for _, g := range s.groups {
-		if g.enc != nil {
-			g.enc.release()
-			g.enc = nil
+	for _, f := range s.files {
+		if f.enc != nil {
+			f.enc.release()
+			f.enc = nil
 		}
 	}
 }
@@ -342,10 +376,11 @@ func (t *Table) writePlanFor(snap *Snapshot, schema *StructType) (*writePlan, er
 	return plan, nil
 }
 
-// shredRows groups rows by partition and shreds each group (in parallel).
-// A row that does not fit fails the call with a *SchemaError naming the
-// lowest such row, before anything is written.
-func (t *Table) shredRows(snap *Snapshot, schema *StructType, rows []map[string]any) (*shreddedRows, error) {
+// shredRows groups rows by partition, splits the groups into data files
+// (see Append) and shreds the files in parallel, encoding them in memory as
+// it goes. A row that does not fit fails the call with a *SchemaError
+// naming the lowest such row, before anything is written to storage.
+func (t *Table) shredRows(snap *Snapshot, schema *StructType, rows []map[string]any, minRowsPerFile int) (*shreddedRows, error) {
 	if len(rows) == 0 {
 		return &shreddedRows{}, nil
 	}
@@ -354,18 +389,24 @@ func (t *Table) shredRows(snap *Snapshot, schema *StructType, rows []map[string]
 	if err != nil {
 		return nil, err
 	}
-	groups, err := groupByPartition(schema, partCols, rows)
+	groups, present, err := groupRows(schema, partCols, rows)
 	if err != nil {
 		return nil, err
 	}
-	sh := &shreddedRows{plan: plan, partCols: partCols, groups: groups}
-	errs := make([]error, len(groups))
-	forEachGroup(len(groups), func(gi int) {
-		g := groups[gi]
-		g.enc = newFileEncoder(plan, len(g.rows))
-		for _, i := range g.rows {
-			if err := g.enc.add(rows[i]); err != nil {
-				errs[gi] = withRow(err, i)
+	files := splitGroups(groups, minRowsPerFile, runtime.GOMAXPROCS(0))
+	sh := &shreddedRows{plan: plan, partCols: partCols, files: files}
+	errs := make([]error, len(files))
+	forEachGroup(len(files), func(fi int) {
+		f := files[fi]
+		f.enc = newFileEncoder(plan, len(f.rows))
+		for _, i := range f.rows {
+			// present[i] saves looking the partition keys up again.
+			keys := -1
+			if present != nil {
+				keys = int(present[i])
+			}
+			if err := f.enc.addRow(rows[i], keys); err != nil {
+				errs[fi] = withRow(err, i)
 				return
 			}
 		}
@@ -377,29 +418,115 @@ func (t *Table) shredRows(snap *Snapshot, schema *StructType, rows []map[string]
 	return sh, nil
 }
 
+// splitGroups splits each group into k files of consecutive rows, k as
+// Append documents: the files of a commit stay few (about procs, or one per
+// partition), and each has at least minRows rows.
+func splitGroups(groups []*partGroup, minRows, procs int) []*dataFile {
+	files := make([]*dataFile, 0, len(groups))
+	budget := procs / len(groups)
+	for _, g := range groups {
+		k := 1
+		if minRows > 0 && budget >= 2 {
+			k = max(1, min(len(g.rows)/minRows, budget))
+		}
+		n := len(g.rows)
+		for j := range k {
+			files = append(files, &dataFile{g: g, rows: g.rows[j*n/k : (j+1)*n/k], first: j == 0})
+		}
+	}
+	return files
+}
+
 // groupByPartition splits rows by their partition values, in order of
 // first appearance.
 func groupByPartition(schema *StructType, partCols []string, rows []map[string]any) ([]*partGroup, error) {
+	groups, _, err := groupRows(schema, partCols, rows)
+	return groups, err
+}
+
+// groupChunkRows is the fewest rows one goroutine of groupRows groups.
+const groupChunkRows = 2048
+
+// groupRows is groupByPartition that also returns, when non-nil, how many
+// of partCols each row has as keys (null or not), which shredding needs.
+// Large inputs are grouped in parallel chunks and merged in order.
+func groupRows(schema *StructType, partCols []string, rows []map[string]any) ([]*partGroup, []uint8, error) {
 	fields := make([]*StructField, len(partCols))
 	for i, pc := range partCols {
 		if fields[i] = schema.Field(pc); fields[i] == nil {
-			return nil, fmt.Errorf("%w: partition column %q not in schema", ErrCorruptLog, pc)
+			return nil, nil, fmt.Errorf("%w: partition column %q not in schema", ErrCorruptLog, pc)
 		}
 	}
+	var present []uint8
+	if len(partCols) <= math.MaxUint8 && !hasDuplicates(partCols) {
+		present = make([]uint8, len(rows))
+	}
+	nchunks := min(runtime.GOMAXPROCS(0), len(rows)/groupChunkRows)
+	if nchunks <= 1 {
+		groups, err := groupChunk(fields, partCols, rows, 0, len(rows), present)
+		return groups, present, err
+	}
+	chunks := make([][]*partGroup, nchunks)
+	errs := make([]error, nchunks)
+	forEachGroup(nchunks, func(c int) {
+		lo, hi := c*len(rows)/nchunks, (c+1)*len(rows)/nchunks
+		chunks[c], errs[c] = groupChunk(fields, partCols, rows, lo, hi, present)
+	})
+	// Chunks are in row order, so the first error is the lowest row's.
+	for _, err := range errs {
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	groups := chunks[0]
+	byKey := make(map[string]*partGroup, len(groups))
+	for _, g := range groups {
+		byKey[g.key] = g
+	}
+	for _, cg := range chunks[1:] {
+		for _, g := range cg {
+			if m := byKey[g.key]; m != nil {
+				m.rows = append(m.rows, g.rows...)
+				continue
+			}
+			byKey[g.key] = g
+			groups = append(groups, g)
+		}
+	}
+	return groups, present, nil
+}
+
+func hasDuplicates(s []string) bool {
+	for i, x := range s {
+		if slices.Contains(s[i+1:], x) {
+			return true
+		}
+	}
+	return false
+}
+
+// groupChunk groups rows[lo:hi] in order of first appearance and records
+// present[i] for each row (when present is non-nil).
+func groupChunk(fields []*StructField, partCols []string, rows []map[string]any, lo, hi int, present []uint8) ([]*partGroup, error) {
 	// A row's key is each partition value, length-prefixed (uvarint of
 	// length+1; 0 for null), so no two distinct value lists share a key.
 	var groups []*partGroup
+	var last *partGroup
 	byKey := map[string]*partGroup{}
 	var key, val []byte
 	// Each value is key[starts[j]:ends[j]]; starts[j] is -1 for null.
 	starts := make([]int, len(partCols))
 	ends := make([]int, len(partCols))
-	for i, r := range rows {
+	for i := lo; i < hi; i++ {
+		r := rows[i]
 		key = key[:0]
+		n := 0
 		for j, pc := range partCols {
 			f := fields[j]
-			v := r[pc]
-			var ok bool
+			v, ok := r[pc]
+			if ok {
+				n++
+			}
 			if val, ok = appendPartitionKey(val[:0], f.Type, v); !ok {
 				c, err := coerceValue(f.Type, v, pc)
 				if err != nil {
@@ -424,9 +551,17 @@ func groupByPartition(schema *StructType, partCols []string, rows []map[string]a
 			key = append(key, val...)
 			ends[j] = len(key)
 		}
-		g := byKey[string(key)]
+		if present != nil {
+			present[i] = uint8(n)
+		}
+		// Rows of a flush mostly arrive in time order: most belong to the
+		// previous row's group, found without hashing the key.
+		g := last
+		if g == nil || g.key != string(key) {
+			g = byKey[string(key)]
+		}
 		if g == nil {
-			g = &partGroup{}
+			g = &partGroup{key: string(key)}
 			if len(partCols) > 0 {
 				g.values = make(map[string]string, len(partCols))
 				for j, pc := range partCols {
@@ -434,13 +569,14 @@ func groupByPartition(schema *StructType, partCols []string, rows []map[string]a
 						g.values[pc] = "" // null
 						continue
 					}
-					g.values[pc] = string(key[starts[j]:ends[j]])
+					g.values[pc] = g.key[starts[j]:ends[j]]
 				}
 			}
-			byKey[string(key)] = g
+			byKey[g.key] = g
 			groups = append(groups, g)
 		}
 		g.rows = append(g.rows, i)
+		last = g
 	}
 	return groups, nil
 }
@@ -503,37 +639,56 @@ func firstError(errs []error) error {
 	return first
 }
 
-// writeDataFiles encodes the shredded rows, one file per partition, and
-// writes them; it releases sh.
+// writeDataFiles encodes the shredded files in parallel and writes them;
+// it releases sh. A storage that can defer folder fsyncs (dirSyncer) syncs
+// each folder once after all files are written, not once per file.
 func (t *Table) writeDataFiles(ctx context.Context, sh *shreddedRows) ([]AddFile, error) {
 	defer sh.release()
-	files := make([]AddFile, len(sh.groups))
-	errs := make([]error, len(sh.groups))
-	forEachGroup(len(sh.groups), func(gi int) {
-		files[gi], errs[gi] = t.writeFile(ctx, sh.partCols, sh.groups[gi])
+	ds, _ := t.store.(dirSyncer)
+	files := make([]AddFile, len(sh.files))
+	keys := make([]string, len(sh.files))
+	errs := make([]error, len(sh.files))
+	forEachGroup(len(sh.files), func(fi int) {
+		files[fi], keys[fi], errs[fi] = t.writeFile(ctx, sh.partCols, fi, sh.files[fi], ds)
 	})
 	if err := firstError(errs); err != nil {
 		return nil, err
 	}
+	if ds != nil {
+		if err := ds.syncDirs(ctx, keys); err != nil {
+			return nil, fmt.Errorf("delta: writing data files: %w", err)
+		}
+	}
 	return files, nil
 }
 
-func (t *Table) writeFile(ctx context.Context, partCols []string, g *partGroup) (AddFile, error) {
-	data, err := g.enc.encode()
+// writeFile encodes and writes data file f, the idx-th of its commit, and
+// returns its add action and storage key.
+func (t *Table) writeFile(ctx context.Context, partCols []string, idx int, f *dataFile, ds dirSyncer) (AddFile, string, error) {
+	data, err := f.enc.encode()
 	if err != nil {
-		return AddFile{}, err
+		return AddFile{}, "", err
 	}
-	stats := g.enc.statsJSON()
-	g.enc.release()
-	g.enc = nil
-	dirKey, dirPath := partitionDir(partCols, g.values)
-	name := "part-00000-" + newUUID() + ".c000.zstd.parquet"
-	if err := t.store.Write(ctx, dirKey+name, data); err != nil {
-		return AddFile{}, fmt.Errorf("delta: writing data file: %w", err)
+	stats := f.enc.statsJSON()
+	f.enc.release()
+	f.enc = nil
+	dirKey, dirPath := partitionDir(partCols, f.g.values)
+	name := fmt.Sprintf("part-%05d-%s.c000.zstd.parquet", idx, newUUID())
+	key := dirKey + name
+	if ds != nil {
+		err = ds.writeUnsynced(ctx, key, data)
+	} else {
+		err = t.store.Write(ctx, key, data)
 	}
-	pv := g.values
-	if pv == nil {
+	if err != nil {
+		return AddFile{}, "", fmt.Errorf("delta: writing data file: %w", err)
+	}
+	pv := f.g.values
+	switch {
+	case pv == nil:
 		pv = map[string]string{}
+	case !f.first:
+		pv = maps.Clone(pv)
 	}
 	return AddFile{
 		Path:             dirPath + name,
@@ -542,5 +697,5 @@ func (t *Table) writeFile(ctx context.Context, partCols []string, g *partGroup) 
 		ModificationTime: time.Now().UnixMilli(),
 		DataChange:       true,
 		Stats:            stats,
-	}, nil
+	}, key, nil
 }
