@@ -335,7 +335,7 @@ func writeJSON(w io.Writer, r *Report) error {
 		Assignments:  []jsonAssignment{},
 	}
 	for _, c := range s.ByStatus {
-		out.Summary.ByStatus = append(out.Summary.ByStatus, jsonCount{Status: c.Status, Assignments: c.Assignments})
+		out.Summary.ByStatus = append(out.Summary.ByStatus, jsonCount(c))
 	}
 	for _, st := range r.Statuses {
 		out.TimeInStatus = append(out.TimeInStatus, jsonStatus{Status: st.Status, Assignments: st.Assignments,
