@@ -121,3 +121,22 @@ func copyTree(t *testing.T, src, dst string) {
 		t.Fatal(err)
 	}
 }
+
+func TestGlobalFlagsFromEnvironment(t *testing.T) {
+	vars := claimxEnv()
+	vars["KPIPE_CONFIG_DIR"] = repoConfig()
+	vars["KPIPE_LOG_LEVEL"] = "loud"
+	code, _, errOut := runCLI(t, vars, "config", "check")
+	if code != ExitUsage || !strings.Contains(errOut, `--log-level "loud"`) {
+		t.Fatalf("KPIPE_LOG_LEVEL not used: exit %d, %s", code, errOut)
+	}
+	vars["KPIPE_LOG_LEVEL"] = "debug"
+	vars["KPIPE_LOG_FORMAT"] = "json"
+	if code, out, errOut := runCLI(t, vars, "config", "check"); code != ExitOK || !strings.Contains(out, "configuration OK") {
+		t.Fatalf("KPIPE_CONFIG_DIR not used: exit %d, %s", code, errOut)
+	}
+	// A flag beats the environment.
+	if code, _, _ := runCLI(t, vars, "--log-level", "warn", "config", "check"); code != ExitOK {
+		t.Fatalf("--log-level did not override KPIPE_LOG_LEVEL: exit %d", code)
+	}
+}

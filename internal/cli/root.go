@@ -120,13 +120,25 @@ Start everything on one machine with "kpipe up".`,
 		},
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&env.ConfigDir, "config-dir", "config", "folder holding plugins/ and tables/ configuration")
-	pf.StringVar(&env.LogFormat, "log-format", "text", "log format: text or json")
-	pf.StringVar(&env.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	pf.StringVar(&env.ConfigDir, "config-dir", envOr(env, "KPIPE_CONFIG_DIR", "config"), "folder holding plugins/ and tables/ configuration ($KPIPE_CONFIG_DIR)")
+	pf.StringVar(&env.LogFormat, "log-format", envOr(env, "KPIPE_LOG_FORMAT", "text"), "log format: text or json ($KPIPE_LOG_FORMAT)")
+	pf.StringVar(&env.LogLevel, "log-level", envOr(env, "KPIPE_LOG_LEVEL", "info"), "log level: debug, info, warn or error ($KPIPE_LOG_LEVEL)")
 	for _, f := range commands {
 		root.AddCommand(f(env))
 	}
 	return root
+}
+
+// envOr returns the environment variable name, or def when it is unset or
+// empty: the global flags take their defaults from the environment, so a
+// deployment sets them once.
+func envOr(env *Env, name, def string) string {
+	if env.Getenv != nil {
+		if v, ok := env.Getenv(name); ok && v != "" {
+			return v
+		}
+	}
+	return def
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
