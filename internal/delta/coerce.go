@@ -71,7 +71,7 @@ func conflict(t DataType, v any, path, reason string) *SchemaError {
 
 // goTypeName names a Go value's type in Delta terms for messages.
 func goTypeName(v any) string {
-	if it, ok := inferType(v); ok {
+	if it, ok := valueType(v); ok {
 		return it.String()
 	}
 	return fmt.Sprintf("%T", v)

@@ -330,6 +330,12 @@ func newFileEncoder(p *writePlan, capRows int) *fileEncoder {
 
 // release clears e (so the pool pins no row data) and pools it.
 func (e *fileEncoder) release() {
+	e.reset()
+	e.plan.encoders.Put(e)
+}
+
+// reset empties e of rows and stats, for reuse with the same plan.
+func (e *fileEncoder) reset() {
 	for c, vals := range e.cols {
 		clear(vals)
 		e.cols[c] = vals[:0]
@@ -338,7 +344,6 @@ func (e *fileEncoder) release() {
 	clear(e.scratch)
 	e.n = 0
 	e.w, e.buf = nil, nil
-	e.plan.encoders.Put(e)
 }
 
 // add shreds one row. An error leaves the encoder unusable for the file:

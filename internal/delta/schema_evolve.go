@@ -9,14 +9,45 @@ import (
 	"time"
 )
 
-// InferType infers a Delta type from a Go value as decoded from JSON (or
-// built by a caller): strings stay strings, integral float64 and integer
-// kinds are long (int32 is integer), other numbers double, maps structs with
+// InferType infers the Delta type of a column from a Go value as decoded
+// from JSON (or built by a caller), with the number rule of inferColumn: a
+// bare number is double, and the fields of an object follow the rule by
+// their keys. Strings stay strings, int32 is integer, maps are structs with
 // fields sorted by name, slices arrays. It returns false when nothing can be
 // inferred: nil, an empty array, an empty object, or an unknown Go type.
-func InferType(v any) (DataType, bool) { return inferType(v) }
+func InferType(v any) (DataType, bool) { return inferColumn("", v) }
 
-func inferType(v any) (DataType, bool) {
+// inferColumn infers the type of a new column or struct field named key
+// from its first value v.
+//
+// The number rule: a JSON number (float64, float32 or json.Number) infers
+// double, whether or not it is integral, unless key is an identifier (it is
+// "id" or ends in "_id", "Id" or "ID", as in assignment_id or projectId),
+// which infers long so that ids stay exact (an identifier with a fractional
+// value is double). The elements of an array follow the rule of the array's
+// key. A field's type is fixed by its first value and Delta cannot widen
+// long to double, so inferring long from an integral amount such as
+// answers.linear_feet = 12 would make every later 12.5 a type conflict;
+// double takes both (integral values are exact in a double up to 2^53).
+// int, int64 and unsigned values (how decoders give integral JSON numbers)
+// follow the same rule; int32, int16 and int8 are deliberate narrow types
+// and infer integer, short and byte. Columns and fields that already exist
+// keep their type whatever this rule says.
+func inferColumn(key string, v any) (DataType, bool) { return infer(key, v, false) }
+
+// valueType names the type of v itself: integral numbers are long, others
+// double. Messages use it ("table has long, value is double"), and schema
+// evolution uses it to check a value against an existing field.
+func valueType(v any) (DataType, bool) { return infer("", v, true) }
+
+// isIdentifier reports whether a field named key holds an identifier (see
+// inferColumn).
+func isIdentifier(key string) bool {
+	return key == "id" || strings.HasSuffix(key, "_id") || strings.HasSuffix(key, "Id") || strings.HasSuffix(key, "ID")
+}
+
+// infer is inferColumn (exact false) or valueType (exact true).
+func infer(key string, v any, exact bool) (DataType, bool) {
 	switch x := v.(type) {
 	case nil:
 		return nil, false
@@ -25,15 +56,17 @@ func inferType(v any) (DataType, bool) {
 	case bool:
 		return TypeBoolean, true
 	case float64:
-		if x == math.Trunc(x) && math.Abs(x) < 9.2e18 {
+		if (exact || isIdentifier(key)) && x == math.Trunc(x) && math.Abs(x) < 9.2e18 {
 			return TypeLong, true
 		}
 		return TypeDouble, true
 	case float32:
 		return TypeDouble, true
 	case json.Number:
-		if _, err := x.Int64(); err == nil {
-			return TypeLong, true
+		if exact || isIdentifier(key) {
+			if _, err := x.Int64(); err == nil {
+				return TypeLong, true
+			}
 		}
 		return TypeDouble, true
 	case int32:
@@ -43,7 +76,11 @@ func inferType(v any) (DataType, bool) {
 	case int8:
 		return TypeByte, true
 	case int, int64, uint, uint64, uint32, uint16, uint8:
-		return TypeLong, true
+		// Decoders give integral JSON numbers as int64: the same rule.
+		if exact || isIdentifier(key) {
+			return TypeLong, true
+		}
+		return TypeDouble, true
 	case time.Time:
 		return TypeTimestamp, true
 	case []byte:
@@ -53,7 +90,7 @@ func inferType(v any) (DataType, bool) {
 	case map[string]any:
 		st := &StructType{}
 		for _, k := range slices.Sorted(maps.Keys(x)) {
-			if ft, ok := inferType(x[k]); ok {
+			if ft, ok := infer(k, x[k], exact); ok {
 				st.Fields = append(st.Fields, &StructField{Name: k, Type: ft, Nullable: true})
 			}
 		}
@@ -65,7 +102,7 @@ func inferType(v any) (DataType, bool) {
 	if l, ok := toSlice(v); ok {
 		var et DataType
 		for _, e := range l {
-			t, ok := inferType(e)
+			t, ok := infer(key, e, exact)
 			if !ok {
 				continue
 			}
@@ -247,7 +284,7 @@ func evolveRow(schema *StructType, row map[string]any, order []string) (*StructT
 		}
 		i := out.FieldIndex(k)
 		if i < 0 {
-			it, ok := inferType(v)
+			it, ok := inferColumn(k, v)
 			if !ok {
 				continue
 			}
@@ -266,11 +303,7 @@ func evolveRow(schema *StructType, row map[string]any, order []string) (*StructT
 		if !hasStruct(f.Type) || fitsType(f.Type, v) {
 			continue
 		}
-		it, ok := inferType(v)
-		if !ok {
-			continue
-		}
-		mt, changed, err := mergeType(f.Type, it, k)
+		mt, changed, err := mergeValue(f.Type, v, k)
 		if err != nil {
 			return nil, err
 		}
@@ -284,6 +317,111 @@ func evolveRow(schema *StructType, row map[string]any, order []string) (*StructT
 		}
 	}
 	return out, nil
+}
+
+// mergeValue merges the fields of value v into existing, the type of the
+// column or field at path: a key the struct lacks becomes a new nullable
+// field typed by inferColumn (new fields in key order); an existing field
+// keeps its type, and v's value there must be compatible with it (judged by
+// valueType, so an integral number still fits a long field). It returns
+// existing itself when nothing changed; a misfit is a *SchemaError.
+func mergeValue(existing DataType, v any, path string) (DataType, bool, error) {
+	if v == nil {
+		return existing, false, nil
+	}
+	switch e := existing.(type) {
+	case *StructType:
+		m, ok := v.(map[string]any)
+		if !ok {
+			break
+		}
+		out := e
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			x := m[k]
+			if x == nil {
+				continue
+			}
+			p := joinPath(path, k)
+			i := out.FieldIndex(k)
+			if i < 0 {
+				ft, ok := inferColumn(k, x)
+				if !ok {
+					continue
+				}
+				for _, ef := range out.Fields {
+					if strings.EqualFold(ef.Name, k) {
+						return nil, false, &SchemaError{Row: -1, Path: p, Reason: "field name differs from existing field " + ef.Name + " only by case"}
+					}
+				}
+				if out == e {
+					out = shallowStruct(e)
+				}
+				out.Fields = append(out.Fields, &StructField{Name: k, Type: ft, Nullable: true})
+				continue
+			}
+			mt, changed, err := mergeValue(out.Fields[i].Type, x, p)
+			if err != nil {
+				return nil, false, err
+			}
+			if changed {
+				if out == e {
+					out = shallowStruct(e)
+				}
+				nf := *out.Fields[i]
+				nf.Type = mt
+				out.Fields[i] = &nf
+			}
+		}
+		return out, out != e, nil
+	case *ArrayType:
+		l, ok := toSlice(v)
+		if !ok {
+			break
+		}
+		et := e.ElementType
+		for _, x := range l {
+			mt, _, err := mergeValue(et, x, path+"[]")
+			if err != nil {
+				return nil, false, err
+			}
+			et = mt
+		}
+		if et == e.ElementType {
+			return e, false, nil
+		}
+		return &ArrayType{ElementType: et, ContainsNull: e.ContainsNull}, true, nil
+	case *MapType:
+		m, ok := v.(map[string]any)
+		if !ok {
+			break
+		}
+		if len(m) > 0 && !compatible(e.KeyType, TypeString) {
+			return nil, false, &SchemaError{Row: -1, Path: path + ".key", Existing: e.KeyType.String(), Incoming: TypeString.String()}
+		}
+		vt := e.ValueType
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			mt, _, err := mergeValue(vt, m[k], path+".value")
+			if err != nil {
+				return nil, false, err
+			}
+			vt = mt
+		}
+		if vt == e.ValueType {
+			return e, false, nil
+		}
+		return &MapType{KeyType: e.KeyType, ValueType: vt, ValueContainsNull: e.ValueContainsNull}, true, nil
+	default:
+		it, ok := valueType(v)
+		if !ok || compatible(existing, it) {
+			return existing, false, nil
+		}
+		return nil, false, &SchemaError{Row: -1, Path: path, Existing: existing.String(), Incoming: it.String()}
+	}
+	it, ok := valueType(v)
+	if !ok {
+		return existing, false, nil
+	}
+	return nil, false, &SchemaError{Row: -1, Path: path, Existing: existing.String(), Incoming: it.String()}
 }
 
 func insertColumn(s *StructType, f *StructField, order []string) {

@@ -39,7 +39,7 @@ func TestInferAndMerge(t *testing.T) {
 	if err != nil || !changed {
 		t.Fatalf("merge: %v %v", changed, err)
 	}
-	if got, want := m.String(), "struct<n:long,o:struct<a:boolean,b:double>,s:string,new:array<string>>"; got != want {
+	if got, want := m.String(), "struct<n:double,o:struct<a:boolean,b:double>,s:string,new:array<string>>"; got != want {
 		t.Fatalf("got %s, want %s", got, want)
 	}
 	bad, _ := InferType(map[string]any{"o": map[string]any{"a": "text"}})

@@ -40,7 +40,12 @@ type AppendOptions struct {
 	// 0 means DefaultMinRowsPerFile and a negative value never splits. See
 	// Append for the rule.
 	MinRowsPerFile int
-	Hooks          Hooks
+	// RejectBadRows leaves out the rows that do not fit the schema (after
+	// evolution, when SchemaEvolution is set) instead of failing the call:
+	// Append checks every row once, commits the others and reports the
+	// rejected ones in CommitResult.Rejected. See Append.
+	RejectBadRows bool
+	Hooks         Hooks
 }
 
 // DefaultMinRowsPerFile is AppendOptions.MinRowsPerFile's default: a
@@ -55,6 +60,10 @@ type CommitResult struct {
 	Bytes   int64
 	// SchemaChanged is true when the commit carried a new schema.
 	SchemaChanged bool
+	// Rejected lists, with AppendOptions.RejectBadRows, the rows left out
+	// because they do not fit the schema: one *SchemaError per row, Row its
+	// index in the input, in row order.
+	Rejected []*SchemaError
 }
 
 // maxCommitAttempts bounds the retries of one commit against concurrent
@@ -74,6 +83,14 @@ const maxCommitAttempts = 10000
 //
 // A row that does not fit the schema fails the whole call with a
 // *SchemaError whose Row is the row's index, before anything is written.
+// With opts.RejectBadRows, a failing batch is instead checked row by row in
+// one pass: each row is evolved into the schema (when SchemaEvolution is
+// set) and shredded on its own, a row that does not fit is rejected (and
+// adds nothing to the schema), and the remaining rows are written and
+// committed once; CommitResult.Rejected names the rejected rows. Rejection
+// also happens before anything is written, so a rejected row never leaves a
+// data file behind. When every row is rejected nothing is committed, not
+// even opts.Txns: the result has the table's current version and Rows 0.
 // A concurrent commit that only added files (or removed files with
 // dataChange) and recorded other application ids is retried at the next
 // version; one that changed metadata or protocol, or recorded one of
@@ -106,7 +123,24 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 		minRows = DefaultMinRowsPerFile
 	}
 	shred, err := t.shredRows(snap, schema, rows, minRows)
-	if err != nil && opts.SchemaEvolution {
+	var rejected []*SchemaError
+	switch {
+	case err == nil:
+	case opts.RejectBadRows && isSchemaError(err):
+		var good []map[string]any
+		schema, good, rejected, err = t.checkRows(snap, rows, opts.SchemaEvolution)
+		if err != nil {
+			return CommitResult{}, err
+		}
+		if len(good) == 0 {
+			return CommitResult{Version: snap.version, Rejected: rejected}, nil
+		}
+		shred, err = t.shredRows(snap, schema, good, minRows)
+		if err != nil {
+			// checkRows shredded each good row against this schema.
+			return CommitResult{}, fmt.Errorf("delta: rows checked one by one fail together: %w", err)
+		}
+	case opts.SchemaEvolution:
 		order := declaredOrder(snap)
 		for i, r := range rows {
 			ns, eerr := evolveRow(schema, r, order)
@@ -134,7 +168,7 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 		}
 	}
 
-	res := CommitResult{Files: len(files), SchemaChanged: schemaChanged}
+	res := CommitResult{Files: len(files), SchemaChanged: schemaChanged, Rejected: rejected}
 	for _, f := range files {
 		res.Bytes += f.Size
 		n, _ := f.NumRecords()
@@ -260,6 +294,139 @@ func checkTxns(s *Snapshot, txns []Txn) error {
 		seen[tx.AppID] = true
 		if v, ok := s.TxnVersion(tx.AppID); ok && tx.Version <= v {
 			return &ConflictError{Version: s.version, Reason: fmt.Sprintf("txn appId %q already at version %d (writing %d)", tx.AppID, v, tx.Version)}
+		}
+	}
+	return nil
+}
+
+func isSchemaError(err error) bool {
+	var se *SchemaError
+	return errors.As(err, &se)
+}
+
+// checkRows is Append's row-by-row pass for RejectBadRows: it evolves the
+// schema with each row (when evolve is set) and shreds the row alone
+// against it, partition values included. A row that fails is rejected and
+// its evolution dropped; one that fails only for a key nothing could be
+// inferred from yet is checked again after the others. It returns the final schema, the rows that fit
+// (in order) and the rejected ones. Each row is shredded once into a
+// scratch encoder, so the pass is linear in the rows.
+func (t *Table) checkRows(snap *Snapshot, rows []map[string]any, evolve bool) (*StructType, []map[string]any, []*SchemaError, error) {
+	schema := snap.metadata.Schema
+	var order []string
+	if evolve {
+		order = declaredOrder(snap)
+	}
+	partCols := snap.metadata.PartitionColumns
+	var (
+		plan     *writePlan
+		planOf   *StructType
+		enc      *fileEncoder
+		good     = make([]map[string]any, 0, len(rows))
+		rejected []*SchemaError
+	)
+	defer func() {
+		if enc != nil {
+			enc.release()
+		}
+	}()
+	reject := func(i int, err error) error {
+		var se *SchemaError
+		if !errors.As(err, &se) {
+			return err
+		}
+		rejected = append(rejected, withRow(se, i).(*SchemaError))
+		return nil
+	}
+	// check evolves the schema with row i and shreds it alone; fit reports
+	// whether it fits. With final set, a row whose only fault is a key the
+	// schema lacks (a value nothing could be inferred from yet, such as an
+	// empty array) is deferred, as a later row may add the field.
+	ok := make([]bool, len(rows))
+	var deferred []int
+	check := func(i int, final bool) error {
+		r := rows[i]
+		ns := schema
+		if evolve {
+			var err error
+			if ns, err = evolveRow(schema, r, order); err != nil {
+				return reject(i, err)
+			}
+		}
+		if ns != planOf {
+			p, err := t.writePlanFor(snap, ns)
+			if err != nil {
+				return err
+			}
+			if enc != nil {
+				enc.release()
+			}
+			plan, planOf, enc = p, ns, nil
+		}
+		if enc == nil {
+			enc = newFileEncoder(plan, 1)
+		}
+		err := checkPartitionValues(ns, partCols, r)
+		if err == nil {
+			err = enc.addRow(r, -1)
+		}
+		if err != nil {
+			// A failed row leaves the encoder unusable: take a fresh one.
+			enc.release()
+			enc = nil
+			if !final && evolve && errors.Is(err, errUnknownField) {
+				deferred = append(deferred, i)
+				return nil
+			}
+			return reject(i, err)
+		}
+		enc.reset()
+		schema = ns
+		ok[i] = true
+		return nil
+	}
+	for i := range rows {
+		if err := check(i, false); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	for _, i := range deferred {
+		if err := check(i, true); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	slices.SortFunc(rejected, func(a, b *SchemaError) int { return a.Row - b.Row })
+	for i, r := range rows {
+		if ok[i] {
+			good = append(good, r)
+		}
+	}
+	return schema, good, rejected, nil
+}
+
+// checkPartitionValues checks row's partition values as groupChunk does.
+func checkPartitionValues(schema *StructType, partCols []string, row map[string]any) error {
+	for _, pc := range partCols {
+		f := schema.Field(pc)
+		if f == nil {
+			return fmt.Errorf("%w: partition column %q not in schema", ErrCorruptLog, pc)
+		}
+		v := row[pc]
+		if _, ok := appendPartitionKey(nil, f.Type, v); ok {
+			continue
+		}
+		c, err := coerceValue(f.Type, v, pc)
+		if err != nil {
+			return err
+		}
+		if c == nil {
+			if !f.Nullable {
+				return &SchemaError{Row: -1, Path: pc, Reason: "null in NOT NULL partition column"}
+			}
+			continue
+		}
+		if _, err := serializePartitionValue(f.Type, c); err != nil {
+			return &SchemaError{Row: -1, Path: pc, Reason: err.Error()}
 		}
 	}
 	return nil

@@ -204,9 +204,9 @@ func newNopTable(b *testing.B) *nopTable {
 }
 
 func (t *nopTable) Schema(context.Context) (*delta.StructType, error) { return t.schema, nil }
-func (t *nopTable) Append(_ context.Context, rows []map[string]any, _ map[string]int64, _ bool) (int64, error) {
+func (t *nopTable) Append(_ context.Context, rows []map[string]any, _ map[string]int64, _ bool) (int64, []*delta.SchemaError, error) {
 	t.rows += len(rows)
-	return 0, nil
+	return 0, nil, nil
 }
 func (t *nopTable) TxnVersions(context.Context, []string) (map[string]int64, error) {
 	return map[string]int64{}, nil

@@ -105,12 +105,12 @@ func (d *deltaTable) Schema(ctx context.Context) (*delta.StructType, error) {
 	return snap.Schema(), nil
 }
 
-func (d *deltaTable) Append(ctx context.Context, rows []map[string]any, txns map[string]int64, evolve bool) (int64, error) {
+func (d *deltaTable) Append(ctx context.Context, rows []map[string]any, txns map[string]int64, evolve bool) (int64, []*delta.SchemaError, error) {
 	t, err := d.table(ctx)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	opts := delta.AppendOptions{SchemaEvolution: evolve, Hooks: d.hooks}
+	opts := delta.AppendOptions{SchemaEvolution: evolve, RejectBadRows: true, Hooks: d.hooks}
 	for app, v := range txns {
 		opts.Txns = append(opts.Txns, delta.Txn{AppID: app, Version: v})
 	}
@@ -122,7 +122,10 @@ func (d *deltaTable) Append(ctx context.Context, rows []map[string]any, txns map
 		if errors.As(err, &ce) {
 			d.conf.Inc()
 		}
-		return 0, err
+		return 0, nil, err
+	}
+	if res.Rows == 0 && len(res.Rejected) > 0 {
+		return -1, res.Rejected, nil // every row rejected: nothing committed
 	}
 	d.commitLatency.Observe(time.Since(start).Seconds())
 	d.files.Add(float64(res.Files))
@@ -132,7 +135,7 @@ func (d *deltaTable) Append(ctx context.Context, rows []map[string]any, txns map
 	if res.SchemaChanged {
 		d.evolutions.Inc()
 	}
-	return res.Version, nil
+	return res.Version, res.Rejected, nil
 }
 
 func (d *deltaTable) TxnVersions(ctx context.Context, appIDs []string) (map[string]int64, error) {

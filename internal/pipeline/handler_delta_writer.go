@@ -79,8 +79,11 @@ type table interface {
 	// it does not exist.
 	Schema(ctx context.Context) (*delta.StructType, error)
 	// Append commits rows and txns (appId → version) as one version and
-	// returns it.
-	Append(ctx context.Context, rows []map[string]any, txns map[string]int64, evolve bool) (int64, error)
+	// returns it. Rows that do not fit the schema are left out and returned
+	// as rejected (a *delta.SchemaError each, Row the row's index), checked
+	// in one pass; when every row is rejected nothing is committed and the
+	// version is -1.
+	Append(ctx context.Context, rows []map[string]any, txns map[string]int64, evolve bool) (version int64, rejected []*delta.SchemaError, err error)
 	// TxnVersions returns the stored versions of appIDs in the latest
 	// snapshot (absent: none).
 	TxnVersions(ctx context.Context, appIDs []string) (map[string]int64, error)
@@ -411,9 +414,11 @@ func (w *DeltaWriter) Take() FlushBatch {
 // Commit implements AsyncFlusher. It first drops rows the table already
 // holds (offset at or below the partition's stored txn version: a commit
 // whose answer was lost, or another worker's), then commits the rest with
-// one txn per partition of marks. A row the table refuses (a
-// *delta.SchemaError naming it) is taken out into Rejected and the commit
-// retried. b is not changed, so a failed Commit can be retried with it.
+// one txn per partition of marks, in one Append. The rows the table
+// refuses (each a *delta.SchemaError naming it, all found in the same pass)
+// are left out of the commit and returned in Rejected, class
+// schema_conflict. b is not changed, so a failed Commit can be retried with
+// it.
 func (w *DeltaWriter) Commit(ctx context.Context, b FlushBatch, marks []Mark) (*FlushResult, error) {
 	w.flushMu.Lock()
 	defer w.flushMu.Unlock()
@@ -454,30 +459,45 @@ func (w *DeltaWriter) Commit(ctx context.Context, b FlushBatch, marks []Mark) (*
 			keep = append(keep, p)
 		}
 	}
-	for len(keep) > 0 {
+	if len(keep) > 0 {
 		rows := make([]map[string]any, len(keep))
 		for i, p := range keep {
 			rows[i] = p.row
 		}
-		v, err := w.tbl.Append(ctx, rows, txns, w.cfg.SchemaEvolution)
-		if err == nil {
-			res.Version = v
-			break
+		v, rejected, err := w.tbl.Append(ctx, rows, txns, w.cfg.SchemaEvolution)
+		if err != nil {
+			var se *delta.SchemaError
+			if errors.As(err, &se) {
+				// A schema problem not tied to one row: retrying cannot
+				// help, and nothing may be committed past it.
+				return nil, fmt.Errorf("table %s: %w", w.cfg.TableName, err)
+			}
+			return nil, &StorageError{Op: "committing to table " + w.cfg.TableName, Err: err}
 		}
-		var se *delta.SchemaError
-		if errors.As(err, &se) && se.Row >= 0 && se.Row < len(keep) {
-			bad := keep[se.Row]
-			bad.ev.Errors = append(bad.ev.Errors, &HandlerError{Handler: TypeDeltaWriter, Class: ClassSchemaConflict, Rule: se.Path, Err: se})
-			res.Rejected = append(res.Rejected, bad.ev)
-			keep = append(keep[:se.Row:se.Row], keep[se.Row+1:]...)
-			continue
+		res.Version = v
+		if len(rejected) > 0 {
+			// Every row the table refused goes to the error topic; the
+			// others are committed (once, by the call above).
+			bad := make([]bool, len(keep))
+			for _, se := range rejected {
+				if se.Row < 0 || se.Row >= len(keep) || bad[se.Row] {
+					return nil, fmt.Errorf("table %s: rejected row %d out of range: %w", w.cfg.TableName, se.Row, se)
+				}
+				bad[se.Row] = true
+			}
+			kept := make([]pendingRow, 0, len(keep)-len(rejected))
+			for i, p := range keep {
+				if !bad[i] {
+					kept = append(kept, p)
+				}
+			}
+			for _, se := range rejected {
+				ev := keep[se.Row].ev
+				ev.Errors = append(ev.Errors, &HandlerError{Handler: TypeDeltaWriter, Class: ClassSchemaConflict, Rule: se.Path, Err: se})
+				res.Rejected = append(res.Rejected, ev)
+			}
+			keep = kept
 		}
-		if errors.As(err, &se) {
-			// A schema problem not tied to one row: retrying cannot help,
-			// and nothing may be committed past it.
-			return nil, fmt.Errorf("table %s: %w", w.cfg.TableName, err)
-		}
-		return nil, &StorageError{Op: "committing to table " + w.cfg.TableName, Err: err}
 	}
 	if len(keep) == 0 && len(txns) > 0 && len(res.Rejected) > 0 {
 		// Everything was rejected: the marks still move on through the

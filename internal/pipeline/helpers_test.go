@@ -77,20 +77,20 @@ func (m *memTable) Schema(context.Context) (*delta.StructType, error) {
 	return m.schema, nil
 }
 
-func (m *memTable) Append(_ context.Context, rows []map[string]any, txns map[string]int64, _ bool) (int64, error) {
+func (m *memTable) Append(_ context.Context, rows []map[string]any, txns map[string]int64, _ bool) (int64, []*delta.SchemaError, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.down {
-		return 0, errStorageDown
+		return 0, nil, errStorageDown
 	}
 	if m.beforeCommit != nil {
 		if err := m.beforeCommit(); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 	}
 	for app, v := range txns {
 		if old, ok := m.txns[app]; ok && v <= old {
-			return 0, &delta.ConflictError{Version: m.version, Reason: fmt.Sprintf("txn %s at %d, not above %d", app, v, old)}
+			return 0, nil, &delta.ConflictError{Version: m.version, Reason: fmt.Sprintf("txn %s at %d, not above %d", app, v, old)}
 		}
 	}
 	for app, v := range txns {
@@ -99,7 +99,7 @@ func (m *memTable) Append(_ context.Context, rows []map[string]any, txns map[str
 	m.rows = append(m.rows, rows...)
 	m.version++
 	m.appends++
-	return m.version, nil
+	return m.version, nil, nil
 }
 
 func (m *memTable) TxnVersions(_ context.Context, ids []string) (map[string]int64, error) {
