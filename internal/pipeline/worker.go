@@ -688,6 +688,9 @@ func (w *Worker) completeFlush(ctx context.Context, j *flushJob, res *FlushResul
 			w.log.Error("publishing_rejected_rows_failed", "rows", len(res.Rejected), "error", err)
 		}
 		w.failedC.Add(float64(len(res.Rejected)))
+		for _, ev := range res.Rejected {
+			w.errs.WithLabelValues(ev.Errors[len(ev.Errors)-1].Class).Inc()
+		}
 	}
 	w.succeededEvents(ctx, res.Written, res.Table, res.Version)
 	for i, m := range j.marks {
