@@ -16,6 +16,11 @@ fi
 echo "== go vet"
 go vet ./...
 
+echo "== staticcheck"
+# Pinned: the module proxy refuses the newest release (2025.1.1); v0.8.2 is
+# the newest it serves.
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
 echo "== go test -race"
 # -p 2 matches the two cores of CI's machine; the timeout bounds a hung test.
 go test -race -p 2 -timeout 25m -count=1 "$@" ./...

@@ -26,19 +26,6 @@ func testdataTable(t *testing.T, set, name string) string {
 	return dir
 }
 
-func openRef(t *testing.T, set, name string) (*Table, Storage) {
-	t.Helper()
-	store, err := NewLocalStorage(testdataTable(t, set, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb, err := Open(t.Context(), store)
-	if err != nil {
-		t.Fatalf("open %s/%s: %v", set, name, err)
-	}
-	return tb, store
-}
-
 // unsupportedTables use features this package does not implement; reading
 // or writing them must fail naming the feature.
 var unsupportedTables = map[string]string{

@@ -97,12 +97,6 @@ type levelVals struct {
 
 func (v levelVals) col(i int) []parquet.Value { return v.cols[i-v.base] }
 
-// fileReader assembles rows of one Parquet file into Go values typed by a
-// Delta schema.
-type fileReader struct {
-	root *pnode
-}
-
 // readParquetRows reads every row of a Parquet file as a map typed by
 // schema; columns missing from the file read as null.
 func readParquetRows(data []byte, schema *StructType) ([]map[string]any, error) {

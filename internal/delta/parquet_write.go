@@ -303,6 +303,7 @@ type fileEncoder struct {
 	scratch []any
 	n       int64
 	// w writes the file into buf; rows are flushed to it every flushRows.
+	//lint:ignore SA1019 the untyped Writer takes a schema built at run time from the Delta schema; GenericWriter needs a Go type.
 	w   *parquet.Writer
 	buf *bytes.Buffer
 	// rootIgnored is how many of the plan's ignored keys the current row
@@ -732,6 +733,7 @@ func (e *fileEncoder) encode() ([]byte, error) {
 	return data, nil
 }
 
+//lint:ignore SA1019 see fileEncoder.w
 func (e *fileEncoder) writeColumns(w *parquet.Writer) error {
 	cws := w.ColumnWriters()
 	if len(cws) != len(e.cols) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -93,7 +94,7 @@ func TestStatsJSONMatchesEncodingJSON(t *testing.T) {
 		floats []float64
 	}{
 		{"plain", []string{"b", "a", "c"}, []float64{1.5, -2, 0}},
-		{"escapes", []string{"<a&b>", "q\"\\\n\t\b\f\x01", "\u2028\u2029 ✓"}, []float64{1e-7, 1e21, -0.0}},
+		{"escapes", []string{"<a&b>", "q\"\\\n\t\b\f\x01", "\u2028\u2029 ✓"}, []float64{1e-7, 1e21, math.Copysign(0, -1)}},
 		{"long", []string{long, long + "x", strings.Repeat("z", 33), strings.Repeat(string(rune(0x10FFFF)), 40)}, []float64{123456789.125, 5e-324}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -392,17 +392,3 @@ func (t *StructType) UnmarshalJSON(b []byte) error {
 	*t = *st
 	return nil
 }
-
-// leafColumns returns the dotted paths of the schema's leaf columns in order
-// (struct fields are descended; arrays and maps count as one leaf).
-func leafColumns(t *StructType, prefix string, out []string) []string {
-	for _, f := range t.Fields {
-		p := joinPath(prefix, f.Name)
-		if st, ok := f.Type.(*StructType); ok {
-			out = leafColumns(st, p, out)
-		} else {
-			out = append(out, p)
-		}
-	}
-	return out
-}
