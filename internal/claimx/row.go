@@ -15,15 +15,12 @@ import (
 // map[string]any values and arrays are []any.
 type Row map[string]any
 
-// DecodeRow decodes a JSON object into a Row, keeping integers exact.
+// DecodeRow decodes a JSON object into a Row with DecodeObject, keeping
+// integers exact. Every error wraps ErrMalformedBody.
 func DecodeRow(b []byte) (Row, error) {
-	v, err := decodeJSON(b)
+	m, err := DecodeObject(b, 0)
 	if err != nil {
-		return nil, err
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("%w: not a JSON object", ErrMalformedBody)
+		return nil, fmt.Errorf("%w: %v", ErrMalformedBody, err)
 	}
 	return Row(m), nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"kpipe/internal/claimx"
 	"kpipe/internal/delta"
 	"kpipe/internal/sim"
 )
@@ -159,7 +160,7 @@ func BenchmarkChain(b *testing.B) {
 	var off int64
 	for i := 0; i < b.N; i++ {
 		raw := payloads[i%len(payloads)]
-		fields, err := DecodeJSON(raw)
+		fields, err := claimx.DecodeObject(raw, 0)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -235,7 +236,7 @@ func BenchmarkChainNoDelta(b *testing.B) {
 	defer chain.Close(ctx)
 	fl := chain.Flusher()
 	// Warm the lookup cache: the first call goes to the simulator.
-	warm, err := benchDecode(payloads[0], 0)
+	warm, err := claimx.DecodeObject(payloads[0], 0)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -252,7 +253,7 @@ func BenchmarkChainNoDelta(b *testing.B) {
 	off := int64(1)
 	for i := 0; i < b.N; i++ {
 		raw := payloads[i%len(payloads)]
-		fields, err := benchDecode(raw, hint)
+		fields, err := claimx.DecodeObject(raw, hint)
 		if err != nil {
 			b.Fatal(err)
 		}

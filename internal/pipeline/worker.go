@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"kpipe/internal/claimx"
 	"kpipe/internal/config"
 	"kpipe/internal/dlq"
 	"kpipe/internal/metrics"
@@ -437,7 +438,7 @@ func (w *Worker) decode(b *partBatch, hint int, now time.Time) {
 		}
 		ev := &slab[i]
 		*ev = Event{Raw: r.Value, Key: r.Key, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Received: now, Attempt: dlq.AttemptOf(r)}
-		fields, err := decodeFields(r.Value, hint)
+		fields, err := claimx.DecodeObject(r.Value, hint)
 		if err != nil {
 			ev.Errors = append(ev.Errors, &HandlerError{Handler: "decode", Class: ClassMalformed, Err: err})
 			b.failed = append(b.failed, ev)
