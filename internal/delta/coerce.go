@@ -43,7 +43,7 @@ func schemaErr(path, format string, args ...any) *SchemaError {
 func coerceStruct(t *StructType, m map[string]any, path string) (map[string]any, error) {
 	out := make(map[string]any, len(t.Fields))
 	for k, x := range m {
-		if x != nil && t.Field(k) == nil {
+		if t.Field(k) == nil && !untypeable(x) {
 			return nil, &SchemaError{Row: -1, Path: joinPath(path, k), Reason: "column not in table schema", Err: errUnknownField}
 		}
 	}
@@ -59,6 +59,33 @@ func coerceStruct(t *StructType, m map[string]any, path string) (map[string]any,
 		out[f.Name] = v
 	}
 	return out, nil
+}
+
+// untypeable reports whether x carries no type information: null, or an
+// array or object holding nothing but such values (e.g. "media": []). A key
+// the schema lacks with such a value is stored as null instead of refusing
+// the row: nothing can be inferred from it, and the field joins the schema
+// when a value with a type arrives.
+func untypeable(x any) bool {
+	switch v := x.(type) {
+	case nil:
+		return true
+	case []any:
+		for _, e := range v {
+			if !untypeable(e) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		for _, e := range v {
+			if !untypeable(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // errUnknownField marks a SchemaError about a key the schema lacks, which

@@ -402,7 +402,7 @@ func (e *fileEncoder) writeStruct(n *wnode, m map[string]any, rep int, inRep, ro
 	}
 	if found != len(m) {
 		for k, x := range m {
-			if x == nil || n.hasField(k) {
+			if n.hasField(k) || untypeable(x) {
 				continue
 			}
 			if root {
