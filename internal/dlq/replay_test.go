@@ -45,8 +45,9 @@ func publish(t *testing.T, cl *kgo.Client, recs ...Record) {
 	}
 }
 
-// readInput returns every record of the input topic.
-func readInput(t *testing.T, seeds []kgo.Opt) []*kgo.Record {
+// readInput reads the input topic until it holds want records (or 15 s
+// pass), then polls a little longer so that extra records show too.
+func readInput(t *testing.T, seeds []kgo.Opt, want int) []*kgo.Record {
 	t.Helper()
 	cl, err := kgo.NewClient(append(seeds, kgo.ConsumeTopics(input))...)
 	if err != nil {
@@ -54,15 +55,15 @@ func readInput(t *testing.T, seeds []kgo.Opt) []*kgo.Record {
 	}
 	defer cl.Close()
 	var out []*kgo.Record
-	for {
-		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
-		fs := cl.PollFetches(ctx)
+	deadline := time.Now().Add(15 * time.Second)
+	for len(out) < want && time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		out = append(out, cl.PollFetches(ctx).Records()...)
 		cancel()
-		if fs.NumRecords() == 0 {
-			return out
-		}
-		out = append(out, fs.Records()...)
 	}
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	return append(out, cl.PollFetches(ctx).Records()...)
 }
 
 func rec(class string, value string, written bool, attempt int) Record {
@@ -91,7 +92,7 @@ func TestReplay(t *testing.T) {
 	if dry.Read != 5 || dry.Total() != 3 || dry.Skipped["row_written"] != 1 || dry.Skipped["undecodable"] != 1 {
 		t.Fatalf("dry run stats %+v", dry)
 	}
-	if got := readInput(t, seeds); len(got) != 0 {
+	if got := readInput(t, seeds, 0); len(got) != 0 {
 		t.Fatalf("a dry run produced %d records", len(got))
 	}
 
@@ -102,7 +103,7 @@ func TestReplay(t *testing.T) {
 	if st.Total() != 2 || st.Replayed["validation"] != 1 || st.Replayed["malformed"] != 1 || st.Skipped["class"] != 1 {
 		t.Fatalf("stats %+v", st)
 	}
-	got := readInput(t, seeds)
+	got := readInput(t, seeds, 2)
 	if len(got) != 2 {
 		t.Fatalf("input holds %d records, want 2", len(got))
 	}
@@ -123,7 +124,7 @@ func TestReplay(t *testing.T) {
 	if again.Read != 0 || again.Total() != 0 {
 		t.Fatalf("second replay %+v", again)
 	}
-	if n := len(readInput(t, seeds)); n != 2 {
+	if n := len(readInput(t, seeds, 2)); n != 2 {
 		t.Fatalf("input holds %d records after a second replay, want 2", n)
 	}
 }
@@ -148,7 +149,7 @@ func TestReplayLimitAndSince(t *testing.T) {
 	if st.Total() != 1 {
 		t.Fatalf("second run stats %+v", st)
 	}
-	if n := len(readInput(t, seeds)); n != 2 {
+	if n := len(readInput(t, seeds, 2)); n != 2 {
 		t.Fatalf("input holds %d, want 2", n)
 	}
 }
