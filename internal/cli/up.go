@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -276,6 +277,9 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 		runErr = err
 	}
 	<-progDone
+	if b := errorBreakdown(reg); b != "" {
+		fmt.Fprintf(out, "errors by kind: %s (the records are on the error topics; see kpipe dlq replay --help)\n", b)
+	}
 	prog.print(true)
 	return runErr
 }
@@ -464,6 +468,38 @@ func (p *progress) print(final bool) {
 		fmt.Fprint(p.w, "\r\033[K")
 	}
 	fmt.Fprintln(p.w, line)
+}
+
+// errorBreakdown lists the failures by kind: the enrichment worker's by
+// reason, the workers' by class; "" when there were none.
+func errorBreakdown(g prometheus.Gatherer) string {
+	mfs, err := g.Gather()
+	if err != nil {
+		return ""
+	}
+	var parts []string
+	for _, mf := range mfs {
+		var label string
+		switch mf.GetName() {
+		case "kpipe_enrich_events_failed_total":
+			label = "reason"
+		case "kpipe_worker_errors_total":
+			label = "class"
+		default:
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if v := m.GetCounter().GetValue(); v > 0 {
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == label {
+						parts = append(parts, fmt.Sprintf("%s=%.0f", lp.GetValue(), v))
+					}
+				}
+			}
+		}
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
 }
 
 // sumMetrics sums every series of each metric family, by name.
