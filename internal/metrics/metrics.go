@@ -89,6 +89,29 @@ type Metrics struct {
 	// DeltaStorageUp is 1 while the table's storage answers, 0 while the
 	// writer is retrying against unavailable storage; label: table.
 	DeltaStorageUp *prometheus.GaugeVec
+
+	// Skipped counts messages deliberately not turned into output (an event
+	// type no plugin wants, a record the table already holds, a duplicate);
+	// labels: worker, reason (a closed set per worker).
+	Skipped *prometheus.CounterVec
+	// Ready is 1 while the worker can do its work (/readyz answers 200) and
+	// 0 otherwise; label: worker.
+	Ready *prometheus.GaugeVec
+	// Degraded is 1 while the worker works but a dependency it can do
+	// without is failing (ClaimX lookups with on_error log_and_continue);
+	// labels: worker, reason.
+	Degraded *prometheus.GaugeVec
+	// EnrichPaused is 1 while the enrichment worker has paused consuming
+	// because the ClaimX API is unavailable; label: worker.
+	EnrichPaused *prometheus.GaugeVec
+	// PartitionOffsetMismatch is 1 for a partition the worker stopped
+	// because the table's stored offset does not fit the partition's log
+	// (topic recreated, data expired); labels: worker, topic, partition.
+	PartitionOffsetMismatch *prometheus.GaugeVec
+	// OffsetResets counts partitions started elsewhere than the table's
+	// stored offset by an operator's --reset-offsets policy; labels: worker,
+	// topic, policy.
+	OffsetResets *prometheus.CounterVec
 }
 
 // latencyBuckets spans 1 ms to about 33 s.
@@ -149,6 +172,13 @@ func New(reg prometheus.Registerer) *Metrics {
 		DeltaSchemaEvolutions: counter("kpipe_delta_schema_evolutions_total", "Commits that changed the table schema.", "table"),
 		DeltaCommitConflicts:  counter("kpipe_delta_commit_conflicts_total", "Commits that lost a race and were retried or refused.", "table"),
 		DeltaStorageUp:        gauge("kpipe_delta_storage_up", "1 while the table storage answers, 0 while writes are retried.", "table"),
+
+		Skipped:                 counter("kpipe_skipped_total", "Messages deliberately not turned into output, by reason.", "worker", "reason"),
+		Ready:                   gauge("kpipe_worker_ready", "1 while the worker is ready (its /readyz answers 200), else 0.", "worker"),
+		Degraded:                gauge("kpipe_worker_degraded", "1 while a dependency the worker can do without is failing, by reason.", "worker", "reason"),
+		EnrichPaused:            gauge("kpipe_enrich_paused", "1 while the enrichment worker has paused consuming because ClaimX is unavailable.", "worker"),
+		PartitionOffsetMismatch: gauge("kpipe_partition_offset_mismatch", "1 for a partition stopped because the table's stored offset does not fit its log.", "worker", "topic", "partition"),
+		OffsetResets:            counter("kpipe_offset_resets_total", "Partitions started away from the table's stored offset by an operator's reset policy.", "worker", "topic", "policy"),
 	}
 }
 
