@@ -33,6 +33,12 @@ func NewRegistry() *prometheus.Registry {
 // at once, so it must be safe for concurrent use and must not block past ctx.
 type ReadyFunc func(ctx context.Context) error
 
+// ErrDegraded is wrapped by a ReadyFunc's error when the process works but
+// a dependency it can do without is failing (ClaimX lookups that are
+// written as null): /readyz then answers 200 "degraded: <reason>", so that
+// an orchestrator keeps the process while an operator sees the reason.
+var ErrDegraded = errors.New("degraded")
+
 // ErrServerStarted is returned by Start when the server is already listening.
 var ErrServerStarted = errors.New("metrics server already started")
 
@@ -50,8 +56,9 @@ const shutdownTimeout = 5 * time.Second
 //	g.Go(func() error { return srv.Run(ctx) })
 //
 // /metrics exposes the injected gatherer; /healthz answers 200 "ok" while the
-// process is alive; /readyz answers 200 "ok" when the ReadyFunc returns nil
-// and 503 with the reason otherwise.
+// process is alive; /readyz answers 200 "ok" when the ReadyFunc returns nil,
+// 200 with the reason when its error wraps ErrDegraded, and 503 with the
+// reason otherwise.
 type Server struct {
 	addr   string
 	logger *slog.Logger
@@ -82,6 +89,10 @@ func NewServer(addr string, g prometheus.Gatherer, ready ReadyFunc, logger *slog
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()
 		if err := ready(ctx); err != nil {
+			if errors.Is(err, ErrDegraded) {
+				writeText(w, http.StatusOK, err.Error())
+				return
+			}
 			writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
 			return
 		}

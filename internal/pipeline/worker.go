@@ -12,6 +12,8 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"kpipe/internal/claimx"
@@ -60,7 +62,21 @@ type Worker struct {
 	latency, batchSize                                   prometheus.Observer
 	errs, rowsByStatus                                   *prometheus.CounterVec
 	errRecordsC                                          prometheus.Counter
-	lag                                                  *prometheus.GaugeVec
+	mismatch                                             *prometheus.GaugeVec
+	resets                                               *prometheus.CounterVec
+	skipped                                              *prometheus.CounterVec
+
+	// health backs Ready, the lag gauge and the degraded state.
+	health *health
+	// adm lists the input partitions' offsets (its own client, so that
+	// the checks never wait on the consumer).
+	adm            *kadm.Client
+	reset          ResetPolicy
+	group          GroupOptions
+	healthInterval time.Duration
+	// toPause are partitions assigned with an offset mismatch, paused by
+	// the loop before its next poll. Guarded by mu.
+	toPause []int32
 
 	// mu is held while a poll is processed, during flushes and in rebalance
 	// callbacks, so they never overlap.
@@ -89,8 +105,18 @@ type Worker struct {
 // ErrNotReady is wrapped by Ready's errors.
 var ErrNotReady = errors.New("worker not ready")
 
-// Ready reports whether the worker is consuming: Run has started its Kafka
-// client and the table's storage is not being retried. It backs /readyz.
+// ErrFatal is wrapped by the errors Run returns when the worker cannot go
+// on whatever it retries: the broker refused its credentials or its
+// authorization, another member took its static instance id, or the table
+// cannot be written by kpipe. The process should exit non-zero.
+var ErrFatal = errors.New("fatal worker error")
+
+// Ready reports whether the worker is consuming: Run has started, the
+// broker answers, the group has assigned partitions, the table's storage
+// is not being retried, no partition is stopped on an offset mismatch, and
+// records do not wait longer than the stall timeout with nothing made
+// durable. While lookups fail and rows are written without them, it
+// returns an error wrapping metrics.ErrDegraded. It backs /readyz.
 func (w *Worker) Ready(context.Context) error {
 	if w.dead.Load() {
 		return fmt.Errorf("%w: %s stopped", ErrNotReady, w.cfg.Name)
@@ -98,10 +124,7 @@ func (w *Worker) Ready(context.Context) error {
 	if !w.started.Load() {
 		return fmt.Errorf("%w: %s not started", ErrNotReady, w.cfg.Name)
 	}
-	if w.storageDown.Load() {
-		return fmt.Errorf("%w: %s: table storage unavailable", ErrNotReady, w.cfg.Name)
-	}
-	return nil
+	return w.health.check(time.Now())
 }
 
 // partState is what the worker knows of one assigned input partition.
@@ -117,6 +140,9 @@ type partState struct {
 	cut, flushed, committed int64
 	// flushedRec is the record at flushed, what the offset commit names.
 	flushedRec *kgo.Record
+	// stopped is set for a partition assigned with an offset mismatch: it
+	// is paused and nothing of it is handled.
+	stopped bool
 }
 
 func newPartState() *partState {
@@ -131,6 +157,46 @@ func WithHooks(h Hooks) WorkerOption { return func(w *Worker) { w.hooks = h } }
 
 // WithShutdownTimeout bounds the final flush and commit of a graceful stop.
 func WithShutdownTimeout(d time.Duration) WorkerOption { return func(w *Worker) { w.shutdown = d } }
+
+// WithResetOffsets sets what the worker does with a partition whose stored
+// offsets do not fit its log (default ResetNone: stop that partition).
+func WithResetOffsets(p ResetPolicy) WorkerOption { return func(w *Worker) { w.reset = p } }
+
+// WithStallTimeout sets how long records may wait with nothing made
+// durable before Ready reports the worker stalled (default
+// DefaultStallTimeout).
+func WithStallTimeout(d time.Duration) WorkerOption {
+	return func(w *Worker) { w.health.stall = d }
+}
+
+// WithHealthInterval sets how often the worker checks the broker and
+// refreshes its lag gauge (default DefaultHealthInterval).
+func WithHealthInterval(d time.Duration) WorkerOption {
+	return func(w *Worker) { w.healthInterval = d }
+}
+
+// GroupOptions tune the worker's consumer-group membership.
+type GroupOptions struct {
+	// InstanceID, when set, makes the worker a static member (KIP-345): a
+	// restarted process with the same id takes its partitions back at once.
+	// It must be unique among the group's running members (a pod name); a
+	// second process with the same id fences the first, which then exits.
+	InstanceID string
+	// SessionTimeout is how long the group waits for a member that stopped
+	// heartbeating (a killed process) before giving its partitions to the
+	// others. Default DefaultSessionTimeout.
+	SessionTimeout time.Duration
+	// HeartbeatInterval defaults to a third of SessionTimeout, at most 1s.
+	HeartbeatInterval time.Duration
+}
+
+// DefaultSessionTimeout is GroupOptions.SessionTimeout's default: the
+// smallest Kafka's default group.min.session.timeout.ms allows, so that the
+// partitions of a killed worker are consuming again within about 10s.
+const DefaultSessionTimeout = 6 * time.Second
+
+// WithGroupOptions sets the consumer-group membership options.
+func WithGroupOptions(g GroupOptions) WorkerOption { return func(w *Worker) { w.group = g } }
 
 // NewWorker builds the worker cfg describes: its handler chain from reg with
 // deps. kopts are the Kafka client options (seed brokers, TLS, SASL,
@@ -175,8 +241,13 @@ func newWorker(cfg *config.Worker, kopts []kgo.Opt, chain *Chain, deps Deps, opt
 		errs:         m.Errors.MustCurryWith(prometheus.Labels{"worker": name}),
 		rowsByStatus: m.RowsByStatus.MustCurryWith(prometheus.Labels{"worker": name}),
 		errRecordsC:  m.ErrorRecords.WithLabelValues(name, cfg.ErrorTopic),
-		lag:          m.ConsumerLag.MustCurryWith(prometheus.Labels{"group": cfg.ConsumerGroup, "topic": cfg.InputTopic}),
+		mismatch:     m.PartitionOffsetMismatch.MustCurryWith(prometheus.Labels{"worker": name, "topic": cfg.InputTopic}),
+		resets:       m.OffsetResets.MustCurryWith(prometheus.Labels{"worker": name, "topic": cfg.InputTopic}),
+		skipped:      m.Skipped.MustCurryWith(prometheus.Labels{"worker": name}),
+
+		healthInterval: DefaultHealthInterval,
 	}
+	w.health = newHealth(name, cfg.ConsumerGroup, cfg.InputTopic, m, w.log, DefaultStallTimeout)
 	w.onProduced = w.onSuccessProduced
 	for _, o := range opts {
 		o(w)
@@ -197,19 +268,40 @@ func (w *Worker) batchLimit() int {
 // handler that cannot work, the final flush failing); nothing uncommitted is
 // lost then, the next run resumes from the table.
 func (w *Worker) Run(ctx context.Context) (err error) {
+	session := w.group.SessionTimeout
+	if session <= 0 {
+		session = DefaultSessionTimeout
+	}
+	heartbeat := w.group.HeartbeatInterval
+	if heartbeat <= 0 {
+		heartbeat = min(session/3, time.Second)
+	}
 	opts := append([]kgo.Opt{
 		kgo.ConsumeTopics(w.cfg.InputTopic),
 		kgo.ConsumerGroup(w.cfg.ConsumerGroup),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transaction markers come back as records so that the position,
+		// hence the lag, counts them: a drained worker shows lag 0.
+		kgo.KeepControlRecords(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.SessionTimeout(session),
+		kgo.HeartbeatInterval(heartbeat),
 		kgo.OnPartitionsRevoked(w.onRevoked),
 		kgo.OnPartitionsLost(w.onLost),
+		kgo.AdjustFetchOffsetsFn(w.adjustOffsets),
 	}, w.kopts...)
-	if w.flusher != nil {
-		opts = append(opts, kgo.AdjustFetchOffsetsFn(w.adjustOffsets))
+	if w.group.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(w.group.InstanceID))
 	}
+	admCl, err := kgo.NewClient(w.kopts...)
+	if err != nil {
+		_ = w.chain.Close(ctx) // the client error is what matters
+		return fmt.Errorf("worker %s: kafka client: %w", w.cfg.Name, err)
+	}
+	defer admCl.Close()
+	w.adm = kadm.NewClient(admCl)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		_ = w.chain.Close(ctx) // the client error is what matters
@@ -221,9 +313,24 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	w.mu.Unlock()
 	w.started.Store(true)
 	defer w.started.Store(false)
-	w.log.Info("worker_started", "topic", w.cfg.InputTopic, "group", w.cfg.ConsumerGroup, "handlers", len(w.chain.stages))
+	w.log.Info("worker_started", "topic", w.cfg.InputTopic, "group", w.cfg.ConsumerGroup, "handlers", len(w.chain.stages), "session_timeout", session, "instance_id", w.group.InstanceID)
+
+	hctx, stopHealth := context.WithCancel(context.WithoutCancel(ctx))
+	healthDone := make(chan struct{})
+	go func() {
+		defer close(healthDone)
+		w.health.run(hctx, w.adm, w.cfg.InputTopic, w.healthInterval)
+	}()
+	defer func() {
+		stopHealth()
+		<-healthDone
+		w.health.ready.Set(0)
+	}()
 
 	runErr := w.loop(ctx, cl)
+	if runErr != nil && !errors.Is(runErr, ErrKilled) {
+		w.health.setFatal(runErr)
+	}
 	if errors.Is(runErr, ErrKilled) || w.dead.Load() {
 		// A simulated crash: leave everything as it is. A flush running in
 		// the background is stopped and waited for (its commit, if it got
@@ -284,6 +391,12 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 		if j != nil {
 			stop = context.AfterFunc(j.doneCtx, cancel)
 		}
+		w.mu.Lock()
+		if len(w.toPause) > 0 {
+			cl.PauseFetchPartitions(map[string][]int32{w.cfg.InputTopic: w.toPause})
+			w.toPause = nil
+		}
+		w.mu.Unlock()
 		fetches := cl.PollRecords(pctx, w.batchLimit())
 		stop()
 		cancel()
@@ -326,6 +439,49 @@ type partBatch struct {
 	err       error
 }
 
+// dataRecords returns recs without the transaction markers (kept by the
+// client so that the position counts them), and the last data offset (-1
+// for none). recs is reused.
+func dataRecords(recs []*kgo.Record) ([]*kgo.Record, int64) {
+	out := recs[:0:0]
+	control := false
+	for _, r := range recs {
+		if r.Attrs.IsControl() {
+			control = true
+			break
+		}
+	}
+	if !control {
+		out = recs
+	} else {
+		for _, r := range recs {
+			if !r.Attrs.IsControl() {
+				out = append(out, r)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, -1
+	}
+	return out, out[len(out)-1].Offset
+}
+
+// isFatalKafka reports whether a consuming error cannot go away by
+// retrying: the credentials or the authorization are refused, or another
+// member took this worker's static instance id.
+func isFatalKafka(err error) bool {
+	for _, e := range []error{
+		kerr.FencedInstanceID, kerr.SaslAuthenticationFailed, kerr.IllegalSaslState,
+		kerr.UnsupportedSaslMechanism, kerr.GroupAuthorizationFailed, kerr.TopicAuthorizationFailed,
+		kerr.ClusterAuthorizationFailed, kerr.InvalidSessionTimeout,
+	} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 func (w *Worker) part(p int32) *partState {
 	st, ok := w.parts[p]
 	if !ok {
@@ -345,18 +501,37 @@ const maxFieldHint = 64
 func (w *Worker) processPoll(ctx context.Context, fetches kgo.Fetches) error {
 	now := time.Now()
 	var batches []*partBatch
+	var fatal error
 	fetches.EachError(func(topic string, p int32, err error) {
-		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-			w.log.Warn("fetch_failed", "topic", topic, "partition", p, "error", err)
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return
 		}
+		if isFatalKafka(err) {
+			if fatal == nil {
+				fatal = fmt.Errorf("%w: worker %s: kafka: %w", ErrFatal, w.cfg.Name, err)
+			}
+			return
+		}
+		w.log.Warn("fetch_failed", "topic", topic, "partition", p, "error", err)
 	})
+	if fatal != nil {
+		return fatal
+	}
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 		if len(p.Records) == 0 {
 			return
 		}
-		w.lag.WithLabelValues(strconv.Itoa(int(p.Partition))).Set(float64(max(p.HighWatermark-p.Records[len(p.Records)-1].Offset-1, 0)))
 		st := w.part(p.Partition)
-		batches = append(batches, &partBatch{part: p.Partition, st: st, recs: p.Records, last: p.Records[len(p.Records)-1], n: len(p.Records)})
+		if st.stopped {
+			return // offsets mismatch: paused, what was fetched is not handled
+		}
+		recs, lastData := dataRecords(p.Records)
+		last := p.Records[len(p.Records)-1]
+		w.health.consumed(p.Partition, last.Offset, lastData, p.HighWatermark)
+		if len(recs) == 0 {
+			return // only transaction markers
+		}
+		batches = append(batches, &partBatch{part: p.Partition, st: st, recs: recs, last: recs[len(recs)-1], n: len(recs)})
 	})
 	if len(batches) == 0 {
 		return nil
@@ -467,6 +642,7 @@ func (w *Worker) discardUnmarked(p int32, st *partState) {
 func (w *Worker) publishErrors(ctx context.Context, batches []*partBatch) error {
 	var recs []*kgo.Record
 	now := time.Now()
+	lookups, lookupErr := 0, error(nil)
 	for _, b := range batches {
 		for _, ev := range b.failed {
 			he := ev.Errors[len(ev.Errors)-1]
@@ -479,8 +655,15 @@ func (w *Worker) publishErrors(ctx context.Context, batches []*partBatch) error 
 			for _, he := range ev.Errors {
 				recs = append(recs, w.errorRecord(ev, he, true, now))
 				w.errs.WithLabelValues(he.Class).Inc()
+				if he.Class == ClassLookup {
+					lookups++
+					lookupErr = he.Err
+				}
 			}
 		}
+	}
+	if lookups > 0 {
+		w.health.lookupFailed(lookups, lookupErr, now)
 	}
 	if len(recs) == 0 || w.cfg.ErrorTopic == "" {
 		return nil
@@ -700,6 +883,7 @@ func (w *Worker) completeFlush(ctx context.Context, j *flushJob, res *FlushResul
 			continue // lost or revoked meanwhile
 		}
 		st.flushed, st.flushedRec = m.Offset, j.recs[i]
+		w.health.madeDurable(m.Partition, m.Offset)
 		st.cut = max(st.cut, m.Offset)
 	}
 	return w.commitOffsets(ctx)
@@ -734,6 +918,7 @@ func (w *Worker) flushRetry(ctx context.Context, commit func(context.Context) (*
 				w.cl.ResumeFetchTopics(w.cfg.InputTopic)
 				w.paused.Store(false)
 				w.storageDown.Store(false)
+				w.health.setStorage(nil)
 				w.log.Info("storage_available", "attempts", attempt)
 			}
 			if res.Table != "" {
@@ -759,6 +944,7 @@ func (w *Worker) flushRetry(ctx context.Context, commit func(context.Context) (*
 			w.cl.PauseFetchTopics(w.cfg.InputTopic)
 			w.paused.Store(true)
 			w.storageDown.Store(true)
+			w.health.setStorage(err)
 		}
 		d := bo.NextBackOff()
 		w.log.Warn("storage_unavailable", "table", table, "attempt", attempt, "retry_in", d, "error", err)
@@ -844,56 +1030,10 @@ func (w *Worker) commitOffsets(ctx context.Context) error {
 	for _, r := range recs {
 		if st := w.parts[r.Partition]; st != nil {
 			st.committed = max(st.committed, r.Offset)
+			w.health.madeDurable(r.Partition, r.Offset)
 		}
 	}
 	return nil
-}
-
-// adjustOffsets runs when partitions are assigned, before fetching starts:
-// it reads the table's txn versions and starts each partition after what
-// the table holds, whatever the group's committed offset says.
-func (w *Worker) adjustOffsets(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	if w.dead.Load() {
-		return offsets, nil
-	}
-	parts := offsets[w.cfg.InputTopic]
-	if len(parts) == 0 {
-		return offsets, nil
-	}
-	ps := make([]int32, 0, len(parts))
-	for p := range parts {
-		ps = append(ps, p)
-	}
-	var stored map[int32]int64
-	bo := newBackoff()
-	for {
-		var err error
-		stored, err = w.flusher.StoredOffsets(ctx, w.cfg.InputTopic, ps)
-		if err == nil {
-			break
-		}
-		w.log.Warn("reading_table_offsets_failed", "retry_in", bo.NextBackOff(), "error", err)
-		if !sleep(ctx, bo.NextBackOff()) {
-			return nil, err
-		}
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for p, off := range parts {
-		st := newPartState()
-		if eo := off.EpochOffset(); eo.Offset > 0 {
-			st.committed = eo.Offset - 1
-		}
-		if v, ok := stored[p]; ok {
-			st.floor = v
-			if eo := off.EpochOffset(); eo.Offset < v+1 {
-				parts[p] = kgo.NewOffset().At(v + 1).WithEpoch(-1)
-			}
-		}
-		w.parts[p] = st
-		w.log.Info("partition_assigned", "partition", p, "table_offset", st.floor, "start", parts[p].EpochOffset().Offset)
-	}
-	return offsets, nil
 }
 
 // onRevoked flushes and commits before partitions move to another member.
@@ -937,7 +1077,11 @@ func (w *Worker) forget(parts []int32) {
 			}
 			w.flusher.Discard(w.cfg.InputTopic, p, after)
 		}
+		if st, ok := w.parts[p]; ok && st.stopped {
+			w.cl.ResumeFetchPartitions(map[string][]int32{w.cfg.InputTopic: {p}})
+			w.mismatch.DeleteLabelValues(strconv.Itoa(int(p)))
+		}
 		delete(w.parts, p)
-		w.lag.DeleteLabelValues(strconv.Itoa(int(p)))
+		w.health.revoked(p)
 	}
 }

@@ -1,0 +1,197 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"kpipe/internal/metrics"
+	"kpipe/internal/sim"
+)
+
+func TestPlace(t *testing.T) {
+	tests := []struct {
+		name                         string
+		table, committed, start, end int64
+		policy                       ResetPolicy
+		wantStart, wantFloor         int64
+		mismatch                     bool
+		reset                        ResetPolicy
+	}{
+		{name: "fresh partition", table: -1, committed: -1, start: 0, end: 10, wantStart: -1, wantFloor: -1},
+		{name: "table inside the log", table: 4, committed: -1, start: 0, end: 10, wantStart: 5, wantFloor: 4},
+		{name: "table at the end", table: 9, committed: -1, start: 0, end: 10, wantStart: 10, wantFloor: 9},
+		{name: "group ahead of the table", table: 4, committed: 8, start: 0, end: 10, wantStart: 8, wantFloor: 4},
+		{name: "expired records that were handled", table: 4, committed: 8, start: 7, end: 10, wantStart: 8, wantFloor: 4},
+		{name: "topic recreated", table: 516, committed: 517, start: 0, end: 40, wantStart: 517, wantFloor: 516, mismatch: true},
+		{name: "records expired unwritten", table: 4, committed: -1, start: 9, end: 20, wantStart: 5, wantFloor: 4, mismatch: true},
+		{name: "recreated, earliest", table: 516, committed: -1, start: 0, end: 40, policy: ResetEarliest, wantStart: 0, wantFloor: -1, mismatch: true, reset: ResetEarliest},
+		{name: "expired, earliest", table: 4, committed: -1, start: 9, end: 20, policy: ResetEarliest, wantStart: 9, wantFloor: 4, mismatch: true, reset: ResetEarliest},
+		{name: "recreated, latest", table: 516, committed: -1, start: 0, end: 40, policy: ResetLatest, wantStart: 40, wantFloor: 39, mismatch: true, reset: ResetLatest},
+		{name: "policy without mismatch", table: 4, committed: -1, start: 0, end: 10, policy: ResetLatest, wantStart: 5, wantFloor: 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pl := place("w", "in", 0, tt.table, tt.committed, tt.start, tt.end, tt.policy)
+			if pl.start != tt.wantStart || pl.floor != tt.wantFloor || (pl.mismatch != nil) != tt.mismatch || pl.reset != tt.reset {
+				t.Fatalf("got start %d floor %d mismatch %v reset %q, want %d %d %v %q", pl.start, pl.floor, pl.mismatch, pl.reset, tt.wantStart, tt.wantFloor, tt.mismatch, tt.reset)
+			}
+			if pl.mismatch != nil && !strings.Contains(pl.mismatch.Error(), "--reset-offsets earliest") {
+				t.Fatalf("mismatch error does not say what to do: %v", pl.mismatch)
+			}
+		})
+	}
+}
+
+func TestHealthCheck(t *testing.T) {
+	m := metrics.New(prometheus.NewRegistry())
+	h := newHealth("w", "g", "in", m, testLogger(t), time.Minute)
+	t0 := time.Now()
+	if err := h.check(t0); err == nil || !strings.Contains(err.Error(), "join") {
+		t.Fatalf("before the group assigned: %v, want waiting to join", err)
+	}
+	h.assigned(0, 10)
+	h.progress = t0
+	if err := h.check(t0); err != nil {
+		t.Fatalf("assigned, nothing pending: %v", err)
+	}
+	// Records wait; within the stall timeout the worker is ready.
+	h.consumed(0, 14, 14, 20)
+	if err := h.check(t0.Add(30 * time.Second)); err != nil {
+		t.Fatalf("pending within the stall timeout: %v", err)
+	}
+	if got := testutil.ToFloat64(m.ConsumerLag.WithLabelValues("g", "in", "0")); got != 5 {
+		t.Fatalf("lag %v, want 5 (end 20, position 15)", got)
+	}
+	err := h.check(t0.Add(2 * time.Minute))
+	if err == nil || !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), "stalled") {
+		t.Fatalf("pending past the stall timeout: %v, want stalled", err)
+	}
+	// Made durable and drained: ready again, lag 0 even with a marker at 20.
+	h.madeDurable(0, 19)
+	h.consumed(0, 20, -1, 21)
+	if err := h.check(time.Now()); err != nil {
+		t.Fatalf("drained: %v", err)
+	}
+	if got := testutil.ToFloat64(m.ConsumerLag.WithLabelValues("g", "in", "0")); got != 0 {
+		t.Fatalf("lag %v after the marker, want 0", got)
+	}
+	// Failing lookups: degraded, not unready.
+	h.lookupFailed(3, errors.New("claimx: 503"), time.Now())
+	if err := h.check(time.Now()); !errors.Is(err, metrics.ErrDegraded) || errors.Is(err, ErrNotReady) {
+		t.Fatalf("failing lookups: %v, want degraded", err)
+	}
+	if err := h.check(time.Now().Add(2 * degradedWindow)); err != nil {
+		t.Fatalf("a quiet window after the last failed lookup: %v", err)
+	}
+	h.setStorage(errors.New("disk gone"))
+	if err := h.check(time.Now()); err == nil || !strings.Contains(err.Error(), "storage") {
+		t.Fatalf("storage down: %v", err)
+	}
+	h.setStorage(nil)
+	h.stop(1, &OffsetMismatchError{Topic: "in", Partition: 1, Next: 9, End: 3})
+	var mm *OffsetMismatchError
+	if err := h.check(time.Now()); !errors.As(err, &mm) || mm.Partition != 1 {
+		t.Fatalf("stopped partition: %v", err)
+	}
+}
+
+// A table whose txn versions are beyond the partition's end (the topic was
+// recreated, a second kpipe up on the same data) must not skip the new
+// records silently: that partition stops with an OffsetMismatchError, a
+// metric and not-ready; the other partitions go on.
+func TestWorkerStaleOffsetsStopPartition(t *testing.T) {
+	ctx := t.Context()
+	e := newEnv(t, sim.Options{Seed: 3, Projects: 30})
+	want := e.entries()
+	tbl := newMemTable()
+	tbl.txns[AppID(workerName, inputTopic, 0)] = 100_000
+	w := newTestWorker(t, e, tbl, WithHealthInterval(50*time.Millisecond))
+	stop := runWorker(t, ctx, w)
+	e.produceTracking(ctx, want)
+
+	var mm *OffsetMismatchError
+	waitFor(t, 30*time.Second, "partition 0 stopped", func() bool { return errors.As(w.Ready(ctx), &mm) })
+	if mm.Partition != 0 || mm.Table != 100_000 || !strings.Contains(mm.Error(), "recreated") {
+		t.Fatalf("mismatch %v", mm)
+	}
+	if got := testutil.ToFloat64(e.metrics.PartitionOffsetMismatch.WithLabelValues(workerName, inputTopic, "0")); got != 1 {
+		t.Fatalf("mismatch gauge %v, want 1", got)
+	}
+	// The other partitions are written; partition 0's records are not, nor
+	// dropped: they wait in Kafka.
+	counts := partitionCounts(t, e, want)
+	waitFor(t, 30*time.Second, "rows of partitions 1 and 2", func() bool { return len(tbl.snapshot()) == counts[1]+counts[2] })
+	if counts[0] == 0 {
+		t.Fatal("no record went to partition 0: the test shows nothing")
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// partitionCounts returns how many of entries' records landed in each
+// input partition.
+func partitionCounts(t *testing.T, e *env, entries []sim.ManifestEntry) map[int32]int {
+	t.Helper()
+	recs := e.readTopic(t.Context(), inputTopic, len(entries), 20*time.Second)
+	out := map[int32]int{}
+	for _, r := range recs {
+		out[r.Partition]++
+	}
+	return out
+}
+
+// A drained worker reading a transactional topic shows lag 0: the lag is
+// the end offset less the consumer's position, transaction markers
+// included.
+func TestWorkerLagZeroAfterTransactions(t *testing.T) {
+	ctx := t.Context()
+	e := newEnv(t, sim.Options{Seed: 4, Projects: 20})
+	want := e.entries()
+	tbl := newMemTable()
+	w := newTestWorker(t, e, tbl, WithHealthInterval(50*time.Millisecond))
+	stop := runWorker(t, ctx, w)
+
+	txp, err := kgo.NewClient(kgo.SeedBrokers(e.cluster.ListenAddrs()...), kgo.DefaultProduceTopic(inputTopic), kgo.TransactionalID("lag-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txp.Close()
+	m := e.sim.Manifest()
+	for i, en := range want {
+		if i%10 == 0 {
+			if err := txp.BeginTransaction(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		created := m.Assignments[en.AssignmentID][0].At
+		if err := txp.ProduceSync(ctx, &kgo.Record{Key: []byte(fmt.Sprint(en.AssignmentID)), Value: trackingPayload(en, created)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 9 || i == len(want)-1 {
+			if err := txp.EndTransaction(ctx, kgo.TryCommit); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor(t, 30*time.Second, "all rows", func() bool { return len(tbl.snapshot()) == len(want) })
+	lag := func(p string) float64 { return testutil.ToFloat64(e.metrics.ConsumerLag.WithLabelValues(e.worker.ConsumerGroup, inputTopic, p)) }
+	waitFor(t, 30*time.Second, "lag 0 on every partition", func() bool { return lag("0") == 0 && lag("1") == 0 && lag("2") == 0 })
+	waitFor(t, 30*time.Second, "ready", func() bool { return w.Ready(ctx) == nil })
+	if got := testutil.ToFloat64(e.metrics.Ready.WithLabelValues(workerName)); got != 1 {
+		t.Fatalf("ready gauge %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(e.metrics.WorkerMessagesConsumed.WithLabelValues(workerName)); got != float64(len(want)) {
+		t.Fatalf("consumed %v, want %d: transaction markers must not count", got, len(want))
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
