@@ -182,7 +182,9 @@ func TestWorkerLagZeroAfterTransactions(t *testing.T) {
 		}
 	}
 	waitFor(t, 30*time.Second, "all rows", func() bool { return len(tbl.snapshot()) == len(want) })
-	lag := func(p string) float64 { return testutil.ToFloat64(e.metrics.ConsumerLag.WithLabelValues(e.worker.ConsumerGroup, inputTopic, p)) }
+	lag := func(p string) float64 {
+		return testutil.ToFloat64(e.metrics.ConsumerLag.WithLabelValues(e.worker.ConsumerGroup, inputTopic, p))
+	}
 	waitFor(t, 30*time.Second, "lag 0 on every partition", func() bool { return lag("0") == 0 && lag("1") == 0 && lag("2") == 0 })
 	waitFor(t, 30*time.Second, "ready", func() bool { return w.Ready(ctx) == nil })
 	if got := testutil.ToFloat64(e.metrics.Ready.WithLabelValues(workerName)); got != 1 {
