@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
@@ -19,8 +20,12 @@ import (
 func init() { register(newWorkerCmd) }
 
 type workerOptions struct {
-	dataDir     string
-	metricsAddr string
+	dataDir        string
+	metricsAddr    string
+	resetOffsets   string
+	stallTimeout   time.Duration
+	instanceID     string
+	sessionTimeout time.Duration
 }
 
 func newWorkerCmd(env *Env) *cobra.Command {
@@ -38,8 +43,23 @@ variables). A table without a configured location lives at
 --data/delta/<table_name>; it is created from <config-dir>/tables/<table>.yaml
 when absent.
 
+On partition assignment the table's stored offsets are checked against the
+partition's log. If they do not fit (the topic was recreated, the broker's
+data reset, records expired before they were written), that partition stops
+with an error saying so, /readyz fails and kpipe_partition_offset_mismatch
+is 1, rather than skipping new records silently. --reset-offsets earliest or
+latest tells the worker where to start such a partition instead.
+
+/readyz answers 503 with the reason while Kafka is unreachable, before the
+group has assigned partitions, while table storage is down, while a
+partition is stopped, and when records wait longer than --stall-timeout
+with nothing made durable; it answers 200 "degraded: ..." while ClaimX
+lookups fail and rows are written without them.
+
 The first SIGINT or SIGTERM stops cleanly: polling stops, buffered rows are
-flushed, offsets committed, and kpipe exits 0.`,
+flushed, offsets committed, and kpipe exits 0. A fatal error (credentials
+or authorization refused, instance id taken by another process, a table
+kpipe cannot write) exits non-zero with the cause logged at ERROR.`,
 		Example: `  KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 kpipe worker itel_cabinet_tracking_worker --data ./data`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -49,6 +69,10 @@ flushed, offsets committed, and kpipe exits 0.`,
 	f := cmd.Flags()
 	f.StringVar(&o.dataDir, "data", "data", "folder holding delta/<table> for tables without a configured location")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (empty: off)")
+	f.StringVar(&o.resetOffsets, "reset-offsets", "", "where to start a partition whose stored offsets do not fit its log: earliest or latest (default: stop that partition)")
+	f.DurationVar(&o.stallTimeout, "stall-timeout", pipeline.DefaultStallTimeout, "report not ready when records wait this long with nothing made durable")
+	f.StringVar(&o.instanceID, "instance-id", "", "static group member id (a pod name): a restarted worker takes its partitions back at once; unique per running process ($KPIPE_INSTANCE_ID)")
+	f.DurationVar(&o.sessionTimeout, "session-timeout", pipeline.DefaultSessionTimeout, "how long the group waits for a worker that stopped heartbeating before moving its partitions")
 	return cmd
 }
 
@@ -82,8 +106,20 @@ func runWorker(ctx context.Context, env *Env, name string, o workerOptions) erro
 	if err != nil {
 		return usage(err)
 	}
+	policy, err := pipeline.ParseResetPolicy(o.resetOffsets)
+	if err != nil {
+		return usage(err)
+	}
+	if o.instanceID == "" {
+		o.instanceID, _ = env.Getenv("KPIPE_INSTANCE_ID")
+	}
 	reg := metrics.NewRegistry()
 	m := metrics.New(reg)
+	wopts := []pipeline.WorkerOption{
+		pipeline.WithResetOffsets(policy),
+		pipeline.WithStallTimeout(o.stallTimeout),
+		pipeline.WithGroupOptions(pipeline.GroupOptions{InstanceID: o.instanceID, SessionTimeout: o.sessionTimeout}),
+	}
 	w, err := pipeline.NewWorker(ctx, wcfg, kopts, pipeline.DefaultRegistry(), pipeline.Deps{
 		WorkerName:  name,
 		Connections: cfg.Connections,
@@ -91,7 +127,7 @@ func runWorker(ctx context.Context, env *Env, name string, o workerOptions) erro
 		Logger:      log,
 		DataDir:     o.dataDir,
 		TableDefs:   pipeline.TableDefsFromDir(cfg.Dir),
-	})
+	}, wopts...)
 	if err != nil {
 		return usage(err)
 	}
