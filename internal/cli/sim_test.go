@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -20,16 +21,49 @@ import (
 	"kpipe/internal/sim"
 )
 
-// syncBuffer is an io.Writer safe for the command's goroutine and the test.
+// syncBuffer is an io.Writer safe for the command's goroutine and the test,
+// which can wait for what gets written.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	written chan struct{} // closed and replaced on every write
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.written != nil {
+		close(s.written)
+		s.written = nil
+	}
 	return s.b.Write(p)
+}
+
+// waitFor waits until the buffer matches re and returns the submatches. It
+// gives up when ctx ends or stop (may be nil) is closed, after a last look.
+func (s *syncBuffer) waitFor(ctx context.Context, re *regexp.Regexp, stop <-chan struct{}) ([]string, error) {
+	for {
+		s.mu.Lock()
+		m := re.FindStringSubmatch(s.b.String())
+		if s.written == nil {
+			s.written = make(chan struct{})
+		}
+		written := s.written
+		s.mu.Unlock()
+		if m != nil {
+			return m, nil
+		}
+		select {
+		case <-written:
+		case <-stop:
+			if m := re.FindStringSubmatch(s.String()); m != nil {
+				return m, nil
+			}
+			return nil, errors.New("the writer stopped")
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 func (s *syncBuffer) String() string {

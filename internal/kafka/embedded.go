@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -13,6 +14,14 @@ import (
 
 // DefaultHost is the address the embedded broker listens on by default.
 const DefaultHost = "127.0.0.1"
+
+// DefaultPort is the port the embedded broker listens on by default, Kafka's
+// usual one.
+const DefaultPort = 9092
+
+// DirMode is the mode of the folders kpipe creates for the broker's data:
+// owner and group only.
+const DirMode = 0o750
 
 // EmbeddedOptions configure StartEmbedded.
 type EmbeddedOptions struct {
@@ -25,6 +34,9 @@ type EmbeddedOptions struct {
 	// transaction state there, so a restarted broker carries on where it
 	// stopped. Empty keeps everything in memory.
 	DataDir string
+	// SyncWrites fsyncs every produced batch, so acknowledged records
+	// survive an operating-system crash, not only a killed process. Slower.
+	SyncWrites bool
 	// Logger receives the broker's warnings and errors. Nil discards them.
 	Logger *slog.Logger
 	// Extra are further kfake options (tests use them to shorten group
@@ -65,7 +77,14 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 		opts = append(opts, kfake.Ports(o.Port))
 	}
 	if o.DataDir != "" {
+		// kfake would create it 0755; the folder holds every record.
+		if err := os.MkdirAll(o.DataDir, DirMode); err != nil {
+			return nil, fmt.Errorf("embedded Kafka broker data folder: %w", err)
+		}
 		opts = append(opts, kfake.DataDir(o.DataDir))
+	}
+	if o.SyncWrites {
+		opts = append(opts, kfake.SyncWrites())
 	}
 	if o.Logger != nil {
 		opts = append(opts, kfake.WithLogger(kfakeLogger{o.Logger}))

@@ -1,0 +1,130 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// File modes of what the CLI creates itself: owner read-write, group read,
+// nothing for others.
+const (
+	fileMode os.FileMode = 0o640
+	dirMode  os.FileMode = 0o750
+)
+
+// ErrInUse means another running kpipe process holds a data folder (or a
+// Kafka identity) this one needs.
+var ErrInUse = errors.New("in use by another kpipe process")
+
+// InUseError tells which process holds what: a lock file in a data folder,
+// or a consumer group with live members.
+type InUseError struct {
+	// What is held: "data folder ./data", "consumer group g on 127.0.0.1:9092".
+	What string
+	// By describes the holder: "kpipe up (pid 1234)".
+	By string
+	// Hint says what to do about it.
+	Hint string
+}
+
+func (e *InUseError) Error() string {
+	msg := e.What + " is in use by " + e.By
+	if e.Hint != "" {
+		msg += ": " + e.Hint
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrInUse) true.
+func (e *InUseError) Is(target error) bool { return target == ErrInUse }
+
+// dirLock is an exclusive advisory lock on a file in a data folder, held
+// while the process runs. The kernel drops it when the process dies (even by
+// kill -9), so a lock file left by a dead process is taken over at once; the
+// file keeps the holder's pid only to name it in the error.
+type dirLock struct {
+	f    *os.File
+	path string
+}
+
+// acquireLock creates dir (0750) when missing and locks dir/name for what
+// ("kpipe up"). When another live process holds it the error is an
+// *InUseError naming that process's pid.
+func acquireLock(dir, name, what string) (*dirLock, error) {
+	if err := os.MkdirAll(dir, dirMode); err != nil {
+		return nil, fmt.Errorf("creating data folder: %w", err)
+	}
+	path := filepath.Join(dir, name)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, fileMode)
+	if err != nil {
+		return nil, fmt.Errorf("opening lock file: %w", err)
+	}
+	held, err := tryLock(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	if held {
+		owner := readLockOwner(path)
+		f.Close()
+		return nil, &InUseError{
+			What: "data folder " + dir,
+			By:   owner,
+			Hint: "stop it first, or give this one another data folder (lock file " + path + ")",
+		}
+	}
+	if err := f.Truncate(0); err == nil {
+		_, err = f.WriteAt([]byte(what+"\n"+strconv.Itoa(os.Getpid())+"\n"), 0)
+		if err == nil {
+			err = f.Sync()
+		}
+	}
+	if err != nil {
+		unlock(f)
+		f.Close()
+		return nil, fmt.Errorf("writing lock file %s: %w", path, err)
+	}
+	return &dirLock{f: f, path: path}, nil
+}
+
+// readLockOwner describes the process named in a lock file.
+func readLockOwner(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "another process"
+	}
+	var what, pid string
+	for i, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		switch i {
+		case 0:
+			what = strings.TrimSpace(l)
+		case 1:
+			pid = strings.TrimSpace(l)
+		}
+	}
+	switch {
+	case what != "" && pid != "":
+		return fmt.Sprintf("%s (pid %s)", what, pid)
+	case what != "":
+		return what
+	default:
+		return "another process"
+	}
+}
+
+// release empties the lock file and drops the lock. The file stays: removing
+// it would let a process that opened it just before lock a file nobody else
+// sees.
+func (l *dirLock) release() {
+	if l == nil || l.f == nil {
+		return
+	}
+	_ = l.f.Truncate(0)
+	unlock(l.f)
+	l.f.Close()
+	l.f = nil
+}
