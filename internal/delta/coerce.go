@@ -101,6 +101,12 @@ func goTypeName(v any) string {
 	if it, ok := valueType(v); ok {
 		return it.String()
 	}
+	switch v.(type) {
+	case map[string]any:
+		return "object"
+	case []any:
+		return "array"
+	}
 	return fmt.Sprintf("%T", v)
 }
 

@@ -28,6 +28,17 @@ var (
 	// ErrConstraint is wrapped by errors about rows violating a table invariant
 	// or CHECK constraint, or a write the table's properties forbid.
 	ErrConstraint = errors.New("delta: constraint violated")
+	// ErrTooDeep is wrapped by the *SchemaError of a row whose values nest
+	// deeper than a Parquet file can encode (255 definition or repetition
+	// levels): a column of the evolved schema, or a value, too deep. With
+	// AppendOptions.RejectBadRows such a row is rejected like any other
+	// misfit; errors.Is(se, ErrTooDeep) tells it apart from a type conflict.
+	ErrTooDeep = errors.New("delta: nested too deep")
+	// ErrEncoding is wrapped by errors about a panic recovered inside the
+	// Parquet encoder. For a row (a *SchemaError, rejected with
+	// RejectBadRows) it means the row triggered a writer limit this package
+	// does not check by itself; for a whole file it fails the Append.
+	ErrEncoding = errors.New("delta: parquet encoder panicked")
 )
 
 // SchemaError reports a value or type that does not fit the table schema.

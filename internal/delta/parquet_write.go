@@ -111,6 +111,10 @@ type statCol struct {
 }
 
 func newWritePlan(data *StructType, numIndexedCols int) (*writePlan, error) {
+	// Levels beyond a byte panic inside parquet-go: refuse the schema first.
+	if err := checkLevels(data); err != nil {
+		return nil, err
+	}
 	p := &writePlan{}
 	col := 0
 	leafIdx := 0
@@ -309,6 +313,9 @@ type fileEncoder struct {
 	// rootIgnored is how many of the plan's ignored keys the current row
 	// has, or -1 when unknown (then writeStruct looks them up).
 	rootIgnored int
+	// casts are the Append's AppendOptions.Casts, by column path; they are
+	// looked up only for a value of another type than its column's.
+	casts map[string]Cast
 }
 
 // newFileEncoder returns an encoder of p, reused from p's pool when one is
@@ -332,6 +339,7 @@ func newFileEncoder(p *writePlan, capRows int) *fileEncoder {
 // release clears e (so the pool pins no row data) and pools it.
 func (e *fileEncoder) release() {
 	e.reset()
+	e.casts = nil
 	e.plan.encoders.Put(e)
 }
 
@@ -573,7 +581,7 @@ func (e *fileEncoder) appendValue(c int, v parquet.Value, rep, def int) {
 }
 
 func (e *fileEncoder) writeCoerced(n *wnode, v any, rep int, observe bool) error {
-	pv, err := encodeLeaf(n, v)
+	pv, err := encodeLeaf(n, v, e.casts[n.path])
 	if err != nil {
 		return err
 	}
@@ -636,8 +644,8 @@ func (e *fileEncoder) observeInt(stat int, x int64) {
 func unsafeBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // encodeLeaf converts a Go value to the Parquet value of a leaf column.
-func encodeLeaf(n *wnode, v any) (parquet.Value, error) {
-	c, err := coerceValue(n.typ, v, n.path)
+func encodeLeaf(n *wnode, v any, cast Cast) (parquet.Value, error) {
+	c, err := castValue(n.typ, v, n.path, cast)
 	if err != nil {
 		return parquet.Value{}, err
 	}
@@ -721,14 +729,19 @@ func (e *fileEncoder) flush() error {
 
 // encode writes the rows not yet flushed and returns the zstd-compressed
 // Parquet file.
-func (e *fileEncoder) encode() ([]byte, error) {
+func (e *fileEncoder) encode() (data []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			data, err = nil, filePanic(p)
+		}
+	}()
 	if err := e.flush(); err != nil {
 		return nil, err
 	}
 	if err := e.w.Close(); err != nil {
 		return nil, fmt.Errorf("encoding parquet: %w", err)
 	}
-	data := e.buf.Bytes()
+	data = e.buf.Bytes()
 	e.plan.sizeHint.Store(int64(len(data)))
 	return data, nil
 }

@@ -45,7 +45,34 @@ type AppendOptions struct {
 	// Append checks every row once, commits the others and reports the
 	// rejected ones in CommitResult.Rejected. See Append.
 	RejectBadRows bool
-	Hooks         Hooks
+	// Casts allow, per column, a conversion between JSON types that the
+	// strict default refuses (see Cast): the key is the column path as
+	// SchemaError.Path spells it ("event_type", "task.status",
+	// "tags[]"), e.g. {"task_id": CastFromString} to store "32513" in a
+	// long column. A cast that cannot convert into its column's type (a
+	// CastToString for a long column) fails the Append; a path the schema
+	// does not have is ignored (the column may come later by evolution).
+	Casts map[string]Cast
+	// BeforeCommit, when set, is called once by every Append that commits
+	// or rejects rows, after every row was checked and the data files were
+	// written, before the log entry is committed, with the rejected rows
+	// (CommitResult.Rejected's value; empty when none). It is where a
+	// caller makes the records of rejected rows durable before the commit
+	// that moves past them (its txn versions). If it returns an error,
+	// Append commits nothing and returns that error; the data files stay
+	// unreferenced, as after a crash.
+	//
+	// It is called before the first commit attempt only: an attempt that
+	// loses the race against a concurrent blind append is retried at the
+	// next version with the same files, rows and rejections, so the
+	// records BeforeCommit made durable still describe it. When Append
+	// fails after BeforeCommit returned (a *ConflictError, a storage
+	// error), nothing was committed and the caller's retry calls it again
+	// for the same rows: records published from it are at-least-once.
+	// When every row is rejected it is called too, and then nothing is
+	// committed at all (see Append).
+	BeforeCommit func(rejected []*SchemaError) error
+	Hooks        Hooks
 }
 
 // DefaultMinRowsPerFile is AppendOptions.MinRowsPerFile's default: a
@@ -111,6 +138,9 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 	if err := checkTxns(snap, opts.Txns); err != nil {
 		return CommitResult{}, err
 	}
+	if err := checkCasts(snap.metadata.Schema, opts.Casts); err != nil {
+		return CommitResult{}, err
+	}
 
 	// Rows are shredded against the current schema first: when they all fit,
 	// schema evolution has nothing to add (evolveRow changes the schema only
@@ -122,35 +152,60 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 	if minRows == 0 {
 		minRows = DefaultMinRowsPerFile
 	}
-	shred, err := t.shredRows(snap, schema, rows, minRows)
+	shred, err := t.shredRows(snap, schema, rows, minRows, opts.Casts)
 	var rejected []*SchemaError
 	switch {
 	case err == nil:
 	case opts.RejectBadRows && isSchemaError(err):
 		var good []map[string]any
-		schema, good, rejected, err = t.checkRows(snap, rows, opts.SchemaEvolution)
+		schema, good, rejected, err = t.checkRows(snap, rows, opts.SchemaEvolution, opts.Casts)
 		if err != nil {
 			return CommitResult{}, err
 		}
 		if len(good) == 0 {
+			if opts.BeforeCommit != nil {
+				if err := opts.BeforeCommit(rejected); err != nil {
+					return CommitResult{}, err
+				}
+			}
 			return CommitResult{Version: snap.version, Rejected: rejected}, nil
 		}
-		shred, err = t.shredRows(snap, schema, good, minRows)
+		shred, err = t.shredRows(snap, schema, good, minRows, opts.Casts)
 		if err != nil {
 			// checkRows shredded each good row against this schema.
 			return CommitResult{}, fmt.Errorf("delta: rows checked one by one fail together: %w", err)
 		}
 	case opts.SchemaEvolution:
 		order := declaredOrder(snap)
+		// checkedWith[i] is the schema after row i's evolution: the
+		// untypeable values it holds at keys that schema lacks are stored
+		// as null, as by an Append of its own (see checkRows).
+		checkedWith := make([]*StructType, len(rows))
 		for i, r := range rows {
 			ns, eerr := evolveRow(schema, r, order)
+			if eerr == nil && ns != schema {
+				eerr = checkLevels(ns)
+			}
 			if eerr != nil {
 				return CommitResult{}, withRow(eerr, i)
 			}
 			schema = ns
+			checkedWith[i] = ns
 		}
 		if schema != snap.metadata.Schema {
-			shred, err = t.shredRows(snap, schema, rows, minRows)
+			copied := false
+			for i, r := range rows {
+				if checkedWith[i] == schema {
+					continue
+				}
+				if nr, changed := dropUntypeable(checkedWith[i], r); changed {
+					if !copied {
+						rows, copied = slices.Clone(rows), true
+					}
+					rows[i] = nr
+				}
+			}
+			shred, err = t.shredRows(snap, schema, rows, minRows, opts.Casts)
 		}
 	}
 	if err != nil {
@@ -164,6 +219,11 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 	}
 	if opts.Hooks.AfterDataFiles != nil {
 		if err := opts.Hooks.AfterDataFiles(); err != nil {
+			return CommitResult{}, err
+		}
+	}
+	if opts.BeforeCommit != nil {
+		if err := opts.BeforeCommit(rejected); err != nil {
 			return CommitResult{}, err
 		}
 	}
@@ -304,134 +364,6 @@ func isSchemaError(err error) bool {
 	return errors.As(err, &se)
 }
 
-// checkRows is Append's row-by-row pass for RejectBadRows: it evolves the
-// schema with each row (when evolve is set) and shreds the row alone
-// against it, partition values included. A row that fails is rejected and
-// its evolution dropped; one that fails only for a key nothing could be
-// inferred from yet is checked again after the others. It returns the final schema, the rows that fit
-// (in order) and the rejected ones. Each row is shredded once into a
-// scratch encoder, so the pass is linear in the rows.
-func (t *Table) checkRows(snap *Snapshot, rows []map[string]any, evolve bool) (*StructType, []map[string]any, []*SchemaError, error) {
-	schema := snap.metadata.Schema
-	var order []string
-	if evolve {
-		order = declaredOrder(snap)
-	}
-	partCols := snap.metadata.PartitionColumns
-	var (
-		plan     *writePlan
-		planOf   *StructType
-		enc      *fileEncoder
-		good     = make([]map[string]any, 0, len(rows))
-		rejected []*SchemaError
-	)
-	defer func() {
-		if enc != nil {
-			enc.release()
-		}
-	}()
-	reject := func(i int, err error) error {
-		var se *SchemaError
-		if !errors.As(err, &se) {
-			return err
-		}
-		rejected = append(rejected, withRow(se, i).(*SchemaError))
-		return nil
-	}
-	// check evolves the schema with row i and shreds it alone; fit reports
-	// whether it fits. With final set, a row whose only fault is a key the
-	// schema lacks (a value nothing could be inferred from yet, such as an
-	// empty array) is deferred, as a later row may add the field.
-	ok := make([]bool, len(rows))
-	var deferred []int
-	check := func(i int, final bool) error {
-		r := rows[i]
-		ns := schema
-		if evolve {
-			var err error
-			if ns, err = evolveRow(schema, r, order); err != nil {
-				return reject(i, err)
-			}
-		}
-		if ns != planOf {
-			p, err := t.writePlanFor(snap, ns)
-			if err != nil {
-				return err
-			}
-			if enc != nil {
-				enc.release()
-			}
-			plan, planOf, enc = p, ns, nil
-		}
-		if enc == nil {
-			enc = newFileEncoder(plan, 1)
-		}
-		err := checkPartitionValues(ns, partCols, r)
-		if err == nil {
-			err = enc.addRow(r, -1)
-		}
-		if err != nil {
-			// A failed row leaves the encoder unusable: take a fresh one.
-			enc.release()
-			enc = nil
-			if !final && evolve && errors.Is(err, errUnknownField) {
-				deferred = append(deferred, i)
-				return nil
-			}
-			return reject(i, err)
-		}
-		enc.reset()
-		schema = ns
-		ok[i] = true
-		return nil
-	}
-	for i := range rows {
-		if err := check(i, false); err != nil {
-			return nil, nil, nil, err
-		}
-	}
-	for _, i := range deferred {
-		if err := check(i, true); err != nil {
-			return nil, nil, nil, err
-		}
-	}
-	slices.SortFunc(rejected, func(a, b *SchemaError) int { return a.Row - b.Row })
-	for i, r := range rows {
-		if ok[i] {
-			good = append(good, r)
-		}
-	}
-	return schema, good, rejected, nil
-}
-
-// checkPartitionValues checks row's partition values as groupChunk does.
-func checkPartitionValues(schema *StructType, partCols []string, row map[string]any) error {
-	for _, pc := range partCols {
-		f := schema.Field(pc)
-		if f == nil {
-			return fmt.Errorf("%w: partition column %q not in schema", ErrCorruptLog, pc)
-		}
-		v := row[pc]
-		if _, ok := appendPartitionKey(nil, f.Type, v); ok {
-			continue
-		}
-		c, err := coerceValue(f.Type, v, pc)
-		if err != nil {
-			return err
-		}
-		if c == nil {
-			if !f.Nullable {
-				return &SchemaError{Row: -1, Path: pc, Reason: "null in NOT NULL partition column"}
-			}
-			continue
-		}
-		if _, err := serializePartitionValue(f.Type, c); err != nil {
-			return &SchemaError{Row: -1, Path: pc, Reason: err.Error()}
-		}
-	}
-	return nil
-}
-
 func withRow(err error, row int) error {
 	var se *SchemaError
 	if errors.As(err, &se) {
@@ -547,7 +479,7 @@ func (t *Table) writePlanFor(snap *Snapshot, schema *StructType) (*writePlan, er
 // (see Append) and shreds the files in parallel, encoding them in memory as
 // it goes. A row that does not fit fails the call with a *SchemaError
 // naming the lowest such row, before anything is written to storage.
-func (t *Table) shredRows(snap *Snapshot, schema *StructType, rows []map[string]any, minRowsPerFile int) (*shreddedRows, error) {
+func (t *Table) shredRows(snap *Snapshot, schema *StructType, rows []map[string]any, minRowsPerFile int, casts map[string]Cast) (*shreddedRows, error) {
 	if len(rows) == 0 {
 		return &shreddedRows{}, nil
 	}
@@ -556,7 +488,7 @@ func (t *Table) shredRows(snap *Snapshot, schema *StructType, rows []map[string]
 	if err != nil {
 		return nil, err
 	}
-	groups, present, err := groupRows(schema, partCols, rows)
+	groups, present, err := groupRows(schema, partCols, rows, casts)
 	if err != nil {
 		return nil, err
 	}
@@ -566,7 +498,17 @@ func (t *Table) shredRows(snap *Snapshot, schema *StructType, rows []map[string]
 	forEachGroup(len(files), func(fi int) {
 		f := files[fi]
 		f.enc = newFileEncoder(plan, len(f.rows))
+		f.enc.casts = casts
+		cur := -1
+		defer func() {
+			// A panic of the encoder is the current row's error, not a
+			// crash of the process.
+			if p := recover(); p != nil {
+				errs[fi] = withRow(rowPanic(p), cur)
+			}
+		}()
 		for _, i := range f.rows {
+			cur = i
 			// present[i] saves looking the partition keys up again.
 			keys := -1
 			if present != nil {
@@ -607,7 +549,7 @@ func splitGroups(groups []*partGroup, minRows, procs int) []*dataFile {
 // groupByPartition splits rows by their partition values, in order of
 // first appearance.
 func groupByPartition(schema *StructType, partCols []string, rows []map[string]any) ([]*partGroup, error) {
-	groups, _, err := groupRows(schema, partCols, rows)
+	groups, _, err := groupRows(schema, partCols, rows, nil)
 	return groups, err
 }
 
@@ -617,7 +559,7 @@ const groupChunkRows = 2048
 // groupRows is groupByPartition that also returns, when non-nil, how many
 // of partCols each row has as keys (null or not), which shredding needs.
 // Large inputs are grouped in parallel chunks and merged in order.
-func groupRows(schema *StructType, partCols []string, rows []map[string]any) ([]*partGroup, []uint8, error) {
+func groupRows(schema *StructType, partCols []string, rows []map[string]any, casts map[string]Cast) ([]*partGroup, []uint8, error) {
 	fields := make([]*StructField, len(partCols))
 	for i, pc := range partCols {
 		if fields[i] = schema.Field(pc); fields[i] == nil {
@@ -630,14 +572,14 @@ func groupRows(schema *StructType, partCols []string, rows []map[string]any) ([]
 	}
 	nchunks := min(runtime.GOMAXPROCS(0), len(rows)/groupChunkRows)
 	if nchunks <= 1 {
-		groups, err := groupChunk(fields, partCols, rows, 0, len(rows), present)
+		groups, err := groupChunk(fields, partCols, rows, 0, len(rows), present, casts)
 		return groups, present, err
 	}
 	chunks := make([][]*partGroup, nchunks)
 	errs := make([]error, nchunks)
 	forEachGroup(nchunks, func(c int) {
 		lo, hi := c*len(rows)/nchunks, (c+1)*len(rows)/nchunks
-		chunks[c], errs[c] = groupChunk(fields, partCols, rows, lo, hi, present)
+		chunks[c], errs[c] = groupChunk(fields, partCols, rows, lo, hi, present, casts)
 	})
 	// Chunks are in row order, so the first error is the lowest row's.
 	for _, err := range errs {
@@ -674,7 +616,7 @@ func hasDuplicates(s []string) bool {
 
 // groupChunk groups rows[lo:hi] in order of first appearance and records
 // present[i] for each row (when present is non-nil).
-func groupChunk(fields []*StructField, partCols []string, rows []map[string]any, lo, hi int, present []uint8) ([]*partGroup, error) {
+func groupChunk(fields []*StructField, partCols []string, rows []map[string]any, lo, hi int, present []uint8, casts map[string]Cast) ([]*partGroup, error) {
 	// A row's key is each partition value, length-prefixed (uvarint of
 	// length+1; 0 for null), so no two distinct value lists share a key.
 	var groups []*partGroup
@@ -695,7 +637,7 @@ func groupChunk(fields []*StructField, partCols []string, rows []map[string]any,
 				n++
 			}
 			if val, ok = appendPartitionKey(val[:0], f.Type, v); !ok {
-				c, err := coerceValue(f.Type, v, pc)
+				c, err := castValue(f.Type, v, pc, casts[pc])
 				if err != nil {
 					return nil, withRow(err, i)
 				}
