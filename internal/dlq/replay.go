@@ -48,8 +48,35 @@ type Stats struct {
 	// would be), by error class.
 	Replayed map[string]int
 	// Skipped counts records left alone, by reason: "row_written",
-	// "class", "since", "undecodable".
+	// "class", "since", "undecodable", "truncated".
 	Skipped map[string]int
+	// Truncated lists the records skipped because they keep only a prefix
+	// of their original (it exceeded the error topic's size limit): the
+	// message is gone from the error topic, and its length and SHA-256
+	// identify it in the source topic, if that still holds it.
+	Truncated []TruncatedOriginal
+}
+
+// TruncatedOriginal names a record Replay refused because its original was
+// cut.
+type TruncatedOriginal struct {
+	// ErrorPartition and ErrorOffset locate the error record.
+	ErrorPartition int32
+	ErrorOffset    int64
+	// Topic, Partition and Offset locate the original message.
+	Topic     string
+	Partition int32
+	Offset    int64
+	// Length and SHA256 (hex) describe the whole original.
+	Length int
+	SHA256 string
+	Class  string
+}
+
+// String says what was refused and why, for an operator.
+func (t TruncatedOriginal) String() string {
+	return fmt.Sprintf("error record %d/%d: the original of %s/%d/%d (%d bytes, sha256 %s) exceeded the error topic's size limit and was cut; it cannot be replayed from here",
+		t.ErrorPartition, t.ErrorOffset, t.Topic, t.Partition, t.Offset, t.Length, t.SHA256)
 }
 
 // Total is the number of records replayed.
@@ -63,7 +90,9 @@ func (s Stats) Total() int {
 
 // Replay re-injects the error records of o.ErrorTopic that pass its
 // filters: each record's original bytes and key go back to the topic it was
-// consumed from, with AttemptHeader set. It reads up to the end of the topic
+// consumed from, with AttemptHeader set. A record whose original was cut
+// (original_truncated) is never re-injected: it is counted under Skipped
+// "truncated" and listed in Stats.Truncated. It reads up to the end of the topic
 // as it is when Replay starts, then commits the group's offsets (unless a
 // dry run) once every replayed record is acknowledged. cl must not be a
 // consumer already; Replay builds its own consumer from seeds.
@@ -147,12 +176,15 @@ func Replay(ctx context.Context, cl *kgo.Client, seeds []kgo.Opt, o ReplayOption
 				return
 			}
 			st.Read++
-			if out, reason := replayable(r, o); reason != "" {
+			var rec Record
+			if out, reason := replayable(r, &rec, o); reason != "" {
 				st.Skipped[reason]++
+				if reason == "truncated" {
+					st.Truncated = append(st.Truncated, TruncatedOriginal{ErrorPartition: r.Partition, ErrorOffset: r.Offset,
+						Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Length: rec.OriginalLength, SHA256: rec.OriginalSHA256, Class: rec.Class})
+				}
 			} else {
 				produced = append(produced, out)
-				var rec Record
-				_ = json.Unmarshal(r.Value, &rec)
 				st.Replayed[rec.Class]++
 			}
 			reached[r.Partition] = r.Offset + 1
@@ -181,13 +213,13 @@ func Replay(ctx context.Context, cl *kgo.Client, seeds []kgo.Opt, o ReplayOption
 	return st, nil
 }
 
-// replayable returns the record to produce for the error record r, or why
-// it is skipped.
-func replayable(r *kgo.Record, o ReplayOptions) (*kgo.Record, string) {
-	var rec Record
-	if err := json.Unmarshal(r.Value, &rec); err != nil || rec.Topic == "" {
+// replayable decodes the error record r into rec and returns the record to
+// produce for it, or why it is skipped.
+func replayable(r *kgo.Record, rec *Record, o ReplayOptions) (*kgo.Record, string) {
+	if err := json.Unmarshal(r.Value, rec); err != nil || rec.Topic == "" {
 		return nil, "undecodable"
 	}
+	original, whole := rec.OriginalBytes()
 	switch {
 	case rec.RowWritten && !o.IncludeWritten:
 		return nil, "row_written"
@@ -195,12 +227,15 @@ func replayable(r *kgo.Record, o ReplayOptions) (*kgo.Record, string) {
 		return nil, "class"
 	case !o.Since.IsZero() && rec.FailedAt.Before(o.Since):
 		return nil, "since"
+	case !whole:
+		// Re-injecting a prefix would make a new, broken message.
+		return nil, "truncated"
 	}
 	topic := rec.Topic
 	if o.To != "" {
 		topic = o.To
 	}
-	out := &kgo.Record{Topic: topic, Value: rec.OriginalBase64,
+	out := &kgo.Record{Topic: topic, Value: original,
 		Headers: []kgo.RecordHeader{{Key: AttemptHeader, Value: []byte(strconv.Itoa(max(rec.Attempt, 1) + 1))}}}
 	if rec.Key != "" {
 		out.Key = []byte(rec.Key)

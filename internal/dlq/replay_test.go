@@ -2,8 +2,10 @@ package dlq
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/sha256"
+	"encoding/hex"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,7 +37,7 @@ func newCluster(t *testing.T) (*kgo.Client, []kgo.Opt) {
 func publish(t *testing.T, cl *kgo.Client, recs ...Record) {
 	t.Helper()
 	for _, r := range recs {
-		b, err := json.Marshal(r)
+		b, err := r.Marshal(64 << 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -126,6 +128,45 @@ func TestReplay(t *testing.T) {
 	}
 	if n := len(readInput(t, seeds, 2)); n != 2 {
 		t.Fatalf("input holds %d records after a second replay, want 2", n)
+	}
+}
+
+// TestReplayTruncated checks that a record whose original was cut is
+// refused, counted and listed, while whole originals of every form (JSON,
+// base64, non-UTF-8) replay byte for byte.
+func TestReplayTruncated(t *testing.T) {
+	cl, seeds := newCluster(t)
+	big := []byte(`{"event_id":"big","pad":"` + strings.Repeat("x", 100_000) + `"}`)
+	cut := rec("validation", string(big), false, 1)
+	cut.Offset = 77
+	binary := rec("malformed", "\xff\xfe{", false, 1)
+	spaced := rec("validation", `{"event_id": "s", "a": [1, 2]}`, false, 1)
+	publish(t, cl, cut, binary, spaced) // the 64 KiB limit cuts big
+
+	st, err := Replay(t.Context(), cl, seeds, ReplayOptions{ErrorTopic: errTopic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Read != 3 || st.Total() != 2 || st.Skipped["truncated"] != 1 || len(st.Truncated) != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	sum := sha256.Sum256(big)
+	tr := st.Truncated[0]
+	if tr.Topic != input || tr.Offset != 77 || tr.Length != len(big) || tr.SHA256 != hex.EncodeToString(sum[:]) {
+		t.Errorf("truncated %+v", tr)
+	}
+	if msg := tr.String(); !strings.Contains(msg, "cannot be replayed") || !strings.Contains(msg, tr.SHA256) {
+		t.Errorf("message %q", msg)
+	}
+	want := map[string]bool{"\xff\xfe{": true, `{"event_id": "s", "a": [1, 2]}`: true}
+	for _, r := range readInput(t, seeds, 2) {
+		if !want[string(r.Value)] {
+			t.Fatalf("replayed %q", r.Value)
+		}
+		delete(want, string(r.Value))
+	}
+	if len(want) != 0 {
+		t.Fatalf("not replayed: %v", want)
 	}
 }
 
