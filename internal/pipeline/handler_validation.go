@@ -7,6 +7,7 @@ import (
 	"math"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/expr-lang/expr"
@@ -199,10 +200,10 @@ func (cr *compiledRule) check(fields map[string]any) error {
 		return Errorf(ClassValidation, cr.field+"."+rule, "field %q: "+format, append([]any{cr.field}, args...)...)
 	}
 	if cr.r.Type != "" && !hasType(val, cr.r.Type) {
-		return fail("type", "is %s, want %s", typeName(val), cr.r.Type)
+		return fail("type", "is %s, want %s %s", jsonValue(val), article(cr.r.Type), cr.r.Type)
 	}
 	if cr.r.Equals != nil && !valuesEqual(val, cr.r.Equals) {
-		return fail("equals", "is %v, want %v", val, cr.r.Equals)
+		return fail("equals", "is %s, want %s", jsonValue(val), jsonValue(cr.r.Equals))
 	}
 	if cr.in != nil {
 		found := false
@@ -213,13 +214,13 @@ func (cr *compiledRule) check(fields map[string]any) error {
 			}
 		}
 		if !found {
-			return fail("in", "%v is not one of %v", val, cr.in)
+			return fail("in", "is %s, want one of %s", jsonValue(val), jsonValues(cr.in))
 		}
 	}
 	if cr.re != nil {
 		s, ok := val.(string)
 		if !ok {
-			return fail("regex", "is %s, not a string", typeName(val))
+			return fail("regex", "is %s, want a string", jsonValue(val))
 		}
 		if !cr.re.MatchString(s) {
 			return fail("regex", "%q does not match %s", s, cr.re)
@@ -228,13 +229,13 @@ func (cr *compiledRule) check(fields map[string]any) error {
 	if cr.r.Min != nil || cr.r.Max != nil {
 		n, ok := measure(val)
 		if !ok {
-			return fail("min", "is %s, not a number, string or array", typeName(val))
+			return fail("min", "is %s, want a number, a string or an array", jsonValue(val))
 		}
 		if cr.r.Min != nil && n < *cr.r.Min {
-			return fail("min", "%v is below %v", val, *cr.r.Min)
+			return fail("min", "is %s, below the minimum %v", jsonValue(val), *cr.r.Min)
 		}
 		if cr.r.Max != nil && n > *cr.r.Max {
-			return fail("max", "%v is above %v", val, *cr.r.Max)
+			return fail("max", "is %s, above the maximum %v", jsonValue(val), *cr.r.Max)
 		}
 	}
 	return nil
@@ -315,6 +316,47 @@ func typeName(v any) string {
 		return "null"
 	}
 	return fmt.Sprintf("%T", v)
+}
+
+// jsonValue describes a decoded JSON value with its JSON type, so that a
+// message tells the string "32513" from the number 32513.
+func jsonValue(v any) string {
+	const most = 80
+	switch t := v.(type) {
+	case string:
+		q := strconv.Quote(t)
+		if len(q) > most {
+			q = q[:most] + `…"`
+		}
+		return "the string " + q
+	case int64, int, float64:
+		return fmt.Sprintf("the number %v", t)
+	case bool:
+		return fmt.Sprintf("the boolean %v", t)
+	case nil:
+		return "null"
+	case map[string]any:
+		return fmt.Sprintf("an object of %d fields", len(t))
+	case []any:
+		return fmt.Sprintf("an array of %d values", len(t))
+	}
+	return fmt.Sprintf("a %T", v)
+}
+
+func jsonValues(vs []any) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = jsonValue(v)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func article(typ string) string {
+	switch typ {
+	case "integer", "object", "array":
+		return "an"
+	}
+	return "a"
 }
 
 func sortedKeys[V any](m map[string]V) []string {
