@@ -94,6 +94,7 @@ func WithLogger(l *slog.Logger) ClientOption { return func(c *Client) { c.log = 
 // many requests start per second. Retry waits do not hold a concurrency slot.
 type Client struct {
 	name          string
+	host          string
 	base          string
 	header        http.Header
 	hc            *http.Client
@@ -130,6 +131,7 @@ func NewClient(conn *config.Connection, opts ...ClientOption) (*Client, error) {
 	}
 	c := &Client{
 		name:          name,
+		host:          u.Host,
 		base:          strings.TrimRight(u.String(), "/"),
 		header:        make(http.Header, len(conn.Headers)+2),
 		timeout:       orDuration(conn.Timeout(), DefaultTimeout),
@@ -273,7 +275,7 @@ func (c *Client) do(ctx context.Context, path, rawQuery string, fn func([]byte) 
 			r.status, r.body = last.status, last.body
 		}
 		last = r
-		he := &HTTPError{Connection: c.name, Method: http.MethodGet, URL: shown, Status: r.status, Attempts: attempt, Body: r.body, Err: r.err}
+		he := &HTTPError{Connection: c.name, Host: c.host, Method: http.MethodGet, URL: shown, Status: r.status, Attempts: attempt, Body: r.body, Err: r.err}
 		if err := ctx.Err(); err != nil {
 			he.Err = err
 			return he

@@ -17,6 +17,8 @@ var ErrMalformedBody = errors.New("malformed response body")
 type HTTPError struct {
 	// Connection is the connection's name.
 	Connection string
+	// Host is the API's host (and port), from the connection's base_url.
+	Host string
 	// Method and URL (path and query, no host, no credentials).
 	Method string
 	URL    string
@@ -41,6 +43,11 @@ func (e *HTTPError) Error() string {
 	var b strings.Builder
 	if e.Connection != "" {
 		b.WriteString(e.Connection)
+		if e.Host != "" {
+			b.WriteString(" (")
+			b.WriteString(e.Host)
+			b.WriteByte(')')
+		}
 		b.WriteString(": ")
 	}
 	b.WriteString(e.Method)

@@ -2,13 +2,15 @@ package enrich
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/maypok86/otter/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,14 +21,57 @@ import (
 	"kpipe/internal/plugin"
 )
 
-// Reasons an event goes to the error topic (label values of
-// kpipe_enrich_events_failed_total and error_class of the error record).
+// Classes of error records (error_class of the record published to
+// claimx.enrichment.errors, and the reason label of
+// kpipe_enrich_events_failed_total). Every consumed event ends as the
+// plugins' records, a skip counted by reason (Skip*), or one error record
+// of one of these classes.
 const (
-	ReasonMalformed      = "malformed"       // not JSON, or not a ClaimX event
-	ReasonNotFound       = "not_found"       // the API has no such assignment or project
-	ReasonAPIUnavailable = "api_unavailable" // 5xx, 429, timeouts, network: after the connection's retries
-	ReasonLookupFailed   = "lookup_failed"   // any other API failure (4xx, auth)
+	// ReasonMalformed: not UTF-8, not JSON, not a ClaimX event, or missing
+	// a field its type requires (a CUSTOM_TASK_* event without
+	// task_assignment_id).
+	ReasonMalformed = "malformed"
+	// ReasonUnknownEventType: an event_type that is not one of ClaimX's
+	// known types (claimx.Event* constants). Replay once kpipe knows it.
+	ReasonUnknownEventType = "unknown_event_type"
+	// ReasonNotFound: the API has no such assignment or project (404).
+	ReasonNotFound = "not_found"
+	// ReasonAPIUnavailable: 5xx, 429, timeouts, network errors for this
+	// event's lookups through Options.RetryAttempts rounds in which ClaimX
+	// answered other requests. While ClaimX answers nothing, events wait
+	// instead (the worker pauses).
+	ReasonAPIUnavailable = "api_unavailable"
+	// ReasonLookupFailed: any other API failure (4xx, auth, bad body).
+	ReasonLookupFailed = "lookup_failed"
+	// ReasonPluginFailed: a plugin returned an error (or panicked) for the
+	// event; the records other plugins made for it are still published.
+	ReasonPluginFailed = "plugin_failed"
+	// ReasonTooLarge: a record a plugin made for the event is larger than
+	// Options.MaxRecordBytes, or Kafka refused it.
+	ReasonTooLarge = "too_large"
 )
+
+var failReasons = []string{ReasonMalformed, ReasonUnknownEventType, ReasonNotFound, ReasonAPIUnavailable, ReasonLookupFailed, ReasonPluginFailed, ReasonTooLarge}
+
+// Reasons of kpipe_skipped_total{worker="claimx_enrichment_worker"}: events
+// deliberately not turned into output.
+const (
+	// SkipNonTaskEvent: a known event type that is not a task event
+	// (PROJECT_*, POLICYHOLDER_*, VIDEO_COLLABORATION_*) for which no plugin
+	// made a record.
+	SkipNonTaskEvent = "non_task_event"
+	// SkipNoTrigger: a task event for which no plugin made a record (its
+	// task template or status has no trigger).
+	SkipNoTrigger = "no_trigger"
+)
+
+// knownEventTypes are the event types ClaimX sends.
+var knownEventTypes = map[string]bool{
+	claimx.EventProjectCreated: true, claimx.EventProjectFileAdded: true, claimx.EventProjectMFNAdded: true,
+	claimx.EventCustomTaskAssigned: true, claimx.EventCustomTaskUpdated: true, claimx.EventCustomTaskStatusChanged: true,
+	claimx.EventCustomTaskCompleted: true, claimx.EventPolicyholderInvited: true, claimx.EventPolicyholderJoined: true,
+	claimx.EventVideoCollaborationInviteSent: true, claimx.EventVideoCollaborationCompleted: true,
+}
 
 // ErrorRecord is the value published to claimx.enrichment.errors for an
 // event that cannot be enriched: the dead-letter record every worker
@@ -50,15 +95,24 @@ type item struct {
 	rec    *kgo.Record
 	ev     claimx.Event
 	raw    claimx.Row
+	task   bool // a task event: needs the task and project rows
 	reason string
 	err    error
 }
 
+// sendMeta says where a record to produce comes from.
+type sendMeta struct {
+	item   int32 // index in the batch's items
+	errRec bool  // an error record (else a plugin's record)
+}
+
 // batch is the outcome of one poll: what to produce, in order.
 type batch struct {
-	out    plugin.Output
-	send   []*kgo.Record
-	failed map[string]int
+	out     plugin.Output
+	send    []*kgo.Record
+	meta    []sendMeta
+	failed  map[string]int
+	skipped [2]int // SkipNonTaskEvent, SkipNoTrigger
 	// firstErr is the first failure of the batch, for the log.
 	firstErr error
 }
@@ -74,12 +128,39 @@ type job struct {
 type taskResult struct {
 	e   *taskEntry
 	err error
+	// final: no more attempts in this batch (success, a permanent error,
+	// or the retry budget spent).
+	final bool
 }
 
 type projectResult struct {
-	e   *plugin.Entity
-	err error
+	e     *plugin.Entity
+	err   error
+	final bool
 }
+
+// roundResult is what one round of lookups found.
+type roundResult struct {
+	// pending counts the keys that failed as unavailable and may be tried
+	// again.
+	pending int
+	// answered is true when ClaimX answered at least one request of the
+	// round (a row or a permanent error such as 404).
+	answered bool
+	// lastErr is the last unavailable failure.
+	lastErr error
+}
+
+// refusal is what Kafka refused for one source record; it survives the
+// aborted transaction so that the record's next processing avoids it.
+type refusal struct {
+	output bool // a plugin record of this event was refused
+	level  int  // error records of this event refused so far
+}
+
+// maxRefusals is how many error records of one event Kafka may refuse,
+// each smaller than the last, before the worker stops.
+const maxRefusals = 3
 
 // processor turns a poll's records into the records to produce. It is used
 // by one goroutine at a time (the worker loop); its lookups fan out.
@@ -90,6 +171,7 @@ type processor struct {
 	projects *otter.Cache[string, *plugin.Entity]
 
 	failedC    map[string]prometheus.Counter
+	skippedC   [2]prometheus.Counter
 	taskHits   prometheus.Counter
 	taskMiss   prometheus.Counter
 	projHits   prometheus.Counter
@@ -98,13 +180,30 @@ type processor struct {
 	needProj   map[string]struct{}
 	taskRes    map[int64]taskResult
 	projRes    map[string]projectResult
+	attempts   map[any]int
 	jobs       []job
 	items      []item
 	b          batch
 	enriched   plugin.Enriched
 	taskLoader otter.Loader[int64, *taskEntry]
 	projLoader otter.Loader[string, *plugin.Entity]
+
+	// lastTask and lastProject are the last keys fetched successfully: the
+	// probe that tells "ClaimX is down" from "this key fails".
+	lastTask    int64
+	lastProject string
+
+	// refused is keyed by source topic/partition/offset.
+	refused map[srcKey]refusal
 }
+
+type srcKey struct {
+	topic     string
+	partition int32
+	offset    int64
+}
+
+func keyOf(r *kgo.Record) srcKey { return srcKey{r.Topic, r.Partition, r.Offset} }
 
 func newProcessor(o Options, log *slog.Logger) (*processor, error) {
 	tasks, err := otter.New(&otter.Options[int64, *taskEntry]{
@@ -133,9 +232,13 @@ func newProcessor(o Options, log *slog.Logger) (*processor, error) {
 		needProj: make(map[string]struct{}),
 		taskRes:  make(map[int64]taskResult),
 		projRes:  make(map[string]projectResult),
+		attempts: make(map[any]int),
+		refused:  make(map[srcKey]refusal),
 		b:        batch{failed: make(map[string]int)},
 	}
-	for _, r := range []string{ReasonMalformed, ReasonNotFound, ReasonAPIUnavailable, ReasonLookupFailed} {
+	p.skippedC[0] = m.Skipped.WithLabelValues(o.Name, SkipNonTaskEvent)
+	p.skippedC[1] = m.Skipped.WithLabelValues(o.Name, SkipNoTrigger)
+	for _, r := range failReasons {
 		p.failedC[r] = m.EnrichEventsFailed.WithLabelValues(o.Name, r)
 	}
 	p.taskLoader = otter.LoaderFunc[int64, *taskEntry](func(ctx context.Context, aid int64) (*taskEntry, error) {
@@ -156,80 +259,49 @@ func newProcessor(o Options, log *slog.Logger) (*processor, error) {
 	return p, nil
 }
 
-// process parses, enriches and runs the plugins over recs. The batch it
-// returns is valid until the next call. It fails only when ctx ends before
-// the lookups do (the transaction must then abort).
+// process parses, enriches and runs the plugins over recs in one round of
+// lookups (no waiting for ClaimX: what fails goes to the error topic). The
+// batch it returns is valid until the next call. It fails only when ctx
+// ends before the lookups do.
 func (p *processor) process(ctx context.Context, recs []*kgo.Record) (*batch, error) {
-	b := &p.b
-	b.out.Reset()
-	clear(b.send)
-	b.send = b.send[:0]
-	clear(b.failed)
-	b.firstErr = nil
+	p.parse(recs)
+	if _, err := p.lookup(ctx, false); err != nil {
+		return nil, err
+	}
+	p.giveUp()
+	return p.assemble(ctx), nil
+}
 
+// parseChunkMin is the fewest records worth a parsing goroutine.
+const parseChunkMin = 256
+
+// parse decodes each record of a new batch once.
+func (p *processor) parse(recs []*kgo.Record) {
+	clear(p.items) // drop references to the last batch's records and rows
 	if cap(p.items) < len(recs) {
 		p.items = make([]item, len(recs))
 	}
 	items := p.items[:len(recs)]
+	p.items = items
+	clear(p.attempts)
 	// Decoding is most of the CPU work: spread it over the cores in a few
 	// contiguous chunks (one goroutine per chunk, not per record).
 	chunks := min(runtime.GOMAXPROCS(0), len(recs)/parseChunkMin)
 	if chunks <= 1 {
 		parse(items, recs)
-	} else {
-		var wg sync.WaitGroup
-		size := (len(recs) + chunks - 1) / chunks
-		for lo := 0; lo < len(recs); lo += size {
-			hi := min(lo+size, len(recs))
-			wg.Go(func() { parse(items[lo:hi], recs[lo:hi]) })
-		}
-		wg.Wait()
+		return
 	}
-
-	if err := p.lookup(ctx, items); err != nil {
-		return nil, err
+	var wg sync.WaitGroup
+	size := (len(recs) + chunks - 1) / chunks
+	for lo := 0; lo < len(recs); lo += size {
+		hi := min(lo+size, len(recs))
+		wg.Go(func() { parse(items[lo:hi], recs[lo:hi]) })
 	}
-
-	en := &p.enriched
-	for i := range items {
-		it := &items[i]
-		if it.err == nil && it.ev.IsTaskEvent() {
-			tr := p.taskRes[it.ev.TaskAssignmentID.Value]
-			*en = plugin.Enriched{Event: &it.ev, Raw: it.raw}
-			if tr.err != nil {
-				it.reason, it.err = reasonOf(tr.err), fmt.Errorf("task assignment %d: %w", it.ev.TaskAssignmentID.Value, tr.err)
-			} else {
-				en.Task = tr.e.ent
-			}
-			if it.err == nil && it.ev.ProjectID != "" {
-				pr := p.projRes[it.ev.ProjectID]
-				if pr.err != nil {
-					it.reason, it.err = reasonOf(pr.err), fmt.Errorf("project %s: %w", it.ev.ProjectID, pr.err)
-				} else {
-					en.Project = pr.e
-				}
-			}
-		} else {
-			*en = plugin.Enriched{Event: &it.ev, Raw: it.raw}
-		}
-		if it.err != nil {
-			b.failed[it.reason]++
-			if b.firstErr == nil {
-				b.firstErr = it.err
-			}
-			b.send = append(b.send, p.errorRecord(it))
-			continue
-		}
-		n := b.out.Len()
-		p.o.Orchestrator.Handle(ctx, en, &b.out)
-		b.send = append(b.send, b.out.Records[n:]...)
-	}
-	clear(items) // drop references to records and rows
-	return b, nil
+	wg.Wait()
 }
 
-// parseChunkMin is the fewest records worth a parsing goroutine.
-const parseChunkMin = 256
+// errNotUTF8 is the cause of a message that is not valid UTF-8.
+var errNotUTF8 = errors.New("message is not valid UTF-8")
 
 // parse decodes each record once: the event, and the raw_data of task
 // events (the only ones plugins read it from).
@@ -237,67 +309,97 @@ func parse(items []item, recs []*kgo.Record) {
 	for i, r := range recs {
 		it := &items[i]
 		*it = item{rec: r}
+		if !utf8.Valid(r.Value) {
+			// encoding/json would turn the bad bytes into U+FFFD: an
+			// event_type or id changed silently.
+			it.reason, it.err = ReasonMalformed, errNotUTF8
+			continue
+		}
 		ev, err := claimx.ParseEvent(r.Value)
 		if err != nil {
 			it.reason, it.err = ReasonMalformed, err
 			continue
 		}
 		it.ev = ev
-		if !ev.IsTaskEvent() {
+		if !knownEventTypes[ev.EventType] {
+			it.reason, it.err = ReasonUnknownEventType, fmt.Errorf("event %q: unknown event_type %q", ev.EventID, ev.EventType)
 			continue
 		}
+		if !strings.HasPrefix(ev.EventType, "CUSTOM_TASK_") {
+			continue
+		}
+		if !ev.TaskAssignmentID.Valid {
+			it.reason, it.err = ReasonMalformed, fmt.Errorf("event %q: %s without task_assignment_id", ev.EventID, ev.EventType)
+			continue
+		}
+		it.task = true
 		if it.raw, err = ev.Raw(); err != nil {
 			it.reason, it.err = ReasonMalformed, fmt.Errorf("raw_data: %w", err)
 		}
 	}
 }
 
-// lookup fetches the rows the task events of items need: cached rows that
-// are fresh enough are used as they are, the others are fetched
-// concurrently, at most Concurrency at a time, each key once.
-func (p *processor) lookup(ctx context.Context, items []item) error {
-	clear(p.needTask)
-	clear(p.needProj)
-	clear(p.taskRes)
-	clear(p.projRes)
-	for i := range items {
-		it := &items[i]
-		if it.err != nil || !it.ev.IsTaskEvent() {
-			continue
-		}
-		aid := it.ev.TaskAssignmentID.Value
-		if t, ok := p.needTask[aid]; !ok || it.ev.IngestedAt.After(t) {
-			p.needTask[aid] = it.ev.IngestedAt
-		}
-		if it.ev.ProjectID != "" {
-			p.needProj[it.ev.ProjectID] = struct{}{}
+// lookup runs one round of lookups for the task events of the batch:
+// cached rows that are fresh enough are used as they are, the others are
+// fetched concurrently, at most Concurrency at a time, each key once. On a
+// retry round only the keys whose last failure was "unavailable" are
+// fetched again. It fails only when ctx ends first.
+func (p *processor) lookup(ctx context.Context, retry bool) (roundResult, error) {
+	var res roundResult
+	if !retry {
+		clear(p.needTask)
+		clear(p.needProj)
+		clear(p.taskRes)
+		clear(p.projRes)
+		for i := range p.items {
+			it := &p.items[i]
+			if it.err != nil || !it.task {
+				continue
+			}
+			aid := it.ev.TaskAssignmentID.Value
+			if t, ok := p.needTask[aid]; !ok || it.ev.IngestedAt.After(t) {
+				p.needTask[aid] = it.ev.IngestedAt
+			}
+			if it.ev.ProjectID != "" {
+				p.needProj[it.ev.ProjectID] = struct{}{}
+			}
 		}
 	}
 	jobs := p.jobs[:0]
 	for aid, need := range p.needTask {
-		if e, ok := p.tasks.GetIfPresent(aid); ok {
-			if e.freshFor(need) {
-				p.taskRes[aid] = taskResult{e: e}
-				p.taskHits.Inc()
-				continue
-			}
-			p.tasks.Invalidate(aid)
+		if r, ok := p.taskRes[aid]; ok && r.final {
+			continue
 		}
-		p.taskMiss.Inc()
+		if !retry {
+			if e, ok := p.tasks.GetIfPresent(aid); ok {
+				if e.freshFor(need) {
+					p.taskRes[aid] = taskResult{e: e, final: true}
+					p.taskHits.Inc()
+					continue
+				}
+				p.tasks.Invalidate(aid)
+			}
+			p.taskMiss.Inc()
+		}
 		jobs = append(jobs, job{aid: aid})
 	}
 	for pid := range p.needProj {
-		if e, ok := p.projects.GetIfPresent(pid); ok {
-			p.projRes[pid] = projectResult{e: e}
-			p.projHits.Inc()
+		if r, ok := p.projRes[pid]; ok && r.final {
 			continue
 		}
-		p.projMiss.Inc()
+		if !retry {
+			if e, ok := p.projects.GetIfPresent(pid); ok {
+				p.projRes[pid] = projectResult{e: e, final: true}
+				p.projHits.Inc()
+				continue
+			}
+			p.projMiss.Inc()
+		}
 		jobs = append(jobs, job{pid: pid})
 	}
 	p.jobs = jobs
 	if len(jobs) == 0 {
-		return nil
+		return res, nil
 	}
 	run := func(j *job) {
 		if j.pid != "" {
@@ -328,18 +430,191 @@ func (p *processor) lookup(ctx context.Context, items []item) error {
 		wg.Wait()
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("lookups cut short: %w", err)
+		return res, fmt.Errorf("lookups cut short: %w", err)
 	}
 	for i := range jobs {
 		j := &jobs[i]
-		if j.pid != "" {
-			p.projRes[j.pid] = projectResult{e: j.proj, err: j.err}
+		unavailable := j.err != nil && claimx.IsRetryable(j.err)
+		if unavailable {
+			res.pending++
+			res.lastErr = j.err
 		} else {
-			p.taskRes[j.aid] = taskResult{e: j.task, err: j.err}
+			res.answered = true
+		}
+		if j.pid != "" {
+			p.projRes[j.pid] = projectResult{e: j.proj, err: j.err, final: !unavailable}
+			if j.err == nil {
+				p.lastProject = j.pid
+			}
+		} else {
+			p.taskRes[j.aid] = taskResult{e: j.task, err: j.err, final: !unavailable}
+			if j.err == nil {
+				p.lastTask = j.aid
+			}
 		}
 		*j = job{}
 	}
+	return res, nil
+}
+
+// probe asks ClaimX for the last row it served, uncached, and reports
+// whether it answered (a row or a permanent error). With no such row yet it
+// reports false: the worker cannot tell an outage from a failing key.
+func (p *processor) probe(ctx context.Context) bool {
+	var err error
+	switch {
+	case p.lastTask != 0:
+		_, err = p.o.Fetcher.TaskAssignment(ctx, p.lastTask)
+	case p.lastProject != "":
+		_, err = p.o.Fetcher.Project(ctx, p.lastProject)
+	default:
+		return false
+	}
+	return ctx.Err() == nil && (err == nil || !claimx.IsRetryable(err))
+}
+
+// charge counts one more attempt for every key still failing as
+// unavailable; a key that has had Options.RetryAttempts is given up (its
+// events go to the error topic). It returns how many keys remain pending.
+func (p *processor) charge() (pending int) {
+	for aid, r := range p.taskRes {
+		if r.final {
+			continue
+		}
+		if p.attempts[aid]++; p.attempts[aid] >= p.o.RetryAttempts {
+			r.final = true
+			p.taskRes[aid] = r
+			continue
+		}
+		pending++
+	}
+	for pid, r := range p.projRes {
+		if r.final {
+			continue
+		}
+		if p.attempts[pid]++; p.attempts[pid] >= p.o.RetryAttempts {
+			r.final = true
+			p.projRes[pid] = r
+			continue
+		}
+		pending++
+	}
+	return pending
+}
+
+// giveUp makes every result final.
+func (p *processor) giveUp() {
+	for aid, r := range p.taskRes {
+		if !r.final {
+			r.final = true
+			p.taskRes[aid] = r
+		}
+	}
+	for pid, r := range p.projRes {
+		if !r.final {
+			r.final = true
+			p.projRes[pid] = r
+		}
+	}
+}
+
+// assemble runs the plugins over the batch's events, in order, and builds
+// the records to produce: each event's plugin records, or its error record,
+// or nothing (a counted skip).
+func (p *processor) assemble(ctx context.Context) *batch {
+	b := &p.b
+	b.out.Reset()
+	clear(b.send)
+	b.send = b.send[:0]
+	b.meta = b.meta[:0]
+	clear(b.failed)
+	b.skipped = [2]int{}
+	b.firstErr = nil
+
+	en := &p.enriched
+	for i := range p.items {
+		it := &p.items[i]
+		*en = plugin.Enriched{Event: &it.ev, Raw: it.raw}
+		if it.err == nil && it.task {
+			tr := p.taskRes[it.ev.TaskAssignmentID.Value]
+			if tr.err != nil {
+				it.reason, it.err = reasonOf(tr.err), fmt.Errorf("task assignment %d: %w", it.ev.TaskAssignmentID.Value, tr.err)
+			} else {
+				en.Task = tr.e.ent
+			}
+			if it.err == nil && it.ev.ProjectID != "" {
+				pr := p.projRes[it.ev.ProjectID]
+				if pr.err != nil {
+					it.reason, it.err = reasonOf(pr.err), fmt.Errorf("project %s: %w", it.ev.ProjectID, pr.err)
+				} else {
+					en.Project = pr.e
+				}
+			}
+		}
+		if it.err != nil {
+			p.addError(b, int32(i), it)
+			continue
+		}
+		n := b.out.Len()
+		if err := p.o.Orchestrator.Handle(ctx, en, &b.out); err != nil {
+			it.reason, it.err = ReasonPluginFailed, err
+		}
+		recs := b.out.Records[n:]
+		if len(recs) > 0 {
+			if err := p.checkSize(it.rec, recs); err != nil {
+				// The event's records cannot be published: none of them
+				// is, and its error record says why.
+				b.out.Truncate(n)
+				it.reason, it.err = ReasonTooLarge, err
+				recs = nil
+			}
+		}
+		for _, r := range recs {
+			b.send = append(b.send, r)
+			b.meta = append(b.meta, sendMeta{item: int32(i)})
+		}
+		switch {
+		case it.err != nil:
+			p.addError(b, int32(i), it)
+		case len(recs) > 0:
+		case it.task:
+			b.skipped[1]++
+		default:
+			b.skipped[0]++
+		}
+	}
+	return b
+}
+
+// checkSize fails when a record of recs is over Options.MaxRecordBytes or
+// Kafka refused one for this event before.
+func (p *processor) checkSize(src *kgo.Record, recs []*kgo.Record) error {
+	for _, r := range recs {
+		if n := recordSize(r); n > p.o.MaxRecordBytes {
+			return fmt.Errorf("record for %s is %d bytes, over the limit of %d", r.Topic, n, p.o.MaxRecordBytes)
+		}
+	}
+	if len(p.refused) > 0 && p.refused[keyOf(src)].output {
+		return fmt.Errorf("kafka refused the record for %s (%d bytes)", recs[0].Topic, recordSize(recs[0]))
+	}
 	return nil
+}
+
+func recordSize(r *kgo.Record) int {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+func (p *processor) addError(b *batch, i int32, it *item) {
+	b.failed[it.reason]++
+	if b.firstErr == nil {
+		b.firstErr = it.err
+	}
+	b.send = append(b.send, p.errorRecord(it))
+	b.meta = append(b.meta, sendMeta{item: i, errRec: true})
 }
 
 func reasonOf(err error) string {
@@ -352,7 +627,25 @@ func reasonOf(err error) string {
 	return ReasonLookupFailed
 }
 
-// errorRecord builds the error-topic record of a failed event.
+// errorRecordLimit is the size limit of an error record of src: the
+// configured maximum, smaller each time Kafka refused one for this event.
+func (p *processor) errorRecordLimit(src *kgo.Record) int {
+	limit := p.o.MaxRecordBytes
+	if len(p.refused) > 0 {
+		switch p.refused[keyOf(src)].level {
+		case 0:
+		case 1:
+			limit /= 8
+		default:
+			limit = 4 << 10
+		}
+	}
+	return limit
+}
+
+// errorRecord builds the error-topic record of a failed event: the
+// dead-letter record, cut to fit the limit, keyed by its source
+// topic/partition/offset.
 func (p *processor) errorRecord(it *item) *kgo.Record {
 	r := it.rec
 	er := ErrorRecord{
@@ -368,12 +661,39 @@ func (p *processor) errorRecord(it *item) *kgo.Record {
 		FailedAt:  time.Now().UTC(),
 	}
 	er.SetOriginal(r.Value)
-	v, err := json.Marshal(er)
+	key := er.RecordKey()
+	v, err := er.Marshal(p.errorRecordLimit(r) - len(key))
 	if err != nil {
-		er.Original = nil
-		v, _ = json.Marshal(er)
+		// Only a limit too small for the fixed fields fails: keep those.
+		er.SetOriginal(nil)
+		er.Message = er.Message[:min(len(er.Message), 200)]
+		v, _ = er.Marshal(0)
 	}
-	return &kgo.Record{Topic: p.o.ErrorTopic, Key: r.Key, Value: v}
+	return &kgo.Record{Topic: p.o.ErrorTopic, Key: key, Value: v}
+}
+
+// refuse records that Kafka refused the record at send index i, so that the
+// event's next processing avoids it. It fails with ErrRecordRefused once an
+// event's error records were refused maxRefusals times.
+func (p *processor) refuse(b *batch, i int, cause error) error {
+	m := b.meta[i]
+	src := p.items[m.item].rec
+	k := keyOf(src)
+	ref := p.refused[k]
+	if !m.errRec {
+		ref.output = true
+	} else {
+		ref.level++
+		if ref.level >= maxRefusals {
+			return fmt.Errorf("%w: error record of %s/%d/%d refused %d times, the last at %d bytes: %w",
+				ErrRecordRefused, k.topic, k.partition, k.offset, ref.level, len(b.send[i].Value), cause)
+		}
+	}
+	if len(p.refused) >= 100_000 {
+		clear(p.refused) // bounded; the worst case is one more refusal
+	}
+	p.refused[k] = ref
+	return nil
 }
 
 // committed records a committed batch in the metrics and logs its failures
@@ -382,6 +702,16 @@ func (p *processor) committed(b *batch) {
 	p.o.Orchestrator.Published(&b.out)
 	for reason, n := range b.failed {
 		p.failedC[reason].Add(float64(n))
+	}
+	for i, n := range b.skipped {
+		if n > 0 {
+			p.skippedC[i].Add(float64(n))
+		}
+	}
+	if len(p.refused) > 0 {
+		for i := range p.items {
+			delete(p.refused, keyOf(p.items[i].rec))
+		}
 	}
 	if len(b.failed) > 0 {
 		attrs := make([]any, 0, 2*len(b.failed))

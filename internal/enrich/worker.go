@@ -3,17 +3,35 @@
 // from the ClaimX API, runs the plugin orchestrator, and produces what the
 // plugins publish, exactly once.
 //
-// Each poll is one Kafka transaction (franz-go's GroupTransactSession): the
-// plugins' records, the error records and the consumed offsets commit
-// together or not at all, so after a crash or a rebalance the uncommitted
-// events are processed again and their earlier output, never committed, is
-// invisible to read_committed consumers.
+// Each poll is enriched first and then published in one Kafka transaction
+// (franz-go's GroupTransactSession): the plugins' records, the error records
+// and the consumed offsets commit together or not at all, so after a crash
+// or a rebalance the uncommitted events are processed again and their
+// earlier output, never committed, is invisible to read_committed consumers.
+// No transaction is open while ClaimX is called: it spans only the produce
+// and the commit, so an API outage or hang of any length cannot time it out.
 //
 // Within a poll, the lookups run concurrently (bounded, coalesced per key,
 // cached with a TTL); the plugins then run over the events in their
 // partition's order, so the output keeps each assignment's order (a task's
 // events share a project and therefore an input partition, and the output is
 // keyed by assignment_id).
+//
+// When a poll's lookups fail as unavailable (5xx, 429 past the connection's
+// retries, timeouts, refused connections), the worker holds the poll and
+// stops consuming: it retries the failed lookups with a growing pause
+// (PauseBackoffMin to PauseBackoffMax), reports not ready
+// (ErrClaimXUnavailable with the last error, kpipe_enrich_paused 1) and goes
+// on by itself once ClaimX answers. A key that keeps failing while ClaimX
+// answers other requests is given up after RetryAttempts rounds: its events
+// go to the error topic as api_unavailable. A rebalance is never held up by
+// a pause: a held poll whose partitions are revoked is dropped, and their
+// new owner processes it.
+//
+// Every consumed event ends as exactly one of: the plugins' records, a skip
+// counted by reason (kpipe_skipped_total, SkipNonTaskEvent, SkipNoTrigger),
+// or an error record (dlq.Record, key "topic/partition/offset") with one of
+// the Reason* classes.
 //
 //	w, err := enrich.New(enrich.Options{Kafka: kcfg, Fetcher: claimxClient, Orchestrator: orch, Metrics: m, Logger: log})
 //	if err != nil {
@@ -34,8 +52,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"kpipe/internal/claimx"
 	"kpipe/internal/kafka"
@@ -45,18 +63,25 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultName         = "claimx_enrichment_worker"
-	DefaultGroup        = "claimx_enrichment_worker_group"
-	DefaultCacheTTL     = 60 * time.Second
-	DefaultCacheSize    = 100_000
-	DefaultConcurrency  = 32
-	DefaultMaxBatch     = 10_000
-	DefaultDrainTimeout = 30 * time.Second
+	DefaultName            = "claimx_enrichment_worker"
+	DefaultGroup           = "claimx_enrichment_worker_group"
+	DefaultCacheTTL        = 60 * time.Second
+	DefaultCacheSize       = 100_000
+	DefaultConcurrency     = 32
+	DefaultMaxBatch        = 10_000
+	DefaultDrainTimeout    = 30 * time.Second
+	DefaultRetryAttempts   = 3
+	DefaultPauseBackoffMin = time.Second
+	DefaultPauseBackoffMax = 30 * time.Second
+	DefaultSessionTimeout  = 10 * time.Second
+	DefaultMaxRecordBytes  = 990_000
 )
 
 // Fetcher fetches ClaimX rows; *claimx.Client is one. It must be safe for
 // concurrent use; it is expected to retry transient failures itself and to
-// return an error only when the row cannot be had.
+// return an error only when the row cannot be had. Errors for which
+// claimx.IsRetryable is true mean "ClaimX unavailable": the worker waits and
+// asks again.
 type Fetcher interface {
 	TaskAssignment(ctx context.Context, assignmentID int64) (claimx.Row, error)
 	Project(ctx context.Context, projectID string) (claimx.Row, error)
@@ -82,6 +107,15 @@ type Options struct {
 	// dead process left open at once) and unique among the group's running
 	// members. Default "<group>-<hostname>".
 	TransactionalID string
+	// InstanceID is the worker's static group membership id (KIP-345): a
+	// restarted worker takes its predecessor's place and partitions at
+	// once instead of waiting for its session to expire. Default: the
+	// TransactionalID; "-" means dynamic membership. On a clean stop the
+	// worker leaves the group, so its partitions move at once.
+	InstanceID string
+	// SessionTimeout is how long the group waits for a silent member
+	// (killed, hung) before moving its partitions. Default 10s.
+	SessionTimeout time.Duration
 	// Fetcher fetches rows from ClaimX. Required.
 	Fetcher Fetcher
 	// Orchestrator runs the plugins. Required.
@@ -102,8 +136,26 @@ type Options struct {
 	// Default 10000.
 	MaxBatch int
 	// DrainTimeout bounds the work on the last poll after Run's context is
-	// cancelled. Default 30s.
+	// cancelled. Default 30s. A poll held while ClaimX is unavailable is
+	// dropped at once (it was not committed: it is consumed again).
 	DrainTimeout time.Duration
+	// RetryAttempts is the retry budget of an event whose lookup fails as
+	// unavailable: the rounds of lookups (each with the connection's own
+	// retries) in which ClaimX answered other requests but not this one,
+	// after which the event goes to the error topic as api_unavailable.
+	// Rounds in which ClaimX answers nothing do not count: the worker
+	// waits for it however long it is down. Default 3.
+	RetryAttempts int
+	// PauseBackoffMin and PauseBackoffMax bound the pause between rounds of
+	// lookups while ClaimX is unavailable; it doubles from the first to the
+	// second. Defaults 1s and 30s.
+	PauseBackoffMin time.Duration
+	PauseBackoffMax time.Duration
+	// MaxRecordBytes bounds a produced record (key, value and headers): a
+	// plugin record over it sends its event to the error topic as
+	// too_large, and error records are cut to fit it (dlq.Record.Marshal).
+	// It must not exceed the topics' max.message.bytes. Default 990000.
+	MaxRecordBytes int
 }
 
 func (o *Options) defaults() error {
@@ -126,6 +178,15 @@ func (o *Options) defaults() error {
 		}
 		o.TransactionalID = o.Group + "-" + host
 	}
+	switch o.InstanceID {
+	case "":
+		o.InstanceID = o.TransactionalID
+	case "-":
+		o.InstanceID = ""
+	}
+	if o.SessionTimeout <= 0 {
+		o.SessionTimeout = DefaultSessionTimeout
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -144,6 +205,19 @@ func (o *Options) defaults() error {
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = DefaultDrainTimeout
 	}
+	if o.RetryAttempts <= 0 {
+		o.RetryAttempts = DefaultRetryAttempts
+	}
+	if o.PauseBackoffMin <= 0 {
+		o.PauseBackoffMin = DefaultPauseBackoffMin
+	}
+	if o.PauseBackoffMax <= 0 {
+		o.PauseBackoffMax = DefaultPauseBackoffMax
+	}
+	o.PauseBackoffMax = max(o.PauseBackoffMax, o.PauseBackoffMin)
+	if o.MaxRecordBytes <= 0 {
+		o.MaxRecordBytes = DefaultMaxRecordBytes
+	}
 	var errs []error
 	if o.Fetcher == nil {
 		errs = append(errs, errors.New("enrich: Fetcher is required"))
@@ -154,29 +228,26 @@ func (o *Options) defaults() error {
 	if o.Metrics == nil {
 		errs = append(errs, errors.New("enrich: Metrics is required"))
 	}
+	if o.MaxRecordBytes < 8<<10 {
+		errs = append(errs, fmt.Errorf("enrich: MaxRecordBytes %d is below 8 KiB", o.MaxRecordBytes))
+	}
 	return errors.Join(errs...)
 }
 
 // Worker is the enrichment worker. Build it with New and run it with Run.
 type Worker struct {
-	o     Options
-	log   *slog.Logger
-	proc  *processor
-	sess  *kgo.GroupTransactSession
-	stats workerStats
-	ready atomic.Bool
-}
+	o      Options
+	log    *slog.Logger
+	proc   *processor
+	sess   *kgo.GroupTransactSession
+	stats  workerStats
+	health health
 
-// ErrNotReady is returned by Ready before the worker has joined Kafka.
-var ErrNotReady = errors.New("enrichment worker not running yet")
-
-// Ready reports nil once Run has initialised its transactional producer and
-// until it stops; it is the /readyz check of "kpipe enrich".
-func (w *Worker) Ready(context.Context) error {
-	if !w.ready.Load() {
-		return ErrNotReady
-	}
-	return nil
+	// revokes counts partition revocations and losses; holdCancel cuts the
+	// lookups of a held poll short when one happens.
+	revokes    atomic.Int64
+	holdMu     sync.Mutex
+	holdCancel context.CancelFunc
 }
 
 type workerStats struct {
@@ -197,6 +268,9 @@ func New(o Options) (*Worker, error) {
 	w := &Worker{o: o, log: log, proc: proc}
 	w.stats.consumed = o.Metrics.EnrichEventsConsumed.WithLabelValues(o.Name)
 	w.stats.lag = o.Metrics.ConsumerLag
+	w.health.ready = o.Metrics.Ready.WithLabelValues(o.Name)
+	w.health.pausedG = o.Metrics.EnrichPaused.WithLabelValues(o.Name)
+	w.health.update(func(*health) {})
 	base, err := o.Kafka.Opts(log)
 	if err != nil {
 		return nil, err
@@ -209,7 +283,15 @@ func New(o Options) (*Worker, error) {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.ProducerLinger(0),
+		kgo.SessionTimeout(o.SessionTimeout),
+		kgo.HeartbeatInterval(min(3*time.Second, o.SessionTimeout/4)),
+		kgo.OnPartitionsAssigned(w.onAssigned),
+		kgo.OnPartitionsRevoked(w.onRevoked),
+		kgo.OnPartitionsLost(w.onLost),
 	)
+	if o.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(o.InstanceID))
+	}
 	opts = append(opts, o.KafkaOpts...)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
@@ -219,121 +301,387 @@ func New(o Options) (*Worker, error) {
 	return w, nil
 }
 
+func (w *Worker) onAssigned(context.Context, *kgo.Client, map[string][]int32) {
+	w.health.update(func(h *health) { h.joined = true })
+}
+
+func (w *Worker) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	if len(revoked) > 0 {
+		w.revoked()
+	}
+}
+
+func (w *Worker) onLost(context.Context, *kgo.Client, map[string][]int32) {
+	w.health.update(func(h *health) { h.joined = false })
+	w.revoked()
+}
+
+// revoked makes the held poll, if any, drop: it never blocks a rebalance.
+func (w *Worker) revoked() {
+	w.holdMu.Lock()
+	defer w.holdMu.Unlock()
+	w.revokes.Add(1)
+	if w.holdCancel != nil {
+		w.holdCancel()
+	}
+}
+
+// errDropped means the held poll's partitions were revoked.
+var errDropped = errors.New("partitions revoked while holding the poll")
+
+// errStopping means Run's context ended while the poll was held.
+var errStopping = errors.New("stopping while holding the poll")
+
 // Run consumes until ctx is cancelled, then finishes and commits the poll in
-// hand (within DrainTimeout), leaves the group and returns nil. It returns an
-// error when the transaction state is lost (for example, another process took
-// over the same transactional id); the caller should exit.
-func (w *Worker) Run(ctx context.Context) error {
-	defer w.sess.Close()
+// hand (within DrainTimeout), leaves the group and returns nil. It returns
+// an error wrapping ErrFenced when another process took this worker's
+// transactional or instance id, ErrKafkaAuth when Kafka refuses its
+// credentials, ErrRecordRefused when Kafka refuses even a cut-down error
+// record, and ErrTransaction when a transaction's outcome is unknown; the
+// caller should log it and exit non-zero. Ready reports the cause from then
+// on.
+func (w *Worker) Run(ctx context.Context) (err error) {
+	clean := false
+	defer func() {
+		w.health.update(func(h *health) {
+			h.stopped = true
+			if err != nil {
+				h.fatal = err
+			}
+		})
+		w.close(ctx, clean)
+	}()
+	hctx, stopHealth := context.WithCancel(ctx)
+	var hwg sync.WaitGroup
+	hwg.Go(func() { w.health.watchBroker(hctx, w.sess.Client(), brokerInterval) })
+	defer hwg.Wait()
+	defer stopHealth()
+
+	// drain is Run's context for the work in hand: cancelled DrainTimeout
+	// after ctx.
+	drain, cancelDrain := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelDrain()
+	stopDrain := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(w.o.DrainTimeout, cancelDrain)
+		context.AfterFunc(drain, func() { t.Stop() })
+	})
+	defer stopDrain()
+
 	// Initialise the producer ID first: with a transactional id a previous
 	// incarnation used, this aborts the transaction it left open, whose
 	// pending offsets would otherwise hold the group's offset fetch until
 	// the transaction timed out.
 	if _, _, err := w.sess.Client().ProducerID(ctx); err != nil {
 		if ctx.Err() != nil {
+			clean = true
 			return nil
 		}
-		return fmt.Errorf("initialising transactional producer %q: %w", w.o.TransactionalID, err)
+		return fatal(ErrTransaction, fmt.Sprintf("initialising transactional producer %q", w.o.TransactionalID), err)
 	}
-	w.ready.Store(true)
-	defer w.ready.Store(false)
-	w.log.Info("enrich_started", "topic", w.o.Topic, "group", w.o.Group, "transactional_id", w.o.TransactionalID, "plugins", w.o.Orchestrator.Names())
+	w.health.update(func(h *health) { h.started = true })
+	w.log.Info("enrich_started", "topic", w.o.Topic, "group", w.o.Group, "transactional_id", w.o.TransactionalID,
+		"instance_id", w.o.InstanceID, "plugins", w.o.Orchestrator.Names())
 	for {
+		rev := w.revokes.Load()
 		fetches := w.sess.PollRecords(ctx, w.o.MaxBatch)
 		if fetches.IsClientClosed() {
 			return nil
 		}
+		var ferr error
 		fetches.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			switch {
+			case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+			case isFenced(err), isAuth(err):
+				if ferr == nil {
+					ferr = fatal(ErrTransaction, fmt.Sprintf("consuming %s/%d", t, p), err)
+				}
+			default:
 				w.log.Warn("fetch_failed", "topic", t, "partition", p, "err", err)
 			}
 		})
+		if ferr != nil {
+			return ferr
+		}
 		if fetches.NumRecords() > 0 {
-			// The poll in hand is finished even when ctx is cancelled.
-			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.o.DrainTimeout)
-			err := w.transact(wctx, fetches)
-			cancel()
-			if err != nil {
+			if err := w.handle(ctx, drain, fetches, rev); err != nil {
 				return err
 			}
 		}
 		if ctx.Err() != nil {
 			w.log.Info("enrich_stopped")
+			clean = true
 			return nil
 		}
 	}
 }
 
-// transact processes one poll in one transaction.
-func (w *Worker) transact(ctx context.Context, fetches kgo.Fetches) error {
-	if err := w.sess.Begin(); err != nil {
-		return fmt.Errorf("beginning transaction: %w", err)
+// close leaves the group on a clean stop (a static member is otherwise kept
+// until its session times out) and closes the client.
+func (w *Worker) close(ctx context.Context, clean bool) {
+	cl := w.sess.Client()
+	if clean && w.o.InstanceID != "" {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		// Stop the group management first (for a static member kgo sends
+		// no LeaveGroup), then leave by instance id.
+		if err := cl.LeaveGroupContext(lctx); err != nil {
+			w.log.Warn("leave_group_failed", "err", err)
+		}
+		req := kmsg.NewPtrLeaveGroupRequest()
+		req.Group = w.o.Group
+		m := kmsg.NewLeaveGroupRequestMember()
+		m.InstanceID = &w.o.InstanceID
+		reason := "clean stop"
+		m.Reason = &reason
+		req.Members = append(req.Members, m)
+		resp, err := req.RequestWith(lctx, cl)
+		if err == nil {
+			for _, rm := range resp.Members {
+				if rm.ErrorCode != 0 {
+					err = fmt.Errorf("leaving as %q: error code %d", w.o.InstanceID, rm.ErrorCode)
+				}
+			}
+		}
+		if err != nil {
+			w.log.Warn("leave_group_failed", "err", err)
+		}
 	}
+	w.sess.Close()
+}
+
+// handle enriches one poll, holding it through a ClaimX outage, and
+// publishes it in one transaction.
+func (w *Worker) handle(ctx, drain context.Context, fetches kgo.Fetches, rev int64) error {
 	recs := fetches.Records()
-	batch, perr := w.proc.process(ctx, recs)
-	var produceErr error
-	if perr == nil {
-		produceErr = w.produce(ctx, batch)
+	hold, cancel := context.WithCancel(drain)
+	defer cancel()
+	w.holdMu.Lock()
+	w.holdCancel = cancel
+	w.holdMu.Unlock()
+	defer func() {
+		w.holdMu.Lock()
+		w.holdCancel = nil
+		w.holdMu.Unlock()
+	}()
+	var b *batch
+	err := errDropped
+	if w.revokes.Load() == rev {
+		b, err = w.prepare(ctx, hold, recs)
 	}
+	switch {
+	case errors.Is(err, errStopping):
+		// Nothing was committed; the poll is consumed again after the
+		// restart.
+		return nil
+	case err != nil:
+		if ctx.Err() != nil && drain.Err() != nil {
+			return nil // the drain deadline passed
+		}
+		// Revoked: rewind what the session consumed to the committed
+		// offsets (the partitions kept are consumed again from there).
+		w.log.Info("poll_dropped", "events", len(recs), "cause", err)
+		return w.rewind(drain)
+	}
+	return w.transact(drain, fetches, b)
+}
+
+// prepare enriches recs. While lookups fail as unavailable it pauses and
+// tries them again, for as long as it takes, unless the partitions are
+// revoked (errDropped) or ctx ends (errStopping).
+func (w *Worker) prepare(ctx, hold context.Context, recs []*kgo.Record) (*batch, error) {
+	p := w.proc
+	p.parse(recs)
+	wait := w.o.PauseBackoffMin
+	defer w.resume()
+	// Retry rounds end at once when ctx does: nothing of a held poll is
+	// worth the drain time.
+	retry, cancel := context.WithCancel(hold)
+	defer cancel()
+	defer context.AfterFunc(ctx, cancel)()
+	for round := 0; ; round++ {
+		lctx := hold
+		if round > 0 {
+			lctx = retry
+		}
+		res, err := p.lookup(lctx, round > 0)
+		if err != nil {
+			return nil, w.holdErr(ctx, err)
+		}
+		if res.pending == 0 {
+			break
+		}
+		if !res.answered {
+			res.answered = p.probe(retry)
+			if retry.Err() != nil {
+				return nil, w.holdErr(ctx, retry.Err())
+			}
+		}
+		if res.answered {
+			if res.pending = p.charge(); res.pending == 0 {
+				break
+			}
+		}
+		w.pause(res, round, wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, errStopping
+		case <-retry.Done():
+			t.Stop()
+			return nil, w.holdErr(ctx, retry.Err())
+		}
+		wait = min(2*wait, w.o.PauseBackoffMax)
+	}
+	return p.assemble(hold), nil
+}
+
+func (w *Worker) holdErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return errStopping
+	}
+	return fmt.Errorf("%w: %w", errDropped, err)
+}
+
+// pause reports the worker paused on ClaimX.
+func (w *Worker) pause(res roundResult, round int, wait time.Duration) {
+	var first bool
+	w.health.update(func(h *health) {
+		first = h.paused == nil
+		h.paused = res.lastErr
+	})
+	if first {
+		w.log.Warn("claimx_unavailable_paused", "keys", res.pending, "claimx_answers", res.answered, "retry_in", wait, "err", res.lastErr)
+	} else {
+		w.log.Debug("claimx_still_unavailable", "round", round, "keys", res.pending, "claimx_answers", res.answered, "retry_in", wait, "err", res.lastErr)
+	}
+}
+
+// resume clears the pause.
+func (w *Worker) resume() {
+	var was bool
+	w.health.update(func(h *health) {
+		was = h.paused != nil
+		h.paused = nil
+	})
+	if was {
+		w.log.Info("claimx_available_resumed")
+	}
+}
+
+// rewind ends an empty transaction with an abort: the session resets its
+// consumed offsets to the committed ones and forgets the revocation.
+func (w *Worker) rewind(ctx context.Context) error {
+	if err := w.sess.Begin(); err != nil {
+		return fatal(ErrTransaction, "beginning transaction", err)
+	}
+	if _, err := w.sess.End(ctx, kgo.TryAbort); err != nil {
+		return fatal(ErrTransaction, "aborting transaction", err)
+	}
+	return nil
+}
+
+// transact publishes one enriched poll in one transaction.
+func (w *Worker) transact(ctx context.Context, fetches kgo.Fetches, b *batch) error {
+	if err := w.sess.Begin(); err != nil {
+		return fatal(ErrTransaction, "beginning transaction", err)
+	}
+	refused, produceErr := w.produce(ctx, b)
 	commit := kgo.TryCommit
-	if perr != nil || produceErr != nil {
+	if produceErr != nil || len(refused) > 0 {
 		commit = kgo.TryAbort
 	}
 	committed, err := w.sess.End(ctx, commit)
 	switch {
 	case err != nil:
-		if batch != nil {
-			w.o.Orchestrator.PublishFailed(&batch.out)
-		}
-		if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) {
-			return fmt.Errorf("transactional id %q fenced by another process: %w", w.o.TransactionalID, err)
-		}
-		return fmt.Errorf("ending transaction: %w", err)
+		w.o.Orchestrator.PublishFailed(&b.out)
+		return fatal(ErrTransaction, "ending transaction", err)
 	case committed:
-		w.stats.consumed.Add(float64(len(recs)))
-		w.proc.committed(batch)
+		w.stats.consumed.Add(float64(len(w.proc.items)))
+		w.proc.committed(b)
 		w.updateLag(fetches)
-	default:
-		if batch != nil && produceErr != nil {
-			w.o.Orchestrator.PublishFailed(&batch.out)
-		}
-		// Aborted (rebalance, produce failure, lookups cut short): the
-		// session rewound to the committed offsets; these events come again.
-		w.log.Warn("transaction_aborted", "events", len(recs), "process_err", perr, "produce_err", produceErr)
+		return nil
 	}
+	if produceErr != nil || len(refused) > 0 {
+		w.o.Orchestrator.PublishFailed(&b.out)
+	}
+	if produceErr != nil && isFenced(produceErr) {
+		return fatal(ErrTransaction, "producing", produceErr)
+	}
+	for _, r := range refused {
+		// Refused records are not retried as they are: the events come
+		// again (the session rewound) and get an error record instead,
+		// smaller each time; the refusals are bounded.
+		rec := b.send[r.i]
+		w.log.Warn("record_refused", "topic", rec.Topic, "bytes", recordSize(rec), "err", r.err)
+		if err := w.proc.refuse(b, r.i, r.err); err != nil {
+			return err
+		}
+	}
+	// Aborted (rebalance, produce failure): the session rewound to the
+	// committed offsets; these events come again.
+	w.log.Warn("transaction_aborted", "events", len(w.proc.items), "refused", len(refused), "produce_err", produceErr)
 	return nil
 }
 
-// produce sends the batch's records, in order, and waits for them.
-func (w *Worker) produce(ctx context.Context, b *batch) error {
+type refusedRecord struct {
+	i   int
+	err error
+}
+
+// produce sends the batch's records, in order, and waits for them. It
+// returns the records Kafka refused, and an error when the produce as a
+// whole failed (its context ended, the producer was fenced).
+func (w *Worker) produce(ctx context.Context, b *batch) ([]refusedRecord, error) {
 	if len(b.send) == 0 {
-		return nil
+		return nil, nil
 	}
-	done := make(chan error, 1)
+	done := make(chan struct{})
 	var (
 		mu        sync.Mutex
 		remaining = len(b.send)
-		first     error
+		failed    map[*kgo.Record]error
 	)
-	promise := func(_ *kgo.Record, err error) {
+	promise := func(r *kgo.Record, err error) {
 		mu.Lock()
 		defer mu.Unlock()
-		if err != nil && first == nil {
-			first = err
+		if err != nil {
+			if failed == nil {
+				failed = make(map[*kgo.Record]error)
+			}
+			failed[r] = err
 		}
 		if remaining--; remaining == 0 {
-			done <- first
+			close(done)
 		}
 	}
 	for _, r := range b.send {
 		w.sess.Produce(ctx, r, promise)
 	}
 	select {
-	case err := <-done:
-		return err
+	case <-done:
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
+	if len(failed) == 0 {
+		return nil, nil
+	}
+	var refused []refusedRecord
+	for i, r := range b.send {
+		err, ok := failed[r]
+		if !ok {
+			continue
+		}
+		switch {
+		case isFenced(err), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.Is(err, kgo.ErrAborting):
+			return nil, err
+		}
+		// Anything else is about this record (too large, its topic
+		// refused): the event gets an error record instead.
+		refused = append(refused, refusedRecord{i: i, err: err})
+	}
+	return refused, nil
 }
 
 func (w *Worker) updateLag(fetches kgo.Fetches) {

@@ -12,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"kpipe/internal/claimx"
-	"kpipe/internal/config"
 	"kpipe/internal/kafka"
 	"kpipe/internal/sim"
 )
@@ -144,32 +143,6 @@ func TestErrorTopic(t *testing.T) {
 		if n := testutil.ToFloat64(m.EnrichEventsFailed.WithLabelValues(DefaultName, reason)); n != 1 {
 			t.Errorf("failed{%s} = %v, want 1", reason, n)
 		}
-	}
-}
-
-// TestAPIDownGoesToErrorTopic: with the API failing, task events go to the
-// error topic as api_unavailable after the connection's retries.
-func TestAPIDownGoesToErrorTopic(t *testing.T) {
-	c := newCluster(t)
-	s, url := startSim(t, 4, 3)
-	if err := s.SetFaults(sim.Faults{ErrorRates: map[int]float64{503: 1}}); err != nil {
-		t.Skipf("simulator faults: %v", err)
-	}
-	_, m := newMetrics()
-	orch, _ := components(t, url, m, testLogger())
-	cx, err := claimx.NewClient(&config.Connection{Name: "claimx_api", BaseURL: url, AuthType: "bearer", AuthToken: sim.DefaultToken, MaxRetries: 1, RetryBackoffBase: 0.01, RetryBackoffMax: 0.01})
-	if err != nil {
-		t.Fatal(err)
-	}
-	publishWorld(t, t.Context(), newClient(t, c.ListenAddrs()), s, sim.GenerateOptions{})
-	startWorker(t, Options{Kafka: kafka.Config{Brokers: c.ListenAddrs()}, Fetcher: cx, Orchestrator: orch, Metrics: m, TransactionalID: "down"})
-	tasks := s.Manifest().Count(0)
-	errs := readCommitted(t, c.ListenAddrs(), kafka.TopicEnrichmentErrors, tasks, 30*time.Second, 300*time.Millisecond)
-	if len(errs) != tasks {
-		t.Fatalf("got %d error records, want one per task event (%d)", len(errs), tasks)
-	}
-	if n := testutil.ToFloat64(m.EnrichEventsFailed.WithLabelValues(DefaultName, ReasonAPIUnavailable)); int(n) != tasks {
-		t.Fatalf("api_unavailable = %v, want %d", n, tasks)
 	}
 }
 

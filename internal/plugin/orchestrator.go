@@ -131,8 +131,10 @@ func (r *Registry) New(p *config.Plugin, deps Deps) (Plugin, error) {
 
 // Orchestrator runs the enabled plugins, in priority order, over each
 // enriched event. One failing plugin does not stop the others: its error is
-// counted (kpipe_plugin_errors_total) and logged once, here, and the records
-// it added for that event are dropped. Handle is safe for concurrent use.
+// counted (kpipe_plugin_errors_total) and returned, as a *PluginError, and
+// the records it added for that event are dropped. The caller records the
+// failure (the enrichment worker sends the event to its error topic); the
+// orchestrator does not log it. Handle is safe for concurrent use.
 type Orchestrator struct {
 	plugins []Plugin
 	names   []string
@@ -177,24 +179,44 @@ func NewOrchestrator(ctx context.Context, reg *Registry, plugins []*config.Plugi
 // Names returns the running plugins' names, in the order they run.
 func (o *Orchestrator) Names() []string { return slices.Clone(o.names) }
 
+// PluginError is the failure of one plugin on one event.
+type PluginError struct {
+	// Plugin is the plugin's name.
+	Plugin string
+	// Err is what it returned (or its panic).
+	Err error
+}
+
+// Error implements error.
+func (e *PluginError) Error() string { return "plugin " + e.Plugin + ": " + e.Err.Error() }
+
+// Unwrap returns the plugin's error.
+func (e *PluginError) Unwrap() error { return e.Err }
+
 // Handle runs every plugin over ev, collecting their records in out. It
-// returns the number of plugins that failed.
-func (o *Orchestrator) Handle(ctx context.Context, ev *Enriched, out *Output) (failed int) {
+// returns nil when every plugin succeeded, else the failures, one
+// *PluginError per failed plugin (joined with errors.Join when several).
+func (o *Orchestrator) Handle(ctx context.Context, ev *Enriched, out *Output) error {
+	var first error
+	var more []error
 	for i, p := range o.plugins {
 		n := out.Len()
 		out.owner = int32(i)
 		if err := safeHandle(ctx, p, ev, out); err != nil {
 			out.truncate(n)
-			failed++
 			o.errors[i].Inc()
-			var id string
-			if ev.Event != nil {
-				id = ev.Event.EventID
+			pe := &PluginError{Plugin: o.names[i], Err: err}
+			if first == nil {
+				first = pe
+			} else {
+				more = append(more, pe)
 			}
-			o.log.Error("plugin_failed", "plugin", o.names[i], "event_id", id, "err", err)
 		}
 	}
-	return failed
+	if more != nil {
+		return errors.Join(append([]error{first}, more...)...)
+	}
+	return first
 }
 
 // safeHandle turns a plugin panic into an error, so one bad plugin cannot

@@ -9,7 +9,7 @@
 //
 //	orch, err := plugin.NewOrchestrator(plugin.DefaultRegistry(), cfg.Plugins, plugin.Deps{Logger: log, Metrics: m})
 //	var out plugin.Output
-//	orch.Handle(ctx, &plugin.Enriched{Event: &ev, Raw: raw, Task: task, Project: project}, &out)
+//	err = orch.Handle(ctx, &plugin.Enriched{Event: &ev, Raw: raw, Task: task, Project: project}, &out) // *PluginError per failed plugin
 //	// produce out.Records in the transaction; after it commits:
 //	orch.Published(&out)
 package plugin
@@ -160,6 +160,10 @@ func (o *Output) Reset() {
 	o.Records = o.Records[:0]
 	o.owners = o.owners[:0]
 }
+
+// Truncate drops the records added after the first n (the enrichment
+// worker drops an event's records that Kafka cannot take).
+func (o *Output) Truncate(n int) { o.truncate(n) }
 
 // truncate drops the records added after the first n (a failed plugin's).
 func (o *Output) truncate(n int) {
