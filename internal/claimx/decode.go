@@ -15,19 +15,74 @@ var errNotObject = errors.New("not a JSON object")
 // errEnd is the cause of input cut short.
 var errEnd = errors.New("unexpected end of JSON input")
 
-// maxDepth bounds nesting, as encoding/json does.
-const maxDepth = 10000
+// DefaultMaxDepth is the deepest nesting DecodeObject accepts: objects and
+// arrays, the top-level object counting as 1. ClaimX events nest about 6
+// levels (event, raw_data, task, form_response, answers, photos[], photo),
+// so 64 leaves ten times that; and it stays far below what a Delta table can
+// store: a Parquet column has at most 255 definition levels, and a nested
+// array takes up to 3 of them (the list, its repeated group, a nullable
+// element), so 64 levels of arrays need at most 192 plus the column's own.
+const DefaultMaxDepth = 64
 
-// DecodeObject decodes one JSON object with room for hint top-level fields
-// (at least 8), so that fields a caller adds later do not grow the map. It
-// is the decoder of ClaimX rows (DecodeRow) and of every consumed message
-// (the pipeline sizes the map for what its handlers add).
+// hardMaxDepth bounds DecodeOptions.MaxDepth, as encoding/json bounds its
+// nesting: the decoder recurses once per level.
+const hardMaxDepth = 10000
+
+var (
+	// ErrTooDeep is wrapped by the *DecodeError of input nested deeper
+	// than the decoder's MaxDepth.
+	ErrTooDeep = errors.New("JSON nested too deep")
+	// ErrInvalidUTF8 is wrapped by the *DecodeError of a string (a value or
+	// a key) that is not valid UTF-8, or that holds a \u escape of a lone
+	// UTF-16 surrogate, which no UTF-8 string can hold. The decoder refuses
+	// such input rather than replace the bytes with U+FFFD, as
+	// encoding/json does, so that the original reaches the error topic
+	// unchanged.
+	ErrInvalidUTF8 = errors.New("JSON string is not valid UTF-8")
+)
+
+// DecodeError is the error of input DecodeObject refuses for a limit or
+// for its encoding (ErrTooDeep, ErrInvalidUTF8); syntax errors are plain
+// errors naming their offset.
+type DecodeError struct {
+	// Offset is the byte offset in the input: the '{' or '[' that nests
+	// too deep, the first byte that is not UTF-8, or the '\' of a lone
+	// surrogate escape.
+	Offset int
+	Err    error
+}
+
+func (e *DecodeError) Error() string { return fmt.Sprintf("%v at offset %d", e.Err, e.Offset) }
+
+// Unwrap returns ErrTooDeep or ErrInvalidUTF8.
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// DecodeOptions are the limits of DecodeObjectOpts.
+type DecodeOptions struct {
+	// MaxDepth is the deepest nesting of objects and arrays accepted, the
+	// top-level object counting as 1; deeper input is an error wrapping
+	// ErrTooDeep. 0 (or less) means DefaultMaxDepth; at most 10000.
+	MaxDepth int
+}
+
+// DecodeObject is DecodeObjectOpts with the default options: nesting up to
+// DefaultMaxDepth.
+func DecodeObject(b []byte, hint int) (map[string]any, error) {
+	return DecodeObjectOpts(b, hint, DecodeOptions{})
+}
+
+// DecodeObjectOpts decodes one JSON object with room for hint top-level
+// fields (at least 8), so that fields a caller adds later do not grow the
+// map. It is the decoder of ClaimX rows (DecodeRow) and of every consumed
+// message (the pipeline sizes the map for what its handlers add).
 //
 // Numbers are int64 when integral and in range, float64 otherwise; a number
 // beyond float64 is an error. Objects are map[string]any, arrays []any,
-// strings string (invalid UTF-8 and lone surrogates become U+FFFD, as with
-// encoding/json). Anything but whitespace after the object, nesting deeper
-// than 10000 and JSON that is not an object are errors.
+// strings string. Anything but whitespace after the object and JSON that is
+// not an object are errors; so are, as a *DecodeError, nesting deeper than
+// o.MaxDepth (ErrTooDeep) and a string that is not valid UTF-8 or holds a
+// lone surrogate (ErrInvalidUTF8). Otherwise it accepts what encoding/json
+// accepts, with the same values.
 //
 // It is one pass, about a third of the cost of encoding/json with
 // UseNumber, and per call it saves what repeats from input to input: object
@@ -36,13 +91,18 @@ const maxDepth = 10000
 // results are never written by the decoder afterwards, so they are safe to
 // keep and to use from any goroutine; DecodeObject is safe for concurrent
 // use.
-func DecodeObject(b []byte, hint int) (map[string]any, error) {
+func DecodeObjectOpts(b []byte, hint int, o DecodeOptions) (map[string]any, error) {
 	d := decoderPool.Get().(*decoder)
 	defer func() {
 		d.b, d.src = nil, ""
 		decoderPool.Put(d)
 	}()
 	d.b, d.i, d.src = b, 0, ""
+	d.maxDepth = o.MaxDepth
+	if d.maxDepth <= 0 {
+		d.maxDepth = DefaultMaxDepth
+	}
+	d.maxDepth = min(d.maxDepth, hardMaxDepth)
 	d.ws()
 	if d.i >= len(d.b) {
 		return nil, errEnd
@@ -78,9 +138,10 @@ const maxBoxedLen = 64
 const maxInterned = 4096
 
 type decoder struct {
-	b    []byte
-	i    int
-	keys map[string]string
+	b        []byte
+	i        int
+	maxDepth int
+	keys     map[string]string
 	// src is b as a string, made on the first string value: values
 	// without escapes are substrings of it, one allocation per message.
 	src string
@@ -161,8 +222,8 @@ func (d *decoder) value(depth int) (any, error) {
 	}
 	switch c := d.b[d.i]; {
 	case c == '{':
-		if depth >= maxDepth {
-			return nil, errors.New("exceeded max depth")
+		if depth >= d.maxDepth {
+			return nil, &DecodeError{Offset: d.i, Err: ErrTooDeep}
 		}
 		m, err := d.object(depth+1, 8)
 		if err != nil {
@@ -170,8 +231,8 @@ func (d *decoder) value(depth int) (any, error) {
 		}
 		return m, nil
 	case c == '[':
-		if depth >= maxDepth {
-			return nil, errors.New("exceeded max depth")
+		if depth >= d.maxDepth {
+			return nil, &DecodeError{Offset: d.i, Err: ErrTooDeep}
 		}
 		return d.array(depth + 1)
 	case c == '"':
@@ -316,7 +377,8 @@ func (d *decoder) str(key bool) (string, error) {
 	return "", errEnd
 }
 
-// strSlow handles escapes and non-ASCII (invalid UTF-8 becomes U+FFFD).
+// strSlow handles escapes and non-ASCII; invalid UTF-8 and lone surrogates
+// are errors wrapping ErrInvalidUTF8.
 func (d *decoder) strSlow(start int) (string, error) {
 	out := make([]byte, 0, d.i-start+16)
 	out = append(out, d.b[start:d.i]...)
@@ -330,8 +392,11 @@ func (d *decoder) strSlow(start int) (string, error) {
 			return "", d.fail("in string literal")
 		case c >= utf8.RuneSelf:
 			r, size := utf8.DecodeRune(d.b[d.i:])
+			if r == utf8.RuneError && size <= 1 {
+				return "", &DecodeError{Offset: d.i, Err: ErrInvalidUTF8}
+			}
+			out = append(out, d.b[d.i:d.i+size]...)
 			d.i += size
-			out = utf8.AppendRune(out, r)
 		case c != '\\':
 			out = append(out, c)
 			d.i++
@@ -361,7 +426,7 @@ func (d *decoder) strSlow(start int) (string, error) {
 					return "", d.fail("in \\u hexadecimal character escape")
 				}
 				if utf16.IsSurrogate(r) {
-					save := d.i
+					esc := d.i - 6
 					if d.i+1 < len(d.b) && d.b[d.i] == '\\' && d.b[d.i+1] == 'u' {
 						d.i += 2
 						if r2, ok := d.u4(); ok {
@@ -371,8 +436,7 @@ func (d *decoder) strSlow(start int) (string, error) {
 							}
 						}
 					}
-					d.i = save
-					r = utf8.RuneError
+					return "", &DecodeError{Offset: esc, Err: ErrInvalidUTF8}
 				}
 				out = utf8.AppendRune(out, r)
 			default:

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // errRefRefused is refDecode's answer for input DecodeObject must refuse.
@@ -81,21 +83,40 @@ func TestDecodeObject(t *testing.T) {
 	tests := []struct {
 		name string
 		in   string
+		opts DecodeOptions
 		want map[string]any
 		err  bool
+		// errIs is the sentinel a refused input's error wraps, for input
+		// the reference (encoding/json) accepts.
+		errIs error
+		// offset is the *DecodeError's offset when errIs is set.
+		offset int
 	}{
 		{name: "event", in: `{"event_id":"e1","task_id":32513,"x":1.5,"big":12345678901234567890,"t":true,"n":null,"task":{"a":[1,"b",{}]}}`,
 			want: map[string]any{"event_id": "e1", "task_id": int64(32513), "x": 1.5, "big": 12345678901234567890.0, "t": true, "n": nil, "task": map[string]any{"a": []any{int64(1), "b", map[string]any{}}}}},
 		{name: "int64 bounds", in: `{"a":9223372036854775807,"b":-9223372036854775808,"c":9223372036854775808}`,
 			want: map[string]any{"a": int64(9223372036854775807), "b": int64(-9223372036854775808), "c": 9223372036854775808.0}},
 		{name: "escapes", in: `{"k\u00e9":"a\"b\\c\n\ud83d\ude00"}`, want: map[string]any{"ké": "a\"b\\c\n😀"}},
-		{name: "lone surrogate", in: `{"a":"\ud800x"}`, want: map[string]any{"a": "\ufffdx"}},
-		{name: "escapes and invalid UTF-8 of equal length", in: "{\"a\":\"a\\n\\n\xff\",\"b\":\"a\\n\\n\xff\"}", want: map[string]any{"a": "a\n\n\ufffd", "b": "a\n\n\ufffd"}},
+		{name: "lone surrogate", in: `{"a":"\ud800x"}`, errIs: ErrInvalidUTF8, offset: 6},
+		{name: "lone low surrogate", in: `{"a":"x\udc00"}`, errIs: ErrInvalidUTF8, offset: 7},
+		{name: "surrogate without its pair", in: `{"a":"\ud83d\u0041"}`, errIs: ErrInvalidUTF8, offset: 6},
+		{name: "escapes and invalid UTF-8", in: "{\"a\":\"a\\n\\n\xff\",\"b\":\"a\\n\\n\xff\"}", errIs: ErrInvalidUTF8, offset: 11},
+		{name: "invalid UTF-8 without escapes", in: "{\"a\":\"caf\xc3\"}", errIs: ErrInvalidUTF8, offset: 9},
+		{name: "invalid UTF-8 in a key", in: "{\"\xff\xfe\":1}", errIs: ErrInvalidUTF8, offset: 2},
+		{name: "truncated rune", in: "{\"a\":\"\xe2\x82\"}", errIs: ErrInvalidUTF8, offset: 6},
+		{name: "encoded surrogate", in: "{\"a\":\"\xed\xa0\x80\"}", errIs: ErrInvalidUTF8, offset: 6},
+		{name: "valid UTF-8", in: "{\"a\":\"café ✓ 😀\",\"k\\u00e9\":\"\\u00e9\"}", want: map[string]any{"a": "café ✓ 😀", "ké": "é"}},
 		{name: "repeated values", in: `{"a":"open","b":"open","c":70012,"d":70012,"e":-5}`, want: map[string]any{"a": "open", "b": "open", "c": int64(70012), "d": int64(70012), "e": int64(-5)}},
 		{name: "exponent is a float", in: `{"a":1e3,"b":-0}`, want: map[string]any{"a": 1000.0, "b": int64(0)}},
 		{name: "duplicate key, last wins", in: ` {"a":1,"a":2} `, want: map[string]any{"a": int64(2)}},
-		{name: "max depth", in: nest(10000), want: map[string]any{"a": nestedArrays(9999)}},
-		{name: "beyond max depth", in: nest(10001), err: true},
+		{name: "default max depth", in: nest(DefaultMaxDepth), want: map[string]any{"a": nestedArrays(DefaultMaxDepth - 1)}},
+		{name: "beyond default max depth", in: nest(DefaultMaxDepth + 1), errIs: ErrTooDeep, offset: 5 + DefaultMaxDepth - 1},
+		{name: "objects beyond default max depth", in: strings.Repeat(`{"a":`, 70) + "1" + strings.Repeat("}", 70), errIs: ErrTooDeep, offset: 5 * 64},
+		{name: "max depth 3", in: `{"a":{"b":[1]}}`, opts: DecodeOptions{MaxDepth: 3}, want: map[string]any{"a": map[string]any{"b": []any{int64(1)}}}},
+		{name: "beyond max depth 3", in: `{"a":{"b":[[1]]}}`, opts: DecodeOptions{MaxDepth: 3}, errIs: ErrTooDeep, offset: 11},
+		{name: "max depth 10000", in: nest(10000), opts: DecodeOptions{MaxDepth: 10000}, want: map[string]any{"a": nestedArrays(9999)}},
+		{name: "beyond max depth 10000", in: nest(10001), opts: DecodeOptions{MaxDepth: 10000}, err: true, errIs: ErrTooDeep, offset: 5 + 9999},
+		{name: "max depth capped at 10000", in: nest(10001), opts: DecodeOptions{MaxDepth: 1 << 30}, err: true, errIs: ErrTooDeep, offset: 5 + 9999},
 		{name: "array", in: `[1]`, err: true},
 		{name: "string", in: `"x"`, err: true},
 		{name: "truncated", in: `{"event_id": "trunc`, err: true},
@@ -110,21 +131,85 @@ func TestDecodeObject(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := DecodeObject([]byte(tt.in), 0)
-			if (err != nil) != tt.err {
-				t.Fatalf("got error %v, want error %v", err, tt.err)
+			got, err := DecodeObjectOpts([]byte(tt.in), 0, tt.opts)
+			wantErr := tt.err || tt.errIs != nil
+			if (err != nil) != wantErr {
+				t.Fatalf("got error %v, want error %v", err, wantErr)
 			}
-			if !tt.err && !reflect.DeepEqual(got, tt.want) {
+			if tt.errIs != nil {
+				var de *DecodeError
+				if !errors.Is(err, tt.errIs) || !errors.As(err, &de) || de.Offset != tt.offset {
+					t.Fatalf("got %v, want a *DecodeError wrapping %v at offset %d", err, tt.errIs, tt.offset)
+				}
+			}
+			if !wantErr && !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("got %#v, want %#v", got, tt.want)
 			}
+			// The reference refuses what is a syntax error; what the
+			// decoder refuses for its limits it accepts.
 			if _, rerr := refDecode([]byte(tt.in)); (rerr != nil) != tt.err {
 				t.Fatalf("reference error %v, want error %v", rerr, tt.err)
 			}
-			if _, err := DecodeRow([]byte(tt.in)); tt.err && !errors.Is(err, ErrMalformedBody) {
-				t.Fatalf("DecodeRow: got %v, want %v", err, ErrMalformedBody)
+			if tt.opts == (DecodeOptions{}) {
+				if _, err := DecodeRow([]byte(tt.in)); wantErr && !errors.Is(err, ErrMalformedBody) {
+					t.Fatalf("DecodeRow: got %v, want %v", err, ErrMalformedBody)
+				}
 			}
 		})
 	}
+}
+
+// invalidAt reports whether b holds, at off, a byte that does not start a
+// valid UTF-8 sequence, or the \u escape of a UTF-16 surrogate.
+func invalidAt(b []byte, off int) bool {
+	if off < 0 || off >= len(b) {
+		return false
+	}
+	if r, size := utf8.DecodeRune(b[off:]); r == utf8.RuneError && size <= 1 {
+		return true
+	}
+	if len(b)-off < 6 || b[off] != '\\' || b[off+1] != 'u' {
+		return false
+	}
+	r, err := strconv.ParseUint(string(b[off+2:off+6]), 16, 16)
+	return err == nil && utf16.IsSurrogate(rune(r))
+}
+
+// depthAt is the nesting of the container opening at b[off], counting
+// brackets outside strings before it (1 for the top-level object).
+func depthAt(b []byte, off int) int {
+	depth, inStr := 0, false
+	for i := 0; i < off; i++ {
+		switch c := b[i]; {
+		case inStr && c == '\\':
+			i++
+		case c == '"':
+			inStr = !inStr
+		case !inStr && (c == '{' || c == '['):
+			depth++
+		case !inStr && (c == '}' || c == ']'):
+			depth--
+		}
+	}
+	return depth + 1
+}
+
+// valueDepth is the nesting of objects and arrays in v.
+func valueDepth(v any) int {
+	d := 0
+	switch t := v.(type) {
+	case map[string]any:
+		for _, e := range t {
+			d = max(d, valueDepth(e))
+		}
+		return d + 1
+	case []any:
+		for _, e := range t {
+			d = max(d, valueDepth(e))
+		}
+		return d + 1
+	}
+	return 0
 }
 
 func nestedArrays(n int) any {
@@ -137,7 +222,11 @@ func nestedArrays(n int) any {
 
 // FuzzDecodeJSON checks DecodeObject and DecodeRow against encoding/json:
 // each accepts exactly what the reference accepts, with the same value, and
-// again the same value on a second decode (the boxed values it shares).
+// again the same value on a second decode (the boxed values it shares),
+// except what it refuses for its own rules: nesting deeper than its
+// MaxDepth (ErrTooDeep), and strings that are not UTF-8 (ErrInvalidUTF8),
+// which the reference accepts with U+FFFD in place. Each such refusal is
+// checked at the offset it names.
 func FuzzDecodeJSON(f *testing.F) {
 	for _, s := range []string{
 		sampleEvent,
@@ -147,12 +236,48 @@ func FuzzDecodeJSON(f *testing.F) {
 		`{"a":[true,false,null,{}]}`, `{"a":1,"a":2}`, "{\"\xff\xfe\":\"\xff\"}", `{"a" 1}`, `{"a":[1,]}`,
 		`{"a":01}`, `{"a":1.}`, `{"a":-}`, `{"a":1e}`, `{"a":1e400}`, `{} }`, ` {"k":"v"} `, `{"a":1} x`,
 		`{"a":`, `[]`, `"x"`, `nul`, ``,
+		"{\"a\":\"caf\xc3\"}", `{"a":"\udc00"}`, `{"a":"\ud83d\u0041"}`, "{\"a\":\"\xed\xa0\x80\"}",
+		`{"a":` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + `}`,
+		`{"a":` + strings.Repeat(`{"b":`, 63) + `1` + strings.Repeat("}", 63) + `}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := DecodeObject(b, 0)
 		want, werr := refDecode(b)
+		var de *DecodeError
+		switch {
+		case errors.Is(err, ErrInvalidUTF8):
+			if !errors.As(err, &de) || !invalidAt(b, de.Offset) {
+				t.Fatalf("%q: %v: no invalid UTF-8 or lone surrogate there", b, err)
+			}
+			if _, rerr := DecodeRow(b); !errors.Is(rerr, ErrMalformedBody) {
+				t.Fatalf("%q: DecodeRow err %v", b, rerr)
+			}
+			return
+		case errors.Is(err, ErrTooDeep):
+			if !errors.As(err, &de) || de.Offset >= len(b) || (b[de.Offset] != '{' && b[de.Offset] != '[') || depthAt(b, de.Offset) != DefaultMaxDepth+1 {
+				t.Fatalf("%q: %v: not the first container beyond depth %d", b, err, DefaultMaxDepth)
+			}
+			if werr == nil && valueDepth(want) <= DefaultMaxDepth {
+				t.Fatalf("%q: %v, but the reference's value nests %d", b, err, valueDepth(want))
+			}
+			// Without the limit, it agrees with the reference again.
+			got, err = DecodeObjectOpts(b, 0, DecodeOptions{MaxDepth: 10000})
+			if errors.Is(err, ErrInvalidUTF8) {
+				return
+			}
+			if (err == nil) != (werr == nil) {
+				t.Fatalf("%q: MaxDepth 10000: err %v, reference err %v", b, err, werr)
+			}
+			if err == nil && !reflect.DeepEqual(got, want) {
+				t.Fatalf("%q: MaxDepth 10000: got %#v, want %#v", b, got, want)
+			}
+			return
+		}
+		if err == nil && valueDepth(got) > DefaultMaxDepth {
+			t.Fatalf("%q: accepted nesting %d", b, valueDepth(got))
+		}
 		if (err == nil) != (werr == nil) {
 			t.Fatalf("%q: err %v, reference err %v", b, err, werr)
 		}
@@ -181,6 +306,14 @@ func BenchmarkDecodeRow(b *testing.B) {
 		b.ReportAllocs()
 		for range b.N {
 			DecodeRow(body)
+		}
+	})
+	// Non-ASCII strings take the decoder's slow path, which checks UTF-8.
+	accented := bytes.ReplaceAll(bytes.ReplaceAll(body, []byte("Chen"), []byte("Chén ✓")), []byte("Base"), []byte("Bäse"))
+	b.Run("fast_non_ascii", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			DecodeRow(accented)
 		}
 	})
 	b.Run("encoding_json", func(b *testing.B) {
