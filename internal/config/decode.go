@@ -256,7 +256,7 @@ func redactSecrets(v any) any {
 // UnmarshalYAML applies the worker defaults, then decodes strictly.
 func (w *Worker) UnmarshalYAML(node ast.Node) error {
 	type plain Worker
-	p := plain{BatchSize: DefaultBatchSize}
+	p := plain{BatchSize: DefaultBatchSize, MaxMessageBytes: DefaultMaxMessageBytes, MaxNestingDepth: DefaultMaxNestingDepth}
 	if err := strict(node, &p); err != nil {
 		return err
 	}

@@ -37,6 +37,16 @@ import (
 // DefaultBatchSize is a worker's batch_size when the file gives none.
 const DefaultBatchSize = 100
 
+// Worker message limits: the defaults of max_message_bytes and
+// max_nesting_depth, and the most max_nesting_depth may be (a Parquet
+// column has at most 255 definition levels, and a nested array can take 3
+// of them, so deeper rows could not be stored).
+const (
+	DefaultMaxMessageBytes = 1 << 20
+	DefaultMaxNestingDepth = 64
+	MaxNestingDepthLimit   = 80
+)
+
 // HandlerTypes are the handler types kpipe implements.
 var HandlerTypes = []string{"transform", "validation", "lookup", "delta_writer"}
 
@@ -403,6 +413,12 @@ func (l *loader) validate(cfg *Config) {
 		}
 		if w.BatchSize <= 0 {
 			l.probs.add(pos, "%s batch_size must be greater than 0, not %d", where, w.BatchSize)
+		}
+		if w.MaxMessageBytes < 1 {
+			l.probs.add(pos, "%s max_message_bytes must be greater than 0, not %d", where, w.MaxMessageBytes)
+		}
+		if w.MaxNestingDepth < 1 || w.MaxNestingDepth > MaxNestingDepthLimit {
+			l.probs.add(pos, "%s max_nesting_depth must be between 1 and %d, not %d", where, MaxNestingDepthLimit, w.MaxNestingDepth)
 		}
 		if w.EnableAutoCommit {
 			l.probs.add(pos, "%s enable_auto_commit must be false: kpipe commits offsets only after the rows they cover are durable", where)

@@ -125,6 +125,15 @@ type Worker struct {
 	ErrorTopic   string `yaml:"error_topic"`
 	// EnrichmentHandlers is the handler chain, run in order.
 	EnrichmentHandlers []*HandlerSpec `yaml:"enrichment_handlers"`
+	// MaxMessageBytes is the largest input message handled; a larger one
+	// goes to the error topic as class too_large (its original cut to fit).
+	// Default 1048576 (Kafka's default message size limit).
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// MaxNestingDepth is the deepest nesting of objects and arrays in an
+	// input message, the message itself counting as 1; a deeper one goes to
+	// the error topic as class too_deep. Default 64, at most 80 (a
+	// Parquet column has at most 255 definition levels).
+	MaxNestingDepth int `yaml:"max_nesting_depth"`
 
 	// File is where the worker was read from.
 	File string `yaml:"-"`

@@ -10,7 +10,9 @@ import (
 // Error classes name why a message went to the error topic. They label the
 // Errors metric and appear in error records, so the set stays closed.
 const (
-	ClassMalformed      = "malformed"       // the message is not a JSON object
+	ClassMalformed      = "malformed"       // the message is not a JSON object, or not UTF-8
+	ClassTooLarge       = "too_large"       // the message is over max_message_bytes
+	ClassTooDeep        = "too_deep"        // the message nests deeper than max_nesting_depth
 	ClassValidation     = "validation"      // a required field or field rule failed
 	ClassLookup         = "lookup"          // an enrichment call failed
 	ClassSchemaConflict = "schema_conflict" // a value does not fit the table schema

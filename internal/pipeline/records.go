@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"encoding/json"
 	"strconv"
 	"time"
@@ -33,7 +34,11 @@ type SuccessRecord struct {
 	ProcessedAt  time.Time `json:"processed_at"`
 }
 
-// errorRecord builds the error-topic record of one failure of ev.
+// errorRecord builds the error-topic record of one failure of ev: the
+// dead-letter record with the original kept once, bounded by the error
+// topic's message size limit, keyed by the source message's
+// topic/partition/offset so that consumers deduplicate records a restart
+// published again.
 func (w *Worker) errorRecord(ev *Event, he *HandlerError, rowWritten bool, now time.Time) *kgo.Record {
 	rec := ErrorRecord{
 		Worker:     w.cfg.Name,
@@ -51,24 +56,55 @@ func (w *Worker) errorRecord(ev *Event, he *HandlerError, rowWritten bool, now t
 	if he.Err != nil {
 		rec.Message = he.Err.Error()
 	}
-	rec.OriginalBase64 = ev.Raw
-	if ev.Fields != nil {
-		// Decoded, so valid JSON: skip SetOriginal's second validation.
-		rec.Original = json.RawMessage(ev.Raw)
-	}
-	b, err := json.Marshal(rec)
+	rec.SetOriginal(ev.Raw)
+	b, err := rec.Marshal(w.errorMaxBytes())
 	if err != nil {
-		// Only a value json cannot encode gets here; keep the bytes.
-		rec.Original = nil
-		b, _ = json.Marshal(rec)
+		// Only a limit below a few hundred bytes gets here.
+		b, _ = rec.Marshal(dlq.DefaultMaxRecordBytes)
 	}
-	return &kgo.Record{Topic: w.cfg.ErrorTopic, Key: ev.Key, Value: b}
+	return &kgo.Record{Topic: w.cfg.ErrorTopic, Key: rec.RecordKey(), Value: b}
+}
+
+// errorMaxBytes is the most an error record may take: the error topic's
+// max.message.bytes as the broker reported it at start, less room for the
+// record batch around it, or dlq.DefaultMaxRecordBytes.
+func (w *Worker) errorMaxBytes() int {
+	if n := w.errLimit.Load(); n > 0 {
+		return int(n)
+	}
+	return dlq.DefaultMaxRecordBytes
+}
+
+// recordOverhead is what a record batch, its headers and the key add
+// around a value; the value must leave it room under max.message.bytes.
+const recordOverhead = 1024
+
+// learnErrorLimit asks the broker for the error topic's max.message.bytes.
+// A failure keeps the default: the limit only bounds error records.
+func (w *Worker) learnErrorLimit(ctx context.Context) {
+	if w.cfg.ErrorTopic == "" {
+		return
+	}
+	rcs, err := w.adm.DescribeTopicConfigs(ctx, w.cfg.ErrorTopic)
+	if err != nil {
+		return
+	}
+	for _, rc := range rcs {
+		for _, c := range rc.Configs {
+			if c.Key != "max.message.bytes" || c.Value == nil {
+				continue
+			}
+			if n, err := strconv.Atoi(*c.Value); err == nil && n > 2*recordOverhead {
+				w.errLimit.Store(int64(min(n-recordOverhead, 1<<30)))
+			}
+		}
+	}
 }
 
 // successRecord builds the success-topic record of a committed event.
 func (w *Worker) successRecord(ev *Event, table string, version int64, now time.Time) *kgo.Record {
 	enc := w.newSuccessEncoder(table, version, now)
-	return &kgo.Record{Topic: w.cfg.SuccessTopic, Key: ev.Key, Value: enc.append(nil, ev)}
+	return &kgo.Record{Topic: w.cfg.SuccessTopic, Key: dlq.SourceKey(ev.Topic, ev.Partition, ev.Offset), Value: enc.append(nil, ev)}
 }
 
 // successEncoder writes SuccessRecord JSON with appends, the bytes

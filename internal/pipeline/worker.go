@@ -74,6 +74,11 @@ type Worker struct {
 	reset          ResetPolicy
 	group          GroupOptions
 	healthInterval time.Duration
+	// maxBytes and maxDepth are the message limits (max_message_bytes,
+	// max_nesting_depth).
+	maxBytes, maxDepth int
+	// errLimit is the error topic's record size limit (0: unknown).
+	errLimit atomic.Int64
 	// toPause are partitions assigned with an offset mismatch, paused by
 	// the loop before its next poll. Guarded by mu.
 	toPause []int32
@@ -246,6 +251,14 @@ func newWorker(cfg *config.Worker, kopts []kgo.Opt, chain *Chain, deps Deps, opt
 		skipped:      m.Skipped.MustCurryWith(prometheus.Labels{"worker": name}),
 
 		healthInterval: DefaultHealthInterval,
+		maxBytes:       cfg.MaxMessageBytes,
+		maxDepth:       cfg.MaxNestingDepth,
+	}
+	if w.maxBytes <= 0 {
+		w.maxBytes = config.DefaultMaxMessageBytes
+	}
+	if w.maxDepth <= 0 {
+		w.maxDepth = config.DefaultMaxNestingDepth
 	}
 	w.health = newHealth(name, cfg.ConsumerGroup, cfg.InputTopic, m, w.log, DefaultStallTimeout)
 	w.onProduced = w.onSuccessProduced
@@ -302,6 +315,9 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	}
 	defer admCl.Close()
 	w.adm = kadm.NewClient(admCl)
+	lctx, cancelLearn := context.WithTimeout(ctx, 10*time.Second)
+	w.learnErrorLimit(lctx)
+	cancelLearn()
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		_ = w.chain.Close(ctx) // the client error is what matters
@@ -567,8 +583,12 @@ func (w *Worker) processPoll(ctx context.Context, fetches kgo.Fetches) error {
 	}
 	var firstErr error
 	for _, b := range batches {
-		if nm := b.malformed; nm > 0 {
-			w.errs.WithLabelValues(ClassMalformed).Add(float64(nm))
+		if b.malformed > 0 {
+			for _, ev := range b.failed {
+				if he := ev.Errors[0]; he.Handler == "decode" {
+					w.errs.WithLabelValues(he.Class).Inc()
+				}
+			}
 		}
 		if b.err != nil && firstErr == nil {
 			firstErr = b.err
@@ -613,9 +633,20 @@ func (w *Worker) decode(b *partBatch, hint int, now time.Time) {
 		}
 		ev := &slab[i]
 		*ev = Event{Raw: r.Value, Key: r.Key, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Received: now, Attempt: dlq.AttemptOf(r)}
-		fields, err := claimx.DecodeObject(r.Value, hint)
+		if n := len(r.Value); n > w.maxBytes {
+			ev.Errors = append(ev.Errors, &HandlerError{Handler: "decode", Class: ClassTooLarge, Err: fmt.Errorf("message is %d bytes, over max_message_bytes %d", n, w.maxBytes)})
+			b.failed = append(b.failed, ev)
+			b.malformed++
+			continue
+		}
+		fields, err := claimx.DecodeObjectOpts(r.Value, hint, claimx.DecodeOptions{MaxDepth: w.maxDepth})
 		if err != nil {
-			ev.Errors = append(ev.Errors, &HandlerError{Handler: "decode", Class: ClassMalformed, Err: err})
+			class := ClassMalformed
+			if errors.Is(err, claimx.ErrTooDeep) {
+				class = ClassTooDeep
+				err = fmt.Errorf("%w (max_nesting_depth %d)", err, w.maxDepth)
+			}
+			ev.Errors = append(ev.Errors, &HandlerError{Handler: "decode", Class: class, Err: err})
 			b.failed = append(b.failed, ev)
 			b.malformed++
 			continue
@@ -992,7 +1023,13 @@ func (w *Worker) succeededEvents(ctx context.Context, evs []*Event, table string
 	for i, ev := range evs {
 		start := len(buf)
 		buf = enc.append(buf, ev)
-		recs[i] = kgo.Record{Topic: w.cfg.SuccessTopic, Key: ev.Key, Value: buf[start:len(buf):len(buf)]}
+		keyStart := len(buf)
+		buf = append(buf, ev.Topic...)
+		buf = append(buf, '/')
+		buf = strconv.AppendInt(buf, int64(ev.Partition), 10)
+		buf = append(buf, '/')
+		buf = strconv.AppendInt(buf, ev.Offset, 10)
+		recs[i] = kgo.Record{Topic: w.cfg.SuccessTopic, Key: buf[keyStart:len(buf):len(buf)], Value: buf[start:keyStart:keyStart]}
 	}
 	for i := range recs {
 		w.cl.Produce(pctx, &recs[i], w.onProduced)

@@ -1,0 +1,144 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"kpipe/internal/dlq"
+	"kpipe/internal/sim"
+)
+
+// Poison messages of every class, interleaved with good ones in the same
+// polls and flushes, each end as an error record with its class and the
+// original kept once; every good message is a row; the worker never stops.
+// Before, a message nested deeper than ~255 levels panicked in the Parquet
+// writer, and two new-field types in one flush ended the worker.
+func TestWorkerPoisonMessages(t *testing.T) {
+	ctx := t.Context()
+	e := newEnv(t, sim.Options{Seed: 9, Projects: 40})
+	want := e.entries()
+	if len(want) < 40 {
+		t.Fatalf("world too small: %d", len(want))
+	}
+	want = want[:40]
+	cfg := *e.worker
+	cfg.MaxMessageBytes = 64 << 10
+	e.worker = &cfg
+	s := deltaSink(t, t.TempDir())
+	w := e.newWorker(t, s)
+	stop := runWorker(t, ctx, w)
+
+	payload := func(i int, change func(task map[string]any)) []byte {
+		var p map[string]any
+		_ = json.Unmarshal(trackingPayload(want[i], want[0].At), &p)
+		if change != nil {
+			change(p["task"].(map[string]any))
+		}
+		b, _ := json.Marshal(p)
+		return b
+	}
+	// The first event alone creates the table.
+	e.produce(ctx, &kgo.Record{Key: []byte("k0"), Value: payload(0, nil)})
+	waitFor(t, 20*time.Second, "the first row", func() bool { return len(s.rows()) == 1 })
+
+	deep := strings.Repeat(`[`, 300) + strings.Repeat(`]`, 300)
+	huge := payload(2, func(task map[string]any) { task["notes"] = strings.Repeat("x", 100<<10) })
+	poison := map[string][]byte{
+		"not json":     []byte(`{"event_id": "trunc`),
+		"not utf-8":    []byte("{\"event_id\": \"bad \xff\xfe bytes\", \"task_id\": 32513}"),
+		"too deep":     []byte(`{"event_id": "deep", "task": {"x": ` + deep + `}}`),
+		"too large":    huge,
+		"conflict obj": payload(4, func(task map[string]any) { task["new_field"] = map[string]any{"a": int64(1)} }),
+		"conflict str": payload(6, func(task map[string]any) { task["new_field"] = "a string" }),
+	}
+	wantClass := map[string]string{
+		"not json": ClassMalformed, "not utf-8": ClassMalformed, "too deep": ClassTooDeep,
+		"too large": ClassTooLarge,
+	}
+	// One poll, one flush: good events with a poison one after every good
+	// one until they run out. Of the two new_field types, the first row of
+	// the flush gives the field its type and the other conflicts (the
+	// partitions' rows are buffered in whichever order their goroutines
+	// finish).
+	order := []string{"not json", "not utf-8", "too deep", "too large", "conflict obj", "conflict str"}
+	var recs []*kgo.Record
+	goodRows := 1
+	for i := 1; i < len(want); i++ {
+		if i == 2 || i == 4 || i == 6 {
+			continue // their payloads are the poison ones
+		}
+		recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: payload(i, nil)})
+		goodRows++
+		if len(order) > 0 {
+			name := order[0]
+			order = order[1:]
+			recs = append(recs, &kgo.Record{Key: []byte(name), Value: poison[name]})
+		}
+	}
+	goodRows++ // one of the conflicting rows is written
+	e.produce(ctx, recs...)
+	waitFor(t, 30*time.Second, "the good rows", func() bool { return len(s.rows()) == goodRows })
+	errs := e.readTopic(ctx, errorTopic, len(wantClass)+1, 20*time.Second)
+	if err := w.Ready(ctx); err != nil {
+		t.Fatalf("worker not ready after poison messages: %v", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if len(errs) != len(wantClass)+1 {
+		t.Fatalf("got %d error records, want %d", len(errs), len(wantClass)+1)
+	}
+	byKey := map[string]dlq.Record{}
+	for _, r := range errs {
+		var er dlq.Record
+		if err := json.Unmarshal(r.Value, &er); err != nil {
+			t.Fatal(err)
+		}
+		if string(r.Key) != string(er.RecordKey()) {
+			t.Fatalf("error record key %q, want the source's %q", r.Key, er.RecordKey())
+		}
+		if len(r.Value) > dlq.DefaultMaxRecordBytes {
+			t.Fatalf("error record of %d bytes", len(r.Value))
+		}
+		byKey[er.Key] = er
+	}
+	lost := "conflict str"
+	if _, ok := byKey["conflict obj"]; ok {
+		lost = "conflict obj"
+	}
+	wantClass[lost] = ClassSchemaConflict
+	for name, class := range wantClass {
+		er, ok := byKey[name]
+		if !ok {
+			t.Fatalf("no error record for %s", name)
+		}
+		if er.Class != class {
+			t.Fatalf("%s: class %s (%s), want %s", name, er.Class, er.Message, class)
+		}
+		orig, whole := er.OriginalBytes()
+		if !whole || string(orig) != string(poison[name]) {
+			t.Fatalf("%s: original not kept byte for byte (%d bytes, whole %v)", name, len(orig), whole)
+		}
+	}
+	lostID, keptID := want[6].EventID, want[4].EventID
+	if lost == "conflict obj" {
+		lostID, keptID = keptID, lostID
+	}
+	kept := false
+	for _, row := range s.rows() {
+		switch row["event_id"] {
+		case lostID:
+			t.Fatal("the conflicting row was written")
+		case keptID:
+			kept = true
+		}
+	}
+	if !kept {
+		t.Fatal("the row that typed new_field is missing")
+	}
+}
