@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -87,12 +88,16 @@ func TestKillRestart(t *testing.T) {
 		}
 	}()
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	var restarts []time.Duration // from a (re)start to its first record
 	for i := range kills {
 		cmd := start()
 		started := time.Now()
 		from := produced.Load()
 		for deadline := time.Now().Add(20 * time.Second); produced.Load() == from && time.Now().Before(deadline); {
 			time.Sleep(5 * time.Millisecond)
+		}
+		if i > 0 {
+			restarts = append(restarts, time.Since(started))
 		}
 		// Every other kill lands as soon as records appear, most likely
 		// inside an open transaction; the others at a random later point.
@@ -106,6 +111,14 @@ func TestKillRestart(t *testing.T) {
 		t.Logf("kill %d after %v", i+1, time.Since(started).Round(time.Millisecond))
 	}
 	<-pubDone
+	if len(restarts) > 0 {
+		slices.Sort(restarts)
+		median, worst := restarts[len(restarts)/2], restarts[len(restarts)-1]
+		t.Logf("restart after kill -9 to consuming again: median %v, worst %v over %d restarts", median.Round(time.Millisecond), worst.Round(time.Millisecond), len(restarts))
+		if worst > 10*time.Second {
+			t.Errorf("a restarted worker took %v to consume again, want at most 10s", worst)
+		}
+	}
 	before := readCommitted(t, c.ListenAddrs(), trackingTopic, 0, 10*time.Second, 300*time.Millisecond)
 	if kills > 0 && len(before) == 0 {
 		t.Fatal("the killed workers committed nothing: the kills did not hit a working worker")
@@ -138,10 +151,10 @@ func TestWorkerChild(t *testing.T) {
 	orch, cx := components(t, os.Getenv(claimxEnv), m, testLogger())
 	w, err := New(Options{
 		Kafka: kafka.Config{Brokers: strings.Split(os.Getenv(brokersEnv), ",")}, Fetcher: cx, Orchestrator: orch, Metrics: m,
-		Logger: testLogger(), TransactionalID: "kill-test", MaxBatch: 40,
-		// Static membership: a restarted worker takes its place in the group
+		// The defaults: static membership with the transactional id as
+		// instance id, so a restarted worker takes its place in the group
 		// without waiting for the dead one's session to expire.
-		KafkaOpts: []kgo.Opt{kgo.InstanceID("kill-test"), kgo.SessionTimeout(3 * time.Second)},
+		Logger: testLogger(), TransactionalID: "kill-test", MaxBatch: 40,
 	})
 	if err != nil {
 		t.Fatal(err)

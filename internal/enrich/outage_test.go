@@ -19,9 +19,10 @@ import (
 
 // running is a worker started by runWorker.
 type running struct {
-	w    *Worker
-	done chan error
-	stop func() error
+	w      *Worker
+	exited chan struct{} // closed when Run returns
+	err    error         // what Run returned, once exited is closed
+	stop   func() error
 }
 
 // runWorker starts a worker; stop cancels it and returns what Run returned.
@@ -32,21 +33,19 @@ func runWorker(t *testing.T, o Options) *running {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{w: w, done: make(chan error, 1)}
-	go func() { r.done <- w.Run(ctx) }()
-	var stopped bool
-	var runErr error
+	r := &running{w: w, exited: make(chan struct{})}
+	go func() {
+		r.err = w.Run(ctx)
+		close(r.exited)
+	}()
 	r.stop = func() error {
-		if !stopped {
-			stopped = true
-			cancel()
-			select {
-			case runErr = <-r.done:
-			case <-time.After(60 * time.Second):
-				t.Fatal("worker did not stop within 60s")
-			}
+		cancel()
+		select {
+		case <-r.exited:
+		case <-time.After(60 * time.Second):
+			t.Fatal("worker did not stop within 60s")
 		}
-		return runErr
+		return r.err
 	}
 	t.Cleanup(func() { _ = r.stop() })
 	return r
@@ -56,9 +55,21 @@ func runWorker(t *testing.T, o Options) *running {
 func (r *running) alive(t *testing.T) {
 	t.Helper()
 	select {
-	case err := <-r.done:
-		t.Fatalf("Run returned %v while it should keep running", err)
+	case <-r.exited:
+		t.Fatalf("Run returned %v while it should keep running", r.err)
 	default:
+	}
+}
+
+// wait waits for Run to return by itself and returns its error.
+func (r *running) wait(t *testing.T, timeout time.Duration) error {
+	t.Helper()
+	select {
+	case <-r.exited:
+		return r.err
+	case <-time.After(timeout):
+		t.Fatalf("Run did not return within %v", timeout)
+		return nil
 	}
 }
 
