@@ -9,10 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -86,16 +86,11 @@ func TestSimCommand(t *testing.T) {
 	go func() {
 		done <- run(ctx, env, []string{"sim", "--addr", "127.0.0.1:0", "--seed", "3", "--projects", "20", "--faults", "latency=1ms", "--emit", emit})
 	}()
-	re := regexp.MustCompile(`http://(\S+)`)
-	var addr string
-	for deadline := time.Now().Add(5 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if m := re.FindStringSubmatch(out.String()); m != nil {
-			addr = m[1]
-		}
+	m, err := out.waitFor(t.Context(), regexp.MustCompile(`http://(\S+)\n  seed 3, (\d+) events`), nil)
+	if err != nil {
+		t.Fatalf("no address printed: %v: %q %q", err, out, errOut)
 	}
-	if addr == "" {
-		t.Fatalf("no address printed: %q %q", out, errOut)
-	}
+	addr, events := m[1], m[2]
 	if s := out.String(); strings.Contains(s, "env-secret") || !strings.Contains(s, "$CLAIMX_API_TOKEN") || !strings.Contains(s, "faults: latency=1ms") {
 		t.Fatalf("banner: %q", s)
 	}
@@ -110,22 +105,21 @@ func TestSimCommand(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "iTel Cabinet Repair Form") {
 		t.Fatalf("GET template: %d %s", resp.StatusCode, body)
 	}
+	// Every event is written before the command says so; then stop it.
+	if _, err := errOut.waitFor(t.Context(), regexp.MustCompile(`sim_events_written`), nil); err != nil {
+		t.Fatal(err)
+	}
 	cancel()
-	select {
-	case code := <-done:
-		if code != ExitOK {
-			t.Fatalf("exit %d: %s", code, errOut)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("sim did not stop")
+	if code := <-done; code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	b, err := os.ReadFile(emit)
 	if err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) < 100 {
-		t.Fatalf("%d events emitted", len(lines))
+	if strconv.Itoa(len(lines)) != events {
+		t.Fatalf("%d events emitted, want the world's %s", len(lines), events)
 	}
 	for _, l := range lines {
 		if _, err := claimx.ParseEvent([]byte(l)); err != nil {
@@ -176,11 +170,11 @@ func TestSimKafka(t *testing.T) {
 	}
 	defer cl.Close()
 	got := map[string]bool{}
-	deadline := time.Now().Add(30 * time.Second)
-	for len(got) < len(want) && time.Now().Before(deadline) {
-		pctx, pcancel := context.WithTimeout(ctx, time.Second)
-		fs := cl.PollFetches(pctx)
-		pcancel()
+	for len(got) < len(want) {
+		fs := cl.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("polling claimx.events (%d of %d events read): %v", len(got), len(want), err)
+		}
 		fs.EachRecord(func(r *kgo.Record) {
 			e, err := claimx.ParseEvent(r.Value)
 			if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 
@@ -55,10 +54,14 @@ func TestWorkerCommandRunsAndStopsCleanly(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan int, 1)
-	metricsAddr := freeAddr(t)
 	go func() {
-		done <- run(ctx, env, []string{"--config-dir", "../../config", "--log-level", "warn", "worker", "itel_cabinet_tracking_worker", "--data", data, "--metrics-addr", metricsAddr})
+		done <- run(ctx, env, []string{"--config-dir", "../../config", "--log-level", "info", "worker", "itel_cabinet_tracking_worker", "--data", data, "--metrics-addr", "127.0.0.1:0"})
 	}()
+	m, err := errOut.waitFor(t.Context(), regexp.MustCompile(`msg=metrics_serving .*addr=(\S+)`), nil)
+	if err != nil {
+		t.Fatalf("no metrics address logged: %v\n%s", err, errOut)
+	}
+	metricsAddr := m[1]
 
 	entries := s.Manifest().EventsForTemplate(32513)[:5]
 	prod, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic(topic))
@@ -79,22 +82,13 @@ func TestWorkerCommandRunsAndStopsCleanly(t *testing.T) {
 	// Stop as soon as the worker has consumed all of them, before the 2 s
 	// age flush: the rows must come from the graceful stop's flush.
 	consumed := regexp.MustCompile(`(?m)^itel_worker_messages_consumed_total\{worker="itel_cabinet_tracking_worker"\} (\d+)$`)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if m := consumed.FindStringSubmatch(scrape(metricsAddr)); m != nil && m[1] == strconv.Itoa(len(entries)) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the worker never consumed the %d records; stderr %s", len(entries), errOut)
-		}
-	}
+	waitUntil(t, func() bool {
+		m := consumed.FindStringSubmatch(scrape(metricsAddr))
+		return m != nil && m[1] == strconv.Itoa(len(entries))
+	})
 	cancel()
-	select {
-	case code := <-done:
-		if code != ExitOK {
-			t.Fatalf("exit %d, stderr %s", code, errOut)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("kpipe worker did not stop")
+	if code := <-done; code != ExitOK {
+		t.Fatalf("exit %d, stderr %s", code, errOut)
 	}
 	store, err := delta.OpenLocation(filepath.Join(data, "delta", "itel_cabinet_task_tracking"))
 	if err != nil {
@@ -115,17 +109,6 @@ func TestWorkerCommandRunsAndStopsCleanly(t *testing.T) {
 	if len(rows) != len(entries) {
 		t.Fatalf("table holds %d rows after the graceful stop, want %d (stderr %s)", len(rows), len(entries), errOut)
 	}
-}
-
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // scrape returns the body of http://addr/metrics, or "" when it cannot.
