@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -16,7 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"kpipe/internal/claimx"
 	"kpipe/internal/config"
@@ -38,6 +40,9 @@ type upOptions struct {
 	dataDir     string
 	noGenerator bool
 	kafkaPort   int
+	kafka       string
+	idPrefix    string
+	txnID       string
 	apiAddr     string
 	metricsAddr string
 	faults      string
@@ -45,14 +50,22 @@ type upOptions struct {
 	waitTimeout time.Duration
 }
 
+// defaultUpPrefix starts the consumer groups and the transactional id of
+// kpipe up, so that it never shares them with "kpipe enrich" and "kpipe
+// worker" (whose fenced or rebalanced side would otherwise stop).
+const defaultUpPrefix = "kpipe-up-"
+
+// upLockFile is the lock file kpipe up holds in its data folder.
+const upLockFile = "kpipe-up.lock"
+
 func newUpCmd(env *Env) *cobra.Command {
 	o := upOptions{}
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run the whole pipeline on this machine",
-		Long: `Run everything on one machine: an embedded Kafka broker, the ClaimX
-simulator (API and event generator), the enrichment worker, the tracking
-worker, and the Delta table under --data.
+		Long: `Run everything on one machine: an embedded Kafka broker (or the cluster of
+--kafka), the ClaimX simulator (API and event generator), the enrichment
+worker, the tracking worker, and the Delta table under --data.
 
 Without --events it generates events at --rate until Ctrl-C (or --duration)
 and stops cleanly, flushing and committing. With --events N it generates N
@@ -60,12 +73,27 @@ events as fast as it can, waits until the table holds every tracked event,
 checks the table against the simulator's ground truth, prints a summary and
 exits: 0 when the table holds exactly the expected rows.
 
-The broker listens on 127.0.0.1:9092, or the next free port; kcat and other
-Kafka tools can connect to it. With --no-generator nothing is generated, so
-that an outside producer can feed claimx.events.`,
+The broker listens on 127.0.0.1:9092, or the next free port (--kafka-port 0:
+any free port); kcat and other Kafka tools can connect to it. With
+--no-generator nothing is generated, so that an outside producer can feed
+claimx.events.
+
+Identity: kpipe up's consumer groups and transactional id start with
+--id-prefix (default "kpipe-up-"), so a "kpipe enrich" or "kpipe worker"
+on the same cluster is never fenced by it nor shares its partitions. One
+kpipe up per data folder: a second one is refused (lock file
+<data>/kpipe-up.lock, released by the kernel when the holder dies). With
+--kafka, a second kpipe up whose groups already have members on that cluster
+is refused too.
+
+If any worker fails (fenced, authentication lost, storage refused), the
+others drain, the error is logged at ERROR and kpipe up exits 1: it never
+keeps running half alive. /metrics and /readyz answer until the workers have
+drained.`,
 		Example: `  kpipe up
   kpipe up --events 5000 --seed 1 --data /tmp/kpipe
-  kpipe up --no-generator    # then: kcat -b 127.0.0.1:9092 -t claimx.events -P`,
+  kpipe up --no-generator    # then: kcat -b 127.0.0.1:9092 -t claimx.events -P
+  kpipe up --kafka env       # the cluster of KAFKA_BOOTSTRAP_SERVERS and KAFKA_*`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runUp(cmd.Context(), env, o)
@@ -76,9 +104,12 @@ that an outside producer can feed claimx.events.`,
 	f.DurationVar(&o.duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
 	f.Float64Var(&o.rate, "rate", 0, "events per second to generate (default: 200, or as fast as possible with --events)")
 	f.Int64Var(&o.seed, "seed", 1, "seed of the simulated ClaimX world")
-	f.StringVar(&o.dataDir, "data", "data", "folder for the Delta table (delta/<table>) and the broker's data (kafka/)")
+	f.StringVar(&o.dataDir, "data", "data", "folder for the Delta table (delta/<table>) and the broker's data (kafka/); created 0750")
 	f.BoolVar(&o.noGenerator, "no-generator", false, "generate no events: feed claimx.events from outside")
-	f.IntVar(&o.kafkaPort, "kafka-port", 9092, "port of the embedded broker; the next free one is taken when it is busy")
+	f.IntVar(&o.kafkaPort, "kafka-port", kafka.DefaultPort, "port of the embedded broker; the next free one is taken when it is busy; 0: any free port")
+	f.StringVar(&o.kafka, "kafka", "", `use this cluster instead of an embedded broker (host:port,...; "env": KAFKA_BOOTSTRAP_SERVERS with the KAFKA_* TLS and SASL settings)`)
+	f.StringVar(&o.idPrefix, "id-prefix", defaultUpPrefix, `prefix of the consumer groups and transactional id ("": the same as kpipe enrich and kpipe worker)`)
+	f.StringVar(&o.txnID, "transactional-id", "", "the enrichment worker's transactional id (default <id-prefix>claimx_enrichment_worker)")
 	f.StringVar(&o.apiAddr, "api-addr", "127.0.0.1:0", "address of the ClaimX simulator's API")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9464", "address for /metrics, /healthz and /readyz (empty: none)")
 	f.StringVar(&o.faults, "faults", "", "faults the simulator injects, e.g. latency=20ms,500=0.05 (see kpipe sim --help)")
@@ -87,12 +118,15 @@ that an outside producer can feed claimx.events.`,
 	return cmd
 }
 
-func runUp(ctx context.Context, env *Env, o upOptions) error {
+func runUp(ctx context.Context, env *Env, o upOptions) (err error) {
 	if o.events < 0 || o.rate < 0 {
 		return usage(errors.New("--events and --rate must not be negative"))
 	}
 	if o.events > 0 && o.noGenerator {
 		return usage(errors.New("--events needs the generator: drop --no-generator"))
+	}
+	if o.kafka != "" && o.kafkaPort != kafka.DefaultPort {
+		return usage(errors.New("--kafka and --kafka-port exclude each other"))
 	}
 	faults, err := sim.ParseFaults(o.faults)
 	if err != nil {
@@ -102,21 +136,17 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 	// The progress line and the rest of the output come from different
 	// goroutines: one lock keeps their lines whole.
 	out := &lockedWriter{w: env.Stdout}
-	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
+	lock, err := acquireLock(o.dataDir, upLockFile, "kpipe up")
+	if err != nil {
 		return err
 	}
+	defer lock.release()
 
 	// The simulator comes first: the configuration's connection points at it.
 	token := "sim-" + fmt.Sprint(time.Now().UnixNano())
 	world := sim.New(sim.Options{Seed: o.seed, Events: max(o.events, 5000), Token: token, Faults: faults})
-	apiLn, err := net.Listen("tcp", o.apiAddr)
-	if err != nil {
-		return usage(fmt.Errorf("--api-addr: %w", err))
-	}
-	apiURL := "http://" + apiLn.Addr().String()
-	apiSrv := &http.Server{Handler: world, ReadHeaderTimeout: 10 * time.Second}
-
 	upEnv := *env
+	var apiURL string
 	upEnv.Getenv = func(name string) (string, bool) {
 		switch name {
 		case "CLAIMX_API_BASE_URL":
@@ -126,62 +156,81 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 		}
 		return env.Getenv(name)
 	}
+	apiLn, err := net.Listen("tcp", o.apiAddr)
+	if err != nil {
+		return usage(fmt.Errorf("--api-addr: %w", err))
+	}
+	apiURL = "http://" + apiLn.Addr().String()
+	apiSrv := &http.Server{Handler: world, ReadHeaderTimeout: 10 * time.Second}
+	apiServed := make(chan error, 1)
+	go func() { apiServed <- apiSrv.Serve(apiLn) }()
+	// The API stops last: the workers' drain may still ask it.
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if serr := apiSrv.Shutdown(sctx); serr != nil {
+			apiSrv.Close()
+		}
+		<-apiServed
+	}()
+
 	cfg, err := loadConfig(&upEnv, "")
 	if err != nil {
-		apiLn.Close()
 		return err
 	}
 	wcfg, err := cfg.Worker(o.worker)
 	if err != nil {
-		apiLn.Close()
+		return usage(err)
+	}
+	topics, err := kafka.LoadTopics(filepath.Join(env.ConfigDir, "topics.yaml"))
+	if err != nil {
 		return usage(err)
 	}
 
-	port := o.kafkaPort
-	if !kafka.PortFree(kafka.DefaultHost, port) {
-		if port, err = kafka.FreePort(kafka.DefaultHost, o.kafkaPort+1, 100); err != nil {
-			apiLn.Close()
-			return fmt.Errorf("finding a port for the embedded broker: %w", err)
-		}
-	}
-	broker, err := kafka.StartEmbedded(ctx, kafka.EmbeddedOptions{Port: port, DataDir: filepath.Join(o.dataDir, "kafka"), Logger: log})
+	kcfg, maxReplication, closeBroker, err := upKafka(ctx, env, o)
 	if err != nil {
-		apiLn.Close()
 		return err
 	}
-	defer broker.Close()
-	brokers := strings.Join(broker.Addrs(), ",")
+	defer closeBroker()
+	brokers := strings.Join(kcfg.Brokers, ",")
+
+	// Identities of their own: the tracking worker's group and the
+	// enrichment worker's group and transactional id.
+	tcfg := *wcfg
+	tcfg.ConsumerGroup = o.idPrefix + wcfg.ConsumerGroup
+	eopts := enrich.Options{Kafka: kcfg, Group: o.idPrefix + enrich.DefaultGroup, TransactionalID: o.txnID}
+	if eopts.TransactionalID == "" {
+		eopts.TransactionalID = o.idPrefix + enrich.DefaultName
+	}
 
 	reg := metrics.NewRegistry()
 	m := metrics.New(reg)
-	kcfg := kafka.Config{Brokers: broker.Addrs(), ClientID: "kpipe-up"}
 	admin, err := kafka.NewClient(kcfg, log)
 	if err != nil {
-		apiLn.Close()
 		return err
 	}
 	defer admin.Close()
-	topics, err := kafka.LoadTopics(filepath.Join(env.ConfigDir, "topics.yaml"))
-	if err != nil {
-		apiLn.Close()
-		return usage(err)
+	if o.kafka != "" {
+		// The embedded broker is ours (its folder is locked); a shared
+		// cluster may already run another kpipe up with these groups.
+		if err := groupsFree(ctx, admin, brokers, eopts.Group, tcfg.ConsumerGroup); err != nil {
+			return err
+		}
 	}
-	if _, err := kafka.EnsureTopics(ctx, admin, topics, 1); err != nil {
-		apiLn.Close()
+	if _, err := kafka.EnsureTopics(ctx, admin, topics, maxReplication); err != nil {
 		return fmt.Errorf("creating topics: %w", err)
 	}
 
-	tablePath, err := tableLocation(wcfg, o.dataDir)
+	tablePath, err := tableLocation(&tcfg, o.dataDir)
 	if err != nil {
-		apiLn.Close()
 		return err
 	}
 	kopts, err := kcfg.Opts(log)
 	if err != nil {
-		apiLn.Close()
 		return err
 	}
-	tracker, err := pipeline.NewWorker(ctx, wcfg, kopts, pipeline.DefaultRegistry(), pipeline.Deps{
+	tracker, err := pipeline.NewWorker(ctx, &tcfg, kopts, pipeline.DefaultRegistry(), pipeline.Deps{
+		WorkerName:  wcfg.Name,
 		Connections: cfg.Connections,
 		Metrics:     m,
 		Logger:      log,
@@ -189,63 +238,55 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 		TableDefs:   pipeline.TableDefsFromDir(env.ConfigDir),
 	})
 	if err != nil {
-		apiLn.Close()
 		return err
 	}
-	enricher, closeEnricher, err := newEnricher(ctx, cfg, enrich.Options{Kafka: kcfg}, m, log)
+	enricher, closeEnricher, err := newEnricher(ctx, cfg, eopts, m, log)
 	if err != nil {
-		apiLn.Close()
 		return err
 	}
 	defer closeEnricher(context.WithoutCancel(ctx))
 
-	fmt.Fprintf(out, "kpipe up\n  kafka    %s (KAFKA_BOOTSTRAP_SERVERS=%s)\n  claimx   %s (simulator, seed %d)\n  table    %s\n",
-		brokers, brokers, apiURL, o.seed, tablePath)
+	fmt.Fprintf(out, "kpipe up\n  kafka    %s (KAFKA_BOOTSTRAP_SERVERS=%s)\n  claimx   %s (simulator, seed %d)\n  table    %s\n  groups   %s, %s (transactional id %s)\n",
+		brokers, brokers, apiURL, o.seed, tablePath, eopts.Group, tcfg.ConsumerGroup, eopts.TransactionalID)
 
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	if o.duration > 0 {
-		var cancel context.CancelFunc
-		runCtx, cancel = context.WithTimeout(runCtx, o.duration)
-		defer cancel()
-	}
-	var srv *metrics.Server
+	// The metrics server answers until the workers have drained.
 	if o.metricsAddr != "" {
-		srv = metrics.NewServer(o.metricsAddr, reg, func(ctx context.Context) error {
+		srv := metrics.NewServer(o.metricsAddr, reg, func(ctx context.Context) error {
 			return errors.Join(enricher.Ready(ctx), tracker.Ready(ctx))
 		}, log)
 		if err := srv.Start(); err != nil {
 			// A busy metrics port must not stop a local run.
 			log.Warn("metrics_server_not_started", "err", err)
-			srv = nil
 		} else {
 			fmt.Fprintf(out, "  metrics  http://%s/metrics\n", srv.Addr())
+			mctx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
+			served := make(chan struct{})
+			go func() {
+				defer close(served)
+				if err := srv.Run(mctx); err != nil {
+					log.Warn("metrics_server_failed", "err", err)
+				}
+			}()
+			defer func() { stopMetrics(); <-served }()
 		}
 	}
 	fmt.Fprintln(out)
 
-	// Workers and servers run until stopped; the generator and the waiter
-	// end on their own.
-	workers, wctx := errgroup.WithContext(context.WithoutCancel(runCtx))
-	workersCtx, stopWorkers := context.WithCancel(wctx)
-	defer stopWorkers()
-	workers.Go(func() error {
-		if err := apiSrv.Serve(apiLn); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	if srv != nil {
-		workers.Go(func() error { return srv.Run(workersCtx) })
-	}
-	workers.Go(func() error { return enricher.Run(workersCtx) })
-	workers.Go(func() error { return tracker.Run(workersCtx) })
-	go func() {
-		<-workersCtx.Done()
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// The run ends at Ctrl-C, --duration, the end of --events, or the first
+	// worker that fails or stops by itself.
+	runCtx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
+	if o.duration > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(runCtx, o.duration)
 		defer cancel()
-		apiSrv.Shutdown(shutdownCtx)
-	}()
+	}
+	// Workers stop only when told to, after the run, so they drain.
+	workersCtx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWorkers()
+	ws := &upWorkers{log: log, stopRun: stopRun, stopping: workersCtx}
+	ws.start("enrichment worker", enricher.Run)
+	ws.start("tracking worker "+wcfg.Name, tracker.Run)
 
 	pub := kafka.NewPublisher(admin, kafka.TopicEvents)
 	prog := newProgress(out, env.Stdout, reg, pub.Published)
@@ -270,19 +311,148 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 		<-runCtx.Done()
 	}
 
-	// Stop: workers drain (flush the table, commit offsets) and return.
+	// Stop: workers drain (flush the table, commit offsets) and return;
+	// the metrics and API servers stop after them (deferred).
 	fmt.Fprintln(out, "\nstopping: flushing the table and committing offsets")
 	stopWorkers()
-	if err := workers.Wait(); err != nil && !errors.Is(err, context.Canceled) && runErr == nil {
-		runErr = err
-	}
+	workerErr := ws.wait()
 	<-progDone
 	if b := errorBreakdown(reg); b != "" {
 		fmt.Fprintf(out, "errors by kind: %s (the records are on the error topics; see kpipe dlq replay --help)\n", b)
 	}
 	prog.print(true)
+	if workerErr != nil {
+		// A worker's failure is the cause; what it cut short is not.
+		return workerErr
+	}
 	return runErr
 }
+
+// upKafka returns the cluster kpipe up uses: the embedded broker (its close
+// function stops it) or the cluster of --kafka, checked. maxReplication caps
+// the topics' replication factor.
+func upKafka(ctx context.Context, env *Env, o upOptions) (kcfg kafka.Config, maxReplication int, closeBroker func(), err error) {
+	if o.kafka != "" {
+		kcfg, err = kafka.ConfigFromEnv(func(name string) (string, bool) {
+			if name == "KAFKA_BOOTSTRAP_SERVERS" && o.kafka != "env" {
+				return o.kafka, true
+			}
+			return env.Getenv(name)
+		})
+		if err == nil {
+			err = kcfg.Validate()
+		}
+		if err != nil {
+			return kcfg, 0, nil, usage(fmt.Errorf("--kafka: %w", err))
+		}
+		if kcfg.ClientID == "" {
+			kcfg.ClientID = "kpipe-up"
+		}
+		if err := kafka.Check(ctx, kcfg); err != nil {
+			return kcfg, 0, nil, err
+		}
+		return kcfg, 0, func() {}, nil
+	}
+	port := o.kafkaPort
+	if port != 0 && !kafka.PortFree(kafka.DefaultHost, port) {
+		if port, err = kafka.FreePort(kafka.DefaultHost, o.kafkaPort+1, 100); err != nil {
+			return kcfg, 0, nil, fmt.Errorf("finding a port for the embedded broker: %w", err)
+		}
+	}
+	broker, err := kafka.StartEmbedded(ctx, kafka.EmbeddedOptions{Port: port, DataDir: filepath.Join(o.dataDir, "kafka"), Logger: env.Logger})
+	if err != nil {
+		return kcfg, 0, nil, err
+	}
+	return kafka.Config{Brokers: broker.Addrs(), ClientID: "kpipe-up"}, 1, broker.Close, nil
+}
+
+// upWorkers runs kpipe up's workers. A worker that fails, or returns while
+// not told to stop, ends the run (stopRun) with its error, logged at ERROR.
+type upWorkers struct {
+	log      *slog.Logger
+	stopRun  context.CancelCauseFunc
+	stopping context.Context // done once the workers are told to stop
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	errs     []error
+}
+
+func (u *upWorkers) start(name string, run func(context.Context) error) {
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		err := run(u.stopping)
+		if err == nil && u.stopping.Err() == nil {
+			err = errors.New("stopped by itself")
+		}
+		if err == nil || (u.stopping.Err() != nil && errors.Is(err, context.Canceled)) {
+			return
+		}
+		err = fmt.Errorf("%s: %w", name, err)
+		u.log.Error("worker_failed", "worker", name, "err", err)
+		u.mu.Lock()
+		u.errs = append(u.errs, err)
+		u.mu.Unlock()
+		u.stopRun(err)
+	}()
+}
+
+// wait waits for every worker and returns their failures, joined.
+func (u *upWorkers) wait() error {
+	u.wg.Wait()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return errors.Join(u.errs...)
+}
+
+// groupsFree fails with an *InUseError when one of the consumer groups has
+// members on the cluster: another kpipe up (or a worker given the same
+// group) is running there. Members of a process that just died stay until
+// their session times out, so a group keeps being asked for a while before
+// it counts as taken.
+func groupsFree(ctx context.Context, cl *kgo.Client, brokers string, groups ...string) error {
+	adm := kadm.NewClient(cl)
+	deadline := time.Now().Add(groupSettle)
+	for {
+		described, err := adm.DescribeGroups(ctx, groups...)
+		if err != nil {
+			return fmt.Errorf("describing consumer groups %v: %w", groups, err)
+		}
+		var busy []string
+		for _, g := range groups {
+			d, ok := described[g]
+			if !ok || d.Err != nil || len(d.Members) == 0 {
+				continue
+			}
+			var who []string
+			for _, mb := range d.Members {
+				who = append(who, mb.ClientID+"@"+strings.TrimPrefix(mb.ClientHost, "/"))
+			}
+			sort.Strings(who)
+			busy = append(busy, fmt.Sprintf("%s (members %s)", g, strings.Join(who, ", ")))
+		}
+		if len(busy) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return &InUseError{
+				What: "consumer group " + strings.Join(busy, " and ") + " on " + brokers,
+				By:   "another running process (another kpipe up?)",
+				Hint: "stop it, or give this one its own identity with --id-prefix",
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// groupSettle is how long groupsFree waits for the members of a dead
+// process to time out: the workers' session timeouts, plus a margin. A
+// variable for tests.
+var groupSettle = 12 * time.Second
 
 // tableLocation is where the worker's delta_writer keeps its table.
 func tableLocation(w *config.Worker, dataDir string) (string, error) {
