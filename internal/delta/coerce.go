@@ -16,11 +16,13 @@ import (
 // dates at midnight), Decimal, map[string]any for structs, []any for arrays,
 // map[string]any (string keys) or map[any]any for maps, nil for null.
 //
-// Accepted inputs are wider: any Go integer kind, integral float64 and
-// json.Number for integer columns (with a range check); integers for
-// floating and decimal columns; RFC 3339 strings for timestamps and
-// "2006-01-02" for dates; decimal strings. Keys missing from the row are
-// null; keys the schema does not have are an error. Errors are
+// Accepted inputs are the strict ones Cast documents (CastNone): any Go
+// integer kind, integral float64 and json.Number for integer columns (with
+// a range check); any number for floating and decimal columns; RFC 3339
+// strings for timestamps and "2006-01-02" for dates; decimal strings; and
+// never a number or boolean for a string column or a string for a number
+// or boolean one (CoerceValue applies a Cast). Keys missing from the row
+// are null; keys the schema does not have are an error. Errors are
 // *SchemaError with Row -1.
 func CoerceRow(schema *StructType, row map[string]any) (map[string]any, error) {
 	out, err := coerceStruct(schema, row, "")
