@@ -85,7 +85,7 @@ variables.`,
 			if err != nil {
 				return usage(err)
 			}
-			cl, err := kafka.NewClient(kcfg, env.Logger)
+			cl, err := checkedClient(cmd.Context(), kcfg, env.Logger)
 			if err != nil {
 				return err
 			}

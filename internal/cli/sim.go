@@ -179,9 +179,9 @@ func produceEvents(ctx context.Context, env *Env, s *sim.Sim, brokers string, ra
 	if err != nil {
 		return usage(fmt.Errorf("--kafka: %w", err))
 	}
-	cl, err := kafka.NewClient(kcfg, env.Logger)
+	cl, err := checkedClient(ctx, kcfg, env.Logger)
 	if err != nil {
-		return err
+		return fmt.Errorf("--kafka: %w", err)
 	}
 	defer cl.Close()
 	topics, err := kadm.NewClient(cl).ListTopics(ctx, kafka.TopicEvents)

@@ -52,13 +52,13 @@ capped at the number of brokers (or --max-replication).`,
 			if err := kcfg.Validate(); err != nil {
 				return usage(err)
 			}
-			cl, err := kafka.NewClient(kcfg, env.Logger)
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			cl, err := checkedClient(ctx, kcfg, env.Logger)
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
 			created, err := kafka.EnsureTopics(ctx, cl, specs, maxReplication)
 			isNew := make(map[string]bool, len(created))
 			for _, n := range created {
