@@ -81,22 +81,38 @@ func run(ctx context.Context, env *Env, args []string) int {
 		return ExitOK
 	}
 	fmt.Fprintf(env.Stderr, "kpipe: %v\n", err)
-	var ue *usageError
-	if errors.As(err, &ue) || isFlagError(err) {
-		return ExitUsage
-	}
-	return ExitFailure
+	return exitCode(err)
 }
 
-// isFlagError reports whether cobra rejected the command line itself.
-func isFlagError(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "invalid argument", "flag needs an argument", "accepts ", "requires at least", "requires at most", "required flag"} {
-		if strings.Contains(msg, p) {
-			return true
+// exitCode chooses the exit code from the error's type: usage errors
+// (wrapped by usage, including cobra's flag and argument errors, see
+// markUsageErrors) exit ExitUsage; everything else ExitFailure.
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, new(*usageError)):
+		return ExitUsage
+	default:
+		return ExitFailure
+	}
+}
+
+// markUsageErrors makes the errors cobra reports about the command line
+// usage errors: bad flags (the flag error function, inherited by every
+// subcommand) and bad positional arguments (each command's Args).
+func markUsageErrors(c *cobra.Command) {
+	c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
+	var walk func(*cobra.Command)
+	walk = func(c *cobra.Command) {
+		if check := c.Args; check != nil {
+			c.Args = func(cmd *cobra.Command, args []string) error { return usage(check(cmd, args)) }
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
 		}
 	}
-	return false
+	walk(c)
 }
 
 func newRootCmd(env *Env) *cobra.Command {
@@ -126,6 +142,21 @@ Start everything on one machine with "kpipe up".`,
 	for _, f := range commands {
 		root.AddCommand(f(env))
 	}
+	// The root runs only for an unknown command (cobra's own message for it
+	// is an untyped error), or none: help.
+	root.Args = cobra.ArbitraryArgs
+	root.SuggestionsMinimumDistance = 2
+	root.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += "; did you mean " + strings.Join(s, " or ") + "?"
+		}
+		return usage(errors.New(msg))
+	}
+	markUsageErrors(root)
 	return root
 }
 
