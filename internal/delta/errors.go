@@ -39,7 +39,17 @@ var (
 	// RejectBadRows) it means the row triggered a writer limit this package
 	// does not check by itself; for a whole file it fails the Append.
 	ErrEncoding = errors.New("delta: parquet encoder panicked")
+	// ErrTxnRetention is wrapped by the error of an Append with Txns on a
+	// table whose property delta.setTransactionRetentionDuration is set:
+	// PROTOCOL.md lets such a table's transaction identifiers expire,
+	// after which a writer would no longer find the offsets it committed
+	// and would write them again. Reading the table, and appending without
+	// Txns, stay allowed.
+	ErrTxnRetention = errors.New("delta: transaction identifiers expire on this table (delta.setTransactionRetentionDuration)")
 )
+
+// propTxnRetention is the table property that lets txn identifiers expire.
+const propTxnRetention = "delta.setTransactionRetentionDuration"
 
 // SchemaError reports a value or type that does not fit the table schema.
 // Row is the index of the offending row in the Append or CoerceRow input

@@ -123,7 +123,12 @@ const maxCommitAttempts = 10000
 // version; one that changed metadata or protocol, or recorded one of
 // opts.Txns' application ids, fails the call with *ConflictError. A txn
 // whose version is not greater than the one already recorded fails with
-// *ConflictError too. Empty rows with Txns commit the txns alone.
+// *ConflictError too. Empty rows with Txns commit the txns alone. On a
+// table whose property delta.setTransactionRetentionDuration is set, any
+// Txns fail the call with ErrTxnRetention (txn identifiers could expire).
+//
+// Errors that a later call may not meet again (storage outages, lost
+// races) are those IsRetryable reports; the others will come back.
 func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOptions) (CommitResult, error) {
 	snap, err := t.update(ctx)
 	if err != nil {
@@ -343,6 +348,11 @@ func (t *Table) applyWinner(ctx context.Context, s *Snapshot, version int64, txn
 }
 
 func checkTxns(s *Snapshot, txns []Txn) error {
+	if len(txns) > 0 {
+		if v, ok := s.config(propTxnRetention); ok {
+			return fmt.Errorf("%w: table property %s is %q: txn actions recorded now could expire, and exactly-once with them", ErrTxnRetention, propTxnRetention, v)
+		}
+	}
 	seen := map[string]bool{}
 	for _, tx := range txns {
 		if tx.AppID == "" {
