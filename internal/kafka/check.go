@@ -212,15 +212,25 @@ func dial(ctx context.Context, broker string, tc *tls.Config) error {
 			tc.ServerName = host
 		}
 	}
+	// A plaintext listener may wait for more bytes instead of answering
+	// the ClientHello: bound the handshake.
+	hctx, cancel := context.WithTimeout(ctx, tlsHandshakeTimeout)
+	defer cancel()
 	tconn := tls.Client(conn, tc)
-	if err := tconn.HandshakeContext(ctx); err != nil {
+	if err := tconn.HandshakeContext(hctx); err != nil {
 		if ctx.Err() != nil {
 			return err
+		}
+		if hctx.Err() != nil {
+			err = fmt.Errorf("no TLS answer within %s, is the listener plaintext? %w", tlsHandshakeTimeout, err)
 		}
 		return &CheckError{Kind: ErrTLS, Broker: broker, Err: err}
 	}
 	return nil
 }
+
+// tlsHandshakeTimeout bounds Check's TLS handshake with one broker.
+const tlsHandshakeTimeout = 10 * time.Second
 
 // classify turns the error of a request to a broker that accepted the
 // connection into a *CheckError.
