@@ -56,17 +56,24 @@ type dirSyncer interface {
 }
 
 // OpenLocation returns the Storage for a table location: a local folder
-// (absolute or relative path, or a file:// URL). Object store URLs are not
+// (absolute or relative path, or a file:// URL), with the default options
+// (for a folder: files 0640, folders 0750). Object store URLs are not
 // supported yet.
 func OpenLocation(location string) (Storage, error) {
+	return OpenLocationWith(location)
+}
+
+// OpenLocationWith is OpenLocation with options, such as WithFileMode and
+// WithDirMode for a local folder.
+func OpenLocationWith(location string, opts ...StorageOption) (Storage, error) {
 	switch {
 	case location == "":
 		return nil, fmt.Errorf("delta: empty table location")
 	case strings.HasPrefix(location, "file://"):
-		return NewLocalStorage(strings.TrimPrefix(location, "file://"))
+		return NewLocalStorage(strings.TrimPrefix(location, "file://"), opts...)
 	case strings.Contains(location, "://"):
 		scheme, _, _ := strings.Cut(location, "://")
 		return nil, fmt.Errorf("delta: table location %q: %w: %s:// storage is not implemented yet", location, ErrUnsupportedFeature, scheme)
 	}
-	return NewLocalStorage(location)
+	return NewLocalStorage(location, opts...)
 }

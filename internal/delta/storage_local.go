@@ -18,18 +18,64 @@ import (
 // a temporary file, fsyncs it, hard-links it to the final name (which fails if
 // that name exists) and fsyncs the folder, so a commit is atomic and durable
 // and two processes can never both create the same key.
+//
+// Files (data files, log entries, checkpoints) are written with mode
+// DefaultFileMode (0640) and the folders it creates with DefaultDirMode
+// (0750), whatever the process's umask, unless WithFileMode or WithDirMode
+// say otherwise: a table holds claim data that other users of the machine
+// have no business reading. Existing files and folders keep their modes.
 type LocalStorage struct {
-	root string
+	root     string
+	fileMode fs.FileMode
+	dirMode  fs.FileMode
+}
+
+const (
+	// DefaultFileMode is the permission of the files LocalStorage writes:
+	// read-write for the owner, read for the group.
+	DefaultFileMode fs.FileMode = 0o640
+	// DefaultDirMode is the permission of the folders LocalStorage
+	// creates: the owner's, and the group may list and enter them.
+	DefaultDirMode fs.FileMode = 0o750
+)
+
+// StorageOption configures the storage NewLocalStorage and
+// OpenLocationWith return.
+type StorageOption func(*storageOptions)
+
+type storageOptions struct {
+	fileMode, dirMode fs.FileMode
+}
+
+// WithFileMode sets the permission bits of the files a local storage
+// writes (default DefaultFileMode); only m's permission bits are used.
+func WithFileMode(m fs.FileMode) StorageOption {
+	return func(o *storageOptions) { o.fileMode = m.Perm() }
+}
+
+// WithDirMode sets the permission bits of the folders a local storage
+// creates (default DefaultDirMode); only m's permission bits are used.
+func WithDirMode(m fs.FileMode) StorageOption {
+	return func(o *storageOptions) { o.dirMode = m.Perm() }
+}
+
+func newStorageOptions(opts []StorageOption) storageOptions {
+	o := storageOptions{fileMode: DefaultFileMode, dirMode: DefaultDirMode}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
 }
 
 // NewLocalStorage returns a LocalStorage rooted at folder root. The folder
 // does not need to exist yet: writes create it.
-func NewLocalStorage(root string) (*LocalStorage, error) {
+func NewLocalStorage(root string, opts ...StorageOption) (*LocalStorage, error) {
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, fmt.Errorf("delta: table location %q: %w", root, err)
 	}
-	return &LocalStorage{root: abs}, nil
+	o := newStorageOptions(opts)
+	return &LocalStorage{root: abs, fileMode: o.fileMode, dirMode: o.dirMode}, nil
 }
 
 // Location returns the root folder.
@@ -128,8 +174,9 @@ func (s *LocalStorage) List(ctx context.Context, prefix, startAt string) ([]File
 // mkdirAll creates dir and its missing parents like os.MkdirAll, and
 // fsyncs the parent of each folder it creates, so that the new folders'
 // names (a new partition's year=/month=/day=) are as durable as the files
-// later written into them.
-func mkdirAll(dir string) error {
+// later written into them. The folders it creates get mode perm, exactly
+// (not reduced by the umask).
+func mkdirAll(dir string, perm fs.FileMode) error {
 	var missing []string
 	for d := dir; ; {
 		_, err := os.Stat(d)
@@ -149,8 +196,13 @@ func mkdirAll(dir string) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, perm); err != nil {
 		return err
+	}
+	for _, d := range missing {
+		if err := os.Chmod(d, perm); err != nil {
+			return err
+		}
 	}
 	// Top-down; a concurrent writer creating the same folders syncs them
 	// too, which is harmless.
@@ -162,20 +214,25 @@ func mkdirAll(dir string) error {
 	return nil
 }
 
-// writeTemp writes data to a new fsynced temporary file beside p.
-func writeTemp(p string, data []byte) (string, error) {
+// writeTemp writes data to a new fsynced temporary file beside p, with
+// the storage's file mode.
+func (s *LocalStorage) writeTemp(p string, data []byte) (string, error) {
 	dir := filepath.Dir(p)
-	if err := mkdirAll(dir); err != nil {
+	if err := mkdirAll(dir, s.dirMode); err != nil {
 		return "", err
 	}
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	tmp := filepath.Join(dir, ".tmp-"+hex.EncodeToString(rnd[:])+"-"+filepath.Base(p))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, s.fileMode)
 	if err != nil {
 		return "", err
 	}
-	_, err = f.Write(data)
+	// The umask may have taken bits off; the mode is the storage's.
+	err = f.Chmod(s.fileMode)
+	if err == nil {
+		_, err = f.Write(data)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -218,7 +275,7 @@ func (s *LocalStorage) writeUnsynced(ctx context.Context, key string, data []byt
 	if err != nil {
 		return err
 	}
-	tmp, err := writeTemp(p, data)
+	tmp, err := s.writeTemp(p, data)
 	if err != nil {
 		return fmt.Errorf("delta: writing %q: %w", key, err)
 	}
@@ -262,7 +319,7 @@ func (s *LocalStorage) PutIfAbsent(ctx context.Context, key string, data []byte)
 	if _, err := os.Lstat(p); err == nil {
 		return fmt.Errorf("delta: creating %q: %w", key, ErrExist)
 	}
-	tmp, err := writeTemp(p, data)
+	tmp, err := s.writeTemp(p, data)
 	if err != nil {
 		return fmt.Errorf("delta: creating %q: %w", key, err)
 	}
