@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -27,9 +26,7 @@ func TestBrokerProcess(t *testing.T) {
 	b := startKpipe(t, nil, args...)
 	m := b.waitLine(t, brokerReadyRE)
 	addr, port := m[1], m[2]
-	if st, err := os.Stat(data); err != nil || st.Mode().Perm() != 0o750 {
-		t.Fatalf("data folder: %v, mode %v, want 0750", err, st.Mode().Perm())
-	}
+	checkMode(t, data, dirMode)
 
 	cl, err := kafka.NewClient(kafka.Config{Brokers: []string{addr}}, nil)
 	if err != nil {

@@ -16,9 +16,7 @@ func TestLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	for path, want := range map[string]os.FileMode{dir: dirMode, filepath.Join(dir, "x.lock"): fileMode} {
-		if st, err := os.Stat(path); err != nil || st.Mode().Perm() != want {
-			t.Fatalf("%s: %v, mode %v, want %v", path, err, st.Mode().Perm(), want)
-		}
+		checkMode(t, path, want)
 	}
 	_, err = acquireLock(dir, "x.lock", "kpipe other")
 	var ie *InUseError
@@ -52,5 +50,17 @@ func TestLockStale(t *testing.T) {
 	b, _ := os.ReadFile(path)
 	if string(b) != "kpipe up\n"+strconv.Itoa(os.Getpid())+"\n" {
 		t.Fatalf("lock file holds %q, want our pid", b)
+	}
+}
+
+// checkMode fails unless path exists with the permission bits want.
+func checkMode(t *testing.T, path string, want os.FileMode) {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Mode().Perm(); got != want {
+		t.Fatalf("%s: mode %v, want %v", path, got, want)
 	}
 }

@@ -113,6 +113,7 @@ func TestSimCommand(t *testing.T) {
 	if code := <-done; code != ExitOK {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
+	checkMode(t, emit, fileMode)
 	b, err := os.ReadFile(emit)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -49,9 +51,13 @@ func (u *upProcess) waitOut(t *testing.T, re *regexp.Regexp) []string {
 // TestUpSecondOnSameData: a second kpipe up on the same data folder is
 // refused, naming the first.
 func TestUpSecondOnSameData(t *testing.T) {
-	data := t.TempDir()
+	data := filepath.Join(t.TempDir(), "data")
 	first := startUp(t, nil, "--no-generator", "--data", data, "--kafka-port", "0", "--metrics-addr", "")
 	first.waitOut(t, regexp.MustCompile(`groups `))
+	// What kpipe up creates there is not for others' eyes.
+	for path, want := range map[string]os.FileMode{data: dirMode, filepath.Join(data, "kafka"): dirMode, filepath.Join(data, upLockFile): fileMode} {
+		checkMode(t, path, want)
+	}
 	code, _, errOut := runCLI(t, nil, "--config-dir", repoConfig(), "up", "--no-generator", "--data", data, "--kafka-port", "0", "--metrics-addr", "")
 	if code != ExitFailure || !strings.Contains(errOut, "data folder "+data+" is in use by kpipe up (pid") {
 		t.Fatalf("second kpipe up on %s: exit %d, want %d naming the first\n%s", data, code, ExitFailure, errOut)
