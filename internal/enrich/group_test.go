@@ -58,7 +58,7 @@ func TestReadiness(t *testing.T) {
 	if err := w.Ready(t.Context()); !errors.Is(err, ErrNotStarted) {
 		t.Fatalf("Ready before Run = %v, want ErrNotStarted", err)
 	}
-	r := runWorker(t, Options{Kafka: kafka.Config{Brokers: c.ListenAddrs()}, Fetcher: cx, Orchestrator: orch, Metrics: m, Logger: testLogger(), TransactionalID: "ready"})
+	r := start(t, w)
 	waitFor(t, 30*time.Second, "ready", func() bool { return r.w.Ready(t.Context()) == nil })
 	if g := testutil.ToFloat64(m.Ready.WithLabelValues(DefaultName)); g != 1 {
 		t.Errorf("kpipe_worker_ready = %v, want 1", g)

@@ -32,6 +32,12 @@ func runWorker(t *testing.T, o Options) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return start(t, w)
+}
+
+// start runs w; stop cancels it and returns what Run returned.
+func start(t *testing.T, w *Worker) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{w: w, exited: make(chan struct{})}
 	go func() {
@@ -191,4 +197,40 @@ func TestClaimXOutageOfAnyLength(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHangingClaimXNotReadyAtOnce: with ClaimX hanging and the
+// connection's timeout long, the worker reports not ready once the first
+// lookups go unanswered for SlowLookups, before any of them fails.
+func TestHangingClaimXNotReadyAtOnce(t *testing.T) {
+	c := newCluster(t)
+	s, base := startSim(t, 29, 6)
+	if err := s.SetFaults(sim.Faults{HangRate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	_, m := newMetrics()
+	orch, _ := components(t, base, m, testLogger())
+	cx, err := claimx.NewClient(&config.Connection{Name: "claimx_api", BaseURL: base, AuthType: "bearer", AuthToken: sim.DefaultToken,
+		TimeoutSeconds: 3, MaxRetries: 1, RetryBackoffBase: 0.01, RetryBackoffMax: 0.05})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cx.Close)
+	publishWorld(t, t.Context(), newClient(t, c.ListenAddrs()), s, sim.GenerateOptions{})
+	r := runWorker(t, Options{Kafka: kafka.Config{Brokers: c.ListenAddrs()}, Fetcher: cx, Orchestrator: orch, Metrics: m, Logger: testLogger(),
+		TransactionalID: "slow", SlowLookups: 100 * time.Millisecond, PauseBackoffMin: 20 * time.Millisecond, PauseBackoffMax: 100 * time.Millisecond})
+	var readyErr error
+	waitFor(t, 30*time.Second, "not ready on unanswered lookups", func() bool {
+		readyErr = r.w.Ready(t.Context())
+		return errors.Is(readyErr, errSlowLookups)
+	})
+	if !errors.Is(readyErr, ErrClaimXUnavailable) || testutil.ToFloat64(m.EnrichPaused.WithLabelValues(DefaultName)) != 1 {
+		t.Errorf("Ready = %v, paused gauge %v; want ErrClaimXUnavailable and 1", readyErr, testutil.ToFloat64(m.EnrichPaused.WithLabelValues(DefaultName)))
+	}
+	if err := s.SetFaults(sim.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	checkTracking(t, s, readCommitted(t, c.ListenAddrs(), trackingTopic, s.Manifest().Count(claimx.TemplateITelCabinet), 60*time.Second, 500*time.Millisecond))
+	waitFor(t, 30*time.Second, "ready again", func() bool { return r.w.Ready(t.Context()) == nil })
+	r.alive(t)
 }

@@ -17,7 +17,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"kpipe/internal/claimx"
+	"kpipe/internal/config"
 	"kpipe/internal/kafka"
+	"kpipe/internal/plugin"
 	"kpipe/internal/sim"
 )
 
@@ -281,5 +283,48 @@ func TestRefusedRecords(t *testing.T) {
 	}
 	if rerr := r.w.Ready(t.Context()); !errors.Is(rerr, ErrRecordRefused) {
 		t.Errorf("Ready = %v after the fatal error, want it to say why", rerr)
+	}
+}
+
+// failOn is a plugin that fails for one event.
+type failOn struct{ id string }
+
+func (f *failOn) Name() string                { return "fail_on" }
+func (f *failOn) Close(context.Context) error { return nil }
+func (f *failOn) Handle(_ context.Context, ev *plugin.Enriched, _ *plugin.Output) error {
+	if ev.Event.EventID == f.id {
+		return errors.New("cannot handle this one")
+	}
+	return nil
+}
+
+// TestPluginFailure: a plugin failing for an event gives the event a
+// plugin_failed error record naming the plugin; the other plugins' records
+// for it are still published.
+func TestPluginFailure(t *testing.T) {
+	c := newCluster(t)
+	s, base := startSim(t, 31, 4)
+	_, m := newMetrics()
+	cfg, err := config.Load("../../config", config.WithEnv(testEnv(base)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := s.Manifest().EventsForTemplate(claimx.TemplateITelCabinet)[0].EventID
+	reg := plugin.NewRegistry()
+	reg.MustRegister(plugin.KindTaskTrigger, plugin.NewTaskTrigger)
+	reg.MustRegister("fail_on", func(*config.Plugin, plugin.Deps) (plugin.Plugin, error) { return &failOn{id: victim}, nil })
+	plugins := append([]*config.Plugin{{Name: "fail_on", Module: "fail_on", Enabled: true}}, cfg.Plugins...)
+	orch, err := plugin.NewOrchestrator(t.Context(), reg, plugins, plugin.Deps{Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, cx := components(t, base, m, testLogger())
+	publishWorld(t, t.Context(), newClient(t, c.ListenAddrs()), s, sim.GenerateOptions{})
+	runWorker(t, Options{Kafka: kafka.Config{Brokers: c.ListenAddrs()}, Fetcher: cx, Orchestrator: orch, Metrics: m, Logger: testLogger(), TransactionalID: "plugin-fail"})
+	checkTracking(t, s, readCommitted(t, c.ListenAddrs(), trackingTopic, s.Manifest().Count(claimx.TemplateITelCabinet), 60*time.Second, 500*time.Millisecond))
+	errs := decodeErrorRecords(t, readCommitted(t, c.ListenAddrs(), kafka.TopicEnrichmentErrors, 1, 10*time.Second, 500*time.Millisecond))
+	er, ok := errs[victim]
+	if len(errs) != 1 || !ok || er.Class != ReasonPluginFailed || !strings.Contains(er.Message, "fail_on") {
+		t.Fatalf("error records %+v, want one plugin_failed record for %s naming the plugin", errs, victim)
 	}
 }

@@ -75,6 +75,7 @@ const (
 	DefaultPauseBackoffMax = 30 * time.Second
 	DefaultSessionTimeout  = 10 * time.Second
 	DefaultMaxRecordBytes  = 990_000
+	DefaultSlowLookups     = 10 * time.Second
 )
 
 // Fetcher fetches ClaimX rows; *claimx.Client is one. It must be safe for
@@ -151,6 +152,11 @@ type Options struct {
 	// second. Defaults 1s and 30s.
 	PauseBackoffMin time.Duration
 	PauseBackoffMax time.Duration
+	// SlowLookups is how long a poll's first round of lookups may go
+	// unanswered before the worker reports not ready (ClaimX hanging): the
+	// round itself goes on, within the connection's own timeouts and
+	// retries. Default 10s.
+	SlowLookups time.Duration
 	// MaxRecordBytes bounds a produced record (key, value and headers): a
 	// plugin record over it sends its event to the error topic as
 	// too_large, and error records are cut to fit it (dlq.Record.Marshal).
@@ -217,6 +223,9 @@ func (o *Options) defaults() error {
 	o.PauseBackoffMax = max(o.PauseBackoffMax, o.PauseBackoffMin)
 	if o.MaxRecordBytes <= 0 {
 		o.MaxRecordBytes = DefaultMaxRecordBytes
+	}
+	if o.SlowLookups <= 0 {
+		o.SlowLookups = DefaultSlowLookups
 	}
 	var errs []error
 	if o.Fetcher == nil {
@@ -499,11 +508,13 @@ func (w *Worker) prepare(ctx, hold context.Context, recs []*kgo.Record) (*batch,
 	defer cancel()
 	defer context.AfterFunc(ctx, cancel)()
 	for round := 0; ; round++ {
-		lctx := hold
+		var res roundResult
+		var err error
 		if round > 0 {
-			lctx = retry
+			res, err = p.lookup(retry, true)
+		} else {
+			res, err = w.firstLookup(hold)
 		}
-		res, err := p.lookup(lctx, round > 0)
 		if err != nil {
 			return nil, w.holdErr(ctx, err)
 		}
@@ -535,6 +546,27 @@ func (w *Worker) prepare(ctx, hold context.Context, recs []*kgo.Record) (*batch,
 		wait = min(2*wait, w.o.PauseBackoffMax)
 	}
 	return p.assemble(hold), nil
+}
+
+// errSlowLookups is the reason of a pause while the first round of
+// lookups is still unanswered.
+var errSlowLookups = errors.New("ClaimX lookups unanswered")
+
+// firstLookup runs a poll's first round of lookups, reporting not ready
+// while it takes longer than SlowLookups (a hanging API answers nothing
+// until the connection's timeouts and retries are spent).
+func (w *Worker) firstLookup(ctx context.Context) (roundResult, error) {
+	fired := make(chan struct{})
+	slow := time.AfterFunc(w.o.SlowLookups, func() {
+		defer close(fired)
+		w.health.update(func(h *health) { h.paused = fmt.Errorf("%w for %v", errSlowLookups, w.o.SlowLookups) })
+		w.log.Warn("claimx_lookups_slow", "after", w.o.SlowLookups)
+	})
+	res, err := w.proc.lookup(ctx, false)
+	if !slow.Stop() {
+		<-fired
+	}
+	return res, err
 }
 
 func (w *Worker) holdErr(ctx context.Context, err error) error {
