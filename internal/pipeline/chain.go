@@ -101,9 +101,9 @@ type observed struct {
 	bh   BatchHandler
 	log  *slog.Logger
 
-	in, out, filtered, failed prometheus.Counter
-	latency                   prometheus.Observer
-	errs                      *prometheus.CounterVec
+	in, out, filtered, failed, skipped prometheus.Counter
+	latency                            prometheus.Observer
+	errs                               *prometheus.CounterVec
 }
 
 func newObserved(name string, h Handler, deps Deps) *observed {
@@ -119,6 +119,7 @@ func newObserved(name string, h Handler, deps Deps) *observed {
 		out:      lbl(metrics.ResultOut),
 		filtered: lbl(metrics.ResultFiltered),
 		failed:   lbl(metrics.ResultError),
+		skipped:  m.Skipped.WithLabelValues(deps.WorkerName, SkipFiltered),
 		latency:  m.HandlerLatency.WithLabelValues(deps.WorkerName, name),
 		errs:     m.Errors.MustCurryWith(prometheus.Labels{"worker": deps.WorkerName}),
 	}
@@ -192,6 +193,7 @@ func (o *observed) process(ctx context.Context, evs []*Event, failed []*Event) (
 	}
 	if nFiltered > 0 {
 		o.filtered.Add(float64(nFiltered))
+		o.skipped.Add(float64(nFiltered))
 	}
 	if nFailed > 0 {
 		o.failed.Add(float64(nFailed))

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,8 @@ type deltaTable struct {
 
 	mu sync.Mutex
 	t  *delta.Table
+	// seen is the version of the snapshot last read.
+	seen atomic.Int64
 }
 
 // TableDefsFromDir returns a Deps.TableDefs that loads
@@ -105,12 +108,18 @@ func (d *deltaTable) Schema(ctx context.Context) (*delta.StructType, error) {
 	return snap.Schema(), nil
 }
 
-func (d *deltaTable) Append(ctx context.Context, rows []map[string]any, txns map[string]int64, evolve bool) (int64, []*delta.SchemaError, error) {
+func (d *deltaTable) Append(ctx context.Context, rows []map[string]any, txns map[string]int64, ao appendOptions) (int64, []*delta.SchemaError, error) {
 	t, err := d.table(ctx)
 	if err != nil {
 		return 0, nil, err
 	}
-	opts := delta.AppendOptions{SchemaEvolution: evolve, RejectBadRows: true, Hooks: d.hooks}
+	opts := delta.AppendOptions{SchemaEvolution: ao.evolve, RejectBadRows: true, Casts: ao.casts, Hooks: d.hooks}
+	if ao.beforeCommit != nil {
+		// The version the commit is attempted as: after the snapshot the
+		// writer last read (TxnVersions, just before).
+		next := d.seen.Load() + 1
+		opts.BeforeCommit = func(rejected []*delta.SchemaError) error { return ao.beforeCommit(rejected, next) }
+	}
 	for app, v := range txns {
 		opts.Txns = append(opts.Txns, delta.Txn{AppID: app, Version: v})
 	}
@@ -147,6 +156,7 @@ func (d *deltaTable) TxnVersions(ctx context.Context, appIDs []string) (map[stri
 	if err != nil {
 		return nil, err
 	}
+	d.seen.Store(snap.Version())
 	out := make(map[string]int64, len(appIDs))
 	for _, id := range appIDs {
 		if v, ok := snap.TxnVersion(id); ok {

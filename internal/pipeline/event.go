@@ -20,6 +20,16 @@ const (
 	ClassHandler        = "handler"         // any other handler failure
 )
 
+// Skip reasons label the Skipped metric: a consumed message that is neither
+// a row nor an error record was skipped for one of these.
+const (
+	// SkipInTable: the table already holds the message's row (a restart
+	// re-read it, or another member wrote it).
+	SkipInTable = "already_in_table"
+	// SkipFiltered: a handler filtered the message (validation's skip_if).
+	SkipFiltered = "filtered"
+)
+
 // Event is one Kafka message in flight through a worker's handler chain.
 //
 // Fields is the message decoded once (JSON numbers as int64 when integral,

@@ -65,6 +65,41 @@ type FlushResult struct {
 	Skipped int
 }
 
+// Rejection is a buffered event the destination refused while committing,
+// with why.
+type Rejection struct {
+	Event *Event
+	Err   *HandlerError
+}
+
+// PendingCommit is what a flush is about to make durable: the commit
+// publisher makes the records about it durable first.
+type PendingCommit struct {
+	// Table and Version name the destination and the version the commit is
+	// attempted as (-1: unknown). A concurrent writer can make the commit
+	// land at a later version.
+	Table   string
+	Version int64
+	// Written are the events whose rows the commit holds; Rejected those
+	// it leaves out.
+	Written  []*Event
+	Rejected []Rejection
+}
+
+// CommitPublisher makes the records of a pending commit durable (error
+// records of the rejected events, success records of the written ones)
+// before the commit that moves the stored offsets past them. An error stops
+// the commit; it is retried with the flush. Records it published for a
+// commit that then failed are published again with the retry: at least
+// once, keyed by their source offset.
+type CommitPublisher func(ctx context.Context, c *PendingCommit) error
+
+// commitPublishing is implemented by flushers that call a CommitPublisher
+// before each commit.
+type commitPublishing interface {
+	SetCommitPublisher(CommitPublisher)
+}
+
 // Flusher is implemented by handlers that buffer what they accept (the Delta
 // writer): an event they return from Handle is only durable after a Flush.
 //

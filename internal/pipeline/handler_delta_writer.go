@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -37,6 +36,12 @@ type DeltaWriterConfig struct {
 	FlushRows     int     `yaml:"flush_rows"`
 	FlushBytes    int64   `yaml:"flush_bytes"`
 	FlushInterval float64 `yaml:"flush_interval"`
+	// Casts allow, per column, a conversion between JSON types that the
+	// strict default refuses: to_string stores a number or boolean given to
+	// a string column as its JSON text, from_string parses a string given
+	// to a number or boolean column. Without one, such a value sends its
+	// message to the error topic as schema_conflict. Default none.
+	Casts map[string]string `yaml:"casts"`
 }
 
 func deltaWriterDefaults() *DeltaWriterConfig {
@@ -66,6 +71,14 @@ func (c *DeltaWriterConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("column_mapping: %q: %q is not a column and field", col, field))
 		}
 	}
+	for col, name := range c.Casts {
+		if _, err := delta.ParseCast(name); err != nil {
+			errs = append(errs, fmt.Errorf("casts.%s: %w", col, err))
+		}
+		if _, ok := c.ColumnMapping[col]; !ok {
+			errs = append(errs, fmt.Errorf("casts.%s: not a column of column_mapping", col))
+		}
+	}
 	if c.FlushRows <= 0 || c.FlushBytes <= 0 || c.FlushInterval <= 0 {
 		errs = append(errs, errors.New("flush_rows, flush_bytes and flush_interval must be positive"))
 	}
@@ -74,6 +87,18 @@ func (c *DeltaWriterConfig) Validate() error {
 
 // table is what the Delta writer needs of its table: *delta.Table through
 // deltaTable, or a test double.
+// appendOptions are the options of table.Append.
+type appendOptions struct {
+	// evolve lets rows add columns and struct fields.
+	evolve bool
+	// casts allow conversions between JSON types per column.
+	casts map[string]delta.Cast
+	// beforeCommit, when set, runs after the rows were checked, before the
+	// commit, with the rejected rows and the version the commit is
+	// attempted as; an error commits nothing.
+	beforeCommit func(rejected []*delta.SchemaError, version int64) error
+}
+
 type table interface {
 	// Schema returns the table's current schema, creating the table first if
 	// it does not exist.
@@ -83,7 +108,7 @@ type table interface {
 	// as rejected (a *delta.SchemaError each, Row the row's index), checked
 	// in one pass; when every row is rejected nothing is committed and the
 	// version is -1.
-	Append(ctx context.Context, rows []map[string]any, txns map[string]int64, evolve bool) (version int64, rejected []*delta.SchemaError, err error)
+	Append(ctx context.Context, rows []map[string]any, txns map[string]int64, opts appendOptions) (version int64, rejected []*delta.SchemaError, err error)
 	// TxnVersions returns the stored versions of appIDs in the latest
 	// snapshot (absent: none).
 	TxnVersions(ctx context.Context, appIDs []string) (map[string]int64, error)
@@ -107,7 +132,14 @@ type DeltaWriter struct {
 	bytes   int64
 	oldest  time.Time
 	flushMu sync.Mutex // one Flush or Commit at a time
+	// publish makes the records of a commit durable before it; nil: none.
+	publish CommitPublisher
+	// casts are the columns' conversions, for Append.
+	casts map[string]delta.Cast
 }
+
+// SetCommitPublisher implements commitPublishing.
+func (w *DeltaWriter) SetCommitPublisher(p CommitPublisher) { w.publish = p }
 
 // rowPlan is the writer's columns resolved against one table schema, so
 // that building a row looks nothing up by name in the schema.
@@ -196,7 +228,15 @@ func newDeltaWriter(cfg *DeltaWriterConfig, tbl table, deps Deps) *DeltaWriter {
 		flushIv: time.Duration(cfg.FlushInterval * float64(time.Second)),
 	}
 	for col, field := range cfg.ColumnMapping {
-		w.columns = append(w.columns, newMapping(col, field))
+		m := newMapping(col, field)
+		m.cast, _ = delta.ParseCast(cfg.Casts[col]) // checked by Validate
+		if m.cast != delta.CastNone {
+			if w.casts == nil {
+				w.casts = map[string]delta.Cast{}
+			}
+			w.casts[col] = m.cast
+		}
+		w.columns = append(w.columns, m)
 	}
 	sort.Slice(w.columns, func(i, j int) bool { return w.columns[i].to < w.columns[j].to })
 	return w
@@ -296,7 +336,7 @@ func (w *DeltaWriter) row(plan *rowPlan, ev *Event, memo *rowMemo) (map[string]a
 			cv = memo.out[i]
 		} else {
 			var err error
-			cv, err = coerceValue(f.Type, v)
+			cv, err = coerceValue(f.Type, v, c.to, c.cast)
 			if err != nil {
 				return nil, Errorf(ClassSchemaConflict, c.to, "column %q (%s) ← field %q: %w", c.to, f.Type, c.from, err)
 			}
@@ -321,7 +361,7 @@ func (w *DeltaWriter) row(plan *rowPlan, ev *Event, memo *rowMemo) (map[string]a
 				if f == nil {
 					continue
 				}
-				cv, err := coerceValue(f.Type, int64(ymd[k]))
+				cv, err := delta.CoerceValue(f.Type, int64(ymd[k]), f.Name, delta.CastNone)
 				if err != nil {
 					return nil, Errorf(ClassSchemaConflict, f.Name, "partition column %q: %w", f.Name, err)
 				}
@@ -464,7 +504,26 @@ func (w *DeltaWriter) Commit(ctx context.Context, b FlushBatch, marks []Mark) (*
 		for i, p := range keep {
 			rows[i] = p.row
 		}
-		v, rejected, err := w.tbl.Append(ctx, rows, txns, w.cfg.SchemaEvolution)
+		opts := appendOptions{evolve: w.cfg.SchemaEvolution, casts: w.casts}
+		if w.publish != nil {
+			opts.beforeCommit = func(rejected []*delta.SchemaError, version int64) error {
+				pc := &PendingCommit{Table: w.cfg.TableName, Version: version}
+				bad := make(map[int]bool, len(rejected))
+				for _, se := range rejected {
+					if se.Row >= 0 && se.Row < len(keep) {
+						bad[se.Row] = true
+						pc.Rejected = append(pc.Rejected, Rejection{Event: keep[se.Row].ev, Err: rejectionError(se)})
+					}
+				}
+				for i, p := range keep {
+					if !bad[i] {
+						pc.Written = append(pc.Written, p.ev)
+					}
+				}
+				return w.publish(ctx, pc)
+			}
+		}
+		v, rejected, err := w.tbl.Append(ctx, rows, txns, opts)
 		if err != nil {
 			var se *delta.SchemaError
 			if errors.As(err, &se) {
@@ -493,7 +552,7 @@ func (w *DeltaWriter) Commit(ctx context.Context, b FlushBatch, marks []Mark) (*
 			}
 			for _, se := range rejected {
 				ev := keep[se.Row].ev
-				ev.Errors = append(ev.Errors, &HandlerError{Handler: TypeDeltaWriter, Class: ClassSchemaConflict, Rule: se.Path, Err: se})
+				ev.Errors = append(ev.Errors, rejectionError(se))
 				res.Rejected = append(res.Rejected, ev)
 			}
 			keep = kept
@@ -509,6 +568,36 @@ func (w *DeltaWriter) Commit(ctx context.Context, b FlushBatch, marks []Mark) (*
 		res.Written[i] = p.ev
 	}
 	return res, nil
+}
+
+// coerceValue converts a decoded JSON value for a column of type t:
+// primitives strictly, as the table stores them (delta.CoerceValue, with
+// the column's cast); objects and arrays are checked for their kind and
+// left to Append, which evolves their fields.
+func coerceValue(t delta.DataType, v any, path string, cast delta.Cast) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	switch t.(type) {
+	case *delta.StructType:
+		if _, ok := v.(map[string]any); !ok {
+			return nil, fmt.Errorf("%s value is not an object", typeName(v))
+		}
+		return v, nil
+	case *delta.ArrayType:
+		if _, ok := v.([]any); !ok {
+			return nil, fmt.Errorf("%s value is not an array", typeName(v))
+		}
+		return v, nil
+	case *delta.MapType:
+		return v, nil
+	}
+	return delta.CoerceValue(t, v, path, cast)
+}
+
+// rejectionError is the handler error of a row the table refused.
+func rejectionError(se *delta.SchemaError) *HandlerError {
+	return &HandlerError{Handler: TypeDeltaWriter, Class: ClassSchemaConflict, Rule: se.Path, Err: se}
 }
 
 type partKey struct {
@@ -555,147 +644,6 @@ func (w *DeltaWriter) Discard(topic string, partition int32, after int64) {
 // Close implements Handler. Buffered rows are not written: the worker
 // flushes before closing.
 func (w *DeltaWriter) Close(ctx context.Context) error { return w.tbl.Close(ctx) }
-
-// coerceValue converts a decoded JSON value to the Go type of a Delta
-// column: string, int8/16/32/64, float32/64, bool, time.Time (timestamps from
-// RFC 3339 strings, UTC), and maps for structs. nil stays nil.
-func coerceValue(t delta.DataType, v any) (any, error) {
-	if v == nil {
-		return nil, nil
-	}
-	switch t := t.(type) {
-	case delta.PrimitiveType:
-		return coercePrimitive(t, v)
-	case *delta.StructType:
-		if _, ok := v.(map[string]any); !ok {
-			return nil, fmt.Errorf("%s value is not an object", typeName(v))
-		}
-		return v, nil
-	case *delta.ArrayType:
-		if _, ok := v.([]any); !ok {
-			return nil, fmt.Errorf("%s value is not an array", typeName(v))
-		}
-		return v, nil
-	}
-	return v, nil
-}
-
-func coercePrimitive(t delta.PrimitiveType, v any) (any, error) {
-	switch t {
-	case delta.TypeString:
-		switch s := v.(type) {
-		case string:
-			return v, nil // already boxed: no copy
-		case int64, float64, bool:
-			str, _ := scalarString(s)
-			return str, nil
-		}
-	case delta.TypeLong, delta.TypeInteger, delta.TypeShort, delta.TypeByte:
-		n, err := toInt64(v)
-		if err != nil {
-			return nil, err
-		}
-		var lo, hi int64 = math.MinInt64, math.MaxInt64
-		switch t {
-		case delta.TypeInteger:
-			lo, hi = math.MinInt32, math.MaxInt32
-		case delta.TypeShort:
-			lo, hi = math.MinInt16, math.MaxInt16
-		case delta.TypeByte:
-			lo, hi = math.MinInt8, math.MaxInt8
-		}
-		if n < lo || n > hi {
-			return nil, fmt.Errorf("%d is out of range for %s", n, t)
-		}
-		switch t {
-		case delta.TypeInteger:
-			return int32(n), nil
-		case delta.TypeShort:
-			return int16(n), nil
-		case delta.TypeByte:
-			return int8(n), nil
-		}
-		if _, ok := v.(int64); ok {
-			return v, nil
-		}
-		return n, nil
-	case delta.TypeDouble, delta.TypeFloat:
-		var f float64
-		switch n := v.(type) {
-		case float64:
-			f = n
-		case int64:
-			f = float64(n)
-		case string:
-			p, err := strconv.ParseFloat(n, 64)
-			if err != nil {
-				return nil, fmt.Errorf("%q is not a number", n)
-			}
-			f = p
-		default:
-			return nil, fmt.Errorf("%s value is not a number", typeName(v))
-		}
-		if t == delta.TypeFloat {
-			return float32(f), nil
-		}
-		return f, nil
-	case delta.TypeBoolean:
-		if b, ok := v.(bool); ok {
-			return b, nil
-		}
-	case delta.TypeTimestamp, delta.TypeTimestampNTZ, delta.TypeDate:
-		switch ts := v.(type) {
-		case time.Time:
-			if ts.Location() == time.UTC {
-				return v, nil
-			}
-			return ts.UTC(), nil
-		case string:
-			p, err := parseTime(ts)
-			if err != nil {
-				return nil, err
-			}
-			return p, nil
-		}
-	default:
-		return v, nil
-	}
-	return nil, fmt.Errorf("%s value does not fit %s", typeName(v), t)
-}
-
-func toInt64(v any) (int64, error) {
-	switch n := v.(type) {
-	case int64:
-		return n, nil
-	case float64:
-		if n == math.Trunc(n) && math.Abs(n) < 1<<63 {
-			return int64(n), nil
-		}
-		return 0, fmt.Errorf("%v is not an integer", n)
-	case string:
-		i, err := strconv.ParseInt(n, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("%q is not an integer", n)
-		}
-		return i, nil
-	}
-	return 0, fmt.Errorf("%s value is not an integer", typeName(v))
-}
-
-// parseTime parses an RFC 3339 timestamp (fractional seconds optional), or
-// a date, as UTC.
-func parseTime(s string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t.UTC(), nil
-	}
-	if t, err := time.Parse("2006-01-02T15:04:05.999999999", s); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t, nil
-	}
-	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 timestamp", s)
-}
 
 var (
 	_ Handler      = (*DeltaWriter)(nil)

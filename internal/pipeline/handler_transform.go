@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"kpipe/internal/delta"
 	"sort"
 	"strings"
 	"time"
@@ -48,6 +49,8 @@ type Transform struct {
 type mapping struct {
 	to, from string
 	path     fieldPath
+	// cast is the delta_writer's conversion for the column (casts).
+	cast delta.Cast
 }
 
 func newMapping(to, from string) mapping {

@@ -50,10 +50,14 @@ type memTable struct {
 	txns    map[string]int64
 	version int64
 	down    bool
-	// beforeCommit runs after the "data files" are written and before the
-	// commit; an error aborts the Append.
+	// beforeCommit runs after the "data files" are written and the
+	// writer's records published, before the commit; an error aborts the
+	// Append.
 	beforeCommit func() error
-	appends      int
+	// reject, when set, refuses the rows it returns true for, as the
+	// table refuses rows that do not fit its schema.
+	reject  func(row map[string]any) bool
+	appends int
 }
 
 var errStorageDown = errors.New("storage unavailable (test)")
@@ -77,16 +81,36 @@ func (m *memTable) Schema(context.Context) (*delta.StructType, error) {
 	return m.schema, nil
 }
 
-func (m *memTable) Append(_ context.Context, rows []map[string]any, txns map[string]int64, _ bool) (int64, []*delta.SchemaError, error) {
+func (m *memTable) Append(_ context.Context, rows []map[string]any, txns map[string]int64, opts appendOptions) (int64, []*delta.SchemaError, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.down {
 		return 0, nil, errStorageDown
 	}
+	var rejected []*delta.SchemaError
+	if m.reject != nil {
+		var good []map[string]any
+		for i, r := range rows {
+			if m.reject(r) {
+				rejected = append(rejected, &delta.SchemaError{Row: i, Path: "rejected", Reason: "refused by the test"})
+				continue
+			}
+			good = append(good, r)
+		}
+		rows = good
+	}
+	if opts.beforeCommit != nil {
+		if err := opts.beforeCommit(rejected, m.version+1); err != nil {
+			return 0, nil, err
+		}
+	}
 	if m.beforeCommit != nil {
 		if err := m.beforeCommit(); err != nil {
 			return 0, nil, err
 		}
+	}
+	if len(rows) == 0 {
+		return -1, rejected, nil
 	}
 	for app, v := range txns {
 		if old, ok := m.txns[app]; ok && v <= old {
@@ -99,7 +123,7 @@ func (m *memTable) Append(_ context.Context, rows []map[string]any, txns map[str
 	m.rows = append(m.rows, rows...)
 	m.version++
 	m.appends++
-	return m.version, nil, nil
+	return m.version, rejected, nil
 }
 
 func (m *memTable) TxnVersions(_ context.Context, ids []string) (map[string]int64, error) {

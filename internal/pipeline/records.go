@@ -104,7 +104,17 @@ func (w *Worker) learnErrorLimit(ctx context.Context) {
 // successRecord builds the success-topic record of a committed event.
 func (w *Worker) successRecord(ev *Event, table string, version int64, now time.Time) *kgo.Record {
 	enc := w.newSuccessEncoder(table, version, now)
-	return &kgo.Record{Topic: w.cfg.SuccessTopic, Key: dlq.SourceKey(ev.Topic, ev.Partition, ev.Offset), Value: enc.append(nil, ev)}
+	return &kgo.Record{Topic: w.cfg.SuccessTopic, Key: appendSourceKey(nil, ev), Value: enc.append(nil, ev)}
+}
+
+// appendSourceKey appends dlq.SourceKey of ev's source message,
+// "topic/partition/offset", to dst.
+func appendSourceKey(dst []byte, ev *Event) []byte {
+	dst = append(dst, ev.Topic...)
+	dst = append(dst, '/')
+	dst = strconv.AppendInt(dst, int64(ev.Partition), 10)
+	dst = append(dst, '/')
+	return strconv.AppendInt(dst, ev.Offset, 10)
 }
 
 // successEncoder writes SuccessRecord JSON with appends, the bytes

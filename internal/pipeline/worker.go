@@ -77,6 +77,10 @@ type Worker struct {
 	// maxBytes and maxDepth are the message limits (max_message_bytes,
 	// max_nesting_depth).
 	maxBytes, maxDepth int
+	// prePublish is set when the flusher calls publishCommit before each
+	// commit: rejected rows' error records and success records are then
+	// durable before the commit, not published after it.
+	prePublish bool
 	// errLimit is the error topic's record size limit (0: unknown).
 	errLimit atomic.Int64
 	// toPause are partitions assigned with an offset mismatch, paused by
@@ -261,6 +265,10 @@ func newWorker(cfg *config.Worker, kopts []kgo.Opt, chain *Chain, deps Deps, opt
 		w.maxDepth = config.DefaultMaxNestingDepth
 	}
 	w.health = newHealth(name, cfg.ConsumerGroup, cfg.InputTopic, m, w.log, DefaultStallTimeout)
+	if cp, ok := w.flusher.(commitPublishing); ok {
+		cp.SetCommitPublisher(w.publishCommit)
+		w.prePublish = true
+	}
 	w.onProduced = w.onSuccessProduced
 	for _, o := range opts {
 		o(w)
@@ -446,13 +454,14 @@ type partBatch struct {
 	st   *partState
 	recs []*kgo.Record
 	evs  []*Event
-	// malformed counts the records that did not decode.
-	malformed int
-	failed    []*Event
-	out       []*Event
-	last      *kgo.Record
-	n         int
-	err       error
+	// malformed counts the records that did not decode, inTable those
+	// dropped because the table holds them.
+	malformed, inTable int
+	failed             []*Event
+	out                []*Event
+	last               *kgo.Record
+	n                  int
+	err                error
 }
 
 // dataRecords returns recs without the transaction markers (kept by the
@@ -583,6 +592,9 @@ func (w *Worker) processPoll(ctx context.Context, fetches kgo.Fetches) error {
 	}
 	var firstErr error
 	for _, b := range batches {
+		if b.inTable > 0 {
+			w.skipped.WithLabelValues(SkipInTable).Add(float64(b.inTable))
+		}
 		if b.malformed > 0 {
 			for _, ev := range b.failed {
 				if he := ev.Errors[0]; he.Handler == "decode" {
@@ -629,6 +641,7 @@ func (w *Worker) decode(b *partBatch, hint int, now time.Time) {
 	b.evs = make([]*Event, 0, len(b.recs))
 	for i, r := range b.recs {
 		if r.Offset <= b.st.floor {
+			b.inTable++
 			continue // already in the table
 		}
 		ev := &slab[i]
@@ -717,6 +730,10 @@ func (w *Worker) produceSync(ctx context.Context, recs []*kgo.Record) error {
 		}
 		if ctx.Err() != nil {
 			return err
+		}
+		if isFatalKafka(err) || errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) || errors.Is(err, kerr.InvalidRecord) {
+			// Retrying sends the same refused records again, forever.
+			return fmt.Errorf("%w: worker %s: kafka refused the records: %w", ErrFatal, w.cfg.Name, err)
 		}
 		w.errs.WithLabelValues("publish").Inc()
 		d := bo.NextBackOff()
@@ -898,16 +915,29 @@ func (w *Worker) completeFlush(ctx context.Context, j *flushJob, res *FlushResul
 		}
 	}
 	if len(res.Rejected) > 0 {
-		rejected := &partBatch{failed: res.Rejected}
-		if err := w.publishErrors(ctx, []*partBatch{rejected}); err != nil {
-			w.log.Error("publishing_rejected_rows_failed", "rows", len(res.Rejected), "error", err)
+		if w.prePublish {
+			if w.cfg.ErrorTopic != "" {
+				w.errRecordsC.Add(float64(len(res.Rejected)))
+			}
+		} else {
+			rejected := &partBatch{failed: res.Rejected}
+			if err := w.publishErrors(ctx, []*partBatch{rejected}); err != nil {
+				w.log.Error("publishing_rejected_rows_failed", "rows", len(res.Rejected), "error", err)
+			}
 		}
 		w.failedC.Add(float64(len(res.Rejected)))
 		for _, ev := range res.Rejected {
 			w.errs.WithLabelValues(ev.Errors[len(ev.Errors)-1].Class).Inc()
 		}
 	}
-	w.succeededEvents(ctx, res.Written, res.Table, res.Version)
+	if res.Skipped > 0 {
+		w.skipped.WithLabelValues(SkipInTable).Add(float64(res.Skipped))
+	}
+	if w.prePublish {
+		w.countSucceeded(res.Written, res.Table, time.Now())
+	} else {
+		w.succeededEvents(ctx, res.Written, res.Table, res.Version)
+	}
 	for i, m := range j.marks {
 		st := j.states[i]
 		if w.parts[m.Partition] != st || m.Offset <= st.flushed {
@@ -999,6 +1029,22 @@ func (w *Worker) succeededEvents(ctx context.Context, evs []*Event, table string
 		return
 	}
 	now := time.Now()
+	w.countSucceeded(evs, table, now)
+	if w.cfg.SuccessTopic == "" {
+		return
+	}
+	pctx := context.WithoutCancel(ctx)
+	recs := w.successRecords(evs, table, version, now)
+	for i := range recs {
+		w.cl.Produce(pctx, &recs[i], w.onProduced)
+	}
+}
+
+// countSucceeded counts events whose outcome is committed.
+func (w *Worker) countSucceeded(evs []*Event, table string, now time.Time) {
+	if len(evs) == 0 {
+		return
+	}
 	w.processed.Add(float64(len(evs)))
 	if table != "" {
 		w.deltaWrites.Add(float64(len(evs)))
@@ -1013,27 +1059,50 @@ func (w *Worker) succeededEvents(ctx context.Context, evs []*Event, table string
 	for s, n := range byStatus {
 		w.rowsByStatus.WithLabelValues(metrics.StatusLabel(s)).Add(float64(n))
 	}
-	if w.cfg.SuccessTopic == "" {
-		return
-	}
-	pctx := context.WithoutCancel(ctx)
+}
+
+// successRecords builds the success records of evs, keyed by their source
+// offset; records and their bytes are allocated in one piece.
+func (w *Worker) successRecords(evs []*Event, table string, version int64, now time.Time) []kgo.Record {
 	enc := w.newSuccessEncoder(table, version, now)
 	recs := make([]kgo.Record, len(evs))
-	buf := make([]byte, 0, len(evs)*(enc.fixedLen+160))
+	buf := make([]byte, 0, len(evs)*(enc.fixedLen+200))
 	for i, ev := range evs {
 		start := len(buf)
 		buf = enc.append(buf, ev)
 		keyStart := len(buf)
-		buf = append(buf, ev.Topic...)
-		buf = append(buf, '/')
-		buf = strconv.AppendInt(buf, int64(ev.Partition), 10)
-		buf = append(buf, '/')
-		buf = strconv.AppendInt(buf, ev.Offset, 10)
+		buf = appendSourceKey(buf, ev)
 		recs[i] = kgo.Record{Topic: w.cfg.SuccessTopic, Key: buf[keyStart:len(buf):len(buf)], Value: buf[start:keyStart:keyStart]}
 	}
-	for i := range recs {
-		w.cl.Produce(pctx, &recs[i], w.onProduced)
+	return recs
+}
+
+// publishCommit is the CommitPublisher of the worker's flusher: before a
+// table commit moves the txn offsets past them, the error records of the
+// rows it rejects and the success records of the rows it holds are in
+// Kafka. A crash after it and before the commit publishes them again after
+// the restart (at least once, keyed by source offset).
+func (w *Worker) publishCommit(ctx context.Context, pc *PendingCommit) error {
+	now := time.Now()
+	var recs []*kgo.Record
+	if w.cfg.ErrorTopic != "" {
+		for _, r := range pc.Rejected {
+			recs = append(recs, w.errorRecord(r.Event, r.Err, false, now))
+		}
 	}
+	if w.cfg.SuccessTopic != "" && len(pc.Written) > 0 {
+		succ := w.successRecords(pc.Written, pc.Table, pc.Version, now)
+		for i := range succ {
+			recs = append(recs, &succ[i])
+		}
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	if err := w.produceSync(ctx, recs); err != nil {
+		return fmt.Errorf("publishing %d error and success records before the commit: %w", len(recs), err)
+	}
+	return nil
 }
 
 func (w *Worker) onSuccessProduced(r *kgo.Record, err error) {

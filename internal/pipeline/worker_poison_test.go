@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -140,5 +141,129 @@ func TestWorkerPoisonMessages(t *testing.T) {
 	}
 	if !kept {
 		t.Fatal("the row that typed new_field is missing")
+	}
+}
+
+// The error records of rows the table refuses and the success records of
+// the rows it takes are in Kafka before the commit that moves the stored
+// offsets past them: a crash between the two loses neither (they are
+// published again, with the same key, when the restarted worker commits).
+func TestWorkerRecordsDurableBeforeCommit(t *testing.T) {
+	ctx := t.Context()
+	e := newEnv(t, sim.Options{Seed: 3, Projects: 30})
+	want := e.entries()[:30]
+	bad := want[7].EventID
+	tbl := newMemTable()
+	tbl.reject = func(row map[string]any) bool { return row["event_id"] == bad }
+	var sawBefore bool
+	killed := false
+	tbl.beforeCommit = func() error {
+		if killed {
+			return nil
+		}
+		// At the commit point: the records must already be in Kafka.
+		errs := e.readTopic(ctx, errorTopic, 1, 5*time.Second)
+		succ := e.readTopic(ctx, successTopic, 1, 5*time.Second)
+		sawBefore = len(errs) >= 1 && len(succ) >= 1
+		killed = true
+		return ErrKilled
+	}
+	w := newTestWorker(t, e, tbl)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	e.produceTracking(ctx, want)
+	if err := <-done; !errors.Is(err, ErrKilled) {
+		t.Fatalf("first run: %v, want the kill", err)
+	}
+	if !sawBefore {
+		t.Fatal("error and success records were not in Kafka before the commit")
+	}
+	if n := len(tbl.snapshot()); n != 0 {
+		t.Fatalf("%d rows committed by the killed run", n)
+	}
+	w = newTestWorker(t, e, tbl)
+	stop := runWorker(t, ctx, w)
+	waitFor(t, 30*time.Second, "the rows", func() bool { return len(tbl.snapshot()) == len(want)-1 })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	errs := e.readTopic(ctx, errorTopic, 2, 10*time.Second)
+	keys := map[string]int{}
+	for _, r := range errs {
+		var er dlq.Record
+		if err := json.Unmarshal(r.Value, &er); err != nil {
+			t.Fatal(err)
+		}
+		var orig struct {
+			EventID string `json:"event_id"`
+		}
+		_ = json.Unmarshal(er.Original, &orig)
+		if orig.EventID != bad || er.Class != ClassSchemaConflict {
+			t.Fatalf("error record for %s class %s, want %s schema_conflict", orig.EventID, er.Class, bad)
+		}
+		keys[string(r.Key)]++
+	}
+	if len(keys) != 1 || len(errs) < 1 {
+		t.Fatalf("error records %d under keys %v: want at least one, all with the source's key", len(errs), keys)
+	}
+	succ := e.readTopic(ctx, successTopic, -1, time.Second)
+	distinct := map[string]bool{}
+	for _, r := range succ {
+		distinct[string(r.Key)] = true
+	}
+	if len(distinct) != len(want)-1 {
+		t.Fatalf("success records under %d keys, want %d (one per written row)", len(distinct), len(want)-1)
+	}
+}
+
+// Values are strict by default: a number or boolean given to a string
+// column is a schema_conflict with the original kept, not a string made up
+// from it; a cast in the mapping (casts: {event_type: to_string}) stores
+// its JSON text.
+func TestWorkerStrictValues(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		casts map[string]string
+	}{{"strict", nil}, {"cast", map[string]string{"event_type": "to_string"}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			e := newEnv(t, sim.Options{Seed: 3, Projects: 30})
+			want := e.entries()[:5]
+			s := deltaSinkTweaked(t, t.TempDir(), func(c *DeltaWriterConfig) { c.Casts = tc.casts })
+			w := e.newWorker(t, s)
+			stop := runWorker(t, ctx, w)
+			var p map[string]any
+			_ = json.Unmarshal(trackingPayload(want[4], want[0].At), &p)
+			p["event_type"] = true
+			odd, _ := json.Marshal(p)
+			e.produceTracking(ctx, want[:4])
+			e.produce(ctx, &kgo.Record{Key: []byte("odd"), Value: odd})
+			if tc.casts == nil {
+				errs := e.readTopic(ctx, errorTopic, 1, 20*time.Second)
+				waitFor(t, 20*time.Second, "the good rows", func() bool { return len(s.rows()) == 4 })
+				if len(errs) != 1 {
+					t.Fatalf("%d error records, want 1", len(errs))
+				}
+				var er dlq.Record
+				_ = json.Unmarshal(errs[0].Value, &er)
+				if er.Class != ClassSchemaConflict || !strings.Contains(er.Message, "event_type") || string(er.Original) != string(odd) {
+					t.Fatalf("error record %+v", er)
+				}
+			} else {
+				waitFor(t, 20*time.Second, "every row", func() bool { return len(s.rows()) == 5 })
+				found := false
+				for _, r := range s.rows() {
+					if r["event_id"] == want[4].EventID {
+						found = r["event_type"] == "true"
+					}
+				}
+				if !found {
+					t.Fatal("the cast row is missing or its event_type is not \"true\"")
+				}
+			}
+			if err := stop(); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+		})
 	}
 }
