@@ -63,10 +63,16 @@ const AttemptHeader = "kpipe-attempt"
 
 // DefaultMaxRecordBytes is the size Marshal keeps a record under when told
 // no other: below Kafka's default message.max.bytes (1 048 588) with room
-// for the key, headers and batch overhead. Note that franz-go's default
-// ProducerBatchMaxBytes (1 000 012) leaves only 12 bytes for those: a
-// producer of error records must raise it (kgo.ProducerBatchMaxBytes) or
-// pass Marshal a smaller limit.
+// for the key, headers and batch overhead.
+//
+// The producer must let such a record through: franz-go refuses, before
+// sending, a record whose batch would exceed its ProducerBatchMaxBytes,
+// 1 000 012 bytes by default, which a 1 000 000-byte value plus key and
+// about 100 bytes of framing does. A producer of error records sets
+// kgo.ProducerBatchMaxBytes to the error topic's max.message.bytes, or
+// passes Marshal its batch limit less the key, the headers and a few
+// hundred bytes. (The chaos suite found the tracking worker sizing records
+// to the topic's limit with the default batch limit: MESSAGE_TOO_LARGE.)
 const DefaultMaxRecordBytes = 1_000_000
 
 // minRecordBytes is the smallest limit Marshal accepts: room for the fixed

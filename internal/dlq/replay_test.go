@@ -214,3 +214,39 @@ func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
 }
+
+// TestMarshalFitsTheBroker produces a cut record of a 5 MB original under
+// the broker's default message.max.bytes: it goes through with the batch
+// limit raised to the topic's limit (as DefaultMaxRecordBytes says), and
+// franz-go's default batch limit refuses it before sending.
+func TestMarshalFitsTheBroker(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, errTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := rec("validation", `{"pad":"`+strings.Repeat("x", 5<<20)+`"}`, false, 1)
+	v, err := r.Marshal(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &kgo.Record{Topic: errTopic, Key: r.RecordKey(), Value: v}
+	for _, tt := range []struct {
+		name string
+		opts []kgo.Opt
+		ok   bool
+	}{
+		{"batch limit raised", []kgo.Opt{kgo.ProducerBatchMaxBytes(1_048_588)}, true},
+		{"franz-go's default batch limit", nil, false},
+	} {
+		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordRetries(1)}, tt.opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = cl.ProduceSync(t.Context(), out).FirstErr()
+		cl.Close()
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: produce %d-byte record: %v", tt.name, len(v), err)
+		}
+	}
+}
