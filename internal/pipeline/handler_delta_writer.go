@@ -259,7 +259,7 @@ func (w *DeltaWriter) loadSchema(ctx context.Context) (*delta.StructType, error)
 	}
 	s, err := w.tbl.Schema(ctx)
 	if err != nil {
-		return nil, &StorageError{Op: "reading table schema", Err: err}
+		return nil, storageError("reading the schema of table "+w.cfg.TableName, err)
 	}
 	w.mu.Lock()
 	w.schema = s
@@ -414,6 +414,22 @@ type StorageError struct {
 func (e *StorageError) Error() string { return e.Op + ": " + e.Err.Error() }
 func (e *StorageError) Unwrap() error { return e.Err }
 
+// storageError classifies a failure of the table: a *StorageError, which
+// the worker retries, when delta.IsRetryable says the same call may
+// succeed later (I/O, network, permissions, a lost race); otherwise an
+// error wrapping ErrFatal (an unsupported feature, a corrupt log, txn
+// retention), which stops the worker with the cause rather than retry it
+// forever.
+func storageError(op string, err error) error {
+	if delta.IsRetryable(err) || errors.Is(err, context.Canceled) {
+		return &StorageError{Op: op, Err: err} // a stop cancels the retry loop
+	}
+	if errors.Is(err, ErrKilled) {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %w", ErrFatal, op, err)
+}
+
 // Flush implements Flusher: Take and Commit. What a failed Flush took is
 // put back in front of the buffer, so Flush can be called again.
 func (w *DeltaWriter) Flush(ctx context.Context, marks []Mark) (*FlushResult, error) {
@@ -471,7 +487,7 @@ func (w *DeltaWriter) Commit(ctx context.Context, b FlushBatch, marks []Mark) (*
 	}
 	stored, err := w.tbl.TxnVersions(ctx, appIDs)
 	if err != nil {
-		return nil, &StorageError{Op: "reading txn versions", Err: err}
+		return nil, storageError("reading the txn versions of table "+w.cfg.TableName, err)
 	}
 	txns := make(map[string]int64, len(marks))
 	for i, m := range marks {
@@ -531,7 +547,7 @@ func (w *DeltaWriter) Commit(ctx context.Context, b FlushBatch, marks []Mark) (*
 				// help, and nothing may be committed past it.
 				return nil, fmt.Errorf("table %s: %w", w.cfg.TableName, err)
 			}
-			return nil, &StorageError{Op: "committing to table " + w.cfg.TableName, Err: err}
+			return nil, storageError("committing to table "+w.cfg.TableName, err)
 		}
 		res.Version = v
 		if len(rejected) > 0 {
@@ -613,7 +629,7 @@ func (w *DeltaWriter) StoredOffsets(ctx context.Context, topic string, partition
 	}
 	vs, err := w.tbl.TxnVersions(ctx, ids)
 	if err != nil {
-		return nil, &StorageError{Op: "reading txn versions", Err: err}
+		return nil, storageError("reading the txn versions of table "+w.cfg.TableName, err)
 	}
 	out := make(map[int32]int64, len(vs))
 	for i, p := range partitions {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,7 +61,7 @@ type memTable struct {
 	appends int
 }
 
-var errStorageDown = errors.New("storage unavailable (test)")
+var errStorageDown = fmt.Errorf("storage unavailable (test): %w", syscall.EIO)
 
 func newMemTable() *memTable {
 	return &memTable{schema: itelSchema(), txns: map[string]int64{}, version: -1}

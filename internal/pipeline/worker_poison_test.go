@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"kpipe/internal/delta"
 	"kpipe/internal/dlq"
 	"kpipe/internal/sim"
 )
@@ -265,5 +267,39 @@ func TestWorkerStrictValues(t *testing.T) {
 				t.Fatalf("Run: %v", err)
 			}
 		})
+	}
+}
+
+// A table kpipe must not write (here: txn identifiers that expire, which
+// would break exactly-once) stops the worker with an error naming the
+// cause, instead of retrying it forever as if storage were down.
+func TestWorkerStopsOnTableItMustNotWrite(t *testing.T) {
+	ctx := t.Context()
+	e := newEnv(t, sim.Options{Seed: 3, Projects: 30})
+	dir := t.TempDir()
+	def, err := tableDefs("itel_cabinet_task_tracking")
+	if err != nil {
+		t.Fatal(err)
+	}
+	def.Properties["delta.setTransactionRetentionDuration"] = "interval 1 days"
+	store, err := delta.OpenLocation(filepath.Join(dir, "delta", "itel_cabinet_task_tracking"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := delta.Create(ctx, store, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = tbl.Close(ctx)
+	w := e.newWorker(t, deltaSink(t, dir))
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	e.produceTracking(ctx, e.entries()[:3])
+	err = <-done
+	if !errors.Is(err, ErrFatal) || !errors.Is(err, delta.ErrTxnRetention) {
+		t.Fatalf("Run: %v, want a fatal error naming the txn retention", err)
+	}
+	if err := w.Ready(ctx); err == nil {
+		t.Fatal("ready after a fatal error")
 	}
 }
