@@ -257,18 +257,41 @@ func TestUnauthorizedNotRetried(t *testing.T) {
 	}
 }
 
+// waitingClock sleeps for real and says when a wait begins.
+type waitingClock struct{ waiting chan time.Duration }
+
+func (waitingClock) Now() time.Time { return time.Now() }
+
+func (c waitingClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.waiting <- d
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 func TestCancelDuringWait(t *testing.T) {
 	f := newFixture(t, "429=1,retry_after=30s")
-	c, err := claimx.NewClient(f.conn) // the real clock
+	clock := waitingClock{waiting: make(chan time.Duration, 1)}
+	c, err := claimx.NewClient(f.conn, claimx.WithClock(clock))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	time.AfterFunc(50*time.Millisecond, cancel)
+	go func() {
+		// Cancel once the client waits out the Retry-After, whenever
+		// the 429 arrives.
+		<-clock.waiting
+		cancel()
+	}()
 	start := time.Now()
 	_, err = c.TaskAssignment(ctx, f.firstAssignment())
-	if el := time.Since(start); el > 2*time.Second {
-		t.Fatalf("cancel took %s", el)
+	if el := time.Since(start); el >= 30*time.Second {
+		t.Fatalf("the cancel did not cut the 30s wait short (%s)", el)
 	}
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
