@@ -14,6 +14,7 @@ import (
 
 	"github.com/maypok86/otter/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"kpipe/internal/claimx"
@@ -47,11 +48,14 @@ const (
 	// event; the records other plugins made for it are still published.
 	ReasonPluginFailed = "plugin_failed"
 	// ReasonTooLarge: a record a plugin made for the event is larger than
-	// Options.MaxRecordBytes, or Kafka refused it.
+	// Options.MaxRecordBytes, or Kafka refused it as too large.
 	ReasonTooLarge = "too_large"
+	// ReasonPublishRefused: Kafka refused a record a plugin made for the
+	// event for another reason (its topic is missing or not writable).
+	ReasonPublishRefused = "publish_refused"
 )
 
-var failReasons = []string{ReasonMalformed, ReasonUnknownEventType, ReasonNotFound, ReasonAPIUnavailable, ReasonLookupFailed, ReasonPluginFailed, ReasonTooLarge}
+var failReasons = []string{ReasonMalformed, ReasonUnknownEventType, ReasonNotFound, ReasonAPIUnavailable, ReasonLookupFailed, ReasonPluginFailed, ReasonTooLarge, ReasonPublishRefused}
 
 // Reasons of kpipe_skipped_total{worker="claimx_enrichment_worker"}: events
 // deliberately not turned into output.
@@ -154,8 +158,8 @@ type roundResult struct {
 // refusal is what Kafka refused for one source record; it survives the
 // aborted transaction so that the record's next processing avoids it.
 type refusal struct {
-	output bool // a plugin record of this event was refused
-	level  int  // error records of this event refused so far
+	output error // why a plugin record of this event was refused
+	level  int   // error records of this event refused so far
 }
 
 // maxRefusals is how many error records of one event Kafka may refuse,
@@ -561,11 +565,11 @@ func (p *processor) assemble(ctx context.Context) *batch {
 		}
 		recs := b.out.Records[n:]
 		if len(recs) > 0 {
-			if err := p.checkSize(it.rec, recs); err != nil {
+			if reason, err := p.checkSize(it.rec, recs); err != nil {
 				// The event's records cannot be published: none of them
 				// is, and its error record says why.
 				b.out.Truncate(n)
-				it.reason, it.err = ReasonTooLarge, err
+				it.reason, it.err = reason, err
 				recs = nil
 			}
 		}
@@ -586,18 +590,29 @@ func (p *processor) assemble(ctx context.Context) *batch {
 	return b
 }
 
-// checkSize fails when a record of recs is over Options.MaxRecordBytes or
-// Kafka refused one for this event before.
-func (p *processor) checkSize(src *kgo.Record, recs []*kgo.Record) error {
+// checkSize fails, with the class of the failure, when a record of recs is
+// over Options.MaxRecordBytes or Kafka refused one for this event before.
+func (p *processor) checkSize(src *kgo.Record, recs []*kgo.Record) (string, error) {
 	for _, r := range recs {
 		if n := recordSize(r); n > p.o.MaxRecordBytes {
-			return fmt.Errorf("record for %s is %d bytes, over the limit of %d", r.Topic, n, p.o.MaxRecordBytes)
+			return ReasonTooLarge, fmt.Errorf("record for %s is %d bytes, over the limit of %d", r.Topic, n, p.o.MaxRecordBytes)
 		}
 	}
-	if len(p.refused) > 0 && p.refused[keyOf(src)].output {
-		return fmt.Errorf("kafka refused the record for %s (%d bytes)", recs[0].Topic, recordSize(recs[0]))
+	if len(p.refused) > 0 {
+		if cause := p.refused[keyOf(src)].output; cause != nil {
+			reason := ReasonPublishRefused
+			if isTooLarge(cause) {
+				reason = ReasonTooLarge
+			}
+			return reason, fmt.Errorf("kafka refused the record for %s (%d bytes): %w", recs[0].Topic, recordSize(recs[0]), cause)
+		}
 	}
-	return nil
+	return "", nil
+}
+
+// isTooLarge reports whether a produce error says the record is too large.
+func isTooLarge(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge)
 }
 
 func recordSize(r *kgo.Record) int {
@@ -681,7 +696,7 @@ func (p *processor) refuse(b *batch, i int, cause error) error {
 	k := keyOf(src)
 	ref := p.refused[k]
 	if !m.errRec {
-		ref.output = true
+		ref.output = cause
 	} else {
 		ref.level++
 		if ref.level >= maxRefusals {
