@@ -132,3 +132,18 @@ func dedupe(s []string) []string {
 	}
 	return out
 }
+
+// CheckAppend reports whether Append can write to the table in this
+// snapshot: nil, or the error Append would return before writing anything,
+// wrapping ErrUnsupportedFeature (naming the feature) or, when withTxns is
+// set, ErrTxnRetention. A worker calls it once when it opens the table, to
+// stop with that message before it consumes anything.
+func (s *Snapshot) CheckAppend(withTxns bool) error {
+	if err := checkWritable(s); err != nil {
+		return err
+	}
+	if withTxns {
+		return checkTxns(s, []Txn{{AppID: "\x00check"}})
+	}
+	return nil
+}

@@ -28,6 +28,13 @@ func TestTxnWritesRefusedWithTxnRetention(t *testing.T) {
 			t.Fatalf("%v is retryable", err)
 		}
 	}
+	snap0, _ := tb.Snapshot(t.Context())
+	if err := snap0.CheckAppend(true); !errors.Is(err, ErrTxnRetention) {
+		t.Fatalf("CheckAppend(true) = %v, want ErrTxnRetention", err)
+	}
+	if err := snap0.CheckAppend(false); err != nil {
+		t.Fatalf("CheckAppend(false) = %v", err)
+	}
 	res, err := tb.Append(t.Context(), row, AppendOptions{})
 	if err != nil || res.Version != 1 {
 		t.Fatalf("append without txns: %+v, %v", res, err)
@@ -135,13 +142,22 @@ func TestUnsupportedFeatureIsNotRetryable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entry := `{"protocol":{"minReaderVersion":3,"minWriterVersion":7,"readerFeatures":["futureFeature"],"writerFeatures":["futureFeature"]}}` + "\n" +
+	entry := `{"protocol":{"minReaderVersion":1,"minWriterVersion":7,"writerFeatures":["futureFeature"]}}` + "\n" +
 		`{"metaData":{"id":"t","format":{"provider":"parquet","options":{}},"schemaString":"{\"type\":\"struct\",\"fields\":[{\"name\":\"a\",\"type\":\"long\",\"nullable\":true,\"metadata\":{}}]}","partitionColumns":[],"configuration":{},"createdTime":1}}` + "\n"
 	if err := store.PutIfAbsent(t.Context(), commitKey(0), []byte(entry)); err != nil {
 		t.Fatal(err)
 	}
+	// A writer feature only: the table opens and reads, and is refused for
+	// writing.
 	tb, err := Open(t.Context(), store)
-	if err == nil {
+	if err != nil {
+		t.Fatal(err)
+	}
+	{
+		snap, _ := tb.Snapshot(t.Context())
+		if cerr := snap.CheckAppend(false); !errors.Is(cerr, ErrUnsupportedFeature) {
+			t.Fatalf("CheckAppend = %v, want ErrUnsupportedFeature", cerr)
+		}
 		_, err = tb.Append(t.Context(), []map[string]any{{"a": int64(1)}}, AppendOptions{})
 	}
 	if !errors.Is(err, ErrUnsupportedFeature) || !contains(err.Error(), "futureFeature") || IsRetryable(err) {
