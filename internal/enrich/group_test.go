@@ -144,3 +144,26 @@ func TestRebalanceWhilePaused(t *testing.T) {
 		t.Fatalf("second worker: %v", err)
 	}
 }
+
+// TestSameInstanceID: a second worker started with the same identity
+// (kpipe up and a separate kpipe enrich on one host) takes the group
+// instance over; the first's Run ends with ErrFenced instead of staying
+// up as a zombie.
+func TestSameInstanceID(t *testing.T) {
+	c := newCluster(t)
+	_, base := startSim(t, 5, 2)
+	_, m1 := newMetrics()
+	_, m2 := newMetrics()
+	orch, cx := components(t, base, m1, testLogger())
+	o := Options{Kafka: kafka.Config{Brokers: c.ListenAddrs()}, Fetcher: cx, Orchestrator: orch, Metrics: m1, Logger: testLogger(), TransactionalID: "twin-1", InstanceID: "twin"}
+	first := runWorker(t, o)
+	waitFor(t, 30*time.Second, "the first worker ready", func() bool { return first.w.Ready(t.Context()) == nil })
+	o.TransactionalID, o.Metrics = "twin-2", m2
+	second := runWorker(t, o)
+	err := first.wait(t, 60*time.Second)
+	if !errors.Is(err, ErrFenced) {
+		t.Fatalf("first Run = %v, want ErrFenced", err)
+	}
+	t.Logf("first Run: %v", err)
+	waitFor(t, 30*time.Second, "the second worker ready", func() bool { return second.w.Ready(t.Context()) == nil })
+}

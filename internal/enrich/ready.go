@@ -112,10 +112,10 @@ func (h *health) errLocked() error {
 		return fmt.Errorf("%w: %w", ErrNotReady, h.fatal)
 	case h.stopped:
 		return fmt.Errorf("%w: %w", ErrNotReady, ErrStopped)
-	case !h.started:
-		return fmt.Errorf("%w: %w", ErrNotReady, ErrNotStarted)
 	case h.broker != nil:
 		return fmt.Errorf("%w: %w: %w", ErrNotReady, ErrBrokerUnreachable, h.broker)
+	case !h.started:
+		return fmt.Errorf("%w: %w", ErrNotReady, ErrNotStarted)
 	case !h.joined:
 		return fmt.Errorf("%w: %w", ErrNotReady, ErrNotJoined)
 	case h.paused != nil:

@@ -402,7 +402,11 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 			case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 			case isFenced(err), isAuth(err):
 				if ferr == nil {
-					ferr = fatal(ErrTransaction, fmt.Sprintf("consuming %s/%d", t, p), err)
+					what := fmt.Sprintf("consuming %s/%d", t, p)
+					if t == "" {
+						what = fmt.Sprintf("group %q as instance %q", w.o.Group, w.o.InstanceID)
+					}
+					ferr = fatal(ErrTransaction, what, err)
 				}
 			default:
 				w.log.Warn("fetch_failed", "topic", t, "partition", p, "err", err)
