@@ -3,8 +3,11 @@ package enrich
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -121,14 +124,31 @@ func TestClaimXOutageOfAnyLength(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
 		faults sim.Faults
+		reset  bool // connections closed without an answer instead
 	}{
-		{"outage_503", sim.Faults{ErrorRates: map[int]float64{503: 1}}},
-		{"hang", sim.Faults{HangRate: 1}},
-		{"429_storm", sim.Faults{RateLimit429: 1, RetryAfter: time.Second}},
+		{name: "outage_503", faults: sim.Faults{ErrorRates: map[int]float64{503: 1}}},
+		{name: "hang", faults: sim.Faults{HangRate: 1}},
+		{name: "429_storm", faults: sim.Faults{RateLimit429: 1, RetryAfter: time.Second}},
+		{name: "connection_reset", reset: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newCluster(t)
-			s, base := startSim(t, 21, 12)
+			s := sim.New(sim.Options{Seed: 21, Projects: 12})
+			var down atomic.Bool
+			var requests atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				requests.Add(1)
+				if down.Load() {
+					if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+						conn.Close()
+						return
+					}
+				}
+				s.ServeHTTP(w, r)
+			}))
+			t.Cleanup(srv.Close)
+			base := srv.URL
+			down.Store(tt.reset)
 			if err := s.SetFaults(tt.faults); err != nil {
 				t.Fatal(err)
 			}
@@ -164,14 +184,15 @@ func TestClaimXOutageOfAnyLength(t *testing.T) {
 			// Outlast every timeout: transaction (2s), rebalance (2s),
 			// session (1s), HTTP attempt (0.3s), several times over, while
 			// ClaimX keeps being asked.
-			requests := s.Stats().Requests
+			asked := requests.Load()
 			waitFor(t, 60*time.Second, "a long outage", func() bool {
 				r.alive(t)
-				return time.Since(paused) > 6*time.Second && s.Stats().Requests > requests+5
+				return time.Since(paused) > 6*time.Second && requests.Load() > asked+5
 			})
 			if err := r.w.Ready(t.Context()); !errors.Is(err, ErrClaimXUnavailable) {
 				t.Fatalf("after the long outage Ready = %v, want ErrClaimXUnavailable", err)
 			}
+			down.Store(false)
 			if err := s.SetFaults(sim.Faults{}); err != nil {
 				t.Fatal(err)
 			}
