@@ -13,6 +13,7 @@ import (
 // The appended success record decodes to what encoding/json would give.
 func TestSuccessRecordEncoding(t *testing.T) {
 	w := &Worker{cfg: &config.Worker{Name: "w\"1", SuccessTopic: "s"}}
+	w.pub = &publisher{name: w.cfg.Name, successTopic: w.cfg.SuccessTopic}
 	now := time.Date(2026, 1, 10, 12, 0, 0, 123456789, time.FixedZone("x", 3600))
 	tests := []struct {
 		name    string
@@ -27,7 +28,7 @@ func TestSuccessRecordEncoding(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ev := &Event{Fields: tt.fields, Topic: "in", Partition: 2, Offset: 99, Key: []byte("k")}
-			rec := w.successRecord(ev, tt.table, tt.version, now)
+			rec := w.pub.successRecord(ev, tt.table, tt.version, now)
 			want, _ := json.Marshal(SuccessRecord{
 				Worker: w.cfg.Name, EventID: tt.fields["event_id"], TaskID: tt.fields["task_id"], AssignmentID: tt.fields["assignment_id"],
 				TaskStatus: tt.fields["task_status"], Table: tt.table, TableVersion: tt.version, Topic: "in", Partition: 2, Offset: 99, ProcessedAt: now.UTC(),

@@ -1,0 +1,368 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// This file is the worker's flush scheduling: one flush in flight in the
+// background while the next batch fills, a failed one committed again
+// before any later one, storage outages retried with fetching paused,
+// offsets committed for what is durable, and the flush before partitions
+// move to another member.
+
+func newBackoff() *backoff.ExponentialBackOff {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 50 * time.Millisecond
+	bo.MaxInterval = 5 * time.Second
+	return bo
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// flushJob is one flush: the marks it commits and, with an AsyncFlusher,
+// the batch it took, committed in the background while the next polls are
+// handled. At most one runs at a time, so at most one batch is being
+// written while the next one fills.
+type flushJob struct {
+	marks  []Mark
+	states []*partState  // the partition state of each mark when it was cut
+	recs   []*kgo.Record // the record at each mark, for the offset commit
+	commit func(context.Context) (*FlushResult, error)
+
+	// ctx is the background run's context (nil for a run to its end).
+	ctx context.Context
+	// doneCtx is cancelled when res and err are set.
+	doneCtx  context.Context
+	markDone context.CancelFunc
+	cancel   context.CancelFunc // stops the background run
+	res      *FlushResult
+	err      error
+}
+
+func (j *flushJob) done() bool { return j.doneCtx.Err() != nil }
+
+// maybeFlush collects a background flush that has ended, starts a flush
+// when the buffer is due, or commits offsets when nothing is buffered and
+// some handled offsets are not committed yet. Callers hold w.mu.
+func (w *Worker) maybeFlush(ctx context.Context) error {
+	if j := w.inflight; j != nil && j.done() {
+		if err := w.finishFlush(ctx); err != nil {
+			return err
+		}
+	}
+	now := time.Now()
+	if w.flusher != nil {
+		due, next := w.flusher.FlushDue(now)
+		if due {
+			return w.startFlush(ctx, false)
+		}
+		if !next.IsZero() || w.inflight != nil {
+			return nil // rows are buffered or being written: their flush commits the offsets
+		}
+	}
+	if now.Sub(w.lastCommit) >= time.Second {
+		return w.flushAndCommit(ctx)
+	}
+	return nil
+}
+
+// startFlush waits for the flush in flight, if any, and starts one of what
+// is buffered with the current marks: in the background when the flusher
+// is an AsyncFlusher and wait is false, else to its end. Callers hold w.mu.
+func (w *Worker) startFlush(ctx context.Context, wait bool) error {
+	if err := w.finishFlush(ctx); err != nil {
+		return err
+	}
+	if err := w.retryFailed(ctx); err != nil {
+		return err
+	}
+	j := &flushJob{}
+	for p, st := range w.parts {
+		if st.last != nil && st.last.Offset > st.cut {
+			j.marks = append(j.marks, Mark{Topic: w.cfg.InputTopic, Partition: p, Offset: st.last.Offset})
+			j.states = append(j.states, st)
+			j.recs = append(j.recs, st.last)
+		}
+	}
+	if w.flusher == nil {
+		return w.completeFlush(ctx, j, &FlushResult{Version: -1})
+	}
+	if _, next := w.flusher.FlushDue(time.Now()); len(j.marks) == 0 && next.IsZero() {
+		return w.commitOffsets(ctx)
+	}
+	for i, st := range j.states {
+		st.cut = j.marks[i].Offset
+	}
+	marks := j.marks
+	af, async := w.flusher.(AsyncFlusher)
+	if async {
+		b := af.Take()
+		j.commit = func(ctx context.Context) (*FlushResult, error) { return af.Commit(ctx, b, marks) }
+	} else {
+		j.commit = func(ctx context.Context) (*FlushResult, error) { return w.flusher.Flush(ctx, marks) }
+	}
+	j.doneCtx, j.markDone = context.WithCancel(context.Background())
+	if !async || wait {
+		j.res, j.err = w.flushRetry(ctx, j.commit)
+		j.markDone()
+		j.cancel = func() {}
+		w.inflight = j
+		return w.finishFlush(ctx)
+	}
+	j.ctx, j.cancel = context.WithCancel(ctx)
+	w.inflight = j
+	go func() {
+		defer j.markDone()
+		j.res, j.err = w.flushRetry(j.ctx, j.commit)
+	}()
+	return nil
+}
+
+// finishFlush waits for the flush in flight, if any, then publishes its
+// success records and commits the offsets it made durable. A flush that
+// failed is kept, to be committed again before any later one. Callers hold
+// w.mu (the flush itself never takes it).
+func (w *Worker) finishFlush(ctx context.Context) error {
+	j := w.inflight
+	if j == nil {
+		return nil
+	}
+	select {
+	case <-j.doneCtx.Done():
+	case <-ctx.Done():
+		// Out of time (a revoke's deadline): stop it, to be committed
+		// again later.
+		j.cancel()
+		<-j.doneCtx.Done()
+	}
+	w.inflight = nil
+	j.cancel()
+	if j.err != nil {
+		w.failed = j
+		if j.ctx != nil && j.ctx.Err() != nil && ctx.Err() == nil && !errors.Is(j.err, ErrKilled) {
+			// The loop's context ended under the background flush (a
+			// graceful stop): commit it again with ctx.
+			return w.retryFailed(ctx)
+		}
+		return j.err
+	}
+	return w.completeFlush(ctx, j, j.res)
+}
+
+// retryFailed commits a failed flush again, to its end.
+func (w *Worker) retryFailed(ctx context.Context) error {
+	j := w.failed
+	if j == nil {
+		return nil
+	}
+	res, err := w.flushRetry(ctx, j.commit)
+	if err != nil {
+		return err
+	}
+	w.failed = nil
+	return w.completeFlush(ctx, j, res)
+}
+
+// completeFlush publishes the success records of what j made durable and
+// commits the offsets it covers.
+func (w *Worker) completeFlush(ctx context.Context, j *flushJob, res *FlushResult) error {
+	if res.Version >= 0 && w.hooks.AfterTableCommit != nil {
+		if err := w.hooks.AfterTableCommit(res.Version); err != nil {
+			return err
+		}
+	}
+	if len(res.Rejected) > 0 {
+		if w.prePublish {
+			if w.cfg.ErrorTopic != "" {
+				w.errRecordsC.Add(float64(len(res.Rejected)))
+			}
+		} else {
+			rejected := &partBatch{failed: res.Rejected}
+			if err := w.publishErrors(ctx, []*partBatch{rejected}); err != nil {
+				w.log.Error("publishing_rejected_rows_failed", "rows", len(res.Rejected), "error", err)
+			}
+		}
+		w.failedC.Add(float64(len(res.Rejected)))
+		for _, ev := range res.Rejected {
+			w.errs.WithLabelValues(ev.Errors[len(ev.Errors)-1].Class).Inc()
+		}
+	}
+	if res.Skipped > 0 {
+		w.skipped.WithLabelValues(SkipInTable).Add(float64(res.Skipped))
+	}
+	if w.prePublish {
+		w.countSucceeded(res.Written, res.Table, time.Now())
+	} else {
+		w.succeededEvents(ctx, res.Written, res.Table, res.Version)
+	}
+	for i, m := range j.marks {
+		st := j.states[i]
+		if w.parts[m.Partition] != st || m.Offset <= st.flushed {
+			continue // lost or revoked meanwhile
+		}
+		st.flushed, st.flushedRec = m.Offset, j.recs[i]
+		w.health.madeDurable(m.Partition, m.Offset)
+		st.cut = max(st.cut, m.Offset)
+	}
+	return w.commitOffsets(ctx)
+}
+
+// abandonFlush stops the flush in flight and waits for it, keeping nothing
+// of it (a crash, or a stop after a failure). Callers hold w.mu.
+func (w *Worker) abandonFlush() {
+	if j := w.inflight; j != nil {
+		j.cancel()
+		<-j.doneCtx.Done()
+		w.inflight = nil
+	}
+}
+
+// flushAndCommit makes everything handled durable: it waits for the flush
+// in flight, then flushes what is buffered with the current marks, to its
+// end, publishes success records and commits offsets. Callers hold w.mu.
+func (w *Worker) flushAndCommit(ctx context.Context) error {
+	return w.startFlush(ctx, true)
+}
+
+// flushRetry runs commit, retrying unavailable storage with backoff while
+// fetching is paused.
+func (w *Worker) flushRetry(ctx context.Context, commit func(context.Context) (*FlushResult, error)) (*FlushResult, error) {
+	bo := newBackoff()
+	table := ""
+	for attempt := 1; ; attempt++ {
+		res, err := commit(ctx)
+		if err == nil {
+			if w.paused.Load() {
+				w.cl.ResumeFetchTopics(w.cfg.InputTopic)
+				w.paused.Store(false)
+				w.storageDown.Store(false)
+				w.health.setStorage(nil)
+				w.log.Info("storage_available", "attempts", attempt)
+			}
+			if res.Table != "" {
+				w.deps.Metrics.DeltaStorageUp.WithLabelValues(res.Table).Set(1)
+			}
+			return res, nil
+		}
+		var se *StorageError
+		if errors.Is(err, ErrKilled) || !errors.As(err, &se) {
+			w.deltaErrs.Inc()
+			return nil, err
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		w.deltaErrs.Inc()
+		w.errs.WithLabelValues("storage").Inc()
+		if tn, ok := w.flusher.(interface{ Table() string }); ok {
+			table = tn.Table()
+			w.deps.Metrics.DeltaStorageUp.WithLabelValues(table).Set(0)
+		}
+		if !w.paused.Load() {
+			w.cl.PauseFetchTopics(w.cfg.InputTopic)
+			w.paused.Store(true)
+			w.storageDown.Store(true)
+			w.health.setStorage(err)
+		}
+		d := bo.NextBackOff()
+		w.log.Warn("storage_unavailable", "table", table, "attempt", attempt, "retry_in", d, "error", err)
+		if !sleep(ctx, d) {
+			return nil, err
+		}
+	}
+}
+
+// commitOffsets commits, for each partition, the offset after the last
+// durable record. It is an optimisation: the table's txn versions are the
+// truth, so a failure is logged and left for the next commit.
+func (w *Worker) commitOffsets(ctx context.Context) error {
+	var recs []*kgo.Record
+	for _, st := range w.parts {
+		if r := st.flushedRec; r != nil && r.Offset > st.committed {
+			recs = append(recs, r)
+		}
+	}
+	w.lastCommit = time.Now()
+	if len(recs) == 0 {
+		return nil
+	}
+	if err := w.cl.CommitRecords(ctx, recs...); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		w.log.Warn("offset_commit_failed", "error", err)
+		return nil
+	}
+	for _, r := range recs {
+		if st := w.parts[r.Partition]; st != nil {
+			st.committed = max(st.committed, r.Offset)
+			w.health.madeDurable(r.Partition, r.Offset)
+		}
+	}
+	return nil
+}
+
+// onRevoked flushes and commits before partitions move to another member.
+// If the flush cannot finish in time, the revoked partitions' buffered rows
+// are dropped: the new owner reads them again from Kafka.
+func (w *Worker) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	if w.dead.Load() {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	parts := revoked[w.cfg.InputTopic]
+	if len(parts) == 0 {
+		return
+	}
+	fctx, cancel := context.WithTimeout(ctx, w.shutdown)
+	defer cancel()
+	if err := w.flushAndCommit(fctx); err != nil {
+		w.log.Warn("flush_on_revoke_failed", "error", err)
+	}
+	w.forget(parts)
+}
+
+// onLost drops what the worker held of partitions it lost without a chance
+// to commit.
+func (w *Worker) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	if w.dead.Load() {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.forget(lost[w.cfg.InputTopic])
+}
+
+func (w *Worker) forget(parts []int32) {
+	for _, p := range parts {
+		if w.flusher != nil {
+			after := int64(-1)
+			if st, ok := w.parts[p]; ok {
+				after = st.flushed
+			}
+			w.flusher.Discard(w.cfg.InputTopic, p, after)
+		}
+		if st, ok := w.parts[p]; ok && st.stopped {
+			w.cl.ResumeFetchPartitions(map[string][]int32{w.cfg.InputTopic: {p}})
+			w.mismatch.DeleteLabelValues(strconv.Itoa(int(p)))
+		}
+		delete(w.parts, p)
+		w.health.revoked(p)
+	}
+}

@@ -1,0 +1,390 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"kpipe/internal/claimx"
+	"kpipe/internal/dlq"
+	"kpipe/internal/metrics"
+)
+
+// ErrorRecord is the value published to a worker's error topic for each
+// failure: the dead-letter record every worker publishes (the original
+// message, where it came from, what failed), so that kpipe dlq replay
+// serves them all.
+type ErrorRecord = dlq.Record
+
+// SuccessRecord is the value published to a worker's success topic for
+// each event once its row is committed.
+type SuccessRecord struct {
+	Worker       string    `json:"worker"`
+	EventID      any       `json:"event_id"`
+	TaskID       any       `json:"task_id"`
+	AssignmentID any       `json:"assignment_id"`
+	TaskStatus   any       `json:"task_status,omitempty"`
+	Table        string    `json:"table,omitempty"`
+	TableVersion int64     `json:"table_version"`
+	Topic        string    `json:"topic"`
+	Partition    int32     `json:"partition"`
+	Offset       int64     `json:"offset"`
+	ProcessedAt  time.Time `json:"processed_at"`
+}
+
+// publisher builds and publishes a worker's error and success records.
+//
+// Error records are dead-letter records (dlq.Record) with the original
+// message kept once and bounded by the error topic's size limit; success
+// records are SuccessRecord JSON. Both are keyed by their source message's
+// "topic/partition/offset" (dlq.SourceKey): they are published at least
+// once, and a record a restart published again has the same key.
+//
+// It is safe for concurrent use once cl is set (Run sets it before any
+// publish).
+type publisher struct {
+	name, errorTopic, successTopic string
+	log                            *slog.Logger
+	errs                           *prometheus.CounterVec
+	// dead reports whether the worker was stopped the way a crash would:
+	// failures of asynchronous success records are then not reported.
+	dead func() bool
+
+	cl *kgo.Client
+	// errLimit is the error topic's record size limit (0: unknown).
+	errLimit atomic.Int64
+	// onProduced is called with each asynchronous success record's result.
+	onProduced func(*kgo.Record, error)
+}
+
+// errorRecord builds the error-topic record of one failure of ev: the
+// dead-letter record with the original kept once, bounded by the error
+// topic's message size limit, keyed by the source message's
+// topic/partition/offset so that consumers deduplicate records a restart
+// published again.
+func (p *publisher) errorRecord(ev *Event, he *HandlerError, rowWritten bool, now time.Time) *kgo.Record {
+	rec := ErrorRecord{
+		Worker:     p.name,
+		Key:        string(ev.Key),
+		Topic:      ev.Topic,
+		Partition:  ev.Partition,
+		Offset:     ev.Offset,
+		Handler:    he.Handler,
+		Class:      he.Class,
+		Rule:       he.Rule,
+		RowWritten: rowWritten,
+		Attempt:    max(ev.Attempt, 1),
+		FailedAt:   now.UTC(),
+	}
+	if he.Err != nil {
+		rec.Message = he.Err.Error()
+	}
+	rec.SetOriginal(ev.Raw)
+	b, err := rec.Marshal(p.errorMaxBytes())
+	if err != nil {
+		// Only a limit below a few hundred bytes gets here.
+		b, _ = rec.Marshal(dlq.DefaultMaxRecordBytes)
+	}
+	return &kgo.Record{Topic: p.errorTopic, Key: rec.RecordKey(), Value: b}
+}
+
+// errorMaxBytes is the most an error record may take: the error topic's
+// max.message.bytes as the broker reported it at start, less room for the
+// record batch around it, or dlq.DefaultMaxRecordBytes.
+func (p *publisher) errorMaxBytes() int {
+	if n := p.errLimit.Load(); n > 0 {
+		return int(n)
+	}
+	return dlq.DefaultMaxRecordBytes
+}
+
+// recordOverhead is what a record batch, its headers and the key add
+// around a value; the value must leave it room under max.message.bytes.
+const recordOverhead = 1024
+
+// learnErrorLimit asks the broker for the error topic's max.message.bytes.
+// A failure keeps the default: the limit only bounds error records.
+func (p *publisher) learnErrorLimit(ctx context.Context, adm *kadm.Client) {
+	if p.errorTopic == "" {
+		return
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctx, p.errorTopic)
+	if err != nil {
+		return
+	}
+	for _, rc := range rcs {
+		for _, c := range rc.Configs {
+			if c.Key != "max.message.bytes" || c.Value == nil {
+				continue
+			}
+			if n, err := strconv.Atoi(*c.Value); err == nil && n > 2*recordOverhead {
+				p.errLimit.Store(int64(min(n-recordOverhead, 1<<30)))
+			}
+		}
+	}
+}
+
+// successRecord builds the success-topic record of a committed event.
+func (p *publisher) successRecord(ev *Event, table string, version int64, now time.Time) *kgo.Record {
+	enc := p.newSuccessEncoder(table, version, now)
+	return &kgo.Record{Topic: p.successTopic, Key: appendSourceKey(nil, ev), Value: enc.append(nil, ev)}
+}
+
+// appendSourceKey appends dlq.SourceKey of ev's source message,
+// "topic/partition/offset", to dst.
+func appendSourceKey(dst []byte, ev *Event) []byte {
+	dst = append(dst, ev.Topic...)
+	dst = append(dst, '/')
+	dst = strconv.AppendInt(dst, int64(ev.Partition), 10)
+	dst = append(dst, '/')
+	return strconv.AppendInt(dst, ev.Offset, 10)
+}
+
+// successEncoder writes SuccessRecord JSON with appends, the bytes
+// encoding/json would give for it, bar HTML escaping: the parts common to
+// every record of a flush are encoded once.
+type successEncoder struct {
+	head     []byte // {"worker":"…","event_id":
+	tail     []byte // ,"processed_at":"…"}
+	table    []byte // ,"table":"…" or nothing
+	version  []byte // ,"table_version":N,"topic":
+	fixedLen int
+}
+
+func (p *publisher) newSuccessEncoder(table string, version int64, now time.Time) *successEncoder {
+	e := &successEncoder{}
+	e.head = append(e.head, `{"worker":`...)
+	e.head = claimx.AppendJSONString(e.head, p.name)
+	e.head = append(e.head, `,"event_id":`...)
+	if table != "" {
+		e.table = append(e.table, `,"table":`...)
+		e.table = claimx.AppendJSONString(e.table, table)
+	}
+	e.version = append(e.version, `,"table_version":`...)
+	e.version = strconv.AppendInt(e.version, version, 10)
+	e.version = append(e.version, `,"topic":`...)
+	e.tail = append(e.tail, `,"processed_at":`...)
+	ts, _ := now.UTC().MarshalJSON()
+	e.tail = append(e.tail, ts...)
+	e.tail = append(e.tail, '}')
+	e.fixedLen = len(e.head) + len(e.table) + len(e.version) + len(e.tail)
+	return e
+}
+
+// append appends ev's success record to dst.
+func (e *successEncoder) append(dst []byte, ev *Event) []byte {
+	dst = append(dst, e.head...)
+	dst = appendJSONValue(dst, ev.Fields["event_id"])
+	dst = append(dst, `,"task_id":`...)
+	dst = appendJSONValue(dst, ev.Fields["task_id"])
+	dst = append(dst, `,"assignment_id":`...)
+	dst = appendJSONValue(dst, ev.Fields["assignment_id"])
+	if st := ev.Fields["task_status"]; st != nil {
+		dst = append(dst, `,"task_status":`...)
+		dst = appendJSONValue(dst, st)
+	}
+	dst = append(dst, e.table...)
+	dst = append(dst, e.version...)
+	dst = claimx.AppendJSONString(dst, ev.Topic)
+	dst = append(dst, `,"partition":`...)
+	dst = strconv.AppendInt(dst, int64(ev.Partition), 10)
+	dst = append(dst, `,"offset":`...)
+	dst = strconv.AppendInt(dst, ev.Offset, 10)
+	return append(dst, e.tail...)
+}
+
+// appendJSONValue appends a decoded event value as JSON; scalars directly,
+// anything else through encoding/json.
+func appendJSONValue(dst []byte, v any) []byte {
+	switch t := v.(type) {
+	case nil:
+		return append(dst, "null"...)
+	case string:
+		return claimx.AppendJSONString(dst, t)
+	case int64:
+		return strconv.AppendInt(dst, t, 10)
+	case bool:
+		return strconv.AppendBool(dst, t)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return append(dst, "null"...)
+	}
+	return append(dst, b...)
+}
+
+// successRecords builds the success records of evs, keyed by their source
+// offset; records and their bytes are allocated in one piece.
+func (p *publisher) successRecords(evs []*Event, table string, version int64, now time.Time) []kgo.Record {
+	enc := p.newSuccessEncoder(table, version, now)
+	recs := make([]kgo.Record, len(evs))
+	buf := make([]byte, 0, len(evs)*(enc.fixedLen+200))
+	for i, ev := range evs {
+		start := len(buf)
+		buf = enc.append(buf, ev)
+		keyStart := len(buf)
+		buf = appendSourceKey(buf, ev)
+		recs[i] = kgo.Record{Topic: p.successTopic, Key: buf[keyStart:len(buf):len(buf)], Value: buf[start:keyStart:keyStart]}
+	}
+	return recs
+}
+
+// produceSync produces recs and waits for them, retrying with backoff until
+// ctx is done.
+func (p *publisher) produceSync(ctx context.Context, recs []*kgo.Record) error {
+	bo := newBackoff()
+	for {
+		err := p.cl.ProduceSync(ctx, recs...).FirstErr()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		if isFatalKafka(err) || errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) || errors.Is(err, kerr.InvalidRecord) {
+			// Retrying sends the same refused records again, forever.
+			return fmt.Errorf("%w: worker %s: kafka refused the records: %w", ErrFatal, p.name, err)
+		}
+		p.errs.WithLabelValues("publish").Inc()
+		d := bo.NextBackOff()
+		p.log.Warn("publish_failed", "records", len(recs), "retry_in", d, "error", err)
+		if !sleep(ctx, d) {
+			return err
+		}
+	}
+}
+
+func (p *publisher) onSuccessProduced(r *kgo.Record, err error) {
+	if err != nil && !p.dead() {
+		p.errs.WithLabelValues("publish").Inc()
+		p.log.Warn("success_record_failed", "topic", r.Topic, "error", err)
+	}
+}
+
+// produceAsync produces recs without waiting; failures are counted and
+// logged by onProduced.
+func (p *publisher) produceAsync(ctx context.Context, recs []kgo.Record) {
+	for i := range recs {
+		p.cl.Produce(ctx, &recs[i], p.onProduced)
+	}
+}
+
+// publishErrors publishes an error record for every failed event and every
+// error recorded on an event that went on, and waits until Kafka has them:
+// no offset covering them is committed before.
+func (w *Worker) publishErrors(ctx context.Context, batches []*partBatch) error {
+	var recs []*kgo.Record
+	now := time.Now()
+	lookups, lookupErr := 0, error(nil)
+	for _, b := range batches {
+		for _, ev := range b.failed {
+			he := ev.Errors[len(ev.Errors)-1]
+			for _, rec := range ev.Errors[:len(ev.Errors)-1] {
+				recs = append(recs, w.pub.errorRecord(ev, rec, false, now))
+			}
+			recs = append(recs, w.pub.errorRecord(ev, he, false, now))
+		}
+		for _, ev := range b.out {
+			for _, he := range ev.Errors {
+				recs = append(recs, w.pub.errorRecord(ev, he, true, now))
+				w.errs.WithLabelValues(he.Class).Inc()
+				if he.Class == ClassLookup {
+					lookups++
+					lookupErr = he.Err
+				}
+			}
+		}
+	}
+	if lookups > 0 {
+		w.health.lookupFailed(lookups, lookupErr, now)
+	}
+	if len(recs) == 0 || w.cfg.ErrorTopic == "" {
+		return nil
+	}
+	if err := w.pub.produceSync(ctx, recs); err != nil {
+		return fmt.Errorf("publishing %d error records: %w", len(recs), err)
+	}
+	w.errRecordsC.Add(float64(len(recs)))
+	return nil
+}
+
+func (w *Worker) succeeded(ctx context.Context, batches []*partBatch, table string, version int64) {
+	for _, b := range batches {
+		w.succeededEvents(ctx, b.out, table, version)
+	}
+}
+
+// succeededEvents counts committed events and publishes their success
+// records (asynchronously: they are reports, not part of the commit). The
+// records and their values are allocated in one piece per call.
+func (w *Worker) succeededEvents(ctx context.Context, evs []*Event, table string, version int64) {
+	if len(evs) == 0 {
+		return
+	}
+	now := time.Now()
+	w.countSucceeded(evs, table, now)
+	if w.cfg.SuccessTopic == "" {
+		return
+	}
+	pctx := context.WithoutCancel(ctx)
+	w.pub.produceAsync(pctx, w.pub.successRecords(evs, table, version, now))
+}
+
+// countSucceeded counts events whose outcome is committed.
+func (w *Worker) countSucceeded(evs []*Event, table string, now time.Time) {
+	if len(evs) == 0 {
+		return
+	}
+	w.processed.Add(float64(len(evs)))
+	if table != "" {
+		w.deltaWrites.Add(float64(len(evs)))
+	}
+	byStatus := map[string]int{}
+	for _, ev := range evs {
+		w.latency.Observe(now.Sub(ev.Received).Seconds())
+		if s, ok := ev.Fields["task_status"].(string); ok {
+			byStatus[s]++
+		}
+	}
+	for s, n := range byStatus {
+		w.rowsByStatus.WithLabelValues(metrics.StatusLabel(s)).Add(float64(n))
+	}
+}
+
+// publishCommit is the CommitPublisher of the worker's flusher: before a
+// table commit moves the txn offsets past them, the error records of the
+// rows it rejects and the success records of the rows it holds are in
+// Kafka. A crash after it and before the commit publishes them again after
+// the restart (at least once, keyed by source offset).
+func (w *Worker) publishCommit(ctx context.Context, pc *PendingCommit) error {
+	now := time.Now()
+	var recs []*kgo.Record
+	if w.cfg.ErrorTopic != "" {
+		for _, r := range pc.Rejected {
+			recs = append(recs, w.pub.errorRecord(r.Event, r.Err, false, now))
+		}
+	}
+	if w.cfg.SuccessTopic != "" && len(pc.Written) > 0 {
+		succ := w.pub.successRecords(pc.Written, pc.Table, pc.Version, now)
+		for i := range succ {
+			recs = append(recs, &succ[i])
+		}
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	if err := w.pub.produceSync(ctx, recs); err != nil {
+		return fmt.Errorf("publishing %d error and success records before the commit: %w", len(recs), err)
+	}
+	return nil
+}
