@@ -106,6 +106,15 @@ func runWorker(ctx context.Context, env *Env, name string, o workerOptions) erro
 	if err != nil {
 		return usage(err)
 	}
+	// Wrong credentials or TLS settings are fatal at once, naming the broker
+	// and the mechanism; an unreachable cluster is waited for (the worker
+	// reports not ready meanwhile).
+	if err := kafka.Check(ctx, kcfg); err != nil {
+		if kafka.IsFatal(err) {
+			return err
+		}
+		log.Warn("kafka_unreachable_at_start", "error", err)
+	}
 	policy, err := pipeline.ParseResetPolicy(o.resetOffsets)
 	if err != nil {
 		return usage(err)
