@@ -165,6 +165,7 @@ func runWorker(ctx context.Context, env *Env, name string, o workerOptions) erro
 		return errStopped
 	})
 	if err := g.Wait(); err != nil && !errors.Is(err, errStopped) {
+		log.Error("worker_failed", "error", err)
 		return err
 	}
 	return nil
