@@ -711,6 +711,16 @@ func (p *processor) refuse(b *batch, i int, cause error) error {
 	return nil
 }
 
+// release drops the references to the last batch's records and rows, so
+// that an idle worker holds none.
+func (p *processor) release() {
+	clear(p.items)
+	p.items = p.items[:0]
+	p.b.out.Reset()
+	clear(p.b.send)
+	p.b.send = p.b.send[:0]
+}
+
 // committed records a committed batch in the metrics and logs its failures
 // once.
 func (p *processor) committed(b *batch) {

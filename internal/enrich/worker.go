@@ -466,6 +466,7 @@ func (w *Worker) close(ctx context.Context, clean bool) {
 // publishes it in one transaction.
 func (w *Worker) handle(ctx, drain context.Context, fetches kgo.Fetches, rev int64) error {
 	recs := fetches.Records()
+	defer w.proc.release()
 	hold, cancel := context.WithCancel(drain)
 	defer cancel()
 	w.holdMu.Lock()
