@@ -86,7 +86,8 @@ func TestSimCommand(t *testing.T) {
 	go func() {
 		done <- run(ctx, env, []string{"sim", "--addr", "127.0.0.1:0", "--seed", "3", "--projects", "20", "--faults", "latency=1ms", "--emit", emit})
 	}()
-	m, err := out.waitFor(t.Context(), regexp.MustCompile(`http://(\S+)\n  seed 3, (\d+) events`), nil)
+	// The banner's last line is the faults.
+	m, err := out.waitFor(t.Context(), regexp.MustCompile(`http://(\S+)\n  seed 3, (\d+) events(?s:.*)faults: `), nil)
 	if err != nil {
 		t.Fatalf("no address printed: %v: %q %q", err, out, errOut)
 	}

@@ -1,6 +1,11 @@
 package kafka
 
 import (
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -10,21 +15,23 @@ import (
 // folder and finds the topic, the records and the group's committed offset.
 func TestEmbeddedPersists(t *testing.T) {
 	ctx := t.Context()
-	dir := t.TempDir()
-	port, err := FreePort("", 19092, 200)
+	dir := filepath.Join(t.TempDir(), "kafka")
+	// Port 0: the broker takes a free port; the restart reuses it.
+	e, err := StartEmbedded(ctx, EmbeddedOptions{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := StartEmbedded(ctx, EmbeddedOptions{Port: port, DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if PortFree("", port) {
-		t.Fatalf("port %d is free while the broker listens on it", port)
+	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != DirMode {
+		t.Fatalf("data folder %s: %v %v, want mode %v", dir, err, st, os.FileMode(DirMode))
 	}
 	addrs := e.Addrs()
-	if len(addrs) != 1 || addrs[0] != "127.0.0.1:"+itoa(port) {
-		t.Fatalf("got addrs %v, want 127.0.0.1:%d", addrs, port)
+	_, portStr, err := net.SplitHostPort(addrs[0])
+	if err != nil || len(addrs) != 1 || !strings.HasPrefix(addrs[0], "127.0.0.1:") {
+		t.Fatalf("got addrs %v, want one 127.0.0.1 address", addrs)
+	}
+	port, _ := strconv.Atoi(portStr)
+	if PortFree("", port) {
+		t.Fatalf("port %d is free while the broker listens on it", port)
 	}
 	cl, err := NewClient(Config{Brokers: addrs}, nil)
 	if err != nil {
@@ -65,13 +72,4 @@ func TestEmbeddedPersists(t *testing.T) {
 	if n != 10 {
 		t.Fatalf("got %d records after restart, want 10", n)
 	}
-}
-
-func itoa(i int) string {
-	b := []byte{}
-	for i > 0 {
-		b = append([]byte{byte('0' + i%10)}, b...)
-		i /= 10
-	}
-	return string(b)
 }
