@@ -143,7 +143,7 @@ func (s *Snapshot) CheckAppend(withTxns bool) error {
 		return err
 	}
 	if withTxns {
-		return checkTxns(s, []Txn{{AppID: "\x00check"}})
+		return checkTxns(s, []Txn{{AppID: "\x00check"}}, nil)
 	}
 	return nil
 }

@@ -72,7 +72,18 @@ type AppendOptions struct {
 	// When every row is rejected it is called too, and then nothing is
 	// committed at all (see Append).
 	BeforeCommit func(rejected []*SchemaError) error
-	Hooks        Hooks
+	// RewindTxns lets the txns of these application ids go to a version
+	// not above the stored one, which is otherwise a *ConflictError: an
+	// operator reset the source's offsets (a recreated topic starts again
+	// at 0). The value is the stored version the caller read; if the table
+	// holds another one (a concurrent writer moved it), the commit is a
+	// *ConflictError, so a rewind never undoes another writer's progress.
+	RewindTxns map[string]int64
+	// CommitInfo entries are added to the commit's commitInfo action, under
+	// keys of the caller's own (e.g. "kpipe.offsetReset"); keys the commit
+	// sets itself keep their value.
+	CommitInfo map[string]any
+	Hooks      Hooks
 }
 
 // DefaultMinRowsPerFile is AppendOptions.MinRowsPerFile's default: a
@@ -140,7 +151,7 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 	if len(rows) == 0 && len(opts.Txns) == 0 {
 		return CommitResult{Version: snap.version}, nil
 	}
-	if err := checkTxns(snap, opts.Txns); err != nil {
+	if err := checkTxns(snap, opts.Txns, opts.RewindTxns); err != nil {
 		return CommitResult{}, err
 	}
 	if err := checkCasts(snap.metadata.Schema, opts.Casts); err != nil {
@@ -269,6 +280,11 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 		"engineInfo": EngineInfo(),
 		"txnId":      newUUID(),
 	}}}
+	for k, v := range opts.CommitInfo {
+		if _, set := acts[0].CommitInfo[k]; !set {
+			acts[0].CommitInfo[k] = v
+		}
+	}
 	if md != nil {
 		acts = append(acts, action{MetaData: md})
 	}
@@ -347,7 +363,7 @@ func (t *Table) applyWinner(ctx context.Context, s *Snapshot, version int64, txn
 	return nil
 }
 
-func checkTxns(s *Snapshot, txns []Txn) error {
+func checkTxns(s *Snapshot, txns []Txn, rewind map[string]int64) error {
 	if len(txns) > 0 {
 		if v, ok := s.config(propTxnRetention); ok {
 			return fmt.Errorf("%w: table property %s is %q: txn actions recorded now could expire, and exactly-once with them", ErrTxnRetention, propTxnRetention, v)
@@ -362,7 +378,14 @@ func checkTxns(s *Snapshot, txns []Txn) error {
 			return fmt.Errorf("delta: txn appId %q given twice", tx.AppID)
 		}
 		seen[tx.AppID] = true
-		if v, ok := s.TxnVersion(tx.AppID); ok && tx.Version <= v {
+		v, ok := s.TxnVersion(tx.AppID)
+		if want, rw := rewind[tx.AppID]; rw {
+			if ok && v != want {
+				return &ConflictError{Version: s.version, Reason: fmt.Sprintf("txn appId %q at version %d, not the %d its rewind expects", tx.AppID, v, want)}
+			}
+			continue
+		}
+		if ok && tx.Version <= v {
 			return &ConflictError{Version: s.version, Reason: fmt.Sprintf("txn appId %q already at version %d (writing %d)", tx.AppID, v, tx.Version)}
 		}
 	}
