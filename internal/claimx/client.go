@@ -243,6 +243,22 @@ func (c *Client) getRow(ctx context.Context, path, rawQuery string) (Row, error)
 	return out, err
 }
 
+// Ping sends one GET of the base URL, without retries, and reports whether
+// the API answered: nil for any response but a 5xx or 429 (a 404 or 401 is
+// an answer too), else an *HTTPError for which IsRetryable is true.
+func (c *Client) Ping(ctx context.Context) error {
+	r := c.attempt(ctx, c.base+"/", func([]byte) error { return nil })
+	if r.err == nil && !retryableStatus(r.status) {
+		return nil
+	}
+	he := &HTTPError{Connection: c.name, Host: c.host, Method: http.MethodGet, URL: "/", Status: r.status, Attempts: 1, Body: r.body, Err: r.err}
+	he.Retryable = ctx.Err() == nil && !r.notSent
+	if r.notSent {
+		he.Attempts = 0
+	}
+	return he
+}
+
 type attemptResult struct {
 	notSent    bool // the context ended before the request went out
 	status     int

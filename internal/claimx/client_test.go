@@ -506,3 +506,32 @@ func TestCancelWhileQueued(t *testing.T) {
 		t.Fatalf("rate-limited past deadline: %v", err)
 	}
 }
+
+// TestPing: one request, no retries; any answer but a 5xx or 429 means the
+// API is up; an error names the connection and its host, never the token.
+func TestPing(t *testing.T) {
+	for _, tt := range []struct {
+		faults string
+		up     bool
+	}{
+		{"", true},
+		{"503=1", false},
+		{"429=1", false},
+	} {
+		f := newFixture(t, tt.faults)
+		c := f.client(t)
+		err := c.Ping(t.Context())
+		if got := err == nil; got != tt.up {
+			t.Fatalf("faults %q: Ping = %v, want up %v", tt.faults, err, tt.up)
+		}
+		if st := f.sim.Stats(); st.Requests != 1 {
+			t.Fatalf("faults %q: %d requests, want 1", tt.faults, st.Requests)
+		}
+		if err != nil {
+			he := asHTTPError(t, err)
+			if !claimx.IsRetryable(err) || !strings.Contains(err.Error(), strings.TrimPrefix(f.srv.URL, "http://")) {
+				t.Fatalf("faults %q: Ping = %v (%+v), want a retryable error naming the host", tt.faults, err, he)
+			}
+		}
+	}
+}

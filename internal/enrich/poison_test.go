@@ -328,3 +328,44 @@ func TestPluginFailure(t *testing.T) {
 		t.Fatalf("error records %+v, want one plugin_failed record for %s naming the plugin", errs, victim)
 	}
 }
+
+// failingRows is the ClaimX client with every row failing as unavailable
+// (a 500), while the API itself answers (Ping works).
+type failingRows struct{ *claimx.Client }
+
+func (f failingRows) fail(route string) error {
+	return &claimx.HTTPError{Connection: "claimx_api", Method: http.MethodGet, URL: route, Status: http.StatusInternalServerError, Retryable: true, Attempts: 2}
+}
+
+func (f failingRows) TaskAssignment(_ context.Context, aid int64) (claimx.Row, error) {
+	return nil, f.fail(fmt.Sprintf("/customTasks/assignment/%d?full=true", aid))
+}
+
+func (f failingRows) Project(_ context.Context, pid string) (claimx.Row, error) {
+	return nil, f.fail("/export/project/" + pid)
+}
+
+// TestRowsFailingWhileClaimXAnswers: a fresh worker whose every row fails
+// while ClaimX answers pings spends each event's retry budget and sends
+// the task events to the error topic as api_unavailable, instead of
+// waiting for ever as it does while ClaimX answers nothing.
+func TestRowsFailingWhileClaimXAnswers(t *testing.T) {
+	c := newCluster(t)
+	s, base := startSim(t, 37, 3)
+	_, m := newMetrics()
+	orch, cx := components(t, base, m, testLogger())
+	publishWorld(t, t.Context(), newClient(t, c.ListenAddrs()), s, sim.GenerateOptions{})
+	r := runWorker(t, Options{Kafka: kafka.Config{Brokers: c.ListenAddrs()}, Fetcher: failingRows{cx}, Orchestrator: orch, Metrics: m, Logger: testLogger(),
+		TransactionalID: "failing-rows", RetryAttempts: 2, PauseBackoffMin: 10 * time.Millisecond, PauseBackoffMax: 50 * time.Millisecond})
+	tasks := s.Manifest().Count(0)
+	errs := decodeErrorRecords(t, readCommitted(t, c.ListenAddrs(), kafka.TopicEnrichmentErrors, tasks, 60*time.Second, 500*time.Millisecond))
+	if len(errs) != tasks {
+		t.Fatalf("%d error records, want one per task event (%d)", len(errs), tasks)
+	}
+	for id, er := range errs {
+		if er.Class != ReasonAPIUnavailable {
+			t.Fatalf("event %s: class %q, want api_unavailable", id, er.Class)
+		}
+	}
+	waitFor(t, 30*time.Second, "ready after the poll", func() bool { return r.w.Ready(t.Context()) == nil })
+}

@@ -463,7 +463,8 @@ func (p *processor) lookup(ctx context.Context, retry bool) (roundResult, error)
 
 // probe asks ClaimX for the last row it served, uncached, and reports
 // whether it answered (a row or a permanent error). With no such row yet it
-// reports false: the worker cannot tell an outage from a failing key.
+// pings the API when the Fetcher can (Pinger), else it reports false: the
+// worker cannot tell an outage from a failing key.
 func (p *processor) probe(ctx context.Context) bool {
 	var err error
 	switch {
@@ -472,7 +473,11 @@ func (p *processor) probe(ctx context.Context) bool {
 	case p.lastProject != "":
 		_, err = p.o.Fetcher.Project(ctx, p.lastProject)
 	default:
-		return false
+		pinger, ok := p.o.Fetcher.(Pinger)
+		if !ok {
+			return false
+		}
+		err = pinger.Ping(ctx)
 	}
 	return ctx.Err() == nil && (err == nil || !claimx.IsRetryable(err))
 }

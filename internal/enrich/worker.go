@@ -88,6 +88,15 @@ type Fetcher interface {
 	Project(ctx context.Context, projectID string) (claimx.Row, error)
 }
 
+// Pinger is implemented by a Fetcher that can tell whether ClaimX answers
+// at all (*claimx.Client does): the worker asks it, when it has fetched no
+// row yet, to tell an outage from keys that keep failing. Ping returns nil
+// when the API answered, and an error for which claimx.IsRetryable is true
+// when it did not.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
 // Options configure a Worker.
 type Options struct {
 	// Name labels metrics and logs. Default "claimx_enrichment_worker".
