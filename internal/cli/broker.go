@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"kpipe/internal/config"
 	"kpipe/internal/kafka"
 )
 
@@ -27,7 +29,15 @@ type brokerOptions struct {
 	createTopics bool
 	topicsFile   string
 	syncWrites   bool
+	saslMech     string
+	saslUser     string
+	tlsCert      string
+	tlsKey       string
 }
+
+// brokerPasswordEnv holds the password of "kpipe broker --sasl-user": a
+// secret comes from the environment, never from a flag.
+const brokerPasswordEnv = "KPIPE_BROKER_SASL_PASSWORD"
 
 func newBrokerCmd(env *Env) *cobra.Command {
 	o := brokerOptions{}
@@ -53,6 +63,11 @@ folder carries on where it stopped, also after kill -9; --sync-writes also
 survives an operating-system crash, at a cost in throughput. Without it
 everything is in memory. Only one broker may use a folder at a time.
 
+With --sasl-mechanism and --sasl-user (password in $KPIPE_BROKER_SASL_PASSWORD)
+the broker requires SASL; with --tls-cert and --tls-key it listens with TLS.
+Both are for trying the KAFKA_SASL_* and KAFKA_TLS_* settings of the other
+commands, not for production.
+
 SIGINT or SIGTERM: the broker flushes its state and exits 0.`,
 		Example: `  kpipe broker --data-dir ./data/kafka --create-topics
   kpipe broker --addr 127.0.0.1:0     # prints: broker listening on 127.0.0.1:NNNNN
@@ -69,6 +84,10 @@ SIGINT or SIGTERM: the broker flushes its state and exits 0.`,
 	f.BoolVar(&o.createTopics, "create-topics", false, "create the topics of the topics file (as \"kpipe topics create\" does) before reporting ready")
 	f.StringVar(&o.topicsFile, "topics-file", "", "topics file for --create-topics (default <config-dir>/topics.yaml)")
 	f.BoolVar(&o.syncWrites, "sync-writes", false, "fsync every produced batch (with --data-dir)")
+	f.StringVar(&o.saslMech, "sasl-mechanism", "", "require SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with --sasl-user)")
+	f.StringVar(&o.saslUser, "sasl-user", "", "the SASL user; its password is $"+brokerPasswordEnv)
+	f.StringVar(&o.tlsCert, "tls-cert", "", "listen with TLS: PEM certificate file (with --tls-key)")
+	f.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 	return cmd
 }
 
@@ -106,6 +125,30 @@ func runBroker(cmd *cobra.Command, env *Env, o brokerOptions) error {
 	if o.syncWrites && o.dataDir == "" {
 		return usage(errors.New("--sync-writes needs --data-dir"))
 	}
+	eo := kafka.EmbeddedOptions{Host: host, Port: port, DataDir: o.dataDir, SyncWrites: o.syncWrites, Logger: env.Logger}
+	// The readiness check connects as a client would.
+	self := kafka.Config{ClientID: "kpipe-broker"}
+	if o.saslMech != "" || o.saslUser != "" {
+		pw, _ := env.Getenv(brokerPasswordEnv)
+		if o.saslMech == "" || o.saslUser == "" || pw == "" {
+			return usage(fmt.Errorf("SASL needs --sasl-mechanism, --sasl-user and $%s", brokerPasswordEnv))
+		}
+		u := kafka.SASLUser{Mechanism: strings.ToUpper(o.saslMech), User: o.saslUser, Password: config.Secret(pw)}
+		eo.Users = []kafka.SASLUser{u}
+		self.SASL = kafka.SASLConfig{Mechanism: u.Mechanism, Username: u.User, Password: u.Password}
+		if err := self.Validate(); err != nil && !errors.Is(err, kafka.ErrNoBrokers) {
+			return usage(err)
+		}
+	}
+	if o.tlsCert != "" || o.tlsKey != "" {
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return usage(fmt.Errorf("--tls-cert and --tls-key: %w", err))
+		}
+		eo.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		// Its own listener: no need to verify the certificate.
+		self.TLS = kafka.TLSConfig{Enabled: true, InsecureSkipVerify: true}
+	}
 	if o.dataDir != "" {
 		lock, err := acquireLock(o.dataDir, "kpipe-broker.lock", "kpipe broker")
 		if err != nil {
@@ -114,9 +157,7 @@ func runBroker(cmd *cobra.Command, env *Env, o brokerOptions) error {
 		defer lock.release()
 	}
 
-	broker, err := kafka.StartEmbedded(ctx, kafka.EmbeddedOptions{
-		Host: host, Port: port, DataDir: o.dataDir, SyncWrites: o.syncWrites, Logger: env.Logger,
-	})
+	broker, err := kafka.StartEmbedded(ctx, eo)
 	if err != nil {
 		if !kafka.PortFree(host, port) {
 			return fmt.Errorf("%s:%d is in use (another broker?): %w", host, port, err)
@@ -126,7 +167,8 @@ func runBroker(cmd *cobra.Command, env *Env, o brokerOptions) error {
 	defer broker.Close()
 	addrs := broker.Addrs()
 
-	if err := brokerReady(ctx, env, addrs, specs); err != nil {
+	self.Brokers = addrs
+	if err := brokerReady(ctx, env, self, specs); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "%s%s\n", brokerReadyPrefix, strings.Join(addrs, ","))
@@ -139,8 +181,8 @@ func runBroker(cmd *cobra.Command, env *Env, o brokerOptions) error {
 
 // brokerReady asks the broker through a client, so that ready means a client
 // gets answers, and creates the topics of specs.
-func brokerReady(ctx context.Context, env *Env, addrs []string, specs []kafka.TopicSpec) error {
-	cl, err := kafka.NewClient(kafka.Config{Brokers: addrs, ClientID: "kpipe-broker"}, env.Logger)
+func brokerReady(ctx context.Context, env *Env, self kafka.Config, specs []kafka.TopicSpec) error {
+	cl, err := kafka.NewClient(self, env.Logger)
 	if err != nil {
 		return err
 	}

@@ -1,12 +1,22 @@
 package cli
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -96,9 +106,87 @@ func TestBrokerHelpAndFlags(t *testing.T) {
 		{"broker", "--sync-writes"},
 		{"broker", "--topics-file", "x.yaml"},
 		{"broker", "extra"},
+		{"broker", "--sasl-user", "alice"},
+		{"broker", "--sasl-mechanism", "PLAIN", "--sasl-user", "alice"}, // no password in the environment
+		{"broker", "--tls-cert", "missing.pem", "--tls-key", "missing.pem"},
 	} {
 		if code, _, errOut := runCLI(t, nil, args...); code != ExitUsage {
 			t.Errorf("%v: exit %d, want %d (%s)", args, code, ExitUsage, errOut)
 		}
 	}
+}
+
+// TestBrokerSASLAndTLS runs "kpipe broker" requiring SASL over TLS, and
+// "kpipe topics create" against it: with the right settings it works; a
+// wrong password or a missing CA is one clear error.
+func TestBrokerSASLAndTLS(t *testing.T) {
+	certFile, keyFile := selfSignedFiles(t)
+	b := startKpipe(t, []string{brokerPasswordEnv + "=s3cret"}, "broker", "--addr", "127.0.0.1:0",
+		"--sasl-mechanism", "SCRAM-SHA-512", "--sasl-user", "alice", "--tls-cert", certFile, "--tls-key", keyFile)
+	addr := b.waitLine(t, brokerReadyRE)[1]
+	vars := map[string]string{
+		"KAFKA_BOOTSTRAP_SERVERS": addr, "KAFKA_TLS_CA_FILE": certFile,
+		"KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": "alice", "KAFKA_SASL_PASSWORD": "s3cret",
+	}
+	topics := func() (int, string) {
+		code, _, errOut := runCLI(t, vars, "--config-dir", repoConfig(), "--log-level", "error", "topics", "create")
+		return code, errOut
+	}
+	if code, errOut := topics(); code != ExitOK {
+		t.Fatalf("right settings: exit %d\n%s", code, errOut)
+	}
+	vars["KAFKA_SASL_PASSWORD"] = "not-it"
+	if code, errOut := topics(); code != ExitFailure || !strings.Contains(errOut, "kafka authentication failed") ||
+		!strings.Contains(errOut, "SCRAM-SHA-512") || !strings.Contains(errOut, addr) {
+		t.Fatalf("wrong password: exit %d\n%s", code, errOut)
+	}
+	vars["KAFKA_SASL_PASSWORD"] = "s3cret"
+	delete(vars, "KAFKA_TLS_CA_FILE")
+	vars["KAFKA_TLS_ENABLED"] = "true"
+	if code, errOut := topics(); code != ExitFailure || !strings.Contains(errOut, "kafka tls handshake failed") ||
+		!strings.Contains(errOut, "KAFKA_TLS_CA_FILE") || !strings.Contains(errOut, addr) {
+		t.Fatalf("without the CA: exit %d\n%s", code, errOut)
+	}
+	b.signal(t, syscall.SIGTERM)
+	if code := b.exitCode(); code != ExitOK {
+		t.Fatalf("broker after SIGTERM: exit %d\n%s", code, b.errOut)
+	}
+}
+
+// selfSignedFiles writes a self-signed certificate for 127.0.0.1 and its
+// key (PEM) and returns their paths; the certificate is its own CA.
+func selfSignedFiles(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,8 @@ import (
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"kpipe/internal/config"
 )
 
 // DefaultHost is the address the embedded broker listens on by default.
@@ -37,11 +40,25 @@ type EmbeddedOptions struct {
 	// SyncWrites fsyncs every produced batch, so acknowledged records
 	// survive an operating-system crash, not only a killed process. Slower.
 	SyncWrites bool
+	// Users, when set, make the broker require SASL: each is a superuser
+	// (no ACLs apply) with its mechanism, PLAIN, SCRAM-SHA-256 or
+	// SCRAM-SHA-512.
+	Users []SASLUser
+	// TLS, when set, makes the listener speak TLS with this configuration
+	// (its Certificates).
+	TLS *tls.Config
 	// Logger receives the broker's warnings and errors. Nil discards them.
 	Logger *slog.Logger
 	// Extra are further kfake options (tests use them to shorten group
 	// session timeouts, seed topics or inject faults).
 	Extra []kfake.Opt
+}
+
+// SASLUser is a user of the embedded broker.
+type SASLUser struct {
+	Mechanism string
+	User      string
+	Password  config.Secret
 }
 
 // Embedded is a single-broker Kafka cluster running in this process
@@ -85,6 +102,20 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 	}
 	if o.SyncWrites {
 		opts = append(opts, kfake.SyncWrites())
+	}
+	if len(o.Users) > 0 {
+		opts = append(opts, kfake.EnableSASL())
+		for _, u := range o.Users {
+			switch u.Mechanism {
+			case SASLPlain, SASLScramSHA256, SASLScramSHA512:
+			default:
+				return nil, fmt.Errorf("embedded Kafka broker: SASL mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", u.Mechanism)
+			}
+			opts = append(opts, kfake.Superuser(u.Mechanism, u.User, u.Password.Reveal()))
+		}
+	}
+	if o.TLS != nil {
+		opts = append(opts, kfake.TLS(o.TLS))
 	}
 	if o.Logger != nil {
 		opts = append(opts, kfake.WithLogger(kfakeLogger{o.Logger}))
