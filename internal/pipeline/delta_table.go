@@ -113,7 +113,13 @@ func (d *deltaTable) Append(ctx context.Context, rows []map[string]any, txns map
 	if err != nil {
 		return 0, nil, err
 	}
-	opts := delta.AppendOptions{SchemaEvolution: ao.evolve, RejectBadRows: true, Casts: ao.casts, Hooks: d.hooks}
+	opts := delta.AppendOptions{SchemaEvolution: ao.evolve, RejectBadRows: true, Casts: ao.casts, Hooks: d.hooks, CommitInfo: ao.commitInfo}
+	for id, v := range ao.rewind {
+		if opts.RewindTxns == nil {
+			opts.RewindTxns = map[string]int64{}
+		}
+		opts.RewindTxns[id] = v
+	}
 	if ao.beforeCommit != nil {
 		// The version the commit is attempted as: after the snapshot the
 		// writer last read (TxnVersions, just before).

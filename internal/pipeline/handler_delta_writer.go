@@ -97,6 +97,10 @@ type appendOptions struct {
 	// commit, with the rejected rows and the version the commit is
 	// attempted as; an error commits nothing.
 	beforeCommit func(rejected []*delta.SchemaError, version int64) error
+	// rewind are txns allowed to go down (an offset reset), with the
+	// stored version they expect; commitInfo is recorded in the commit.
+	rewind     map[string]int64
+	commitInfo map[string]any
 }
 
 type table interface {
@@ -136,6 +140,10 @@ type DeltaWriter struct {
 	publish CommitPublisher
 	// casts are the columns' conversions, for Append.
 	casts map[string]delta.Cast
+	// resets are partitions an operator's --reset-offsets moved: until a
+	// commit records their new txn version, their floor replaces the
+	// stored one. Guarded by mu.
+	resets map[partKey]offsetReset
 }
 
 // SetCommitPublisher implements commitPublishing.
@@ -489,12 +497,18 @@ func (w *DeltaWriter) Commit(ctx context.Context, b FlushBatch, marks []Mark) (*
 	if err != nil {
 		return nil, storageError("reading the txn versions of table "+w.cfg.TableName, err)
 	}
+	rewind, reasons := w.applyResets(stored)
 	txns := make(map[string]int64, len(marks))
 	for i, m := range marks {
 		if v, ok := stored[appIDs[i]]; ok && m.Offset <= v {
 			continue
 		}
 		txns[appIDs[i]] = m.Offset
+	}
+	for id := range rewind {
+		if _, ok := txns[id]; !ok {
+			delete(rewind, id) // not in this commit
+		}
 	}
 	keep := make([]pendingRow, 0, len(buf))
 	if len(stored) == 0 {
@@ -515,12 +529,18 @@ func (w *DeltaWriter) Commit(ctx context.Context, b FlushBatch, marks []Mark) (*
 			keep = append(keep, p)
 		}
 	}
-	if len(keep) > 0 {
+	if len(keep) > 0 || len(rewind) > 0 {
+		// A reset partition's new txn version is committed even without
+		// rows, so that the table stops holding the old log's offsets.
 		rows := make([]map[string]any, len(keep))
 		for i, p := range keep {
 			rows[i] = p.row
 		}
 		opts := appendOptions{evolve: w.cfg.SchemaEvolution, casts: w.casts}
+		if len(rewind) > 0 {
+			opts.rewind = rewind
+			opts.commitInfo = map[string]any{"kpipe.offsetReset": reasons}
+		}
 		if w.publish != nil {
 			opts.beforeCommit = func(rejected []*delta.SchemaError, version int64) error {
 				pc := &PendingCommit{Table: w.cfg.TableName, Version: version}
@@ -548,6 +568,9 @@ func (w *DeltaWriter) Commit(ctx context.Context, b FlushBatch, marks []Mark) (*
 				return nil, fmt.Errorf("table %s: %w", w.cfg.TableName, err)
 			}
 			return nil, storageError("committing to table "+w.cfg.TableName, err)
+		}
+		if len(rewind) > 0 && (v >= 0 || len(rejected) < len(keep)) {
+			w.resetsCommitted(txns)
 		}
 		res.Version = v
 		if len(rejected) > 0 {
@@ -609,6 +632,61 @@ func coerceValue(t delta.DataType, v any, path string, cast delta.Cast) (any, er
 		return v, nil
 	}
 	return delta.CoerceValue(t, v, path, cast)
+}
+
+// offsetReset is one partition's reset: records at or below floor are in
+// the table; reason goes into the commit's commitInfo.
+type offsetReset struct {
+	floor  int64
+	reason string
+}
+
+// OverrideStored implements offsetOverrider.
+func (w *DeltaWriter) OverrideStored(topic string, partition int32, floor int64, reason string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.resets == nil {
+		w.resets = map[partKey]offsetReset{}
+	}
+	w.resets[partKey{topic, partition}] = offsetReset{floor: floor, reason: reason}
+}
+
+// applyResets replaces, in stored, the versions of reset partitions by
+// their floors, and returns the txns the commit may rewind (with the
+// stored version they expect) and the reasons for commitInfo.
+func (w *DeltaWriter) applyResets(stored map[string]int64) (rewind map[string]int64, reasons []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k, r := range w.resets {
+		id := AppID(w.worker, k.topic, k.partition)
+		if rewind == nil {
+			rewind = map[string]int64{}
+		}
+		if v, ok := stored[id]; ok {
+			rewind[id] = v
+		} else {
+			rewind[id] = -1
+		}
+		if r.floor >= 0 {
+			stored[id] = r.floor
+		} else {
+			delete(stored, id)
+		}
+		reasons = append(reasons, fmt.Sprintf("%s partition %d: %s", k.topic, k.partition, r.reason))
+	}
+	sort.Strings(reasons)
+	return rewind, reasons
+}
+
+// resetsCommitted forgets the resets whose txns a commit recorded.
+func (w *DeltaWriter) resetsCommitted(txns map[string]int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k := range w.resets {
+		if _, ok := txns[AppID(w.worker, k.topic, k.partition)]; ok {
+			delete(w.resets, k)
+		}
+	}
 }
 
 // rejectionError is the handler error of a row the table refused.

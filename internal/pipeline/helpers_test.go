@@ -114,6 +114,9 @@ func (m *memTable) Append(_ context.Context, rows []map[string]any, txns map[str
 		return -1, rejected, nil
 	}
 	for app, v := range txns {
+		if _, rw := opts.rewind[app]; rw {
+			continue
+		}
 		if old, ok := m.txns[app]; ok && v <= old {
 			return 0, nil, &delta.ConflictError{Version: m.version, Reason: fmt.Sprintf("txn %s at %d, not above %d", app, v, old)}
 		}

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"kpipe/internal/delta"
 	"kpipe/internal/metrics"
 	"kpipe/internal/sim"
 )
@@ -195,5 +197,66 @@ func TestWorkerLagZeroAfterTransactions(t *testing.T) {
 	}
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// --reset-offsets earliest on a table that outlived its topic: the stopped
+// partition's records are written from the log's start, the txn version
+// goes down in a commit whose commitInfo says why, and nothing is skipped.
+func TestWorkerResetOffsetsEarliest(t *testing.T) {
+	ctx := t.Context()
+	e := newEnv(t, sim.Options{Seed: 3, Projects: 30})
+	want := e.entries()
+	dir := t.TempDir()
+	loc := filepath.Join(dir, "delta", "itel_cabinet_task_tracking")
+	def, err := tableDefs("itel_cabinet_task_tracking")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := delta.OpenLocation(loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := delta.Create(ctx, store, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := AppID(workerName, inputTopic, 0)
+	if _, err := tbl.Append(ctx, nil, delta.AppendOptions{Txns: []delta.Txn{{AppID: stale, Version: 100_000}}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = tbl.Close(ctx)
+
+	s := deltaSink(t, dir)
+	e.produceTracking(ctx, want)
+	w := e.newWorker(t, s, WithResetOffsets(ResetEarliest))
+	stop := runWorker(t, ctx, w)
+	waitFor(t, 30*time.Second, "every row", func() bool { return len(s.rows()) == len(want) })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	checkTimeline(t, s.rows(), want)
+	if got := testutil.ToFloat64(e.metrics.OffsetResets.WithLabelValues(workerName, inputTopic, "earliest")); got != 1 {
+		t.Fatalf("offset resets %v, want 1", got)
+	}
+	tbl, err = delta.Open(ctx, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := tbl.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := snap.TxnVersion(stale); v >= 100_000 {
+		t.Fatalf("txn version of partition 0 still %d", v)
+	}
+	found := false
+	for _, ci := range snap.History() {
+		if r, ok := ci.Info["kpipe.offsetReset"]; ok {
+			found = strings.Contains(fmt.Sprint(r), "reset-offsets earliest")
+		}
+	}
+	if !found {
+		t.Fatal("no commit records the offset reset in its commitInfo")
 	}
 }
