@@ -96,7 +96,13 @@ func runEnrich(ctx context.Context, env *Env, metricsAddr string, o enrich.Optio
 			err = cerr
 		}
 	}()
-	return runWithMetrics(ctx, metricsAddr, reg, w.Ready, log, w.Run)
+	if err := runWithMetrics(ctx, metricsAddr, reg, w.Ready, log, w.Run); err != nil {
+		// The cause of a non-zero exit (fenced, refused credentials, a
+		// record Kafka keeps refusing): typed errors from enrich.
+		log.Error("enrich_failed", "error", err)
+		return err
+	}
+	return nil
 }
 
 // errRunStopped ends the errgroup after run's graceful stop.
