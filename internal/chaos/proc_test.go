@@ -81,6 +81,7 @@ type proc struct {
 	started time.Time
 	done    chan struct{}
 	killing bool
+	closed  bool
 	tail    []string // last lines of the current incarnation
 	addr    string   // metrics address of the current incarnation
 	watch   []*watcher
@@ -91,10 +92,21 @@ type watcher struct {
 	ch    chan logLine
 }
 
-// start starts a new incarnation.
+// start starts a new incarnation, unless one runs or the process was
+// cleaned up.
 func (p *proc) start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		return fmt.Errorf("%s: cleaned up", p.name)
+	}
+	if p.done != nil {
+		select {
+		case <-p.done:
+		default:
+			return fmt.Errorf("%s: already running", p.name)
+		}
+	}
 	p.gen++
 	args := p.args()
 	cmd := exec.Command(p.bin, args...)
@@ -172,8 +184,9 @@ func (p *proc) line(gen int, logf *os.File, s string) {
 	}
 }
 
-// await waits for a line of the current or next incarnation that matches.
-func (p *proc) await(ctx context.Context, d time.Duration, what string, match func(logLine) bool) (logLine, error) {
+// startAwait starts a new incarnation and waits for its first line that
+// matches (registered before the start, so none is missed).
+func (p *proc) startAwait(ctx context.Context, d time.Duration, what string, match func(logLine) bool) (logLine, error) {
 	w := &watcher{match: match, ch: make(chan logLine, 1)}
 	p.mu.Lock()
 	p.watch = append(p.watch, w)
@@ -188,6 +201,9 @@ func (p *proc) await(ctx context.Context, d time.Duration, what string, match fu
 		}
 		p.mu.Unlock()
 	}()
+	if err := p.start(); err != nil {
+		return logLine{}, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	select {
@@ -269,11 +285,11 @@ func (p *proc) lastLines(n int) []string {
 	return append([]string(nil), p.tail[max(0, len(p.tail)-n):]...)
 }
 
-// cleanup kills whatever incarnation runs.
+// cleanup kills whatever incarnation runs; no other starts after it.
 func (p *proc) cleanup() {
 	p.mu.Lock()
 	cmd, done := p.cmd, p.done
-	p.killing = true
+	p.killing, p.closed = true, true
 	p.mu.Unlock()
 	if cmd == nil {
 		return
