@@ -169,6 +169,9 @@ func runBroker(cmd *cobra.Command, env *Env, o brokerOptions) error {
 
 	self.Brokers = addrs
 	if err := brokerReady(ctx, env, self, specs); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it was ready: a clean stop still
+		}
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "%s%s\n", brokerReadyPrefix, strings.Join(addrs, ","))
