@@ -92,6 +92,17 @@ func (d *deltaTable) table(ctx context.Context) (*delta.Table, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A table kpipe must not write (a feature it does not implement, txn
+	// identifiers that expire) stops the worker before it consumes.
+	snap, err := t.Snapshot(ctx)
+	if err != nil {
+		_ = t.Close(ctx)
+		return nil, err
+	}
+	if err := snap.CheckAppend(true); err != nil {
+		_ = t.Close(ctx)
+		return nil, fmt.Errorf("table %s: %w", d.name, err)
+	}
 	d.t = t
 	return t, nil
 }

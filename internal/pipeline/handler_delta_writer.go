@@ -631,7 +631,31 @@ func coerceValue(t delta.DataType, v any, path string, cast delta.Cast) (any, er
 	case *delta.MapType:
 		return v, nil
 	}
+	if s, ok := v.(string); ok && (t == delta.TypeTimestamp || t == delta.TypeTimestampNTZ || t == delta.TypeDate) {
+		// Timestamps without a zone are UTC, and a date alone is its
+		// midnight, as ClaimX writes them in places.
+		ts, err := parseTime(s)
+		if err != nil {
+			return nil, err
+		}
+		v = ts
+	}
 	return delta.CoerceValue(t, v, path, cast)
+}
+
+// parseTime parses an RFC 3339 timestamp (fractional seconds optional), one
+// without a zone (UTC), or a date, as UTC.
+func parseTime(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), nil
+	}
+	if t, err := time.Parse("2006-01-02T15:04:05.999999999", s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 timestamp or a date", s)
 }
 
 // offsetReset is one partition's reset: records at or below floor are in
@@ -691,7 +715,11 @@ func (w *DeltaWriter) resetsCommitted(txns map[string]int64) {
 
 // rejectionError is the handler error of a row the table refused.
 func rejectionError(se *delta.SchemaError) *HandlerError {
-	return &HandlerError{Handler: TypeDeltaWriter, Class: ClassSchemaConflict, Rule: se.Path, Err: se}
+	class := ClassSchemaConflict
+	if errors.Is(se, delta.ErrTooDeep) {
+		class = ClassTooDeep
+	}
+	return &HandlerError{Handler: TypeDeltaWriter, Class: class, Rule: se.Path, Err: se}
 }
 
 type partKey struct {
