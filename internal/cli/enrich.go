@@ -84,6 +84,16 @@ func runEnrich(ctx context.Context, env *Env, metricsAddr string, o enrich.Optio
 	if err != nil {
 		return usage(err)
 	}
+	// Wrong credentials or TLS settings are fatal at once, naming the broker
+	// and the mechanism; an unreachable cluster is waited for (not ready
+	// meanwhile).
+	if err := kafka.Check(ctx, kcfg); err != nil {
+		if kafka.IsFatal(err) {
+			log.Error("enrich_failed", "error", err)
+			return err
+		}
+		log.Warn("kafka_unreachable_at_start", "error", err)
+	}
 	reg := metrics.NewRegistry()
 	m := metrics.New(reg)
 	o.Kafka = kcfg

@@ -2,14 +2,11 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
 	"kpipe/internal/config"
 	"kpipe/internal/kafka"
@@ -140,36 +137,9 @@ func runWorker(ctx context.Context, env *Env, name string, o workerOptions) erro
 	if err != nil {
 		return usage(err)
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	if o.metricsAddr != "" {
-		srv := metrics.NewServer(o.metricsAddr, reg, w.Ready, log)
-		if err := srv.Start(); err != nil {
-			return err
-		}
-		log.Info("metrics_serving", slog.String("addr", srv.Addr().String()))
-		mctx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
-		defer stopMetrics()
-		g.Go(func() error { return srv.Run(mctx) })
-		g.Go(func() error {
-			// The metrics server outlives the worker's drain, then stops.
-			<-gctx.Done()
-			stopMetrics()
-			return nil
-		})
-	}
-	g.Go(func() error {
-		err := w.Run(gctx)
-		if err != nil {
-			return err
-		}
-		return errStopped
-	})
-	if err := g.Wait(); err != nil && !errors.Is(err, errStopped) {
+	if err := runWithMetrics(ctx, o.metricsAddr, reg, w.Ready, log, w.Run); err != nil {
 		log.Error("worker_failed", "error", err)
 		return err
 	}
 	return nil
 }
-
-// errStopped ends the errgroup after the worker's graceful stop.
-var errStopped = errors.New("worker stopped")
