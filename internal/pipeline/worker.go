@@ -102,6 +102,9 @@ type Worker struct {
 	fieldHint atomic.Int64
 	// pub builds and publishes the error and success records.
 	pub *publisher
+	// abortRun ends Run's loop with a fatal cause met in a callback.
+	// Guarded by mu.
+	abortRun context.CancelCauseFunc
 }
 
 // ErrNotReady is wrapped by Ready's errors.
@@ -273,6 +276,16 @@ func newWorker(cfg *config.Worker, kopts []kgo.Opt, chain *Chain, deps Deps, opt
 	return w
 }
 
+// abort ends Run with err, from a callback of the client.
+func (w *Worker) abort(err error) {
+	w.mu.Lock()
+	f := w.abortRun
+	w.mu.Unlock()
+	if f != nil {
+		f(err)
+	}
+}
+
 func (w *Worker) batchLimit() int {
 	if w.cfg.BatchSize > 0 {
 		return w.cfg.BatchSize
@@ -349,7 +362,15 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 		w.health.ready.Set(0)
 	}()
 
-	runErr := w.loop(ctx, cl)
+	rctx, cancelRun := context.WithCancelCause(ctx)
+	defer cancelRun(nil)
+	w.mu.Lock()
+	w.abortRun = cancelRun
+	w.mu.Unlock()
+	runErr := w.loop(rctx, cl)
+	if cause := context.Cause(rctx); runErr == nil && errors.Is(cause, ErrFatal) {
+		runErr = cause // a rebalance callback met a fatal error
+	}
 	if runErr != nil && !errors.Is(runErr, ErrKilled) {
 		w.health.setFatal(runErr)
 	}

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -165,6 +166,11 @@ func (w *Worker) adjustOffsets(ctx context.Context, offsets map[string]map[int32
 		}
 		if err == nil {
 			break
+		}
+		if errors.Is(err, ErrFatal) {
+			// A table kpipe must not write: end Run with it.
+			w.abort(err)
+			return nil, err
 		}
 		d := bo.NextBackOff()
 		w.log.Warn("reading_stored_offsets_failed", "retry_in", d, "error", err)
