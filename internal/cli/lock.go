@@ -77,16 +77,17 @@ func acquireLock(dir, name, what string) (*dirLock, error) {
 			Hint: "stop it first, or give this one another data folder (lock file " + path + ")",
 		}
 	}
-	if err := f.Truncate(0); err == nil {
-		_, err = f.WriteAt([]byte(what+"\n"+strconv.Itoa(os.Getpid())+"\n"), 0)
-		if err == nil {
-			err = f.Sync()
-		}
+	werr := f.Truncate(0)
+	if werr == nil {
+		_, werr = f.WriteAt([]byte(what+"\n"+strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	if err != nil {
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if werr != nil {
 		unlock(f)
 		f.Close()
-		return nil, fmt.Errorf("writing lock file %s: %w", path, err)
+		return nil, fmt.Errorf("writing lock file %s: %w", path, werr)
 	}
 	return &dirLock{f: f, path: path}, nil
 }

@@ -456,3 +456,26 @@ func counterValue(c prometheus.Counter) float64 {
 	_ = c.Write(&m)
 	return m.GetCounter().GetValue()
 }
+
+// createTable creates the tracking table under dir (as the worker's
+// --data) from its definition, changed by change when given, and returns
+// it with its storage.
+func createTable(t testing.TB, dir string, change func(*delta.TableDef)) (*delta.Table, delta.Storage) {
+	t.Helper()
+	def, err := tableDefs("itel_cabinet_task_tracking")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if change != nil {
+		change(&def)
+	}
+	store, err := delta.OpenLocation(filepath.Join(dir, "delta", "itel_cabinet_task_tracking"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := delta.Create(t.Context(), store, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tbl, store
+}

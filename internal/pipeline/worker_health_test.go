@@ -3,7 +3,6 @@ package pipeline
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -208,19 +207,7 @@ func TestWorkerResetOffsetsEarliest(t *testing.T) {
 	e := newEnv(t, sim.Options{Seed: 3, Projects: 30})
 	want := e.entries()
 	dir := t.TempDir()
-	loc := filepath.Join(dir, "delta", "itel_cabinet_task_tracking")
-	def, err := tableDefs("itel_cabinet_task_tracking")
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := delta.OpenLocation(loc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tbl, err := delta.Create(ctx, store, def)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tbl, store := createTable(t, dir, nil)
 	stale := AppID(workerName, inputTopic, 0)
 	if _, err := tbl.Append(ctx, nil, delta.AppendOptions{Txns: []delta.Txn{{AppID: stale, Version: 100_000}}}); err != nil {
 		t.Fatal(err)
@@ -239,7 +226,7 @@ func TestWorkerResetOffsetsEarliest(t *testing.T) {
 	if got := testutil.ToFloat64(e.metrics.OffsetResets.WithLabelValues(workerName, inputTopic, "earliest")); got != 1 {
 		t.Fatalf("offset resets %v, want 1", got)
 	}
-	tbl, err = delta.Open(ctx, store)
+	tbl, err := delta.Open(ctx, store)
 	if err != nil {
 		t.Fatal(err)
 	}

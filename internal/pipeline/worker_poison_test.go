@@ -4,11 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"kpipe/internal/delta"
@@ -277,29 +277,65 @@ func TestWorkerStopsOnTableItMustNotWrite(t *testing.T) {
 	ctx := t.Context()
 	e := newEnv(t, sim.Options{Seed: 3, Projects: 30})
 	dir := t.TempDir()
-	def, err := tableDefs("itel_cabinet_task_tracking")
-	if err != nil {
-		t.Fatal(err)
-	}
-	def.Properties["delta.setTransactionRetentionDuration"] = "interval 1 days"
-	store, err := delta.OpenLocation(filepath.Join(dir, "delta", "itel_cabinet_task_tracking"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tbl, err := delta.Create(ctx, store, def)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tbl, _ := createTable(t, dir, func(def *delta.TableDef) {
+		def.Properties["delta.setTransactionRetentionDuration"] = "interval 1 days"
+	})
 	_ = tbl.Close(ctx)
 	w := e.newWorker(t, deltaSink(t, dir))
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	e.produceTracking(ctx, e.entries()[:3])
-	err = <-done
+	err := <-done
 	if !errors.Is(err, ErrFatal) || !errors.Is(err, delta.ErrTxnRetention) {
 		t.Fatalf("Run: %v, want a fatal error naming the txn retention", err)
 	}
 	if err := w.Ready(ctx); err == nil {
 		t.Fatal("ready after a fatal error")
+	}
+}
+
+// A message over 1 MB (the input topic allows it, the error topic does
+// not) gets an error record that fits what the producer sends in one
+// batch: the original cut, with its length and SHA-256. Before, the record
+// was sized to the topic's limit, the client refused it, and the worker
+// crash-looped behind the message.
+func TestWorkerHugeMessageErrorRecordFits(t *testing.T) {
+	ctx := t.Context()
+	e := newEnv(t, sim.Options{Seed: 3, Projects: 30})
+	want := e.entries()[:3]
+	adm := kadm.NewClient(e.prod)
+	if _, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "max.message.bytes", Value: kadm.StringPtr("4194304")}}, inputTopic); err != nil {
+		t.Fatal(err)
+	}
+	big, err := kgo.NewClient(kgo.SeedBrokers(e.cluster.ListenAddrs()...), kgo.DefaultProduceTopic(inputTopic), kgo.ProducerBatchMaxBytes(4<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	huge := []byte(`{"event_id": "huge", "notes": "` + strings.Repeat("x", 1500<<10) + `"}`)
+	if err := big.ProduceSync(ctx, &kgo.Record{Key: []byte("huge"), Value: huge}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	tbl := newMemTable()
+	w := newTestWorker(t, e, tbl)
+	stop := runWorker(t, ctx, w)
+	e.produceTracking(ctx, want)
+	waitFor(t, 30*time.Second, "the rows after the huge message", func() bool { return len(tbl.snapshot()) == len(want) })
+	errs := e.readTopic(ctx, errorTopic, 1, 10*time.Second)
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if len(errs) != 1 {
+		t.Fatalf("%d error records, want 1", len(errs))
+	}
+	var er dlq.Record
+	if err := json.Unmarshal(errs[0].Value, &er); err != nil {
+		t.Fatal(err)
+	}
+	if er.Class != ClassTooLarge || !er.OriginalTruncated || er.OriginalLength != len(huge) || er.OriginalSHA256 == "" {
+		t.Fatalf("error record class %s truncated %v length %d sha %q", er.Class, er.OriginalTruncated, er.OriginalLength, er.OriginalSHA256)
+	}
+	if n := len(errs[0].Value); n > producerBatchMaxBytes-recordOverhead {
+		t.Fatalf("error record of %d bytes", n)
 	}
 }

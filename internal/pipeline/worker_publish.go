@@ -98,19 +98,27 @@ func (p *publisher) errorRecord(ev *Event, he *HandlerError, rowWritten bool, no
 	return &kgo.Record{Topic: p.errorTopic, Key: rec.RecordKey(), Value: b}
 }
 
-// errorMaxBytes is the most an error record may take: the error topic's
-// max.message.bytes as the broker reported it at start, less room for the
-// record batch around it, or dlq.DefaultMaxRecordBytes.
+// errorMaxBytes is the most an error record's value may take: the error
+// topic's max.message.bytes as the broker reported it at start, or
+// dlq.DefaultMaxRecordBytes, and never more than the producer sends in one
+// batch (kgo's ProducerBatchMaxBytes, which the client checks before
+// sending), each less room for the batch around the value.
 func (p *publisher) errorMaxBytes() int {
+	limit := dlq.DefaultMaxRecordBytes
 	if n := p.errLimit.Load(); n > 0 {
-		return int(n)
+		limit = int(n)
 	}
-	return dlq.DefaultMaxRecordBytes
+	return min(limit, producerBatchMaxBytes-recordOverhead)
 }
 
 // recordOverhead is what a record batch, its headers and the key add
 // around a value; the value must leave it room under max.message.bytes.
 const recordOverhead = 1024
+
+// producerBatchMaxBytes is kgo's default ProducerBatchMaxBytes: a record
+// larger than it is refused by the client itself (MESSAGE_TOO_LARGE),
+// whatever the topic allows.
+const producerBatchMaxBytes = 1_000_012
 
 // learnErrorLimit asks the broker for the error topic's max.message.bytes.
 // A failure keeps the default: the limit only bounds error records.
