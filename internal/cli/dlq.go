@@ -128,4 +128,12 @@ func printReplay(env *Env, o dlq.ReplayOptions, st dlq.Stats) {
 			fmt.Fprintf(env.Stdout, "%s %-16s %d\n", m.title, k, m.counts[k])
 		}
 	}
+	if len(st.Truncated) > 0 {
+		// Their originals are gone: say which, so that they can be had
+		// from the source.
+		fmt.Fprintf(env.Stdout, "  not replayable, original cut to fit the error topic (recover from the source):\n")
+		for _, tr := range st.Truncated {
+			fmt.Fprintf(env.Stdout, "    %s\n", tr)
+		}
+	}
 }
