@@ -51,7 +51,9 @@ const (
 	// Options.MaxRecordBytes, or Kafka refused it as too large.
 	ReasonTooLarge = "too_large"
 	// ReasonPublishRefused: Kafka refused a record a plugin made for the
-	// event for another reason (its topic is missing or not writable).
+	// event as invalid (INVALID_RECORD, INVALID_TOPIC_EXCEPTION). Other
+	// produce errors are not the record's: a missing topic or an
+	// unreachable broker is waited for, refused permissions end Run.
 	ReasonPublishRefused = "publish_refused"
 )
 
