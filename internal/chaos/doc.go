@@ -36,8 +36,8 @@
 // bounded number of kill trials (6). Long soaks set KPIPE_CHAOS_TRIALS
 // (kills), and optionally KPIPE_CHAOS_SEED (default: from the clock, always
 // logged) and KPIPE_CHAOS_OUTAGE (the ClaimX outage, default 40s).
-// KPIPE_CHAOS_STRICT=1 makes the checks of features not built yet fail
-// instead of ending the test as skipped (see pendingFeatures);
+// KPIPE_CHAOS_STRICT=1 makes the checks listed in pendingFeatures fail
+// instead of ending the test as skipped;
 // KPIPE_CHAOS_KEEP=1 keeps the processes' logs, the broker's data and the
 // table (they are kept anyway when the test fails). -short skips the suite.
 // The suite runs on Linux only (process groups, parent-death signals).
