@@ -114,8 +114,12 @@ func TestUpSharedCluster(t *testing.T) {
 		t.Fatalf("second kpipe up on %s: exit %d, want %d naming the groups\n%s", addr, code, ExitFailure, errOut)
 	}
 
-	// Another producer takes kpipe up's transactional id: the enrichment
-	// worker is fenced, and kpipe up must not keep running without it.
+	// Another producer takes kpipe up's transactional id. kpipe up must not
+	// keep running without its enrichment worker: either the worker is
+	// fenced and kpipe up exits non-zero with the cause at ERROR (real
+	// brokers answer PRODUCER_FENCED), or, where the broker answers a
+	// state error instead (kfake: INVALID_TXN_STATE), the worker renews its
+	// session, takes its id back and goes on enriching.
 	fencer, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.TransactionalID(defaultUpPrefix+"claimx_enrichment_worker"))
 	if err != nil {
 		t.Fatal(err)
@@ -124,11 +128,32 @@ func TestUpSharedCluster(t *testing.T) {
 	if _, _, err := fencer.ProducerID(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if code := first.wait(); code != ExitFailure {
-		t.Fatalf("fenced kpipe up: exit %d, want %d\n%s", code, ExitFailure, first.errOut)
+	fencedAt := scrape(m[1])
+	enriched := regexp.MustCompile(`(?m)^kpipe_enrich_events_consumed_total\{[^}]*\} (\d+)`)
+	count := func(page string) string {
+		if mm := enriched.FindStringSubmatch(page); mm != nil {
+			return mm[1]
+		}
+		return ""
 	}
-	// (kfake answers the fenced producer INVALID_TXN_STATE, real brokers
-	// PRODUCER_FENCED: either way the worker's error is the cause.)
+	before := count(fencedAt)
+	renewed := regexp.MustCompile(`kafka_session_renewed`)
+	exited := false
+	waitUntil(t, func() bool {
+		select {
+		case <-first.exited:
+			exited = true
+			return true
+		default:
+		}
+		return renewed.MatchString(first.errOut.String()) && count(scrape(m[1])) != before
+	})
+	if !exited {
+		return // renewed and enriching again: not a zombie
+	}
+	if first.code != ExitFailure {
+		t.Fatalf("fenced kpipe up: exit %d, want %d\n%s", first.code, ExitFailure, first.errOut)
+	}
 	if s := first.errOut.String(); !regexp.MustCompile(`level=ERROR msg=worker_failed worker="enrichment worker" err=.*transaction`).MatchString(s) {
 		t.Fatalf("fenced kpipe up: the cause is not at ERROR:\n%s", s)
 	}
