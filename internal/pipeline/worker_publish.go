@@ -252,7 +252,17 @@ func (p *publisher) successRecords(evs []*Event, table string, version int64, no
 func (p *publisher) produceSync(ctx context.Context, recs []*kgo.Record) error {
 	bo := newBackoff()
 	for {
-		err := p.cl.ProduceSync(ctx, recs...).FirstErr()
+		// kgo fails buffered records on ctx's end only once a broker
+		// connection is up: wait for ctx too, so that a stop with the
+		// broker gone ends within its deadline (Close fails the rest).
+		done := make(chan error, 1)
+		go func() { done <- p.cl.ProduceSync(ctx, recs...).FirstErr() }()
+		var err error
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		if err == nil {
 			return nil
 		}
