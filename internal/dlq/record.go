@@ -163,12 +163,17 @@ func (r *Record) OriginalBytes() ([]byte, bool) {
 // "topic/partition/offset". Records about one source message share it, so
 // consumers of at-least-once error and success records deduplicate by it.
 func SourceKey(topic string, partition int32, offset int64) []byte {
-	b := make([]byte, 0, len(topic)+24)
-	b = append(b, topic...)
-	b = append(b, '/')
-	b = strconv.AppendInt(b, int64(partition), 10)
-	b = append(b, '/')
-	return strconv.AppendInt(b, offset, 10)
+	return AppendSourceKey(make([]byte, 0, len(topic)+24), topic, partition, offset)
+}
+
+// AppendSourceKey appends SourceKey(topic, partition, offset) to dst, for
+// callers that build many keys in one buffer.
+func AppendSourceKey(dst []byte, topic string, partition int32, offset int64) []byte {
+	dst = append(dst, topic...)
+	dst = append(dst, '/')
+	dst = strconv.AppendInt(dst, int64(partition), 10)
+	dst = append(dst, '/')
+	return strconv.AppendInt(dst, offset, 10)
 }
 
 // RecordKey is the stable key of the record's source message,

@@ -151,11 +151,7 @@ func (p *publisher) successRecord(ev *Event, table string, version int64, now ti
 // appendSourceKey appends dlq.SourceKey of ev's source message,
 // "topic/partition/offset", to dst.
 func appendSourceKey(dst []byte, ev *Event) []byte {
-	dst = append(dst, ev.Topic...)
-	dst = append(dst, '/')
-	dst = strconv.AppendInt(dst, int64(ev.Partition), 10)
-	dst = append(dst, '/')
-	return strconv.AppendInt(dst, ev.Offset, 10)
+	return dlq.AppendSourceKey(dst, ev.Topic, ev.Partition, ev.Offset)
 }
 
 // successEncoder writes SuccessRecord JSON with appends, the bytes
