@@ -126,6 +126,7 @@ type DeltaWriter struct {
 	cfg     DeltaWriterConfig
 	worker  string
 	tbl     table
+	ids     topicIDs  // the topic ids commits record
 	columns []mapping // column ← field, sorted by column
 	flushIv time.Duration
 	plan    atomic.Pointer[rowPlan]
@@ -536,10 +537,13 @@ func (w *DeltaWriter) Commit(ctx context.Context, b FlushBatch, marks []Mark) (*
 		for i, p := range keep {
 			rows[i] = p.row
 		}
-		opts := appendOptions{evolve: w.cfg.SchemaEvolution, casts: w.casts}
+		opts := appendOptions{evolve: w.cfg.SchemaEvolution, casts: w.casts, commitInfo: map[string]any{}}
+		if ids := w.ids.commitInfo(w.worker, txns); ids != nil {
+			opts.commitInfo[CommitInfoTopicIDs] = ids
+		}
 		if len(rewind) > 0 {
 			opts.rewind = rewind
-			opts.commitInfo = map[string]any{"kpipe.offsetReset": reasons}
+			opts.commitInfo["kpipe.offsetReset"] = reasons
 		}
 		if w.publish != nil {
 			opts.beforeCommit = func(rejected []*delta.SchemaError, version int64) error {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"kpipe/internal/delta"
@@ -20,6 +22,7 @@ func TestPlace(t *testing.T) {
 	tests := []struct {
 		name                         string
 		table, committed, start, end int64
+		tableID, topicID             string
 		policy                       ResetPolicy
 		wantStart, wantFloor         int64
 		mismatch                     bool
@@ -36,10 +39,16 @@ func TestPlace(t *testing.T) {
 		{name: "expired, earliest", table: 4, committed: -1, start: 9, end: 20, policy: ResetEarliest, wantStart: 9, wantFloor: 4, mismatch: true, reset: ResetEarliest},
 		{name: "recreated, latest", table: 516, committed: -1, start: 0, end: 40, policy: ResetLatest, wantStart: 40, wantFloor: 39, mismatch: true, reset: ResetLatest},
 		{name: "policy without mismatch", table: 4, committed: -1, start: 0, end: 10, policy: ResetLatest, wantStart: 5, wantFloor: 4},
+		{name: "same topic id", table: 4, committed: 5, start: 0, end: 10, tableID: "A", topicID: "A", wantStart: 5, wantFloor: 4},
+		{name: "topic id unknown to the table", table: 4, committed: 5, start: 0, end: 10, topicID: "B", wantStart: 5, wantFloor: 4},
+		// Offsets of the old log that fit the new one: only the id tells.
+		{name: "recreated, offsets fit", table: 4, committed: 5, start: 0, end: 10, tableID: "A", topicID: "B", wantStart: 5, wantFloor: 4, mismatch: true},
+		{name: "recreated, offsets fit, earliest", table: 4, committed: 5, start: 0, end: 10, tableID: "A", topicID: "B", policy: ResetEarliest, wantStart: 0, wantFloor: -1, mismatch: true, reset: ResetEarliest},
+		{name: "recreated, offsets fit, latest", table: 4, committed: 5, start: 0, end: 10, tableID: "A", topicID: "B", policy: ResetLatest, wantStart: 10, wantFloor: 9, mismatch: true, reset: ResetLatest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pl := place("w", "in", 0, tt.table, tt.committed, tt.start, tt.end, tt.policy)
+			pl := place("w", "in", 0, partitionFacts{Table: tt.table, Committed: tt.committed, Start: tt.start, End: tt.end, TableTopicID: tt.tableID, TopicID: tt.topicID}, tt.policy)
 			if pl.start != tt.wantStart || pl.floor != tt.wantFloor || (pl.mismatch != nil) != tt.mismatch || pl.reset != tt.reset {
 				t.Fatalf("got start %d floor %d mismatch %v reset %q, want %d %d %v %q", pl.start, pl.floor, pl.mismatch, pl.reset, tt.wantStart, tt.wantFloor, tt.mismatch, tt.reset)
 			}
@@ -245,5 +254,88 @@ func TestWorkerResetOffsetsEarliest(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("no commit records the offset reset in its commitInfo")
+	}
+}
+
+// A topic deleted and recreated under its name starts its offsets again:
+// the table's txn versions of the old log may fit the new one, and the
+// offsets check alone would skip the new records below them. The topic id
+// the commits recorded tells: the partitions stop, naming the ids, until
+// --reset-offsets earliest writes the new topic from its start.
+func TestWorkerRecreatedTopicStopsPartition(t *testing.T) {
+	ctx := t.Context()
+	e := newEnv(t, sim.Options{Seed: 3, Projects: 30})
+	want := e.entries()
+	first, rest := want[:12], want[12:]
+	dir := t.TempDir()
+
+	s := deltaSink(t, dir)
+	e.produceTracking(ctx, first)
+	w := e.newWorker(t, s)
+	stop := runWorker(t, ctx, w)
+	waitFor(t, 30*time.Second, "the first rows", func() bool { return len(s.rows()) == len(first) })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.cluster.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	before, err := topicID(ctx, adm, inputTopic)
+	if err != nil || before == "" {
+		t.Fatalf("topic id before: %q, %v (the broker must have topic ids for this test)", before, err)
+	}
+	if _, err := adm.DeleteTopics(ctx, inputTopic); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "topic recreated", func() bool {
+		if _, err := adm.CreateTopic(ctx, 3, 1, nil, inputTopic); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			t.Logf("creating %s again: %v", inputTopic, err)
+			return false
+		}
+		id, err := topicID(ctx, adm, inputTopic)
+		if err != nil {
+			t.Logf("topic id: %v", err)
+		}
+		return err == nil && id != "" && id != before
+	})
+	prod, err := kgo.NewClient(kgo.SeedBrokers(e.cluster.ListenAddrs()...), kgo.DefaultProduceTopic(inputTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	e.prod = prod
+	e.produceTracking(ctx, rest) // more records per partition than before: the old offsets fit
+
+	s2 := deltaSink(t, dir)
+	w2 := e.newWorker(t, s2)
+	stop2 := runWorker(t, ctx, w2)
+	var mm *OffsetMismatchError
+	waitFor(t, 30*time.Second, "a partition stopped as recreated", func() bool { return errors.As(w2.Ready(ctx), &mm) && mm.Recreated() })
+	if !strings.Contains(mm.Error(), "recreated") || mm.TableTopicID != before {
+		t.Fatalf("mismatch %v", mm)
+	}
+	if err := stop2(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	s3 := deltaSink(t, dir)
+	w3 := e.newWorker(t, s3, WithResetOffsets(ResetEarliest))
+	stop3 := runWorker(t, ctx, w3)
+	waitFor(t, 60*time.Second, "every row", func() bool { return len(s3.rows()) == len(want) })
+	if err := stop3(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	seen := map[any]int{}
+	for _, r := range s3.rows() {
+		seen[r["event_id"]]++
+	}
+	for _, en := range want {
+		if seen[en.EventID] != 1 {
+			t.Errorf("event %s: %d rows, want 1", en.EventID, seen[en.EventID])
+		}
 	}
 }

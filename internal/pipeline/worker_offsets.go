@@ -51,10 +51,24 @@ type OffsetMismatchError struct {
 	Next, Table, Committed int64
 	// Start and End are the partition's log start and end offsets.
 	Start, End int64
+	// TableTopicID is the topic id the table recorded with the
+	// partition's txn and TopicID the broker's id of the topic now, where
+	// both are known; they differ when the topic was recreated.
+	TableTopicID, TopicID string
+}
+
+// Recreated reports whether the mismatch is a topic id that changed.
+func (e *OffsetMismatchError) Recreated() bool {
+	return e.TableTopicID != "" && e.TopicID != "" && e.TableTopicID != e.TopicID
 }
 
 func (e *OffsetMismatchError) Error() string {
 	where := fmt.Sprintf("%s partition %d", e.Topic, e.Partition)
+	if e.Recreated() {
+		return fmt.Sprintf("%s: the table's txn version %d belongs to topic id %s, but the topic now has id %s: it was deleted and recreated, and its offsets started again; "+
+			"restart with --reset-offsets earliest to write the new topic's records from %d, or --reset-offsets latest to start at its end (%d)",
+			where, e.Table, e.TableTopicID, e.TopicID, e.Start, e.End)
+	}
 	if e.Next > e.End {
 		return fmt.Sprintf("%s: stored state says to read from offset %d (table txn version %d, group offset %d) but the partition ends at %d: the topic was recreated or the broker's data reset, and reading on would skip every new record up to %d; "+
 			"restart with --reset-offsets earliest to write the partition's records from %d, or --reset-offsets latest to start at its end",
@@ -103,28 +117,40 @@ type placement struct {
 	reset    ResetPolicy // set when a reset moved the partition
 }
 
-// place decides where partition p starts from the table's txn version
-// (table, -1: none), the group's committed offset (committed: the next
-// offset to read, -1: none) and the log's bounds.
-func place(worker, topic string, p int32, table, committed, logStart, logEnd int64, policy ResetPolicy) placement {
+// partitionFacts is what the worker knows of an assigned partition.
+type partitionFacts struct {
+	// Table is the table's txn version (-1: none); Committed the group's
+	// committed offset, the next offset to read (-1: none).
+	Table, Committed int64
+	// Start and End are the log's bounds.
+	Start, End int64
+	// TableTopicID and TopicID are the topic ids the table recorded and
+	// the broker reports ("": unknown).
+	TableTopicID, TopicID string
+}
+
+// place decides where partition p starts from what is known of it.
+func place(worker, topic string, p int32, f partitionFacts, policy ResetPolicy) placement {
 	next := int64(-1)
-	if table >= 0 {
-		next = table + 1
+	if f.Table >= 0 {
+		next = f.Table + 1
 	}
-	next = max(next, committed)
-	pl := placement{start: next, floor: table}
-	if next < 0 || (next >= logStart && next <= logEnd) {
+	next = max(next, f.Committed)
+	pl := placement{start: next, floor: f.Table}
+	mm := &OffsetMismatchError{Worker: worker, Topic: topic, Partition: p, Next: next, Table: f.Table, Committed: f.Committed,
+		Start: f.Start, End: f.End, TableTopicID: f.TableTopicID, TopicID: f.TopicID}
+	recreated := mm.Recreated()
+	if !recreated && (next < 0 || (next >= f.Start && next <= f.End)) {
 		return pl
 	}
-	mm := &OffsetMismatchError{Worker: worker, Topic: topic, Partition: p, Next: next, Table: table, Committed: committed, Start: logStart, End: logEnd}
 	switch policy {
 	case ResetEarliest:
-		pl.start, pl.reset = logStart, ResetEarliest
-		if next > logEnd {
-			pl.floor = logStart - 1 // the stored offsets belong to another log
+		pl.start, pl.reset = f.Start, ResetEarliest
+		if recreated || next > f.End {
+			pl.floor = f.Start - 1 // the stored offsets belong to another log
 		}
 	case ResetLatest:
-		pl.start, pl.floor, pl.reset = logEnd, logEnd-1, ResetLatest
+		pl.start, pl.floor, pl.reset = f.End, f.End-1, ResetLatest
 	default:
 		pl.mismatch = mm
 	}
@@ -155,6 +181,9 @@ func (w *Worker) adjustOffsets(ctx context.Context, offsets map[string]map[int32
 	}
 	stored := map[int32]int64{}
 	var starts, ends map[int32]int64
+	var tableIDs map[int32]string
+	var brokerID string
+	keeper, _ := w.flusher.(topicIDKeeper)
 	bo := newBackoff()
 	for {
 		var err error
@@ -163,6 +192,11 @@ func (w *Worker) adjustOffsets(ctx context.Context, offsets map[string]map[int32
 		}
 		if err == nil {
 			starts, ends, err = partitionBounds(ctx, w.adm, w.cfg.InputTopic)
+		}
+		if err == nil && keeper != nil {
+			if brokerID, err = topicID(ctx, w.adm, w.cfg.InputTopic); err == nil && brokerID != "" {
+				tableIDs, err = keeper.StoredTopicIDs(ctx, w.cfg.InputTopic, ps)
+			}
 		}
 		if err == nil {
 			break
@@ -181,6 +215,7 @@ func (w *Worker) adjustOffsets(ctx context.Context, offsets map[string]map[int32
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var pause []int32
+	recreated := false
 	for p, off := range parts {
 		st := newPartState()
 		committed := int64(-1)
@@ -192,7 +227,13 @@ func (w *Worker) adjustOffsets(ctx context.Context, offsets map[string]map[int32
 		if !ok {
 			table = -1
 		}
-		pl := place(w.cfg.Name, w.cfg.InputTopic, p, table, committed, starts[p], ends[p], w.reset)
+		pl := place(w.cfg.Name, w.cfg.InputTopic, p, partitionFacts{
+			Table: table, Committed: committed, Start: starts[p], End: ends[p],
+			TableTopicID: tableIDs[p], TopicID: brokerID,
+		}, w.reset)
+		if pl.mismatch != nil && pl.mismatch.Recreated() && pl.reset == "" {
+			recreated = true
+		}
 		st.floor = pl.floor
 		if pl.start >= 0 && (committed < 0 || pl.start != committed) {
 			parts[p] = kgo.NewOffset().At(pl.start).WithEpoch(-1)
@@ -224,6 +265,11 @@ func (w *Worker) adjustOffsets(ctx context.Context, offsets map[string]map[int32
 			w.health.assigned(p, start)
 		}
 		w.log.Info("partition_assigned", "partition", p, "table_offset", table, "group_offset", committed, "start", start, "log_start", starts[p], "log_end", ends[p])
+	}
+	if keeper != nil && brokerID != "" && !recreated {
+		// From now on the commits record the id the offsets belong to.
+		// While a recreated topic waits for a reset, the old id stays.
+		keeper.SetTopicID(w.cfg.InputTopic, brokerID)
 	}
 	// The loop pauses them before its next poll (the client may not be
 	// handed to the worker yet while the group first assigns).
