@@ -5,6 +5,8 @@ package chaos
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -24,10 +26,18 @@ type poison struct {
 	offset    int64
 	eventID   string // "" when the message has none
 	size      int
+	sum       string // hex SHA-256 of the value: finds its error record by content
 
 	outcome string // "row", "error", "" (unaccounted)
 	class   string // the error record's class
 	cut     bool   // the error record's original was cut
+	moved   string // the error record's source when it is not where the producer was told
+}
+
+// sha is the hex SHA-256 of b, as error records carry it on cut originals.
+func sha(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
 }
 
 // deep nests a value depth levels of objects deep.
@@ -136,7 +146,7 @@ func (s *suite) makePoison(round int) []poisonMsg {
 	}
 	var out []poisonMsg
 	for _, e := range enrichPoison {
-		p := &poison{kind: "enrich/" + e.kind, topic: topicEvents, size: len(e.value)}
+		p := &poison{kind: "enrich/" + e.kind, topic: topicEvents, size: len(e.value), sum: sha(e.value)}
 		if e.kind != "not_json" {
 			p.eventID = id(e.kind)
 		}
@@ -189,7 +199,7 @@ func (s *suite) makePoison(round int) []poisonMsg {
 		}
 		key := []byte("chaos-tracking")
 		for _, e := range trackPoison {
-			p := &poison{kind: "worker/" + e.kind, topic: topicTracking, size: len(e.value)}
+			p := &poison{kind: "worker/" + e.kind, topic: topicTracking, size: len(e.value), sum: sha(e.value)}
 			if e.kind != "not_json" {
 				p.eventID = id(e.kind)
 				if e.kind == "invalid_utf8" {
