@@ -93,10 +93,8 @@ type Worker struct {
 	// storageDown is set while a flush is retried against unavailable
 	// storage.
 	storageDown atomic.Bool
-	// inflight is the flush running in the background, failed a flush that
-	// failed and must be committed again before any later one. Both are
-	// guarded by mu.
-	inflight, failed *flushJob
+	// flushes schedules the flushes. Guarded by mu.
+	flushes flushes
 	// fieldHint is the most fields an event had after the chain: new events
 	// are decoded into maps with room for them.
 	fieldHint atomic.Int64
@@ -270,6 +268,7 @@ func newWorker(cfg *config.Worker, kopts []kgo.Opt, chain *Chain, deps Deps, opt
 		log: w.log, errs: w.errs, dead: w.dead.Load,
 	}
 	w.pub.onProduced = w.pub.onSuccessProduced
+	w.flushes.run = w.flushRetry
 	for _, o := range opts {
 		o(w)
 	}

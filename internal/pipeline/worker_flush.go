@@ -10,11 +10,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// This file is the worker's flush scheduling: one flush in flight in the
-// background while the next batch fills, a failed one committed again
-// before any later one, storage outages retried with fetching paused,
-// offsets committed for what is durable, and the flush before partitions
-// move to another member.
+// This file is the worker's flushing: flushes (the scheduling: one flush
+// in flight in the background while the next batch fills, a failed one
+// committed again before any later one), the worker's side of it (cutting
+// marks, completing what a flush made durable), storage outages retried
+// with fetching paused, offsets committed for what is durable, and the
+// flush before partitions move to another member.
 
 func newBackoff() *backoff.ExponentialBackOff {
 	bo := backoff.NewExponentialBackOff()
@@ -36,8 +37,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // flushJob is one flush: the marks it commits and, with an AsyncFlusher,
 // the batch it took, committed in the background while the next polls are
-// handled. At most one runs at a time, so at most one batch is being
-// written while the next one fills.
+// handled.
 type flushJob struct {
 	marks  []Mark
 	states []*partState  // the partition state of each mark when it was cut
@@ -56,11 +56,100 @@ type flushJob struct {
 
 func (j *flushJob) done() bool { return j.doneCtx.Err() != nil }
 
+// flushes schedules the worker's flushes: at most one runs at a time (in
+// the background, or to its end), so at most one batch is being written
+// while the next one fills, and a flush that failed is committed again
+// before any later one. It knows nothing of partitions or records: run
+// commits a job (retrying storage outages), and the worker completes what
+// a job made durable. Its methods are called with the worker's mu held.
+type flushes struct {
+	run func(ctx context.Context, commit func(context.Context) (*FlushResult, error)) (*FlushResult, error)
+	// inflight is the flush running, failed a flush that failed and must
+	// be committed again before any later one.
+	inflight, failed *flushJob
+}
+
+// start runs j: in the background when background is set, else to its
+// end (its result is then collected by the next wait).
+func (f *flushes) start(ctx context.Context, j *flushJob, background bool) {
+	j.doneCtx, j.markDone = context.WithCancel(context.Background())
+	if !background {
+		j.res, j.err = f.run(ctx, j.commit)
+		j.markDone()
+		j.cancel = func() {}
+		f.inflight = j
+		return
+	}
+	j.ctx, j.cancel = context.WithCancel(ctx)
+	f.inflight = j
+	go func() {
+		defer j.markDone()
+		j.res, j.err = f.run(j.ctx, j.commit)
+	}()
+}
+
+// running returns the flush in flight, nil when there is none.
+func (f *flushes) running() *flushJob { return f.inflight }
+
+// wait waits for the flush in flight and returns it when it succeeded (its
+// result in res), for the worker to complete. One that failed is kept as
+// failed and its error returned; when the background run's context ended
+// under it but ctx did not (a graceful stop), it is committed again with
+// ctx first. Out of time (ctx ends first), the flush is stopped and kept.
+func (f *flushes) wait(ctx context.Context) (*flushJob, error) {
+	j := f.inflight
+	if j == nil {
+		return nil, nil
+	}
+	select {
+	case <-j.doneCtx.Done():
+	case <-ctx.Done():
+		j.cancel()
+		<-j.doneCtx.Done()
+	}
+	f.inflight = nil
+	j.cancel()
+	if j.err != nil {
+		f.failed = j
+		if j.ctx != nil && j.ctx.Err() != nil && ctx.Err() == nil && !errors.Is(j.err, ErrKilled) {
+			return f.retryFailed(ctx)
+		}
+		return nil, j.err
+	}
+	return j, nil
+}
+
+// retryFailed commits the failed flush again, to its end, and returns it
+// with its new result once it succeeded.
+func (f *flushes) retryFailed(ctx context.Context) (*flushJob, error) {
+	j := f.failed
+	if j == nil {
+		return nil, nil
+	}
+	res, err := f.run(ctx, j.commit)
+	if err != nil {
+		return nil, err
+	}
+	f.failed = nil
+	j.res, j.err = res, nil
+	return j, nil
+}
+
+// abandon stops the flush in flight and waits for it, keeping nothing of
+// it (a crash, or a stop after a failure).
+func (f *flushes) abandon() {
+	if j := f.inflight; j != nil {
+		j.cancel()
+		<-j.doneCtx.Done()
+		f.inflight = nil
+	}
+}
+
 // maybeFlush collects a background flush that has ended, starts a flush
 // when the buffer is due, or commits offsets when nothing is buffered and
 // some handled offsets are not committed yet. Callers hold w.mu.
 func (w *Worker) maybeFlush(ctx context.Context) error {
-	if j := w.inflight; j != nil && j.done() {
+	if j := w.flushes.running(); j != nil && j.done() {
 		if err := w.finishFlush(ctx); err != nil {
 			return err
 		}
@@ -71,7 +160,7 @@ func (w *Worker) maybeFlush(ctx context.Context) error {
 		if due {
 			return w.startFlush(ctx, false)
 		}
-		if !next.IsZero() || w.inflight != nil {
+		if !next.IsZero() || w.flushes.running() != nil {
 			return nil // rows are buffered or being written: their flush commits the offsets
 		}
 	}
@@ -116,20 +205,10 @@ func (w *Worker) startFlush(ctx context.Context, wait bool) error {
 	} else {
 		j.commit = func(ctx context.Context) (*FlushResult, error) { return w.flusher.Flush(ctx, marks) }
 	}
-	j.doneCtx, j.markDone = context.WithCancel(context.Background())
+	w.flushes.start(ctx, j, async && !wait)
 	if !async || wait {
-		j.res, j.err = w.flushRetry(ctx, j.commit)
-		j.markDone()
-		j.cancel = func() {}
-		w.inflight = j
 		return w.finishFlush(ctx)
 	}
-	j.ctx, j.cancel = context.WithCancel(ctx)
-	w.inflight = j
-	go func() {
-		defer j.markDone()
-		j.res, j.err = w.flushRetry(j.ctx, j.commit)
-	}()
 	return nil
 }
 
@@ -138,44 +217,20 @@ func (w *Worker) startFlush(ctx context.Context, wait bool) error {
 // failed is kept, to be committed again before any later one. Callers hold
 // w.mu (the flush itself never takes it).
 func (w *Worker) finishFlush(ctx context.Context) error {
-	j := w.inflight
-	if j == nil {
-		return nil
-	}
-	select {
-	case <-j.doneCtx.Done():
-	case <-ctx.Done():
-		// Out of time (a revoke's deadline): stop it, to be committed
-		// again later.
-		j.cancel()
-		<-j.doneCtx.Done()
-	}
-	w.inflight = nil
-	j.cancel()
-	if j.err != nil {
-		w.failed = j
-		if j.ctx != nil && j.ctx.Err() != nil && ctx.Err() == nil && !errors.Is(j.err, ErrKilled) {
-			// The loop's context ended under the background flush (a
-			// graceful stop): commit it again with ctx.
-			return w.retryFailed(ctx)
-		}
-		return j.err
+	j, err := w.flushes.wait(ctx)
+	if err != nil || j == nil {
+		return err
 	}
 	return w.completeFlush(ctx, j, j.res)
 }
 
 // retryFailed commits a failed flush again, to its end.
 func (w *Worker) retryFailed(ctx context.Context) error {
-	j := w.failed
-	if j == nil {
-		return nil
-	}
-	res, err := w.flushRetry(ctx, j.commit)
-	if err != nil {
+	j, err := w.flushes.retryFailed(ctx)
+	if err != nil || j == nil {
 		return err
 	}
-	w.failed = nil
-	return w.completeFlush(ctx, j, res)
+	return w.completeFlush(ctx, j, j.res)
 }
 
 // completeFlush publishes the success records of what j made durable and
@@ -223,14 +278,8 @@ func (w *Worker) completeFlush(ctx context.Context, j *flushJob, res *FlushResul
 }
 
 // abandonFlush stops the flush in flight and waits for it, keeping nothing
-// of it (a crash, or a stop after a failure). Callers hold w.mu.
-func (w *Worker) abandonFlush() {
-	if j := w.inflight; j != nil {
-		j.cancel()
-		<-j.doneCtx.Done()
-		w.inflight = nil
-	}
-}
+// of it. Callers hold w.mu.
+func (w *Worker) abandonFlush() { w.flushes.abandon() }
 
 // flushAndCommit makes everything handled durable: it waits for the flush
 // in flight, then flushes what is buffered with the current marks, to its

@@ -35,7 +35,7 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 		// A background flush ending cuts the poll short, so that its
 		// success records and offsets go out at once.
 		w.mu.Lock()
-		j := w.inflight
+		j := w.flushes.running()
 		w.mu.Unlock()
 		stop := func() bool { return false }
 		if j != nil {
