@@ -48,12 +48,12 @@ const (
 // stays for checks of features still being built.
 //
 // The poison check finds a message's error record by its content (the
-// SHA-256 of its value), not by the offset the producer was told: in some
-// runs (a broker with --data-dir that was killed and restarted earlier)
-// the produce answer named another offset than the one the worker met the
-// record at; the suite logs both, and where its own reader finds it. Rows are
-// unexpected when the simulator never made their event, whatever the
-// suite's read-back of claimx.events saw.
+// SHA-256 of its value) and then checks that the record names the offset
+// the broker acknowledged. (The offsets once looked wrong after long runs:
+// the suite took ProduceSync's results in the order it gave the records,
+// and they come in the order they were answered.) Rows are unexpected when
+// the simulator never made their event, whatever the suite's read-back of
+// claimx.events saw.
 var pendingFeatures = map[string]string{}
 
 // suite is one run: the processes, what was done to them, what was seen.

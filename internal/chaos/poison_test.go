@@ -220,12 +220,16 @@ func (s *suite) produce(round int, batch []poisonMsg) []*poison {
 	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Minute)
 	defer cancel()
 	recs := make([]*kgo.Record, len(batch))
+	of := make(map[*kgo.Record]*poison, len(batch))
 	for i, m := range batch {
 		recs[i] = m.rec
+		of[m.rec] = m.p
 	}
 	var ps []*poison
-	for i, r := range s.kcl.ProduceSync(ctx, recs...) {
-		p := batch[i].p
+	// ProduceSync's results come in the order the records were answered,
+	// not the order given: each is matched by its record.
+	for _, r := range s.kcl.ProduceSync(ctx, recs...) {
+		p := of[r.Record]
 		if r.Err != nil {
 			s.note("round %d: producing poison %s (%d bytes): %v", round, p.kind, p.size, r.Err)
 			continue

@@ -421,7 +421,7 @@ func (s *suite) verify() {
 				t.Logf("%s: acknowledged at %s/%d/%d, its error record names %s, a reader of the topic finds it at %s", p.kind, p.topic, p.partition, p.offset, p.moved, orDash(found[p.sum]))
 			}
 		}
-		t.Logf("%d poison messages were met at another offset than the broker acknowledged (found by content)", moved)
+		s.fail("poison", "%d error records name another source offset than the broker acknowledged for their message (found by content)", moved)
 	}
 	t.Logf("poison outcomes:\n%s", strings.Join(lines, "\n"))
 
