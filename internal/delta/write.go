@@ -91,6 +91,11 @@ type CommitResult struct {
 	Bytes   int64
 	// SchemaChanged is true when the commit carried a new schema.
 	SchemaChanged bool
+	// Schema is the table's schema at Version: the evolved one when
+	// SchemaChanged, else the one the rows were checked against (also when
+	// nothing was committed). A caller that checks values before Append
+	// (CoerceColumn) refreshes its copy from it.
+	Schema *StructType
 	// Rejected lists, with AppendOptions.RejectBadRows, the rows left out
 	// because they do not fit the schema: one *SchemaError per row, Row its
 	// index in the input, in row order.
@@ -142,7 +147,7 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 		return CommitResult{}, err
 	}
 	if len(rows) == 0 && len(opts.Txns) == 0 {
-		return CommitResult{Version: snap.version}, nil
+		return CommitResult{Version: snap.version, Schema: snap.metadata.Schema}, nil
 	}
 	if err := checkTxns(snap, opts.Txns, opts.RewindTxns); err != nil {
 		return CommitResult{}, err
@@ -161,7 +166,7 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 				return CommitResult{}, err
 			}
 		}
-		return CommitResult{Version: snap.version, Rejected: fit.rejected}, nil
+		return CommitResult{Version: snap.version, Rejected: fit.rejected, Schema: snap.metadata.Schema}, nil
 	}
 	schemaChanged := fit.schema != snap.metadata.Schema && !TypesEqual(fit.schema, snap.metadata.Schema)
 
@@ -204,6 +209,7 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 	ns.apply(version, acts, now)
 	t.setLatest(ns)
 	res.Version = version
+	res.Schema = ns.metadata.Schema
 	t.maybeCheckpoint(ctx, ns)
 	return res, nil
 }
