@@ -20,9 +20,11 @@ import (
 //     (int64, or a float64 or json.Number without a fraction);
 //   - float and double columns: numbers;
 //   - decimal columns: numbers, and decimal strings ("12.50"), exact;
-//   - timestamp columns: time.Time and RFC 3339 strings; date columns:
-//     time.Time and "2006-01-02" strings; binary columns: []byte and
-//     strings;
+//   - timestamp and date columns: time.Time, and strings in RFC 3339
+//     (fractional seconds optional), the same without a zone (read as
+//     UTC) or a date alone ("2006-01-02", its midnight UTC); a date column
+//     keeps the UTC date of a timestamp;
+//   - binary columns: []byte and strings;
 //
 // and anything else (a number or boolean for a string column, a string for
 // a number or boolean column) is a *SchemaError type conflict. Go integer
@@ -93,6 +95,67 @@ func (c Cast) appliesTo(t DataType) bool {
 // a value that does not fit is a *SchemaError with Row -1.
 func CoerceValue(t DataType, v any, path string, cast Cast) (any, error) {
 	return castValue(t, v, path, cast)
+}
+
+// CoerceColumn is CoerceValue for the value of a top-level column that
+// Append will store, before Append evolves the schema: a primitive value is
+// converted as CoerceValue does (with cast), while a struct, array or map
+// value is only checked for its kind (an object, an array, a map) and
+// returned as it is, because Append coerces its contents after schema
+// evolution may have added fields to the column's type. It is what a
+// caller that checks values as they arrive (the pipeline's delta_writer)
+// uses, so that it and Append apply the same rules.
+func CoerceColumn(t DataType, v any, path string, cast Cast) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	switch t.(type) {
+	case *StructType:
+		if _, ok := v.(map[string]any); !ok {
+			return nil, kindConflict(v, path, "an object")
+		}
+		return v, nil
+	case *ArrayType:
+		if _, ok := v.([]any); !ok {
+			return nil, kindConflict(v, path, "an array")
+		}
+		return v, nil
+	case *MapType:
+		return v, nil
+	}
+	return castValue(t, v, path, cast)
+}
+
+// kindConflict is the type conflict of a value of the wrong kind for a
+// struct or array column, named in JSON terms ("string value is not an
+// object"): the column's whole type can be long.
+func kindConflict(v any, path, want string) *SchemaError {
+	return &SchemaError{Row: -1, Path: path, Reason: jsonTypeName(v) + " value is not " + want}
+}
+
+// jsonTypeName names a decoded JSON value's type: string, integer (an
+// integral number), number, boolean, object, array or null.
+func jsonTypeName(v any) string {
+	switch x := v.(type) {
+	case string:
+		return "string"
+	case int64, int:
+		return "integer"
+	case float64:
+		if x == math.Trunc(x) && !math.IsInf(x, 0) {
+			return "integer"
+		}
+		return "number"
+	case bool:
+		return "boolean"
+	case map[string]any:
+		return "object"
+	case []any:
+		return "array"
+	case nil:
+		return "null"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 // castValue is coerceValue with cast applied to a primitive value of

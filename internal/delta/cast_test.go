@@ -220,3 +220,75 @@ func TestCoerceValue(t *testing.T) {
 		t.Fatal("ParseCast accepted an unknown name")
 	}
 }
+
+// Timestamps and dates are read as the pipeline has always read them:
+// RFC 3339, without a zone (UTC) or a date alone.
+func TestCoerceTimes(t *testing.T) {
+	noon := time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC)
+	midnight := time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		t    DataType
+		v    string
+		want any
+	}{
+		{TypeTimestamp, "2026-01-10T12:00:00Z", noon},
+		{TypeTimestamp, "2026-01-10T13:00:00+01:00", noon},
+		{TypeTimestamp, "2026-01-10T12:00:00", noon},
+		{TypeTimestamp, "2026-01-10T12:00:00.000001234", noon.Add(time.Microsecond)},
+		{TypeTimestampNTZ, "2026-01-10T12:00:00", noon},
+		{TypeTimestamp, "2026-01-10", midnight},
+		{TypeDate, "2026-01-10", midnight},
+		{TypeDate, "2026-01-10T23:30:00-01:00", time.Date(2026, 1, 11, 0, 0, 0, 0, time.UTC)},
+		{TypeTimestamp, "10/01/2026", nil},
+		{TypeDate, "", nil},
+	} {
+		got, err := CoerceValue(tc.t, tc.v, "c", CastNone)
+		if tc.want == nil {
+			if !isSchemaError(err) {
+				t.Fatalf("CoerceValue(%s, %q) = %v, %v; want a *SchemaError", tc.t, tc.v, got, err)
+			}
+			continue
+		}
+		if err != nil || !got.(time.Time).Equal(tc.want.(time.Time)) {
+			t.Fatalf("CoerceValue(%s, %q) = %v, %v; want %v", tc.t, tc.v, got, err, tc.want)
+		}
+	}
+}
+
+// CoerceColumn checks only the kind of a struct or array value (Append
+// coerces its contents after evolution) and converts primitives as
+// CoerceValue does.
+func TestCoerceColumn(t *testing.T) {
+	st := &StructType{Fields: []*StructField{{Name: "a", Type: TypeLong, Nullable: true}}}
+	obj := map[string]any{"a": "not a long", "new": 1.0}
+	if got, err := CoerceColumn(st, obj, "s", CastNone); err != nil || !reflect.DeepEqual(got, obj) {
+		t.Fatalf("struct: got %v, %v; want the object unchanged", got, err)
+	}
+	arr := &ArrayType{ElementType: TypeString, ContainsNull: true}
+	if got, err := CoerceColumn(arr, []any{1.0}, "l", CastNone); err != nil || !reflect.DeepEqual(got, []any{1.0}) {
+		t.Fatalf("array: got %v, %v; want the array unchanged", got, err)
+	}
+	for _, tc := range []struct {
+		t    DataType
+		v    any
+		want string
+	}{
+		{st, "x", `delta: schema: column "c": string value is not an object`},
+		{st, []any{}, `delta: schema: column "c": array value is not an object`},
+		{arr, 2.0, `delta: schema: column "c": integer value is not an array`},
+	} {
+		_, err := CoerceColumn(tc.t, tc.v, "c", CastNone)
+		if err == nil || err.Error() != tc.want || !isSchemaError(err) {
+			t.Fatalf("CoerceColumn(%s, %v) = %v, want %s", tc.t, tc.v, err, tc.want)
+		}
+	}
+	if got, err := CoerceColumn(TypeLong, "12", "c", CastFromString); err != nil || got != int64(12) {
+		t.Fatalf("cast: got %v, %v", got, err)
+	}
+	if _, err := CoerceColumn(TypeString, 12.0, "c", CastNone); !isSchemaError(err) {
+		t.Fatalf("strict: got %v, want a *SchemaError", err)
+	}
+	if got, err := CoerceColumn(TypeTimestamp, "2026-01-10T12:00:00", "c", CastNone); err != nil || !got.(time.Time).Equal(time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC)) {
+		t.Fatalf("timestamp: got %v, %v", got, err)
+	}
+}

@@ -19,7 +19,7 @@ import (
 // Accepted inputs are the strict ones Cast documents (CastNone): any Go
 // integer kind, integral float64 and json.Number for integer columns (with
 // a range check); any number for floating and decimal columns; RFC 3339
-// strings for timestamps and "2006-01-02" for dates; decimal strings; and
+// strings for timestamps and dates (see Cast); decimal strings; and
 // never a number or boolean for a string column or a string for a number
 // or boolean one (CoerceValue applies a Cast). Keys missing from the row
 // are null; keys the schema does not have are an error. Errors are
@@ -365,23 +365,42 @@ func coercePrimitive(t PrimitiveType, v any, path string) (any, error) {
 			y, m, d := x.Date()
 			return time.Date(y, m, d, 0, 0, 0, 0, time.UTC), nil
 		case string:
-			if d, err := time.Parse("2006-01-02", x); err == nil {
-				return d, nil
+			ts, err := parseTime(x)
+			if err != nil {
+				return nil, conflict(t, v, path, err.Error())
 			}
-			return nil, conflict(t, v, path, "not a date")
+			y, m, d := ts.Date()
+			return time.Date(y, m, d, 0, 0, 0, 0, time.UTC), nil
 		}
 	case TypeTimestamp, TypeTimestampNTZ:
 		switch x := v.(type) {
 		case time.Time:
 			return x.UTC().Truncate(time.Microsecond), nil
 		case string:
-			if ts, err := time.Parse(time.RFC3339Nano, x); err == nil {
-				return ts.UTC().Truncate(time.Microsecond), nil
+			ts, err := parseTime(x)
+			if err != nil {
+				return nil, conflict(t, v, path, err.Error())
 			}
-			return nil, conflict(t, v, path, "not an RFC 3339 timestamp")
+			return ts.Truncate(time.Microsecond), nil
 		}
 	}
 	return nil, conflict(t, v, path, "")
+}
+
+// parseTime parses a timestamp or date string as UTC: RFC 3339
+// (fractional seconds optional), the same without a zone (read as UTC), or
+// a date alone (its midnight), as ClaimX writes them in places.
+func parseTime(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), nil
+	}
+	if t, err := time.Parse("2006-01-02T15:04:05.999999999", s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 timestamp or a date", s)
 }
 
 func toDecimal(v any, t *DecimalType) (Decimal, error) {

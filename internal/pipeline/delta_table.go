@@ -33,6 +33,8 @@ type deltaTable struct {
 	t  *delta.Table
 	// seen is the version of the snapshot last read.
 	seen atomic.Int64
+	// schema is the schema of the snapshot last read or committed.
+	schema atomic.Pointer[delta.StructType]
 }
 
 // TableDefsFromDir returns a Deps.TableDefs that loads
@@ -104,6 +106,7 @@ func (d *deltaTable) table(ctx context.Context) (*delta.Table, error) {
 		return nil, fmt.Errorf("table %s: %w", d.name, err)
 	}
 	d.t = t
+	d.schema.Store(snap.Schema())
 	return t, nil
 }
 
@@ -112,10 +115,14 @@ func (d *deltaTable) Schema(ctx context.Context) (*delta.StructType, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s := d.schema.Load(); s != nil {
+		return s, nil
+	}
 	snap, err := t.Snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
+	d.schema.Store(snap.Schema())
 	return snap.Schema(), nil
 }
 
@@ -150,6 +157,9 @@ func (d *deltaTable) Append(ctx context.Context, rows []map[string]any, txns map
 		}
 		return 0, nil, err
 	}
+	if res.Schema != nil {
+		d.schema.Store(res.Schema)
+	}
 	if res.Rows == 0 && len(res.Rejected) > 0 {
 		return -1, res.Rejected, nil // every row rejected: nothing committed
 	}
@@ -174,6 +184,7 @@ func (d *deltaTable) TxnVersions(ctx context.Context, appIDs []string) (map[stri
 		return nil, err
 	}
 	d.seen.Store(snap.Version())
+	d.schema.Store(snap.Schema())
 	out := make(map[string]int64, len(appIDs))
 	for _, id := range appIDs {
 		if v, ok := snap.TxnVersion(id); ok {

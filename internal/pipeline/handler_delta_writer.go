@@ -28,8 +28,14 @@ type DeltaWriterConfig struct {
 	SchemaEvolution bool `yaml:"schema_evolution"`
 	// ColumnMapping maps table column ← dotted event field path. Required.
 	ColumnMapping map[string]string `yaml:"column_mapping"`
+	// PartitionBy lists the partition columns the writer fills, each from
+	// a part (year, month, day or hour, UTC) of a timestamp column of
+	// column_mapping. Default: year, month and day from
+	// partition_timestamp. A column the table does not have is left out.
+	PartitionBy []PartitionSpec `yaml:"partition_by"`
 	// PartitionTimestamp is the column whose UTC date fills the year, month
-	// and day partition columns. Default event_timestamp.
+	// and day partition columns when partition_by is not given; with
+	// partition_by it must not be set. Default event_timestamp.
 	PartitionTimestamp string `yaml:"partition_timestamp"`
 	// FlushRows, FlushBytes and FlushInterval (seconds) bound what is
 	// buffered before a commit. Defaults 10000 rows, 64 MiB, 2 s.
@@ -46,11 +52,10 @@ type DeltaWriterConfig struct {
 
 func deltaWriterDefaults() *DeltaWriterConfig {
 	return &DeltaWriterConfig{
-		Mode:               "append",
-		PartitionTimestamp: "event_timestamp",
-		FlushRows:          10000,
-		FlushBytes:         64 << 20,
-		FlushInterval:      2,
+		Mode:          "append",
+		FlushRows:     10000,
+		FlushBytes:    64 << 20,
+		FlushInterval: 2,
 	}
 }
 
@@ -79,6 +84,7 @@ func (c *DeltaWriterConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("casts.%s: not a column of column_mapping", col))
 		}
 	}
+	errs = append(errs, c.validatePartitions()...)
 	if c.FlushRows <= 0 || c.FlushBytes <= 0 || c.FlushInterval <= 0 {
 		errs = append(errs, errors.New("flush_rows, flush_bytes and flush_interval must be positive"))
 	}
@@ -104,8 +110,10 @@ type appendOptions struct {
 }
 
 type table interface {
-	// Schema returns the table's current schema, creating the table first if
-	// it does not exist.
+	// Schema returns the table's schema as of the snapshot it read or
+	// committed last (TxnVersions, Append), without reading storage again;
+	// before any, it reads the table, creating it first if it does not
+	// exist.
 	Schema(ctx context.Context) (*delta.StructType, error)
 	// Append commits rows and txns (appId → version) as one version and
 	// returns it. Rows that do not fit the schema are left out and returned
@@ -128,10 +136,14 @@ type DeltaWriter struct {
 	tbl     table
 	ids     topicIDs  // the topic ids commits record
 	columns []mapping // column ← field, sorted by column
-	flushIv time.Duration
-	plan    atomic.Pointer[rowPlan]
+	// partitions are the partition columns derived from timestamps.
+	partitions []partitionColumn
+	flushIv    time.Duration
+	plan       atomic.Pointer[rowPlan]
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// schema is what rows are checked against: the table's schema as of
+	// the last snapshot the writer read or committed on (refreshSchema).
 	schema  *delta.StructType
 	buf     []pendingRow
 	bytes   int64
@@ -157,8 +169,9 @@ type rowPlan struct {
 	// fields[i] is the schema field of columns[i], nil when the table does
 	// not have the column (yet).
 	fields []*delta.StructField
-	// year, month and day are the partition columns the writer fills.
-	year, month, day *delta.StructField
+	// parts[i] is the schema field of the writer's partitions[i], nil when
+	// the table does not have it.
+	parts []*delta.StructField
 	// notNull are NOT NULL columns no mapping fills.
 	notNull []string
 }
@@ -173,7 +186,10 @@ func (w *DeltaWriter) planFor(schema *delta.StructType) *rowPlan {
 		p.fields[i] = schema.Field(c.to)
 		mapped[c.to] = true
 	}
-	p.year, p.month, p.day = schema.Field("year"), schema.Field("month"), schema.Field("day")
+	p.parts = make([]*delta.StructField, len(w.partitions))
+	for i, d := range w.partitions {
+		p.parts[i] = schema.Field(d.column)
+	}
 	for _, f := range schema.Fields {
 		if !f.Nullable && !mapped[f.Name] {
 			p.notNull = append(p.notNull, f.Name)
@@ -189,13 +205,14 @@ func (w *DeltaWriter) planFor(schema *delta.StructType) *rowPlan {
 // it again.
 type rowMemo struct {
 	in, out []any
-	// ymd is the last partition date and its boxed values.
-	ymd       [3]int
-	ymdValues [3]any
+	// partIn and partOut are, per partition column, the last value derived
+	// and its coerced value (nil: none yet).
+	partIn  []int
+	partOut []any
 }
 
-func newRowMemo(n int) *rowMemo {
-	return &rowMemo{in: make([]any, n), out: make([]any, n)}
+func newRowMemo(n, parts int) *rowMemo {
+	return &rowMemo{in: make([]any, n), out: make([]any, n), partIn: make([]int, parts), partOut: make([]any, parts)}
 }
 
 // comparableScalar reports whether v is a decoded scalar that == can
@@ -248,6 +265,7 @@ func newDeltaWriter(cfg *DeltaWriterConfig, tbl table, deps Deps) *DeltaWriter {
 		w.columns = append(w.columns, m)
 	}
 	sort.Slice(w.columns, func(i, j int) bool { return w.columns[i].to < w.columns[j].to })
+	w.partitions = cfg.partitionColumns()
 	return w
 }
 
@@ -276,6 +294,20 @@ func (w *DeltaWriter) loadSchema(ctx context.Context) (*delta.StructType, error)
 	return s, nil
 }
 
+// refreshSchema takes the schema of the snapshot the table read or
+// committed last, after a call that read or committed one: a column or
+// field another writer (or this one, by evolution) added is accepted from
+// the next batch on. A failure keeps the schema the writer had.
+func (w *DeltaWriter) refreshSchema(ctx context.Context) {
+	s, err := w.tbl.Schema(ctx)
+	if err != nil || s == nil {
+		return
+	}
+	w.mu.Lock()
+	w.schema = s
+	w.mu.Unlock()
+}
+
 // Handle implements Handler.
 func (w *DeltaWriter) Handle(ctx context.Context, ev *Event) ([]*Event, error) {
 	res, err := w.HandleBatch(ctx, []*Event{ev})
@@ -295,7 +327,7 @@ func (w *DeltaWriter) HandleBatch(ctx context.Context, evs []*Event) ([]Result, 
 		return nil, err
 	}
 	plan := w.planFor(schema)
-	memo := newRowMemo(len(w.columns))
+	memo := newRowMemo(len(w.columns), len(w.partitions))
 	results := make([]Result, len(evs))
 	rows := make([]pendingRow, 0, len(evs))
 	var size int64
@@ -326,7 +358,7 @@ func (w *DeltaWriter) HandleBatch(ctx context.Context, evs []*Event) ([]Result, 
 // before its first value, such as the lookup result while the API is down)
 // is left out: the column joins the schema with its first value.
 func (w *DeltaWriter) row(plan *rowPlan, ev *Event, memo *rowMemo) (map[string]any, error) {
-	row := make(map[string]any, len(w.columns)+3)
+	row := make(map[string]any, len(w.columns)+len(w.partitions))
 	for i := range w.columns {
 		c := &w.columns[i]
 		v, _ := c.path.get(ev.Fields)
@@ -345,7 +377,7 @@ func (w *DeltaWriter) row(plan *rowPlan, ev *Event, memo *rowMemo) (map[string]a
 			cv = memo.out[i]
 		} else {
 			var err error
-			cv, err = coerceValue(f.Type, v, c.to, c.cast)
+			cv, err = delta.CoerceColumn(f.Type, v, c.to, c.cast)
 			if err != nil {
 				return nil, Errorf(ClassSchemaConflict, c.to, "column %q (%s) ← field %q: %w", c.to, f.Type, c.from, err)
 			}
@@ -358,33 +390,8 @@ func (w *DeltaWriter) row(plan *rowPlan, ev *Event, memo *rowMemo) (map[string]a
 		}
 		row[c.to] = cv
 	}
-	if ts, ok := row[w.cfg.PartitionTimestamp].(time.Time); ok {
-		ts = ts.UTC()
-		y, m, d := ts.Date()
-		ymd := [3]int{y, int(m), d}
-		var vals [3]any
-		if memo != nil && memo.ymdValues[0] != nil && memo.ymd == ymd {
-			vals = memo.ymdValues
-		} else {
-			for k, f := range [...]*delta.StructField{plan.year, plan.month, plan.day} {
-				if f == nil {
-					continue
-				}
-				cv, err := delta.CoerceValue(f.Type, int64(ymd[k]), f.Name, delta.CastNone)
-				if err != nil {
-					return nil, Errorf(ClassSchemaConflict, f.Name, "partition column %q: %w", f.Name, err)
-				}
-				vals[k] = cv
-			}
-			if memo != nil && vals[0] != nil {
-				memo.ymd, memo.ymdValues = ymd, vals
-			}
-		}
-		for k, f := range [...]*delta.StructField{plan.year, plan.month, plan.day} {
-			if f != nil {
-				row[f.Name] = vals[k]
-			}
-		}
+	if err := w.derivePartitions(plan, row, memo); err != nil {
+		return nil, err
 	}
 	// Every NOT NULL column must be set: mapped ones were checked above.
 	for _, name := range plan.notNull {
@@ -498,6 +505,7 @@ func (w *DeltaWriter) Commit(ctx context.Context, b FlushBatch, marks []Mark) (*
 	if err != nil {
 		return nil, storageError("reading the txn versions of table "+w.cfg.TableName, err)
 	}
+	w.refreshSchema(ctx) // the snapshot this commit goes on
 	rewind, reasons := w.applyResets(stored)
 	txns := make(map[string]int64, len(marks))
 	for i, m := range marks {
@@ -573,6 +581,7 @@ func (w *DeltaWriter) Commit(ctx context.Context, b FlushBatch, marks []Mark) (*
 			}
 			return nil, storageError("committing to table "+w.cfg.TableName, err)
 		}
+		w.refreshSchema(ctx) // evolved by this commit, or by the ones it followed
 		if len(rewind) > 0 && (v >= 0 || len(rejected) < len(keep)) {
 			w.resetsCommitted(txns)
 		}
@@ -611,55 +620,6 @@ func (w *DeltaWriter) Commit(ctx context.Context, b FlushBatch, marks []Mark) (*
 		res.Written[i] = p.ev
 	}
 	return res, nil
-}
-
-// coerceValue converts a decoded JSON value for a column of type t:
-// primitives strictly, as the table stores them (delta.CoerceValue, with
-// the column's cast); objects and arrays are checked for their kind and
-// left to Append, which evolves their fields.
-func coerceValue(t delta.DataType, v any, path string, cast delta.Cast) (any, error) {
-	if v == nil {
-		return nil, nil
-	}
-	switch t.(type) {
-	case *delta.StructType:
-		if _, ok := v.(map[string]any); !ok {
-			return nil, fmt.Errorf("%s value is not an object", typeName(v))
-		}
-		return v, nil
-	case *delta.ArrayType:
-		if _, ok := v.([]any); !ok {
-			return nil, fmt.Errorf("%s value is not an array", typeName(v))
-		}
-		return v, nil
-	case *delta.MapType:
-		return v, nil
-	}
-	if s, ok := v.(string); ok && (t == delta.TypeTimestamp || t == delta.TypeTimestampNTZ || t == delta.TypeDate) {
-		// Timestamps without a zone are UTC, and a date alone is its
-		// midnight, as ClaimX writes them in places.
-		ts, err := parseTime(s)
-		if err != nil {
-			return nil, err
-		}
-		v = ts
-	}
-	return delta.CoerceValue(t, v, path, cast)
-}
-
-// parseTime parses an RFC 3339 timestamp (fractional seconds optional), one
-// without a zone (UTC), or a date, as UTC.
-func parseTime(s string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t.UTC(), nil
-	}
-	if t, err := time.Parse("2006-01-02T15:04:05.999999999", s); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t, nil
-	}
-	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 timestamp or a date", s)
 }
 
 // offsetReset is one partition's reset: records at or below floor are in
@@ -741,6 +701,7 @@ func (w *DeltaWriter) StoredOffsets(ctx context.Context, topic string, partition
 	if err != nil {
 		return nil, storageError("reading the txn versions of table "+w.cfg.TableName, err)
 	}
+	w.refreshSchema(ctx)
 	out := make(map[int32]int64, len(vs))
 	for i, p := range partitions {
 		if v, ok := vs[ids[i]]; ok {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 )
 
 // checkRows is Append's row-by-row pass for RejectBadRows: it evolves the
@@ -307,4 +308,127 @@ func (e *fileEncoder) safeAddRow(row map[string]any, ignored int) (err error) {
 		}
 	}()
 	return e.addRow(row, ignored)
+}
+
+// fittedRows are an Append's rows shredded against the schema they fit.
+type fittedRows struct {
+	schema *StructType
+	// shred is nil when every row was rejected.
+	shred    *shreddedRows
+	rejected []*SchemaError
+}
+
+// fitRows shreds rows for Append: against the current schema when they all
+// fit it; otherwise, with opts.RejectBadRows, the rows that fit (see
+// rejectBadRows), or with opts.SchemaEvolution, every row against the
+// schema they evolve it to (see evolveRows).
+//
+// Rows are shredded against the current schema first: when they all fit,
+// schema evolution has nothing to add (evolveRow changes the schema only
+// for a row with a non-null key the schema lacks, which shredding
+// rejects), so the per-row evolution pass runs only on failure, and its
+// errors still come first.
+func (t *Table) fitRows(snap *Snapshot, rows []map[string]any, opts AppendOptions) (fittedRows, error) {
+	schema := snap.metadata.Schema
+	minRows := opts.MinRowsPerFile
+	if minRows == 0 {
+		minRows = DefaultMinRowsPerFile
+	}
+	shred, err := t.shredRows(snap, schema, rows, minRows, opts.Casts)
+	switch {
+	case err == nil:
+		return fittedRows{schema: schema, shred: shred}, nil
+	case opts.RejectBadRows && isSchemaError(err):
+		return t.rejectBadRows(snap, rows, opts, minRows)
+	case opts.SchemaEvolution:
+		return t.evolveRows(snap, rows, opts, minRows, err)
+	}
+	return fittedRows{}, err
+}
+
+// rejectBadRows checks rows one by one (checkRows) and shreds those that
+// fit against the schema they evolved it to; the others are rejected.
+func (t *Table) rejectBadRows(snap *Snapshot, rows []map[string]any, opts AppendOptions, minRows int) (fittedRows, error) {
+	schema, good, rejected, err := t.checkRows(snap, rows, opts.SchemaEvolution, opts.Casts)
+	if err != nil {
+		return fittedRows{}, err
+	}
+	if len(good) == 0 {
+		return fittedRows{schema: schema, rejected: rejected}, nil
+	}
+	shred, err := t.shredRows(snap, schema, good, minRows, opts.Casts)
+	if err != nil {
+		// checkRows shredded each good row against this schema.
+		return fittedRows{}, fmt.Errorf("delta: rows checked one by one fail together: %w", err)
+	}
+	return fittedRows{schema: schema, shred: shred, rejected: rejected}, nil
+}
+
+// evolveRows evolves the schema with every row, in order, and shreds the
+// rows against the result; a row that cannot evolve it fails the call.
+// When no row changes the schema, shredErr (the failure against the
+// current schema) is the answer.
+func (t *Table) evolveRows(snap *Snapshot, rows []map[string]any, opts AppendOptions, minRows int, shredErr error) (fittedRows, error) {
+	schema := snap.metadata.Schema
+	order := declaredOrder(snap)
+	// checkedWith[i] is the schema after row i's evolution: the
+	// untypeable values it holds at keys that schema lacks are stored
+	// as null, as by an Append of its own (see checkRows).
+	checkedWith := make([]*StructType, len(rows))
+	for i, r := range rows {
+		ns, eerr := evolveRow(schema, r, order)
+		if eerr == nil && ns != schema {
+			eerr = checkLevels(ns)
+		}
+		if eerr != nil {
+			return fittedRows{}, withRow(eerr, i)
+		}
+		schema = ns
+		checkedWith[i] = ns
+	}
+	if schema == snap.metadata.Schema {
+		return fittedRows{}, shredErr
+	}
+	copied := false
+	for i, r := range rows {
+		if checkedWith[i] == schema {
+			continue
+		}
+		if nr, changed := dropUntypeable(checkedWith[i], r); changed {
+			if !copied {
+				rows, copied = slices.Clone(rows), true
+			}
+			rows[i] = nr
+		}
+	}
+	shred, err := t.shredRows(snap, schema, rows, minRows, opts.Casts)
+	if err != nil {
+		return fittedRows{}, err
+	}
+	return fittedRows{schema: schema, shred: shred}, nil
+}
+
+func isSchemaError(err error) bool {
+	var se *SchemaError
+	return errors.As(err, &se)
+}
+
+func withRow(err error, row int) error {
+	var se *SchemaError
+	if errors.As(err, &se) {
+		c := *se
+		c.Row = row
+		return &c
+	}
+	return err
+}
+
+// declaredOrder is the table's declared top-level column order (property
+// kpipe.columnOrder), used to place inferred columns.
+func declaredOrder(s *Snapshot) []string {
+	v, ok := s.config(propColumnOrder)
+	if !ok || v == "" {
+		return nil
+	}
+	return strings.Split(v, ",")
 }

@@ -1,0 +1,253 @@
+package delta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+)
+
+// dataFile is one data file of an Append: a run of consecutive rows of one
+// partition group.
+type dataFile struct {
+	g    *partGroup
+	rows []int
+	enc  *fileEncoder
+	// first is whether this is the group's first file (the others copy
+	// the partition values, so no two add actions share a map).
+	first bool
+}
+
+// shreddedRows are the rows of one Append shredded per data file, ready to
+// be encoded.
+type shreddedRows struct {
+	plan     *writePlan
+	partCols []string
+	files    []*dataFile
+}
+
+func (s *shreddedRows) release() {
+	for _, f := range s.files {
+		if f.enc != nil {
+			f.enc.release()
+			f.enc = nil
+		}
+	}
+}
+
+// cachedPlan is the write plan of the last schema a Table wrote.
+type cachedPlan struct {
+	schema   *StructType
+	partCols []string
+	numIdx   int
+	plan     *writePlan
+}
+
+// writePlanFor returns the write plan of schema's data columns, cached
+// while the schema (compared by identity: schemas are never modified in
+// place) and the table settings stay the same.
+func (t *Table) writePlanFor(snap *Snapshot, schema *StructType) (*writePlan, error) {
+	partCols := snap.metadata.PartitionColumns
+	numIdx := snap.configInt("delta.dataSkippingNumIndexedCols", 32)
+	if numIdx < 0 {
+		numIdx = 1 << 30
+	}
+	t.planMu.Lock()
+	c := t.plan
+	t.planMu.Unlock()
+	if c != nil && c.schema == schema && c.numIdx == numIdx && slices.Equal(c.partCols, partCols) {
+		return c.plan, nil
+	}
+	data := &StructType{}
+	var ignore []string
+	for _, f := range schema.Fields {
+		if slices.Contains(partCols, f.Name) {
+			ignore = append(ignore, f.Name)
+		} else {
+			data.Fields = append(data.Fields, f)
+		}
+	}
+	plan, err := newWritePlan(data, numIdx)
+	if err != nil {
+		return nil, err
+	}
+	plan.setIgnore(ignore)
+	t.planMu.Lock()
+	t.plan = &cachedPlan{schema: schema, partCols: slices.Clone(partCols), numIdx: numIdx, plan: plan}
+	t.planMu.Unlock()
+	return plan, nil
+}
+
+// shredRows groups rows by partition, splits the groups into data files
+// (see Append) and shreds the files in parallel, encoding them in memory as
+// it goes. A row that does not fit fails the call with a *SchemaError
+// naming the lowest such row, before anything is written to storage.
+func (t *Table) shredRows(snap *Snapshot, schema *StructType, rows []map[string]any, minRowsPerFile int, casts map[string]Cast) (*shreddedRows, error) {
+	if len(rows) == 0 {
+		return &shreddedRows{}, nil
+	}
+	partCols := snap.metadata.PartitionColumns
+	plan, err := t.writePlanFor(snap, schema)
+	if err != nil {
+		return nil, err
+	}
+	groups, present, err := groupRows(schema, partCols, rows, casts)
+	if err != nil {
+		return nil, err
+	}
+	files := splitGroups(groups, minRowsPerFile, runtime.GOMAXPROCS(0))
+	sh := &shreddedRows{plan: plan, partCols: partCols, files: files}
+	errs := make([]error, len(files))
+	forEachGroup(len(files), func(fi int) {
+		f := files[fi]
+		f.enc = newFileEncoder(plan, len(f.rows))
+		f.enc.casts = casts
+		cur := -1
+		defer func() {
+			// A panic of the encoder is the current row's error, not a
+			// crash of the process.
+			if p := recover(); p != nil {
+				errs[fi] = withRow(rowPanic(p), cur)
+			}
+		}()
+		for _, i := range f.rows {
+			cur = i
+			// present[i] saves looking the partition keys up again.
+			keys := -1
+			if present != nil {
+				keys = int(present[i])
+			}
+			if err := f.enc.addRow(rows[i], keys); err != nil {
+				errs[fi] = withRow(err, i)
+				return
+			}
+		}
+	})
+	if err := firstError(errs); err != nil {
+		sh.release()
+		return nil, err
+	}
+	return sh, nil
+}
+
+// splitGroups splits each group into k files of consecutive rows, k as
+// Append documents: the files of a commit stay few (about procs, or one per
+// partition), and each has at least minRows rows.
+func splitGroups(groups []*partGroup, minRows, procs int) []*dataFile {
+	files := make([]*dataFile, 0, len(groups))
+	budget := procs / len(groups)
+	for _, g := range groups {
+		k := 1
+		if minRows > 0 && budget >= 2 {
+			k = max(1, min(len(g.rows)/minRows, budget))
+		}
+		n := len(g.rows)
+		for j := range k {
+			files = append(files, &dataFile{g: g, rows: g.rows[j*n/k : (j+1)*n/k], first: j == 0})
+		}
+	}
+	return files
+}
+
+func forEachGroup(n int, fn func(i int)) {
+	if n == 1 {
+		fn(0)
+		return
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
+}
+
+// firstError picks the *SchemaError of the lowest row, else the first
+// error in group order.
+func firstError(errs []error) error {
+	var first error
+	firstRow := -1
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		var se *SchemaError
+		if errors.As(err, &se) && (firstRow < 0 || se.Row < firstRow) {
+			first, firstRow = err, se.Row
+		} else if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// writeDataFiles encodes the shredded files in parallel and writes them;
+// it releases sh. A storage that can defer folder fsyncs (dirSyncer) syncs
+// each folder once after all files are written, not once per file.
+func (t *Table) writeDataFiles(ctx context.Context, sh *shreddedRows) ([]AddFile, error) {
+	defer sh.release()
+	ds, _ := t.store.(dirSyncer)
+	files := make([]AddFile, len(sh.files))
+	keys := make([]string, len(sh.files))
+	errs := make([]error, len(sh.files))
+	forEachGroup(len(sh.files), func(fi int) {
+		files[fi], keys[fi], errs[fi] = t.writeFile(ctx, sh.partCols, fi, sh.files[fi], ds)
+	})
+	if err := firstError(errs); err != nil {
+		return nil, err
+	}
+	if ds != nil {
+		if err := ds.syncDirs(ctx, keys); err != nil {
+			return nil, fmt.Errorf("delta: writing data files: %w", err)
+		}
+	}
+	return files, nil
+}
+
+// writeFile encodes and writes data file f, the idx-th of its commit, and
+// returns its add action and storage key.
+func (t *Table) writeFile(ctx context.Context, partCols []string, idx int, f *dataFile, ds dirSyncer) (AddFile, string, error) {
+	data, err := f.enc.encode()
+	if err != nil {
+		return AddFile{}, "", err
+	}
+	stats := f.enc.statsJSON()
+	f.enc.release()
+	f.enc = nil
+	dirKey, dirPath := partitionDir(partCols, f.g.values)
+	name := fmt.Sprintf("part-%05d-%s.c000.zstd.parquet", idx, newUUID())
+	key := dirKey + name
+	if ds != nil {
+		err = ds.writeUnsynced(ctx, key, data)
+	} else {
+		err = t.store.Write(ctx, key, data)
+	}
+	if err != nil {
+		return AddFile{}, "", fmt.Errorf("delta: writing data file: %w", err)
+	}
+	pv := f.g.values
+	switch {
+	case pv == nil:
+		pv = map[string]string{}
+	case !f.first:
+		pv = maps.Clone(pv)
+	}
+	return AddFile{
+		Path:             dirPath + name,
+		PartitionValues:  pv,
+		Size:             int64(len(data)),
+		ModificationTime: time.Now().UnixMilli(),
+		DataChange:       true,
+		Stats:            stats,
+	}, key, nil
+}
