@@ -1,5 +1,5 @@
-// Package claimx holds ClaimX's event and entity types and the HTTP client
-// for named connections.
+// Package claimx holds ClaimX's event and entity types and the typed ClaimX
+// API over a named connection's HTTP client (internal/httpconn).
 //
 // No public ClaimX documentation exists; the simulator in internal/sim is the
 // reference. What is known:
@@ -8,7 +8,7 @@
 //     Event. Task events (CUSTOM_TASK_*) carry task_assignment_id.
 //   - GET /customTasks/assignment/{assignmentId}?full=true returns one task
 //     assignment (an instance of a task template): assignment_id, task_id
-//     (the template id, 32513 for the iTel Cabinet Repair Form), task_name,
+//     (the task template id), task_name,
 //     project_id, status, previous_status, assigned_to_user_id,
 //     assigned_by_user_id, created_at, updated_at, completed_at, due_date,
 //     form_response and more. Client.TaskAssignment fetches it.
@@ -25,14 +25,13 @@
 // never drops what it does not know, with typed accessors for the fields
 // kpipe uses. Integers survive exactly (ids are int64, never float64).
 //
-// The Client is generic over named connections (config.Connection): base
-// URL, bearer/basic/no auth, headers, per-attempt timeout, retries with
-// exponential backoff and jitter on network errors, 5xx and 429 (Retry-After
-// honoured, capped), a concurrency limit and an optional rate limit. Its
-// errors are *HTTPError values that never contain the token.
+// The Client names ClaimX's routes and returns Rows; everything HTTP
+// (auth, timeouts, retries, Retry-After, concurrency and rate limits) is the
+// embedded *httpconn.Client's, and its errors are *httpconn.Error values that
+// never contain the token.
 //
-//	c, err := claimx.NewClient(conn, claimx.WithMetrics(m), claimx.WithLogger(log))
+//	c, err := claimx.NewClient(conn, httpconn.WithMetrics(m), httpconn.WithLogger(log))
 //	row, err := c.TaskAssignment(ctx, 1000042)
+//	if httpconn.IsNotFound(err) { ... }
 //	status, _ := row.String("status")
-//	if claimx.IsNotFound(err) { ... }
 package claimx

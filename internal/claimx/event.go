@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"kpipe/internal/jsonx"
 )
 
 // Event types seen on claimx.events. The CUSTOM_TASK_UPDATED and
@@ -36,9 +38,6 @@ const (
 	StatusReopened   = "reopened"
 	StatusCancelled  = "cancelled"
 )
-
-// TemplateITelCabinet is the task template id of the iTel Cabinet Repair Form.
-const TemplateITelCabinet int64 = 32513
 
 // Errors of ParseEvent.
 var (
@@ -155,11 +154,11 @@ func ParseEvent(b []byte) (Event, error) {
 // beyond dst's growth, for producers of many events.
 func (e *Event) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `{"event_id":`...)
-	dst = AppendJSONString(dst, e.EventID)
+	dst = jsonx.AppendString(dst, e.EventID)
 	dst = append(dst, `,"event_type":`...)
-	dst = AppendJSONString(dst, e.EventType)
+	dst = jsonx.AppendString(dst, e.EventType)
 	dst = append(dst, `,"project_id":`...)
-	dst = AppendJSONString(dst, e.ProjectID)
+	dst = jsonx.AppendString(dst, e.ProjectID)
 	dst = append(dst, `,"ingested_at":"`...)
 	dst = e.IngestedAt.UTC().AppendFormat(dst, TimeFormat)
 	dst = append(dst, `","task_assignment_id":`...)
@@ -172,7 +171,7 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 	if e.MasterFileName == "" {
 		dst = append(dst, "null"...)
 	} else {
-		dst = AppendJSONString(dst, e.MasterFileName)
+		dst = jsonx.AppendString(dst, e.MasterFileName)
 	}
 	dst = append(dst, `,"raw_data":`...)
 	if len(e.RawData) == 0 {

@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"kpipe/internal/httpconn"
+	"kpipe/internal/jsonx"
 )
 
 // Row is one ClaimX entity (task assignment, project, template) exactly as
@@ -15,12 +18,13 @@ import (
 // map[string]any values and arrays are []any.
 type Row map[string]any
 
-// DecodeRow decodes a JSON object into a Row with DecodeObject, keeping
-// integers exact. Every error wraps ErrMalformedBody.
+// DecodeRow decodes a JSON object into a Row with jsonx.DecodeObject,
+// keeping integers exact. Every error wraps httpconn.ErrMalformedBody, as
+// the Client's do.
 func DecodeRow(b []byte) (Row, error) {
-	m, err := DecodeObject(b, 0)
+	m, err := jsonx.DecodeObject(b, 0)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformedBody, err)
+		return nil, fmt.Errorf("%w: %v", httpconn.ErrMalformedBody, err)
 	}
 	return Row(m), nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"kpipe/internal/claimx"
 	"kpipe/internal/config"
+	"kpipe/internal/httpconn"
 	"kpipe/internal/plugin"
 	"log/slog"
 
@@ -158,7 +159,7 @@ func newEnricher(ctx context.Context, cfg *config.Config, o enrich.Options, m *m
 	if conn == nil {
 		return nil, nil, usage(fmt.Errorf("connection %q is not defined in %s/plugins/shared/connections", enrichConnection, cfg.Dir))
 	}
-	cx, err := claimx.NewClient(conn, claimx.WithMetrics(m), claimx.WithLogger(log))
+	cx, err := claimx.NewClient(conn, httpconn.WithMetrics(m), httpconn.WithLogger(log))
 	if err != nil {
 		return nil, nil, usage(err)
 	}

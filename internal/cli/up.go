@@ -20,7 +20,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"kpipe/internal/claimx"
 	"kpipe/internal/config"
 	"kpipe/internal/delta"
 	"kpipe/internal/enrich"
@@ -496,9 +495,9 @@ func generateAndVerify(ctx context.Context, out io.Writer, o upOptions, world *s
 	if err := pub.Flush(ctx); err != nil {
 		return err
 	}
-	want := expectedEvents(world, o.events, claimx.TemplateITelCabinet)
+	want := expectedEvents(world, o.events, sim.TemplateITelCabinet)
 	fmt.Fprintf(out, "generated %d events in %s; waiting for the table to hold the %d events of task %d\n",
-		o.events, time.Since(start).Round(time.Millisecond), len(want), claimx.TemplateITelCabinet)
+		o.events, time.Since(start).Round(time.Millisecond), len(want), sim.TemplateITelCabinet)
 
 	var (
 		rows      []map[string]any

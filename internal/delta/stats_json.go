@@ -6,7 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"kpipe/internal/jsonx"
 )
 
 // statNode is a node of a plan's stats paths: a leaf names a stats column,
@@ -84,7 +85,7 @@ func (e *fileEncoder) appendStatObject(b []byte, n *statNode, part statPart) []b
 		if !first {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, c.name)
+		b = jsonx.AppendStringHTML(b, c.name)
 		b = append(b, ':')
 		if c.stat < 0 {
 			inner := len(b)
@@ -118,13 +119,13 @@ func (e *fileEncoder) appendStatValue(b []byte, i int, part statPart) ([]byte, b
 	switch typ {
 	case TypeString:
 		if part == statMin {
-			return appendJSONString(b, truncMin(s.minS)), true
+			return jsonx.AppendStringHTML(b, truncMin(s.minS)), true
 		}
 		hi, ok := truncMax(s.maxS).(string)
 		if !ok {
 			return b, false
 		}
-		return appendJSONString(b, hi), true
+		return jsonx.AppendStringHTML(b, hi), true
 	case TypeFloat, TypeDouble:
 		if math.IsInf(s.minF, 0) || math.IsInf(s.maxF, 0) {
 			return b, false
@@ -141,9 +142,9 @@ func (e *fileEncoder) appendStatValue(b []byte, i int, part statPart) ([]byte, b
 	}
 	switch typ {
 	case TypeTimestamp, TypeTimestampNTZ:
-		return appendJSONString(b, formatStatTime(x, typ)), true
+		return jsonx.AppendStringHTML(b, formatStatTime(x, typ)), true
 	case TypeDate:
-		return appendJSONString(b, time.Unix(x*86400, 0).UTC().Format("2006-01-02")), true
+		return jsonx.AppendStringHTML(b, time.Unix(x*86400, 0).UTC().Format("2006-01-02")), true
 	}
 	return strconv.AppendInt(b, x, 10), true
 }
@@ -165,58 +166,4 @@ func appendJSONFloat(b []byte, f float64) []byte {
 		}
 	}
 	return b
-}
-
-// appendJSONString quotes s as encoding/json does (HTML-safe escaping,
-// U+2028 and U+2029 escaped, invalid UTF-8 as U+FFFD).
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

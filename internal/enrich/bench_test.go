@@ -112,7 +112,7 @@ func BenchmarkEnrich(b *testing.B) {
 
 	b.Run("kafka", func(b *testing.B) {
 		f := &memFetcher{cx: cx, tasks: map[int64]claimx.Row{}, projs: map[string]claimx.Row{}}
-		want := s.Manifest().Count(claimx.TemplateITelCabinet)
+		want := s.Manifest().Count(sim.TemplateITelCabinet)
 		events := 0
 		var elapsed time.Duration
 		for b.Loop() {

@@ -8,7 +8,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"kpipe/internal/claimx"
 	"kpipe/internal/kafka"
 	"kpipe/internal/sim"
 )
@@ -112,7 +111,7 @@ func TestRebalanceWhilePaused(t *testing.T) {
 	if err := s.SetFaults(sim.Faults{}); err != nil {
 		t.Fatal(err)
 	}
-	want := s.Manifest().Count(claimx.TemplateITelCabinet)
+	want := s.Manifest().Count(sim.TemplateITelCabinet)
 	checkTracking(t, s, readCommitted(t, c.ListenAddrs(), trackingTopic, want, 60*time.Second, 500*time.Millisecond))
 	consumed := func(m *Options) int {
 		return int(testutil.ToFloat64(m.Metrics.EnrichEventsConsumed.WithLabelValues(DefaultName)))

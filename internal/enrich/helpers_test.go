@@ -17,6 +17,7 @@ import (
 
 	"kpipe/internal/claimx"
 	"kpipe/internal/config"
+	"kpipe/internal/httpconn"
 	"kpipe/internal/kafka"
 	"kpipe/internal/metrics"
 	"kpipe/internal/plugin"
@@ -95,7 +96,7 @@ func components(t testing.TB, baseURL string, m *metrics.Metrics, log *slog.Logg
 	if err != nil {
 		t.Fatal(err)
 	}
-	cx, err := claimx.NewClient(cfg.Connections["claimx_api"], claimx.WithMetrics(m))
+	cx, err := claimx.NewClient(cfg.Connections["claimx_api"], httpconn.WithMetrics(m))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +167,7 @@ func readCommitted(t testing.TB, addrs []string, topic string, want int, timeout
 func checkTracking(t testing.TB, s *sim.Sim, got []outRecord) {
 	t.Helper()
 	man := s.Manifest()
-	want := man.EventsForTemplate(claimx.TemplateITelCabinet)
+	want := man.EventsForTemplate(sim.TemplateITelCabinet)
 	if man.Count(0) == len(want) {
 		t.Fatal("the world has only 32513 tasks; want mixed templates")
 	}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"kpipe/internal/claimx"
 	"kpipe/internal/kafka"
 	"kpipe/internal/sim"
 )
@@ -124,7 +123,7 @@ func TestKillRestart(t *testing.T) {
 		t.Fatal("the killed workers committed nothing: the kills did not hit a working worker")
 	}
 	cmd := start()
-	want := s.Manifest().Count(claimx.TemplateITelCabinet)
+	want := s.Manifest().Count(sim.TemplateITelCabinet)
 	got := readCommitted(t, c.ListenAddrs(), trackingTopic, want, 40*time.Second, time.Second)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

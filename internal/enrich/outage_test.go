@@ -196,7 +196,7 @@ func TestClaimXOutageOfAnyLength(t *testing.T) {
 			if err := s.SetFaults(sim.Faults{}); err != nil {
 				t.Fatal(err)
 			}
-			want := s.Manifest().Count(claimx.TemplateITelCabinet)
+			want := s.Manifest().Count(sim.TemplateITelCabinet)
 			got := readCommitted(t, c.ListenAddrs(), trackingTopic, want, 60*time.Second, 500*time.Millisecond)
 			checkTracking(t, s, got)
 			waitFor(t, 30*time.Second, "ready again", func() bool { return r.w.Ready(t.Context()) == nil })
@@ -251,7 +251,7 @@ func TestHangingClaimXNotReadyAtOnce(t *testing.T) {
 	if err := s.SetFaults(sim.Faults{}); err != nil {
 		t.Fatal(err)
 	}
-	checkTracking(t, s, readCommitted(t, c.ListenAddrs(), trackingTopic, s.Manifest().Count(claimx.TemplateITelCabinet), 60*time.Second, 500*time.Millisecond))
+	checkTracking(t, s, readCommitted(t, c.ListenAddrs(), trackingTopic, s.Manifest().Count(sim.TemplateITelCabinet), 60*time.Second, 500*time.Millisecond))
 	waitFor(t, 30*time.Second, "ready again", func() bool { return r.w.Ready(t.Context()) == nil })
 	r.alive(t)
 }

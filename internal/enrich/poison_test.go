@@ -18,6 +18,7 @@ import (
 
 	"kpipe/internal/claimx"
 	"kpipe/internal/config"
+	"kpipe/internal/httpconn"
 	"kpipe/internal/kafka"
 	"kpipe/internal/plugin"
 	"kpipe/internal/sim"
@@ -33,7 +34,7 @@ type failingKey struct {
 
 func (f *failingKey) TaskAssignment(ctx context.Context, aid int64) (claimx.Row, error) {
 	if aid == f.aid {
-		return nil, &claimx.HTTPError{Connection: "claimx_api", Method: http.MethodGet, URL: fmt.Sprintf("/customTasks/assignment/%d?full=true", aid),
+		return nil, &httpconn.Error{Connection: "claimx_api", Method: http.MethodGet, URL: fmt.Sprintf("/customTasks/assignment/%d?full=true", aid),
 			Status: http.StatusInternalServerError, Retryable: true, Attempts: 2}
 	}
 	return f.Client.TaskAssignment(ctx, aid)
@@ -73,7 +74,7 @@ func TestPoisonEvents(t *testing.T) {
 	ctx := t.Context()
 
 	man := s.Manifest()
-	broken := man.AssignmentIDs(claimx.TemplateITelCabinet)[0]
+	broken := man.AssignmentIDs(sim.TemplateITelCabinet)[0]
 	task := func(id, typ string, aid string) []byte {
 		return []byte(`{"event_id":"` + id + `","event_type":"` + typ + `","project_id":"1","ingested_at":"2026-01-05T08:00:00.000Z","task_assignment_id":` + aid + `,"raw_data":{"status":"assigned","customTaskId":32513}}`)
 	}
@@ -135,7 +136,7 @@ func TestPoisonEvents(t *testing.T) {
 	}
 
 	// Everything else is published once, in order.
-	want := man.EventsForTemplate(claimx.TemplateITelCabinet)
+	want := man.EventsForTemplate(sim.TemplateITelCabinet)
 	out := readCommitted(t, c.ListenAddrs(), trackingTopic, len(want)-len(brokenEvents), 30*time.Second, 500*time.Millisecond)
 	seen := map[string]int{}
 	for _, o := range out {
@@ -207,7 +208,7 @@ func TestHugeEvent(t *testing.T) {
 	publishWorld(t, ctx, cl, s, sim.GenerateOptions{})
 	r := runWorker(t, Options{Kafka: kafka.Config{Brokers: c.ListenAddrs()}, Fetcher: cx, Orchestrator: orch, Metrics: m, Logger: testLogger(), TransactionalID: "huge"})
 
-	got := readCommitted(t, c.ListenAddrs(), trackingTopic, s.Manifest().Count(claimx.TemplateITelCabinet), 60*time.Second, 500*time.Millisecond)
+	got := readCommitted(t, c.ListenAddrs(), trackingTopic, s.Manifest().Count(sim.TemplateITelCabinet), 60*time.Second, 500*time.Millisecond)
 	checkTracking(t, s, got)
 	errs := readCommitted(t, c.ListenAddrs(), kafka.TopicEnrichmentErrors, 2, 10*time.Second, 500*time.Millisecond)
 	if len(errs) != 2 {
@@ -254,7 +255,7 @@ func TestRefusedRecords(t *testing.T) {
 	}
 	publishWorld(t, t.Context(), newClient(t, c.ListenAddrs()), s, sim.GenerateOptions{})
 	r := runWorker(t, Options{Kafka: kafka.Config{Brokers: c.ListenAddrs()}, Fetcher: cx, Orchestrator: orch, Metrics: m, Logger: testLogger(), TransactionalID: "refused"})
-	want := s.Manifest().Count(claimx.TemplateITelCabinet)
+	want := s.Manifest().Count(sim.TemplateITelCabinet)
 	errs := decodeErrorRecords(t, readCommitted(t, c.ListenAddrs(), kafka.TopicEnrichmentErrors, want, 60*time.Second, 500*time.Millisecond))
 	if len(errs) != want {
 		t.Fatalf("%d error records, want one per 32513 event (%d)", len(errs), want)
@@ -309,7 +310,7 @@ func TestPluginFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	victim := s.Manifest().EventsForTemplate(claimx.TemplateITelCabinet)[0].EventID
+	victim := s.Manifest().EventsForTemplate(sim.TemplateITelCabinet)[0].EventID
 	reg := plugin.NewRegistry()
 	reg.MustRegister(plugin.KindTaskTrigger, plugin.NewTaskTrigger)
 	reg.MustRegister("fail_on", func(*config.Plugin, plugin.Deps) (plugin.Plugin, error) { return &failOn{id: victim}, nil })
@@ -321,7 +322,7 @@ func TestPluginFailure(t *testing.T) {
 	_, cx := components(t, base, m, testLogger())
 	publishWorld(t, t.Context(), newClient(t, c.ListenAddrs()), s, sim.GenerateOptions{})
 	runWorker(t, Options{Kafka: kafka.Config{Brokers: c.ListenAddrs()}, Fetcher: cx, Orchestrator: orch, Metrics: m, Logger: testLogger(), TransactionalID: "plugin-fail"})
-	checkTracking(t, s, readCommitted(t, c.ListenAddrs(), trackingTopic, s.Manifest().Count(claimx.TemplateITelCabinet), 60*time.Second, 500*time.Millisecond))
+	checkTracking(t, s, readCommitted(t, c.ListenAddrs(), trackingTopic, s.Manifest().Count(sim.TemplateITelCabinet), 60*time.Second, 500*time.Millisecond))
 	errs := decodeErrorRecords(t, readCommitted(t, c.ListenAddrs(), kafka.TopicEnrichmentErrors, 1, 10*time.Second, 500*time.Millisecond))
 	er, ok := errs[victim]
 	if len(errs) != 1 || !ok || er.Class != ReasonPluginFailed || !strings.Contains(er.Message, "fail_on") {
@@ -334,7 +335,7 @@ func TestPluginFailure(t *testing.T) {
 type failingRows struct{ *claimx.Client }
 
 func (f failingRows) fail(route string) error {
-	return &claimx.HTTPError{Connection: "claimx_api", Method: http.MethodGet, URL: route, Status: http.StatusInternalServerError, Retryable: true, Attempts: 2}
+	return &httpconn.Error{Connection: "claimx_api", Method: http.MethodGet, URL: route, Status: http.StatusInternalServerError, Retryable: true, Attempts: 2}
 }
 
 func (f failingRows) TaskAssignment(_ context.Context, aid int64) (claimx.Row, error) {

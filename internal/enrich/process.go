@@ -19,6 +19,7 @@ import (
 
 	"kpipe/internal/claimx"
 	"kpipe/internal/dlq"
+	"kpipe/internal/httpconn"
 	"kpipe/internal/plugin"
 )
 
@@ -440,7 +441,7 @@ func (p *processor) lookup(ctx context.Context, retry bool) (roundResult, error)
 	}
 	for i := range jobs {
 		j := &jobs[i]
-		unavailable := j.err != nil && claimx.IsRetryable(j.err)
+		unavailable := j.err != nil && httpconn.IsRetryable(j.err)
 		if unavailable {
 			res.pending++
 			res.lastErr = j.err
@@ -481,7 +482,7 @@ func (p *processor) probe(ctx context.Context) bool {
 		}
 		err = pinger.Ping(ctx)
 	}
-	return ctx.Err() == nil && (err == nil || !claimx.IsRetryable(err))
+	return ctx.Err() == nil && (err == nil || !httpconn.IsRetryable(err))
 }
 
 // charge counts one more attempt for every key still failing as
@@ -641,9 +642,9 @@ func (p *processor) addError(b *batch, i int32, it *item) {
 
 func reasonOf(err error) string {
 	switch {
-	case claimx.IsNotFound(err):
+	case httpconn.IsNotFound(err):
 		return ReasonNotFound
-	case claimx.IsRetryable(err):
+	case httpconn.IsRetryable(err):
 		return ReasonAPIUnavailable
 	}
 	return ReasonLookupFailed

@@ -189,7 +189,7 @@ func testBrokerRestart(t *testing.T, kill bool) {
 	<-pubDone
 	in := inputCounts(t, b.addrs())
 	want, inputs := 0, 0
-	for _, e := range s.Manifest().EventsForTemplate(claimx.TemplateITelCabinet) {
+	for _, e := range s.Manifest().EventsForTemplate(sim.TemplateITelCabinet) {
 		want += in[e.EventID]
 	}
 	for _, n := range in {
@@ -293,7 +293,7 @@ func checkPerInput(t *testing.T, s *sim.Sim, got []outRecord, in map[string]int)
 		out[p.EventID]++
 	}
 	want := 0
-	for _, e := range s.Manifest().EventsForTemplate(claimx.TemplateITelCabinet) {
+	for _, e := range s.Manifest().EventsForTemplate(sim.TemplateITelCabinet) {
 		if out[e.EventID] != in[e.EventID] {
 			t.Fatalf("event %s: %d tracking records for %d input records", e.EventID, out[e.EventID], in[e.EventID])
 		}
@@ -340,7 +340,7 @@ func TestProducerStateLost(t *testing.T) {
 	publishWorld(t, t.Context(), newClient(t, c.ListenAddrs()), s, sim.GenerateOptions{})
 	r := runWorker(t, Options{Kafka: kafka.Config{Brokers: c.ListenAddrs()}, Fetcher: cx, Orchestrator: orch, Metrics: m, Logger: testLogger(),
 		TransactionalID: "state-lost", MaxBatch: 40})
-	want := s.Manifest().Count(claimx.TemplateITelCabinet)
+	want := s.Manifest().Count(sim.TemplateITelCabinet)
 	got := readCommitted(t, c.ListenAddrs(), trackingTopic, want, 60*time.Second, time.Second)
 	r.alive(t)
 	if injected.Load() == 0 {

@@ -93,7 +93,7 @@ const (
 // Fetcher fetches ClaimX rows; *claimx.Client is one. It must be safe for
 // concurrent use; it is expected to retry transient failures itself and to
 // return an error only when the row cannot be had. Errors for which
-// claimx.IsRetryable is true mean "ClaimX unavailable": the worker waits and
+// httpconn.IsRetryable is true mean "ClaimX unavailable": the worker waits and
 // asks again.
 type Fetcher interface {
 	TaskAssignment(ctx context.Context, assignmentID int64) (claimx.Row, error)
@@ -103,7 +103,7 @@ type Fetcher interface {
 // Pinger is implemented by a Fetcher that can tell whether ClaimX answers
 // at all (*claimx.Client does): the worker asks it, when it has fetched no
 // row yet, to tell an outage from keys that keep failing. Ping returns nil
-// when the API answered, and an error for which claimx.IsRetryable is true
+// when the API answered, and an error for which httpconn.IsRetryable is true
 // when it did not.
 type Pinger interface {
 	Ping(ctx context.Context) error

@@ -57,7 +57,7 @@ func TestEndToEnd(t *testing.T) {
 		Kafka: kafka.Config{Brokers: c.ListenAddrs()}, Fetcher: cx, Orchestrator: orch, Metrics: m, Logger: log,
 		TransactionalID: "e2e", MaxBatch: 200,
 	})
-	want := s.Manifest().Count(claimx.TemplateITelCabinet)
+	want := s.Manifest().Count(sim.TemplateITelCabinet)
 	got := readCommitted(t, c.ListenAddrs(), trackingTopic, want, 60*time.Second, 500*time.Millisecond)
 	checkTracking(t, s, got)
 	if err := stop(); err != nil {
@@ -137,7 +137,7 @@ func TestErrorTopic(t *testing.T) {
 		t.Fatalf("reasons %v", reasons)
 	}
 	// The worker went on: the world's events were all published.
-	got := readCommitted(t, c.ListenAddrs(), trackingTopic, s.Manifest().Count(claimx.TemplateITelCabinet), 30*time.Second, 300*time.Millisecond)
+	got := readCommitted(t, c.ListenAddrs(), trackingTopic, s.Manifest().Count(sim.TemplateITelCabinet), 30*time.Second, 300*time.Millisecond)
 	checkTracking(t, s, got)
 	for _, reason := range []string{ReasonMalformed, ReasonNotFound} {
 		if n := testutil.ToFloat64(m.EnrichEventsFailed.WithLabelValues(DefaultName, reason)); n != 1 {

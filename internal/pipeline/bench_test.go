@@ -9,8 +9,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"kpipe/internal/claimx"
 	"kpipe/internal/delta"
+	"kpipe/internal/jsonx"
 	"kpipe/internal/sim"
 )
 
@@ -160,7 +160,7 @@ func BenchmarkChain(b *testing.B) {
 	var off int64
 	for i := 0; i < b.N; i++ {
 		raw := payloads[i%len(payloads)]
-		fields, err := claimx.DecodeObject(raw, 0)
+		fields, err := jsonx.DecodeObject(raw, 0)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -241,7 +241,7 @@ func BenchmarkChainNoDelta(b *testing.B) {
 	defer chain.Close(ctx)
 	fl := chain.Flusher()
 	// Warm the lookup cache: the first call goes to the simulator.
-	warm, err := claimx.DecodeObject(payloads[0], 0)
+	warm, err := jsonx.DecodeObject(payloads[0], 0)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -258,7 +258,7 @@ func BenchmarkChainNoDelta(b *testing.B) {
 	off := int64(1)
 	for i := 0; i < b.N; i++ {
 		raw := payloads[i%len(payloads)]
-		fields, err := claimx.DecodeObject(raw, hint)
+		fields, err := jsonx.DecodeObject(raw, hint)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -16,7 +16,7 @@ import (
 	"github.com/maypok86/otter/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"kpipe/internal/claimx"
+	"kpipe/internal/httpconn"
 )
 
 // On-error policies of the lookup handler.
@@ -134,7 +134,7 @@ var lookupFactory = TypedFactory(lookupDefaults, func(cfg *LookupConfig, deps De
 		if !ok {
 			return nil, fmt.Errorf("connection %q is not defined (known: %v)", cfg.Connection, sortedKeys(deps.Connections))
 		}
-		c, err := claimx.NewClient(conn, claimx.WithMetrics(deps.Metrics), claimx.WithLogger(deps.Logger))
+		c, err := httpconn.New(conn, httpconn.WithMetrics(deps.Metrics), httpconn.WithLogger(deps.Logger))
 		if err != nil {
 			return nil, err
 		}
@@ -449,7 +449,7 @@ func (l *Lookup) settle(ev *Event, self []*Event, r *Result, val map[string]any,
 	var he *HandlerError
 	if !errors.As(err, &he) {
 		he = &HandlerError{Class: ClassLookup, Rule: l.cfg.Endpoint, Err: err}
-		if status := claimx.StatusOf(err); status != 0 {
+		if status := httpconn.StatusOf(err); status != 0 {
 			he.Rule = l.cfg.Endpoint + " status " + strconv.Itoa(status)
 		}
 	}

@@ -195,7 +195,7 @@ func (r *Registry) New(spec *config.HandlerSpec, deps Deps) (Handler, error) {
 	return h, nil
 }
 
-// JSONGetter fetches a JSON object from an HTTP connection; *claimx.Client
+// JSONGetter fetches a JSON object from an HTTP connection; *httpconn.Client
 // implements it.
 type JSONGetter interface {
 	GetJSON(ctx context.Context, path string, query url.Values) (map[string]any, error)
@@ -209,7 +209,7 @@ type Deps struct {
 	// Connections are the named HTTP connections lookups may use.
 	Connections map[string]*config.Connection
 	// Client, when set, returns the client of a named connection instead of
-	// building a *claimx.Client from Connections (tests).
+	// building a *httpconn.Client from Connections (tests).
 	Client func(name string) (JSONGetter, error)
 	// Metrics receives every collector update. Required outside tests.
 	Metrics *metrics.Metrics

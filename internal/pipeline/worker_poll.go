@@ -10,8 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"kpipe/internal/claimx"
 	"kpipe/internal/dlq"
+	"kpipe/internal/jsonx"
 )
 
 // This file is the worker's consume path: the poll loop, decoding, the
@@ -278,10 +278,10 @@ func (w *Worker) decode(b *partBatch, hint int, now time.Time) {
 			b.malformed++
 			continue
 		}
-		fields, err := claimx.DecodeObjectOpts(r.Value, hint, claimx.DecodeOptions{MaxDepth: w.maxDepth})
+		fields, err := jsonx.DecodeObjectOpts(r.Value, hint, jsonx.DecodeOptions{MaxDepth: w.maxDepth})
 		if err != nil {
 			class := ClassMalformed
-			if errors.Is(err, claimx.ErrTooDeep) {
+			if errors.Is(err, jsonx.ErrTooDeep) {
 				class = ClassTooDeep
 				err = fmt.Errorf("%w (max_nesting_depth %d)", err, w.maxDepth)
 			}

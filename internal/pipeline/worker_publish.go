@@ -15,8 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"kpipe/internal/claimx"
 	"kpipe/internal/dlq"
+	"kpipe/internal/jsonx"
 	"kpipe/internal/metrics"
 )
 
@@ -168,11 +168,11 @@ type successEncoder struct {
 func (p *publisher) newSuccessEncoder(table string, version int64, now time.Time) *successEncoder {
 	e := &successEncoder{}
 	e.head = append(e.head, `{"worker":`...)
-	e.head = claimx.AppendJSONString(e.head, p.name)
+	e.head = jsonx.AppendString(e.head, p.name)
 	e.head = append(e.head, `,"event_id":`...)
 	if table != "" {
 		e.table = append(e.table, `,"table":`...)
-		e.table = claimx.AppendJSONString(e.table, table)
+		e.table = jsonx.AppendString(e.table, table)
 	}
 	e.version = append(e.version, `,"table_version":`...)
 	e.version = strconv.AppendInt(e.version, version, 10)
@@ -199,7 +199,7 @@ func (e *successEncoder) append(dst []byte, ev *Event) []byte {
 	}
 	dst = append(dst, e.table...)
 	dst = append(dst, e.version...)
-	dst = claimx.AppendJSONString(dst, ev.Topic)
+	dst = jsonx.AppendString(dst, ev.Topic)
 	dst = append(dst, `,"partition":`...)
 	dst = strconv.AppendInt(dst, int64(ev.Partition), 10)
 	dst = append(dst, `,"offset":`...)
@@ -214,7 +214,7 @@ func appendJSONValue(dst []byte, v any) []byte {
 	case nil:
 		return append(dst, "null"...)
 	case string:
-		return claimx.AppendJSONString(dst, t)
+		return jsonx.AppendString(dst, t)
 	case int64:
 		return strconv.AppendInt(dst, t, 10)
 	case bool:

@@ -14,6 +14,7 @@ import (
 
 	"kpipe/internal/claimx"
 	"kpipe/internal/config"
+	"kpipe/internal/jsonx"
 )
 
 // TaskTrigger is the task_trigger plugin (SPEC.md "iTel Cabinet Plugin"):
@@ -187,13 +188,13 @@ func (t *TaskTrigger) payload(f *fields) ([]byte, error) {
 	}
 	b := make([]byte, 0, 320+len(taskJS)+len(projJS))
 	b = append(b, `{"trigger_name":`...)
-	b = claimx.AppendJSONString(b, f.trigger.name)
+	b = jsonx.AppendString(b, f.trigger.name)
 	b = append(b, `,"event_id":`...)
-	b = claimx.AppendJSONString(b, ev.Event.EventID)
+	b = jsonx.AppendString(b, ev.Event.EventID)
 	b = append(b, `,"event_type":`...)
-	b = claimx.AppendJSONString(b, ev.Event.EventType)
+	b = jsonx.AppendString(b, ev.Event.EventType)
 	b = append(b, `,"project_id":`...)
-	b = claimx.AppendJSONString(b, ev.ProjectID())
+	b = jsonx.AppendString(b, ev.ProjectID())
 	b = append(b, `,"task_id":`...)
 	b = strconv.AppendInt(b, f.taskID, 10)
 	b = append(b, `,"assignment_id":`...)
@@ -204,12 +205,12 @@ func (t *TaskTrigger) payload(f *fields) ([]byte, error) {
 	}
 	b = append(b, `,"task_name":`...)
 	if name, ok := ev.TaskName(); ok {
-		b = claimx.AppendJSONString(b, name)
+		b = jsonx.AppendString(b, name)
 	} else {
 		b = append(b, "null"...)
 	}
 	b = append(b, `,"task_status":`...)
-	b = claimx.AppendJSONString(b, f.status)
+	b = jsonx.AppendString(b, f.status)
 	b = append(b, `,"timestamp":`...)
 	if ts := ev.Event.IngestedAt; ts.IsZero() {
 		b = append(b, "null"...)

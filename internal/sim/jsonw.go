@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"kpipe/internal/claimx"
+	"kpipe/internal/jsonx"
 )
 
 // jw appends JSON without reflection: the simulator renders every response
@@ -23,7 +24,7 @@ func (w *jw) sep() {
 
 func (w *jw) key(k string) *jw {
 	w.sep()
-	w.b = claimx.AppendJSONString(w.b, k)
+	w.b = jsonx.AppendString(w.b, k)
 	w.b = append(w.b, ':')
 	w.comma = false
 	return w
@@ -34,7 +35,7 @@ func (w *jw) close() *jw  { w.b = append(w.b, '}'); w.comma = true; return w }
 func (w *jw) openA() *jw  { w.sep(); w.b = append(w.b, '['); w.comma = false; return w }
 func (w *jw) closeA() *jw { w.b = append(w.b, ']'); w.comma = true; return w }
 
-func (w *jw) str(s string) *jw { w.sep(); w.b = claimx.AppendJSONString(w.b, s); return w }
+func (w *jw) str(s string) *jw { w.sep(); w.b = jsonx.AppendString(w.b, s); return w }
 func (w *jw) int(i int64) *jw  { w.sep(); w.b = strconv.AppendInt(w.b, i, 10); return w }
 func (w *jw) null() *jw        { w.sep(); w.b = append(w.b, "null"...); return w }
 func (w *jw) flt(f float64) *jw {

@@ -142,7 +142,7 @@ func (w *world) renderTemplate(dst []byte, tpl Template, now time.Time) []byte {
 		o.close()
 	}
 	o.closeA().close().closeA().close()
-	o.key("settings").open().key("requires_photos").bool(tpl.ID == claimx.TemplateITelCabinet).fi("default_due_days", 7).close()
+	o.key("settings").open().key("requires_photos").bool(tpl.ID == TemplateITelCabinet).fi("default_due_days", 7).close()
 	o.close()
 	return o.b
 }

@@ -51,7 +51,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"kpipe/internal/claimx"
+	"kpipe/internal/jsonx"
 )
 
 // DefaultBaseTime is where the timeline starts unless Options.BaseTime is set.
@@ -313,7 +313,7 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 	b = append(b, `{"error":{"code":`...)
 	b = strconv.AppendInt(b, int64(code), 10)
 	b = append(b, `,"message":`...)
-	b = claimx.AppendJSONString(b, msg)
+	b = jsonx.AppendString(b, msg)
 	b = append(b, "}}"...)
 	w.Write(b)
 }

@@ -88,7 +88,7 @@ func TestLifecyclesValid(t *testing.T) {
 	s := New(Options{Seed: 42, Projects: 400})
 	m := s.Manifest()
 	seen := map[string]bool{}
-	if n := len(m.AssignmentIDs(claimx.TemplateITelCabinet)); n < 100 {
+	if n := len(m.AssignmentIDs(TemplateITelCabinet)); n < 100 {
 		t.Fatalf("only %d iTel assignments of %d", n, len(m.Assignments))
 	}
 	for id, es := range m.Assignments {
@@ -151,10 +151,10 @@ func TestLifecyclesValid(t *testing.T) {
 	if taskEvents != m.Count(0) {
 		t.Fatalf("%d task events, manifest has %d", taskEvents, m.Count(0))
 	}
-	for _, me := range m.EventsForTemplate(claimx.TemplateITelCabinet) {
+	for _, me := range m.EventsForTemplate(TemplateITelCabinet) {
 		e := byID[me.EventID]
 		raw := must(e.Raw())
-		if got, _ := raw.Int64("customTaskId"); got != claimx.TemplateITelCabinet {
+		if got, _ := raw.Int64("customTaskId"); got != TemplateITelCabinet {
 			t.Fatalf("event %s: customTaskId %d", me.EventID, got)
 		}
 		if st, _ := raw.String("status"); st != me.Status || e.TaskAssignmentID.Value != me.AssignmentID {
@@ -169,7 +169,7 @@ func TestAPIAsOfClock(t *testing.T) {
 	defer srv.Close()
 	m := s.Manifest()
 	var id int64
-	for _, a := range m.AssignmentIDs(claimx.TemplateITelCabinet) {
+	for _, a := range m.AssignmentIDs(TemplateITelCabinet) {
 		if len(m.Assignments[a]) >= 3 {
 			id = a
 			break
@@ -191,7 +191,7 @@ func TestAPIAsOfClock(t *testing.T) {
 		if st, _ := row.String("status"); st != e.Status {
 			t.Fatalf("at %s: status %s, want %s", e.At, st, e.Status)
 		}
-		if tid, _ := row.Int64("task_id"); tid != claimx.TemplateITelCabinet {
+		if tid, _ := row.Int64("task_id"); tid != TemplateITelCabinet {
 			t.Fatalf("task_id %d", tid)
 		}
 		if _, ok := row.Time("created_at"); !ok {

@@ -23,10 +23,14 @@ type FormField struct {
 	Options         []string
 }
 
+// TemplateITelCabinet is the task template id of the iTel Cabinet Repair
+// Form, the template the simulator's worlds favour.
+const TemplateITelCabinet int64 = 32513
+
 // DefaultTemplates are the templates of a world when Options.TaskTemplates is
 // empty; the iTel Cabinet Repair Form (32513) comes first and takes about 40 %
 // of the assignments.
-var DefaultTemplates = []int64{claimx.TemplateITelCabinet, 24601, 18230, 30077, 27450}
+var DefaultTemplates = []int64{TemplateITelCabinet, 24601, 18230, 30077, 27450}
 
 var knownTemplates = map[int64]Template{
 	32513: {ID: 32513, Name: "iTel Cabinet Repair Form", Category: "repair", Fields: []FormField{
@@ -204,7 +208,7 @@ func buildWorld(seed int64, n int, templates []int64, base time.Time) *world {
 	w := &world{seed: seed, base: base, templates: templates, projects: make([]project, n)}
 	w.assigns = make([]assignment, 0, n*2)
 	w.events = make([]wevent, 0, n*14)
-	weight32513 := slices.Contains(templates, claimx.TemplateITelCabinet) && len(templates) > 1
+	weight32513 := slices.Contains(templates, TemplateITelCabinet) && len(templates) > 1
 	for i := range n {
 		r := rand.New(rand.NewPCG(uint64(seed), uint64(i)))
 		p := &w.projects[i]
@@ -259,9 +263,9 @@ func buildWorld(seed int64, n int, templates []int64, base time.Time) *world {
 			tpl := templates[r.IntN(len(templates))]
 			if weight32513 {
 				if r.Float64() < 0.4 {
-					tpl = claimx.TemplateITelCabinet
+					tpl = TemplateITelCabinet
 				} else {
-					for tpl == claimx.TemplateITelCabinet {
+					for tpl == TemplateITelCabinet {
 						tpl = templates[r.IntN(len(templates))]
 					}
 				}

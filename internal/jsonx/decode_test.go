@@ -1,4 +1,4 @@
-package claimx
+package jsonx
 
 import (
 	"bytes"
@@ -150,11 +150,6 @@ func TestDecodeObject(t *testing.T) {
 			if _, rerr := refDecode([]byte(tt.in)); (rerr != nil) != tt.err {
 				t.Fatalf("reference error %v, want error %v", rerr, tt.err)
 			}
-			if tt.opts == (DecodeOptions{}) {
-				if _, err := DecodeRow([]byte(tt.in)); wantErr && !errors.Is(err, ErrMalformedBody) {
-					t.Fatalf("DecodeRow: got %v, want %v", err, ErrMalformedBody)
-				}
-			}
 		})
 	}
 }
@@ -220,16 +215,16 @@ func nestedArrays(n int) any {
 	return v
 }
 
-// FuzzDecodeJSON checks DecodeObject and DecodeRow against encoding/json:
-// each accepts exactly what the reference accepts, with the same value, and
-// again the same value on a second decode (the boxed values it shares),
-// except what it refuses for its own rules: nesting deeper than its
+// FuzzDecodeJSON checks DecodeObject against encoding/json: it accepts
+// exactly what the reference accepts, with the same value, and again the
+// same value on a second decode (the boxed values it shares), except what
+// it refuses for its own rules: nesting deeper than its
 // MaxDepth (ErrTooDeep), and strings that are not UTF-8 (ErrInvalidUTF8),
 // which the reference accepts with U+FFFD in place. Each such refusal is
 // checked at the offset it names.
 func FuzzDecodeJSON(f *testing.F) {
 	for _, s := range []string{
-		sampleEvent,
+		`{"event_id":"e1","event_type":"CUSTOM_TASK_ASSIGNED","project_id":"5000001","ingested_at":"2026-01-05T08:00:00.123Z","task_assignment_id":1000008,"media_id":null,"video_collaboration_id":null,"master_file_name":null,"raw_data":{"customTaskId":32513,"nested":{"a":[1,2.5]}},"extra":"kept"}`,
 		`{"event_id":"e1","task_id":32513,"task":{"assigned_to_user_id":1001,"created_at":"2026-01-10T12:00:00Z"},"l":[1,2.5,"x",null,true]}`,
 		`{"a":[1,-2,3.5,1e3,-0,12345678901234567890,9223372036854775807,-9223372036854775808]}`,
 		`{"a":"\u00e9\ud83d\ude00\ud800x\"\\\/\b\f\n\r\t","b":-12.5e-3}`,
@@ -250,9 +245,6 @@ func FuzzDecodeJSON(f *testing.F) {
 		case errors.Is(err, ErrInvalidUTF8):
 			if !errors.As(err, &de) || !invalidAt(b, de.Offset) {
 				t.Fatalf("%q: %v: no invalid UTF-8 or lone surrogate there", b, err)
-			}
-			if _, rerr := DecodeRow(b); !errors.Is(rerr, ErrMalformedBody) {
-				t.Fatalf("%q: DecodeRow err %v", b, rerr)
 			}
 			return
 		case errors.Is(err, ErrTooDeep):
@@ -281,18 +273,11 @@ func FuzzDecodeJSON(f *testing.F) {
 		if (err == nil) != (werr == nil) {
 			t.Fatalf("%q: err %v, reference err %v", b, err, werr)
 		}
-		row, rerr := DecodeRow(b)
-		if (rerr == nil) != (err == nil) || (rerr != nil && !errors.Is(rerr, ErrMalformedBody)) {
-			t.Fatalf("%q: DecodeRow err %v, DecodeObject err %v", b, rerr, err)
-		}
 		if err != nil {
 			return
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("%q: got %#v, want %#v", b, got, want)
-		}
-		if !reflect.DeepEqual(map[string]any(row), want) {
-			t.Fatalf("%q: DecodeRow got %#v, want %#v", b, row, want)
 		}
 		if again, err := DecodeObject(b, 20); err != nil || !reflect.DeepEqual(again, want) {
 			t.Fatalf("%q: second decode got %#v, %v, want %#v", b, again, err, want)
@@ -300,12 +285,12 @@ func FuzzDecodeJSON(f *testing.F) {
 	})
 }
 
-func BenchmarkDecodeRow(b *testing.B) {
+func BenchmarkDecodeObject(b *testing.B) {
 	body := []byte(`{"assignment_id":1000008,"task_id":32513,"task_name":"iTel Cabinet Repair Form","project_id":"5000001","status":"in_progress","previous_status":"assigned","assigned_to_user_id":20111,"assigned_by_user_id":10012,"assigned_to":{"user_id":20111,"first_name":"Ana","last_name":"Chen","email":"ana.chen@fieldtech.example"},"created_at":"2026-01-05T09:00:00.000Z","updated_at":"2026-01-05T12:00:00.000Z","completed_at":null,"form_response":{"answers":{"linear_feet":12.5,"cabinet_type":"Base"},"photos":[{"media_id":7000016,"file_name":"IMG_1234.jpg"}]}}`)
 	b.Run("fast", func(b *testing.B) {
 		b.ReportAllocs()
 		for range b.N {
-			DecodeRow(body)
+			DecodeObject(body, 0)
 		}
 	})
 	// Non-ASCII strings take the decoder's slow path, which checks UTF-8.
@@ -313,7 +298,7 @@ func BenchmarkDecodeRow(b *testing.B) {
 	b.Run("fast_non_ascii", func(b *testing.B) {
 		b.ReportAllocs()
 		for range b.N {
-			DecodeRow(accented)
+			DecodeObject(accented, 0)
 		}
 	})
 	b.Run("encoding_json", func(b *testing.B) {

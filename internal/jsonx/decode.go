@@ -1,4 +1,4 @@
-package claimx
+package jsonx
 
 import (
 	"errors"
@@ -73,8 +73,8 @@ func DecodeObject(b []byte, hint int) (map[string]any, error) {
 
 // DecodeObjectOpts decodes one JSON object with room for hint top-level
 // fields (at least 8), so that fields a caller adds later do not grow the
-// map. It is the decoder of ClaimX rows (DecodeRow) and of every consumed
-// message (the pipeline sizes the map for what its handlers add).
+// map. It decodes every consumed message (the pipeline sizes the map for
+// what its handlers add) and every API response (httpconn.Client.GetJSON).
 //
 // Numbers are int64 when integral and in range, float64 otherwise; a number
 // beyond float64 is an error. Objects are map[string]any, arrays []any,

@@ -1,4 +1,4 @@
-package claimx_test
+package httpconn_test
 
 import "runtime"
 

@@ -1,4 +1,4 @@
-package claimx_test
+package httpconn_test
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,8 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"kpipe/internal/claimx"
 	"kpipe/internal/config"
+	"kpipe/internal/httpconn"
 	"kpipe/internal/metrics"
 	"kpipe/internal/sim"
 )
@@ -77,9 +78,9 @@ func newFixture(t testing.TB, faults string) *fixture {
 	}
 }
 
-func (f *fixture) client(t testing.TB, opts ...claimx.ClientOption) *claimx.Client {
+func (f *fixture) client(t testing.TB, opts ...httpconn.Option) *httpconn.Client {
 	t.Helper()
-	c, err := claimx.NewClient(f.conn, append([]claimx.ClientOption{claimx.WithClock(f.clock), claimx.WithMetrics(f.m)}, opts...)...)
+	c, err := httpconn.New(f.conn, append([]httpconn.Option{httpconn.WithClock(f.clock), httpconn.WithMetrics(f.m)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,14 +89,25 @@ func (f *fixture) client(t testing.TB, opts ...claimx.ClientOption) *claimx.Clie
 }
 
 func (f *fixture) firstAssignment() int64 {
-	return f.sim.Manifest().AssignmentIDs(claimx.TemplateITelCabinet)[0]
+	return f.sim.Manifest().AssignmentIDs(sim.TemplateITelCabinet)[0]
 }
 
-func asHTTPError(t *testing.T, err error) *claimx.HTTPError {
+// getAssignment fetches a task assignment from the simulator, as the ClaimX
+// API over the client does.
+func getAssignment(ctx context.Context, c *httpconn.Client, id int64) (map[string]any, error) {
+	return c.GetJSON(ctx, "/customTasks/assignment/"+strconv.FormatInt(id, 10), url.Values{"full": {"true"}})
+}
+
+// getTemplate fetches the simulator's task template.
+func getTemplate(ctx context.Context, c *httpconn.Client) (map[string]any, error) {
+	return c.GetJSON(ctx, "/api/v1/tasks/"+strconv.FormatInt(sim.TemplateITelCabinet, 10), nil)
+}
+
+func asError(t *testing.T, err error) *httpconn.Error {
 	t.Helper()
-	var he *claimx.HTTPError
+	var he *httpconn.Error
 	if !errors.As(err, &he) {
-		t.Fatalf("got %T %v, want *HTTPError", err, err)
+		t.Fatalf("got %T %v, want *httpconn.Error", err, err)
 	}
 	if strings.Contains(err.Error(), token) {
 		t.Fatalf("error leaks the token: %v", err)
@@ -103,42 +115,36 @@ func asHTTPError(t *testing.T, err error) *claimx.HTTPError {
 	return he
 }
 
-func TestClientFetchesRows(t *testing.T) {
+// TestClientFetches: GetJSON keeps integers exact, Get returns the body
+// with the query sent, a 404 is not retried, and each request is counted.
+func TestClientFetches(t *testing.T) {
 	f := newFixture(t, "")
 	c := f.client(t)
+	if c.Name() != "claimx_api" {
+		t.Fatalf("Name() = %q", c.Name())
+	}
 	id := f.firstAssignment()
-	row, err := c.TaskAssignment(t.Context(), id)
+	row, err := getAssignment(t.Context(), c, id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, ok := row["assignment_id"].(int64); !ok || got != id {
 		t.Fatalf("assignment_id %T %v, want int64 %d", row["assignment_id"], row["assignment_id"], id)
 	}
-	if tid, _ := row.Int64("task_id"); tid != 32513 {
-		t.Fatalf("task_id %d", tid)
+	if tid, ok := row["task_id"].(int64); !ok || tid != sim.TemplateITelCabinet {
+		t.Fatalf("task_id %T %v", row["task_id"], row["task_id"])
 	}
-	pid, _ := row.String("project_id")
-	for name, call := range map[string]func() (claimx.Row, error){
-		"project":  func() (claimx.Row, error) { return c.Project(t.Context(), pid) },
-		"summary":  func() (claimx.Row, error) { return c.ProjectSummary(t.Context(), pid) },
-		"template": func() (claimx.Row, error) { return c.TaskTemplate(t.Context(), 32513) },
-	} {
-		r, err := call()
-		if err != nil || len(r) == 0 {
-			t.Fatalf("%s: %v %v", name, r, err)
-		}
-	}
-	if _, err := c.TaskAssignment(t.Context(), 1); !claimx.IsNotFound(err) {
+	if _, err := getAssignment(t.Context(), c, 1); !httpconn.IsNotFound(err) {
 		t.Fatalf("unknown id: %v, want 404", err)
-	} else if he := asHTTPError(t, err); he.Attempts != 1 || he.Retryable {
+	} else if he := asError(t, err); he.Attempts != 1 || he.Retryable {
 		t.Fatalf("404 retried: %+v", he)
 	}
-	b, err := c.Get(t.Context(), "/api/v1/tasks/32513", url.Values{"x": {"1"}})
+	b, err := c.Get(t.Context(), "/api/v1/tasks/"+strconv.FormatInt(sim.TemplateITelCabinet, 10), url.Values{"x": {"1"}})
 	if err != nil || !strings.Contains(string(b), "iTel Cabinet Repair Form") {
 		t.Fatalf("Get: %v %s", err, b)
 	}
-	if got := testutil.ToFloat64(f.m.HTTPRequests.WithLabelValues("claimx_api", "200")); got != 5 {
-		t.Fatalf("requests{code=200} = %v, want 5", got)
+	if got := testutil.ToFloat64(f.m.HTTPRequests.WithLabelValues("claimx_api", "200")); got != 2 {
+		t.Fatalf("requests{code=200} = %v, want 2", got)
 	}
 	if n := testutil.CollectAndCount(f.m.HTTPRequestDuration); n != 1 {
 		t.Fatalf("duration series %d", n)
@@ -162,9 +168,9 @@ func TestRetryBackoffSchedule(t *testing.T) {
 			f := newFixture(t, "503=1")
 			f.conn.RetryBackoffBase, f.conn.RetryBackoffMax, f.conn.MaxRetries = tt.base, tt.max, tt.retries
 			c := f.client(t)
-			_, err := c.TaskAssignment(t.Context(), f.firstAssignment())
-			he := asHTTPError(t, err)
-			if he.Status != tt.wantStatus || !he.Retryable || he.Attempts != tt.retries+1 || !claimx.IsRetryable(err) {
+			_, err := getAssignment(t.Context(), c, f.firstAssignment())
+			he := asError(t, err)
+			if he.Status != tt.wantStatus || !he.Retryable || he.Attempts != tt.retries+1 || !httpconn.IsRetryable(err) {
 				t.Fatalf("got %+v, want status %d retryable after %d attempts", he, tt.wantStatus, tt.retries+1)
 			}
 			if got := f.sim.Stats().Requests; got != int64(tt.retries+1) {
@@ -194,8 +200,8 @@ func TestRetryBackoffSchedule(t *testing.T) {
 func TestRetryAfterHonoured(t *testing.T) {
 	f := newFixture(t, "429=1,retry_after=7s")
 	c := f.client(t)
-	_, err := c.TaskAssignment(t.Context(), f.firstAssignment())
-	if he := asHTTPError(t, err); he.Status != 429 || he.Attempts != 4 {
+	_, err := getAssignment(t.Context(), c, f.firstAssignment())
+	if he := asError(t, err); he.Status != 429 || he.Attempts != 4 {
 		t.Fatalf("got %+v", he)
 	}
 	for _, w := range f.clock.waits() {
@@ -207,7 +213,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 	f2 := newFixture(t, "429=1,retry_after=120s")
 	f2.conn.RetryAfterMaxSeconds = 3
 	c2 := f2.client(t)
-	c2.TaskAssignment(t.Context(), f2.firstAssignment())
+	getAssignment(t.Context(), c2, f2.firstAssignment())
 	for _, w := range f2.clock.waits() {
 		if w != 3*time.Second {
 			t.Fatalf("waits %v, want capped at 3s", f2.clock.waits())
@@ -227,7 +233,7 @@ func TestRetryAfterHTTPDate(t *testing.T) {
 		w.Write([]byte(`{"ok":true,"n":12345678901234567,"f":1.5}`))
 	}))
 	defer srv.Close()
-	c, err := claimx.NewClient(&config.Connection{BaseURL: srv.URL, MaxRetries: 2}, claimx.WithClock(clock))
+	c, err := httpconn.New(&config.Connection{BaseURL: srv.URL, MaxRetries: 2}, httpconn.WithClock(clock))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,8 +253,8 @@ func TestUnauthorizedNotRetried(t *testing.T) {
 	f := newFixture(t, "")
 	f.conn.AuthToken = "wrong-" + token
 	c := f.client(t)
-	_, err := c.TaskAssignment(t.Context(), f.firstAssignment())
-	he := asHTTPError(t, err)
+	_, err := getAssignment(t.Context(), c, f.firstAssignment())
+	he := asError(t, err)
 	if he.Status != 401 || he.Retryable || he.Attempts != 1 || len(f.clock.waits()) != 0 {
 		t.Fatalf("got %+v waits %v", he, f.clock.waits())
 	}
@@ -277,7 +283,7 @@ func (c waitingClock) Sleep(ctx context.Context, d time.Duration) error {
 func TestCancelDuringWait(t *testing.T) {
 	f := newFixture(t, "429=1,retry_after=30s")
 	clock := waitingClock{waiting: make(chan time.Duration, 1)}
-	c, err := claimx.NewClient(f.conn, claimx.WithClock(clock))
+	c, err := httpconn.New(f.conn, httpconn.WithClock(clock))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,14 +295,14 @@ func TestCancelDuringWait(t *testing.T) {
 		cancel()
 	}()
 	start := time.Now()
-	_, err = c.TaskAssignment(ctx, f.firstAssignment())
+	_, err = getAssignment(ctx, c, f.firstAssignment())
 	if el := time.Since(start); el >= 30*time.Second {
 		t.Fatalf("the cancel did not cut the 30s wait short (%s)", el)
 	}
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
-	if he := asHTTPError(t, err); he.Status != 429 || he.Attempts != 1 || he.Retryable {
+	if he := asError(t, err); he.Status != 429 || he.Attempts != 1 || he.Retryable {
 		t.Fatalf("got %+v", he)
 	}
 }
@@ -309,7 +315,7 @@ func TestConcurrencyLimitHeld(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 40 {
 		wg.Go(func() {
-			if _, err := c.TaskAssignment(t.Context(), ids[i%len(ids)]); err != nil {
+			if _, err := getAssignment(t.Context(), c, ids[i%len(ids)]); err != nil {
 				t.Error(err)
 			}
 		})
@@ -327,7 +333,7 @@ func TestRateLimit(t *testing.T) {
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range 11 {
-		wg.Go(func() { c.TaskTemplate(t.Context(), 32513) })
+		wg.Go(func() { getTemplate(t.Context(), c) })
 	}
 	wg.Wait()
 	if el := time.Since(start); el < 180*time.Millisecond {
@@ -348,39 +354,39 @@ func TestFaultModesObservable(t *testing.T) {
 			}
 		}},
 		{"500=1", func(t *testing.T, err error, _ time.Duration, _ *fixture) {
-			if he := asHTTPError(t, err); he.Status != 500 || !he.Retryable || he.Attempts != 2 {
+			if he := asError(t, err); he.Status != 500 || !he.Retryable || he.Attempts != 2 {
 				t.Fatalf("%+v", he)
 			}
 		}},
 		{"404=1", func(t *testing.T, err error, _ time.Duration, _ *fixture) {
-			if !claimx.IsNotFound(err) || claimx.IsRetryable(err) {
+			if !httpconn.IsNotFound(err) || httpconn.IsRetryable(err) {
 				t.Fatalf("%v", err)
 			}
 		}},
 		{"429=1,retry_after=4s", func(t *testing.T, err error, _ time.Duration, f *fixture) {
-			if he := asHTTPError(t, err); he.Status != 429 || f.clock.waits()[0] != 4*time.Second {
+			if he := asError(t, err); he.Status != 429 || f.clock.waits()[0] != 4*time.Second {
 				t.Fatalf("%+v %v", he, f.clock.waits())
 			}
 		}},
 		{"hang=1", func(t *testing.T, err error, el time.Duration, _ *fixture) {
-			he := asHTTPError(t, err)
+			he := asError(t, err)
 			if he.Status != 0 || !he.Retryable || !errors.Is(err, context.DeadlineExceeded) || el > 3*time.Second {
 				t.Fatalf("%+v after %s", he, el)
 			}
 		}},
 		{"latency=1s", func(t *testing.T, err error, el time.Duration, _ *fixture) { // slower than the timeout
-			if he := asHTTPError(t, err); !errors.Is(err, context.DeadlineExceeded) || he.Attempts != 2 {
+			if he := asError(t, err); !errors.Is(err, context.DeadlineExceeded) || he.Attempts != 2 {
 				t.Fatalf("%+v after %s", he, el)
 			}
 		}},
 		{"outage=0s-1h", func(t *testing.T, err error, _ time.Duration, f *fixture) {
-			if he := asHTTPError(t, err); he.Status != 503 || f.clock.waits()[0] != 5*time.Second {
+			if he := asError(t, err); he.Status != 503 || f.clock.waits()[0] != 5*time.Second {
 				t.Fatalf("%+v %v", he, f.clock.waits())
 			}
 		}},
 		{"malformed=1", func(t *testing.T, err error, _ time.Duration, _ *fixture) {
-			he := asHTTPError(t, err)
-			if !errors.Is(err, claimx.ErrMalformedBody) || he.Status != 200 || he.Attempts != 2 || he.Body == "" {
+			he := asError(t, err)
+			if !errors.Is(err, httpconn.ErrMalformedBody) || he.Status != 200 || he.Attempts != 2 || he.Body == "" {
 				t.Fatalf("%+v", he)
 			}
 		}},
@@ -393,7 +399,7 @@ func TestFaultModesObservable(t *testing.T) {
 			f.conn.TimeoutSeconds = 0.3
 			c := f.client(t)
 			start := time.Now()
-			_, err := c.TaskAssignment(t.Context(), f.firstAssignment())
+			_, err := getAssignment(t.Context(), c, f.firstAssignment())
 			tt.check(t, err, time.Since(start), f)
 		})
 	}
@@ -401,7 +407,7 @@ func TestFaultModesObservable(t *testing.T) {
 		f := newFixture(t, "")
 		f.conn.MaxRetries = 0
 		c := f.client(t)
-		if _, err := c.TaskTemplate(t.Context(), 32513); err != nil {
+		if _, err := getTemplate(t.Context(), c); err != nil {
 			t.Fatal(err)
 		}
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPut, f.srv.URL+"/admin/faults", strings.NewReader(`{"error_rates":{"502":1}}`))
@@ -410,7 +416,7 @@ func TestFaultModesObservable(t *testing.T) {
 			t.Fatalf("PUT /admin/faults: %v", err)
 		}
 		resp.Body.Close()
-		if _, err := c.TaskTemplate(t.Context(), 32513); claimx.StatusOf(err) != 502 {
+		if _, err := getTemplate(t.Context(), c); httpconn.StatusOf(err) != 502 {
 			t.Fatalf("after PUT: %v", err)
 		}
 	})
@@ -423,7 +429,7 @@ func TestAuthAndHeaders(t *testing.T) {
 		w.Write([]byte(`{}`))
 	}))
 	defer srv.Close()
-	c, err := claimx.NewClient(&config.Connection{BaseURL: srv.URL + "/base/", AuthType: "basic", Username: "u", Password: "p",
+	c, err := httpconn.New(&config.Connection{BaseURL: srv.URL + "/base/", AuthType: "basic", Username: "u", Password: "p",
 		Headers: map[string]string{"X-Team": "itel"}})
 	if err != nil {
 		t.Fatal(err)
@@ -438,7 +444,7 @@ func TestAuthAndHeaders(t *testing.T) {
 		{BaseURL: ""}, {BaseURL: "ftp://x"}, {BaseURL: "http://u:p@x"},
 		{BaseURL: "http://x", AuthType: "bearer"}, {BaseURL: "http://x", AuthType: "digest"},
 	} {
-		if _, err := claimx.NewClient(&bad); err == nil {
+		if _, err := httpconn.New(&bad); err == nil {
 			t.Errorf("%+v: no error", bad)
 		}
 	}
@@ -449,14 +455,14 @@ func TestAuthAndHeaders(t *testing.T) {
 func BenchmarkClient(b *testing.B) {
 	for _, bc := range []struct {
 		name string
-		call func(c *claimx.Client, ctx context.Context, id int64) error
+		call func(c *httpconn.Client, ctx context.Context, id int64) error
 	}{
-		{"assignment", func(c *claimx.Client, ctx context.Context, id int64) error {
-			_, err := c.TaskAssignment(ctx, id)
+		{"assignment", func(c *httpconn.Client, ctx context.Context, id int64) error {
+			_, err := getAssignment(ctx, c, id)
 			return err
 		}},
-		{"template", func(c *claimx.Client, ctx context.Context, _ int64) error {
-			_, err := c.TaskTemplate(ctx, 32513)
+		{"template", func(c *httpconn.Client, ctx context.Context, _ int64) error {
+			_, err := getTemplate(ctx, c)
 			return err
 		}},
 	} {
@@ -487,22 +493,22 @@ func TestCancelWhileQueued(t *testing.T) {
 	f := newFixture(t, "latency=300ms")
 	f.conn.MaxConcurrency = 1
 	c := f.client(t)
-	go c.TaskTemplate(t.Context(), 32513) // holds the only slot
+	go getTemplate(t.Context(), c) // holds the only slot
 	time.Sleep(50 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
-	_, err := c.TaskTemplate(ctx, 32513)
-	he := asHTTPError(t, err)
+	_, err := getTemplate(ctx, c)
+	he := asError(t, err)
 	if !errors.Is(err, context.DeadlineExceeded) || he.Attempts != 0 {
 		t.Fatalf("queued request: %+v", he)
 	}
 	// A rate-limit wait longer than the deadline fails at once, unsent.
 	f.conn.MaxConcurrency, f.conn.RateLimit = 4, 0.5
 	c2 := f.client(t)
-	c2.TaskTemplate(t.Context(), 32513)
+	getTemplate(t.Context(), c2)
 	ctx2, cancel2 := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel2()
-	if _, err := c2.TaskTemplate(ctx2, 32513); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := getTemplate(ctx2, c2); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("rate-limited past deadline: %v", err)
 	}
 }
@@ -528,8 +534,8 @@ func TestPing(t *testing.T) {
 			t.Fatalf("faults %q: %d requests, want 1", tt.faults, st.Requests)
 		}
 		if err != nil {
-			he := asHTTPError(t, err)
-			if !claimx.IsRetryable(err) || !strings.Contains(err.Error(), strings.TrimPrefix(f.srv.URL, "http://")) {
+			he := asError(t, err)
+			if !httpconn.IsRetryable(err) || !strings.Contains(err.Error(), strings.TrimPrefix(f.srv.URL, "http://")) {
 				t.Fatalf("faults %q: Ping = %v (%+v), want a retryable error naming the host", tt.faults, err, he)
 			}
 		}

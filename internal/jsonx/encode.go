@@ -1,18 +1,27 @@
-package claimx
+package jsonx
 
 import "unicode/utf8"
 
 const hexDigits = "0123456789abcdef"
 
-// AppendJSONString appends s as a JSON string literal to dst. Invalid UTF-8
-// becomes U+FFFD, as encoding/json does.
-func AppendJSONString(dst []byte, s string) []byte {
+// AppendString appends s as a JSON string literal to dst, byte for byte what
+// an encoding/json Encoder with SetEscapeHTML(false) writes: '"', '\\' and
+// control characters escaped (\b, \f, \n, \r, \t short, others as \u00XX),
+// U+2028 and U+2029 escaped, invalid UTF-8 as U+FFFD.
+func AppendString(dst []byte, s string) []byte { return appendString(dst, s, false) }
+
+// AppendStringHTML is AppendString that also escapes '<', '>' and '&' as
+// \u003c, \u003e and \u0026, byte for byte what json.Marshal writes.
+func AppendStringHTML(dst []byte, s string) []byte { return appendString(dst, s, true) }
+
+// appendString is the one JSON string escaper of kpipe.
+func appendString(dst []byte, s string, html bool) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
+			if c >= 0x20 && c != '"' && c != '\\' && (!html || (c != '<' && c != '>' && c != '&')) {
 				i++
 				continue
 			}
@@ -20,6 +29,10 @@ func AppendJSONString(dst []byte, s string) []byte {
 			switch c {
 			case '"', '\\':
 				dst = append(dst, '\\', c)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
 			case '\n':
 				dst = append(dst, '\\', 'n')
 			case '\r':

@@ -1,4 +1,4 @@
-package claimx
+package httpconn
 
 import (
 	"bytes"
@@ -22,6 +22,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"kpipe/internal/config"
+	"kpipe/internal/jsonx"
 	"kpipe/internal/metrics"
 )
 
@@ -38,7 +39,7 @@ const (
 // maxBodyBytes bounds a response body; a larger one is an error.
 const maxBodyBytes = 64 << 20
 
-// snippetBytes is how much of an error body an HTTPError keeps.
+// snippetBytes is how much of an error body an Error keeps.
 const snippetBytes = 256
 
 // Clock is the time source of retry waits; tests inject one that records the
@@ -70,23 +71,23 @@ func (realClock) Sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// ClientOption configures a Client.
-type ClientOption func(*Client)
+// Option configures a Client.
+type Option func(*Client)
 
 // WithMetrics records kpipe_http_requests_total, _request_duration_seconds
 // and _retries_total for the connection. Nil means no metrics.
-func WithMetrics(m *metrics.Metrics) ClientOption { return func(c *Client) { c.metrics = m } }
+func WithMetrics(m *metrics.Metrics) Option { return func(c *Client) { c.metrics = m } }
 
 // WithHTTPClient sends requests with hc (its Timeout should be zero: the
 // client bounds each attempt itself). By default the client builds its own
 // transport with an idle pool sized to the connection's concurrency.
-func WithHTTPClient(hc *http.Client) ClientOption { return func(c *Client) { c.hc = hc } }
+func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
 
 // WithClock replaces the clock used for retry waits.
-func WithClock(clk Clock) ClientOption { return func(c *Client) { c.clock = clk } }
+func WithClock(clk Clock) Option { return func(c *Client) { c.clock = clk } }
 
 // WithLogger sets the logger (retries are logged at debug level).
-func WithLogger(l *slog.Logger) ClientOption { return func(c *Client) { c.log = l } }
+func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
 
 // Client sends requests on one named connection. It is safe for concurrent
 // use; at most MaxConcurrency requests are in flight at once (callers beyond
@@ -112,11 +113,11 @@ type Client struct {
 	retries       prometheus.Counter
 }
 
-// NewClient builds the client of a named connection. Zero fields take the
+// New builds the client of a named connection. Zero fields take the
 // package defaults, except MaxRetries, where zero means no retries.
-func NewClient(conn *config.Connection, opts ...ClientOption) (*Client, error) {
+func New(conn *config.Connection, opts ...Option) (*Client, error) {
 	if conn == nil {
-		return nil, errors.New("claimx: nil connection")
+		return nil, errors.New("httpconn: nil connection")
 	}
 	name := conn.Name
 	if name == "" {
@@ -227,31 +228,30 @@ func (c *Client) Get(ctx context.Context, path string, query url.Values) ([]byte
 
 // GetJSON is Get for a JSON object body, decoded with exact integers (int64)
 // and float64 for other numbers. A body that is not a JSON object is retried
-// like a network error and finally fails with an *HTTPError wrapping
+// like a network error and finally fails with an *Error wrapping
 // ErrMalformedBody.
 func (c *Client) GetJSON(ctx context.Context, path string, query url.Values) (map[string]any, error) {
-	return c.getRow(ctx, path, query.Encode())
-}
-
-func (c *Client) getRow(ctx context.Context, path, rawQuery string) (Row, error) {
-	var out Row
-	err := c.do(ctx, path, rawQuery, func(b []byte) error {
-		r, err := DecodeRow(b)
-		out = r
-		return err
+	var out map[string]any
+	err := c.do(ctx, path, query.Encode(), func(b []byte) error {
+		m, err := jsonx.DecodeObject(b, 0)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrMalformedBody, err)
+		}
+		out = m
+		return nil
 	})
 	return out, err
 }
 
 // Ping sends one GET of the base URL, without retries, and reports whether
 // the API answered: nil for any response but a 5xx or 429 (a 404 or 401 is
-// an answer too), else an *HTTPError for which IsRetryable is true.
+// an answer too), else an *Error for which IsRetryable is true.
 func (c *Client) Ping(ctx context.Context) error {
 	r := c.attempt(ctx, c.base+"/", func([]byte) error { return nil })
 	if r.err == nil && !retryableStatus(r.status) {
 		return nil
 	}
-	he := &HTTPError{Connection: c.name, Host: c.host, Method: http.MethodGet, URL: "/", Status: r.status, Attempts: 1, Body: r.body, Err: r.err}
+	he := &Error{Connection: c.name, Host: c.host, Method: http.MethodGet, URL: "/", Status: r.status, Attempts: 1, Body: r.body, Err: r.err}
 	he.Retryable = ctx.Err() == nil && !r.notSent
 	if r.notSent {
 		he.Attempts = 0
@@ -291,7 +291,7 @@ func (c *Client) do(ctx context.Context, path, rawQuery string, fn func([]byte) 
 			r.status, r.body = last.status, last.body
 		}
 		last = r
-		he := &HTTPError{Connection: c.name, Host: c.host, Method: http.MethodGet, URL: shown, Status: r.status, Attempts: attempt, Body: r.body, Err: r.err}
+		he := &Error{Connection: c.name, Host: c.host, Method: http.MethodGet, URL: shown, Status: r.status, Attempts: attempt, Body: r.body, Err: r.err}
 		if err := ctx.Err(); err != nil {
 			he.Err = err
 			return he

@@ -1,4 +1,4 @@
-package claimx
+package httpconn
 
 import (
 	"errors"
@@ -9,12 +9,12 @@ import (
 )
 
 // ErrMalformedBody means a 2xx response body was not the JSON that was
-// expected. It is wrapped in an *HTTPError.
+// expected. It is wrapped in an *Error.
 var ErrMalformedBody = errors.New("malformed response body")
 
-// HTTPError is the error of every failed request on a connection. It never
+// Error is the error of every failed request on a connection. It never
 // holds the token or any request header: URL is the path (and query) only.
-type HTTPError struct {
+type Error struct {
 	// Connection is the connection's name.
 	Connection string
 	// Host is the API's host (and port), from the connection's base_url.
@@ -39,7 +39,7 @@ type HTTPError struct {
 }
 
 // Error implements error.
-func (e *HTTPError) Error() string {
+func (e *Error) Error() string {
 	var b strings.Builder
 	if e.Connection != "" {
 		b.WriteString(e.Connection)
@@ -78,12 +78,12 @@ func (e *HTTPError) Error() string {
 }
 
 // Unwrap returns the cause.
-func (e *HTTPError) Unwrap() error { return e.Err }
+func (e *Error) Unwrap() error { return e.Err }
 
 // IsRetryable reports whether err is a failure worth trying again later
 // (API down, overloaded, rate limited, timing out).
 func IsRetryable(err error) bool {
-	var he *HTTPError
+	var he *Error
 	return errors.As(err, &he) && he.Retryable
 }
 
@@ -92,7 +92,7 @@ func IsNotFound(err error) bool { return StatusOf(err) == http.StatusNotFound }
 
 // StatusOf returns the HTTP status of err, or 0.
 func StatusOf(err error) int {
-	var he *HTTPError
+	var he *Error
 	if errors.As(err, &he) {
 		return he.Status
 	}
