@@ -41,7 +41,8 @@ func (b Block) Pos() Pos {
 // Decode decodes the block into v strictly; an absent block leaves v as it
 // is. Set v's defaults before calling it. Every unknown field is reported,
 // each with the file, line and column it is at and the nearest valid name,
-// in one *Error.
+// in one *Error; to find them all, Decode drops each from the kept node, so
+// a block that failed reports only its remaining problems the next time.
 func (b Block) Decode(v any) error {
 	if b.IsZero() {
 		return nil

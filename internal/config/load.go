@@ -12,6 +12,12 @@
 //	}
 //	w, _ := cfg.Worker("itel_cabinet_tracking_worker")
 //
+// A component's config: block (a handler's, a plugin's) is not this
+// package's to know: it is kept as a Block and decoded strictly, with its
+// defaults, and validated by the component's factory, which Load calls
+// through the registry it is given (WithHandlers, WithPlugins). Registry is
+// the generic name → factory map both registries are built on.
+//
 // Layout of the folder:
 //
 //	plugins/<name>/config.yaml          one plugin
@@ -422,8 +428,9 @@ func (l *loader) checkPlugins(cfg *Config) {
 }
 
 // addCheck adds the problems of a component's check, each message
-// prefixed with where the component is; an error that is not an *Error is
-// added at pos.
+// prefixed with where the component is: an *Error's problems at their
+// places, the errors an errors.Join holds one by one, and any other error
+// at pos.
 func (l *loader) addCheck(pos Pos, where string, err error) {
 	if err == nil {
 		return
@@ -434,6 +441,12 @@ func (l *loader) addCheck(pos Pos, where string, err error) {
 			p.Msg = where + ": " + p.Msg
 		}
 		l.probs.addErr(pos.File, ce)
+		return
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			l.addCheck(pos, where, e)
+		}
 		return
 	}
 	l.probs.add(pos, "%s: %v", where, err)

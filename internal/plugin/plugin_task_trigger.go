@@ -350,4 +350,7 @@ func (lt *logTemplate) render(f *fields) string {
 	return b.String()
 }
 
-var _ Plugin = (*TaskTrigger)(nil)
+var (
+	_ Plugin  = (*TaskTrigger)(nil)
+	_ Factory = taskTriggerFactory{}
+)
