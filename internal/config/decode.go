@@ -89,11 +89,11 @@ func (h *HandlerSpec) UnmarshalYAML(node ast.Node) error {
 			return unknownField(kv.Key, key, []string{"type", "config"})
 		}
 	}
-	if typeNode == nil {
-		return errAt(node, "handler has no type")
-	}
 	h.Type = h.TypeAsWritten
-	h.typePos = nodePos(typeNode)
+	h.typePos = h.Pos
+	if typeNode != nil {
+		h.typePos = nodePos(typeNode)
+	}
 	return nil
 }
 

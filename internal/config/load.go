@@ -488,6 +488,14 @@ func (l *loader) validate(cfg *Config) {
 				l.probs.add(pos, "%s handler %d is empty", where, i+1)
 				continue
 			}
+			if h.TypeAsWritten == "" {
+				hint := ""
+				if names, ok := l.handlers.(interface{ Names() []string }); ok {
+					hint = " (one of " + strings.Join(names.Names(), ", ") + ")"
+				}
+				l.probs.add(h.Pos, "%s handler %d has no type%s", where, i+1, hint)
+				continue
+			}
 			l.checkHandler(cfg, where, h)
 		}
 	}

@@ -334,3 +334,13 @@ func TestEveryUnknownFieldOfAFileIsReported(t *testing.T) {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+func TestHandlerWithoutType(t *testing.T) {
+	dir := copyConfig(t)
+	edit(t, dir, "plugins/itel_cabinet_api/workers.yaml", "      - type: lookup\n", "      - config: {}\n      - type: lookup\n")
+	_, err := Load(dir, WithEnv(testEnv), WithHandlers(testHandlers()))
+	want := ": worker \"itel_cabinet_tracking_worker\" handler 3 has no type (one of delta_writer, lookup, transform, validation)"
+	if err == nil || !strings.Contains(err.Error(), "workers.yaml:80:") || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want it at workers.yaml:80 to contain %s", err, want)
+	}
+}
