@@ -11,15 +11,15 @@ import (
 
 	"kpipe/internal/config"
 	"kpipe/internal/pipeline"
+	"kpipe/internal/plugin"
 )
 
 func init() { register(newConfigCmd) }
 
-// configOptions make the loader check every handler block against the
-// handler registry: its type names and a strict decode of its config.
+// configOptions make the loader check every handler and plugin against
+// its registry: its type name and a strict decode of its config block.
 func configOptions() []config.Option {
-	reg := pipeline.DefaultRegistry()
-	return []config.Option{config.WithHandlerTypes(reg.Names()...), config.WithHandlerCheck(reg.Check)}
+	return []config.Option{config.WithHandlers(pipeline.DefaultRegistry()), config.WithPlugins(plugin.DefaultRegistry())}
 }
 
 // loadConfig loads the configuration folder of env (or dir when set). A
@@ -96,13 +96,20 @@ func printSummary(w io.Writer, cfg *config.Config) {
 			state = "disabled"
 		}
 		fmt.Fprintf(w, "  %s  %s, %s, priority %d\n", p.Name, p.Kind(), state, p.Priority)
-		ids := make([]int64, 0, len(p.Config.Triggers))
-		for id := range p.Config.Triggers {
+		if p.Kind() != plugin.KindTaskTrigger {
+			continue
+		}
+		tc, err := plugin.DecodeTaskTrigger(p)
+		if err != nil {
+			continue // Load reported it
+		}
+		ids := make([]int64, 0, len(tc.Triggers))
+		for id := range tc.Triggers {
 			ids = append(ids, id)
 		}
 		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 		for _, id := range ids {
-			t := p.Config.Triggers[id]
+			t := tc.Triggers[id]
 			fmt.Fprintf(w, "    trigger %d %q\n", id, t.Name)
 			if t.OnAny != nil {
 				fmt.Fprintf(w, "      on_any: %s\n", describeActions(t.OnAny))
@@ -148,7 +155,7 @@ func printSummary(w io.Writer, cfg *config.Config) {
 	}
 }
 
-func describeActions(a *config.Actions) string {
+func describeActions(a *plugin.Actions) string {
 	var parts []string
 	if a.PublishToTopic != "" {
 		parts = append(parts, "publish to "+a.PublishToTopic)

@@ -3,10 +3,14 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"kpipe/internal/config"
+	"kpipe/internal/plugin"
 	"kpipe/internal/query"
 	"kpipe/internal/report"
 )
@@ -24,7 +28,7 @@ func newReportCmd(env *Env) *cobra.Command {
 		limit      int
 	)
 	cmd := &cobra.Command{
-		Use:   "report [--table PATH] [--format table|csv|json] [--sla 72h] [--stuck-after 72h] [--as-of RFC3339] [--task-id 32513]",
+		Use:   "report [--table PATH] [--format table|csv|json] [--sla 72h] [--stuck-after 72h] [--as-of RFC3339] [--task-id ID]",
 		Short: "Task lifecycles: time in each status, SLA, stuck tasks",
 		Long: `Report the lifecycles of one task template's assignments from the Delta
 table's current snapshot (DuckDB over the same view as "kpipe query").
@@ -43,10 +47,13 @@ open assignments whose current status has lasted over --stuck-after, oldest
 first (at most --limit).
 
 --as-of defaults to now; pass it for data of another time, such as the
-simulator's.`,
+simulator's. --task-id defaults to the task template the triggers of the
+enabled task_trigger plugins in --config-dir are keyed by; when they name
+several templates, or none, pass --task-id.`,
 		Example: `  kpipe report
   kpipe report --as-of 2026-02-01T00:00:00Z --sla 48h --stuck-after 24h
-  kpipe report --format json --table data/delta/itel_cabinet_task_tracking`,
+  kpipe report --format json --table data/delta/itel_cabinet_task_tracking
+  kpipe report --task-id 40001`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := query.ParseFormat(format)
@@ -68,7 +75,7 @@ simulator's.`,
 			if stuckAfter <= 0 {
 				errs = append(errs, fmt.Errorf("--stuck-after %v: want a positive duration", stuckAfter))
 			}
-			if taskID <= 0 {
+			if cmd.Flags().Changed("task-id") && taskID <= 0 {
 				errs = append(errs, fmt.Errorf("--task-id %d: want a positive template id", taskID))
 			}
 			if limit < 0 {
@@ -79,6 +86,13 @@ simulator's.`,
 			}
 			if limit == 0 {
 				opts.Limit = -1 // report.Options: negative is no limit
+			}
+			if !cmd.Flags().Changed("task-id") {
+				id, err := configuredTaskID(env)
+				if err != nil {
+					return usage(err)
+				}
+				opts.TaskID = id
 			}
 			db, err := query.Open(cmd.Context(), table)
 			if err != nil {
@@ -98,7 +112,32 @@ simulator's.`,
 	fl.DurationVar(&sla, "sla", report.DefaultSLA, "time within which an assignment should be completed")
 	fl.DurationVar(&stuckAfter, "stuck-after", report.DefaultStuckAfter, "an open assignment is stuck when its status has lasted longer than this")
 	fl.StringVar(&asOf, "as-of", "", "report time, RFC 3339 (default now): open intervals end here, later events are left out")
-	fl.Int64Var(&taskID, "task-id", report.DefaultTaskID, "task template id")
+	fl.Int64Var(&taskID, "task-id", 0, "task template id (default: the one the plugins' triggers in --config-dir are keyed by)")
 	fl.IntVar(&limit, "limit", report.DefaultLimit, "most stuck assignments listed (0: all)")
 	return cmd
+}
+
+// configuredTaskID is the task template the triggers of the enabled
+// task_trigger plugins in env's configuration folder are keyed by, when
+// they name exactly one.
+func configuredTaskID(env *Env) (int64, error) {
+	plugins, err := config.LoadPlugins(env.ConfigDir, config.WithEnv(env.Getenv), config.WithPlugins(plugin.DefaultRegistry()))
+	if err != nil {
+		return 0, fmt.Errorf("--task-id not given, and the plugins of --config-dir %s could not be read for it (pass --task-id, or fix --config-dir): %w", env.ConfigDir, err)
+	}
+	ids, err := plugin.TriggerTaskIDs(plugins)
+	if err != nil {
+		return 0, fmt.Errorf("--task-id not given: %w", err)
+	}
+	switch len(ids) {
+	case 1:
+		return ids[0], nil
+	case 0:
+		return 0, fmt.Errorf("--task-id not given, and no enabled task_trigger plugin in --config-dir %s has a trigger: pass --task-id with the task template id", env.ConfigDir)
+	}
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.FormatInt(id, 10)
+	}
+	return 0, fmt.Errorf("--task-id not given, and the triggers in --config-dir %s are keyed by several task templates (%s): pass --task-id with one of them", env.ConfigDir, strings.Join(s, ", "))
 }

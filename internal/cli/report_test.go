@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/csv"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -65,7 +66,7 @@ const reportAsOf = "2026-01-10T00:00:00Z"
 func TestReportFormats(t *testing.T) {
 	dir := reportFixture(t)
 	t.Run("table", func(t *testing.T) {
-		code, out, errOut := runCLI(t, nil, "report", "--table", dir, "--as-of", reportAsOf)
+		code, out, errOut := runCLI(t, nil, "--config-dir", repoConfig(), "report", "--table", dir, "--as-of", reportAsOf)
 		if code != ExitOK {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
@@ -85,7 +86,7 @@ func TestReportFormats(t *testing.T) {
 		}
 	})
 	t.Run("csv", func(t *testing.T) {
-		code, out, errOut := runCLI(t, nil, "report", "--table", dir, "--as-of", reportAsOf, "--format", "csv", "--sla", "24h", "--stuck-after", "100h")
+		code, out, errOut := runCLI(t, nil, "--config-dir", repoConfig(), "report", "--table", dir, "--as-of", reportAsOf, "--format", "csv", "--sla", "24h", "--stuck-after", "100h")
 		if code != ExitOK {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
@@ -111,7 +112,7 @@ func TestReportFormats(t *testing.T) {
 		}
 	})
 	t.Run("json", func(t *testing.T) {
-		code, out, errOut := runCLI(t, nil, "report", "--table", dir, "--as-of", reportAsOf, "--format", "json")
+		code, out, errOut := runCLI(t, nil, "--config-dir", repoConfig(), "report", "--table", dir, "--as-of", reportAsOf, "--format", "json")
 		if code != ExitOK {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
@@ -143,7 +144,7 @@ func TestReportFormats(t *testing.T) {
 func TestReportEmptyTable(t *testing.T) {
 	dir := lifecycleTable(t)
 	for _, f := range []string{"table", "csv", "json"} {
-		code, out, errOut := runCLI(t, nil, "report", "--table", dir, "--format", f)
+		code, out, errOut := runCLI(t, nil, "--config-dir", repoConfig(), "report", "--table", dir, "--format", f)
 		if code != ExitOK {
 			t.Fatalf("%s: exit %d: %s", f, code, errOut)
 		}
@@ -165,17 +166,57 @@ func TestReportUsage(t *testing.T) {
 		{"bad format", []string{"--format", "xml"}, ExitUsage, "--format"},
 		{"zero sla", []string{"--sla", "0s"}, ExitUsage, "--sla"},
 		{"negative limit", []string{"--limit", "-1"}, ExitUsage, "--limit"},
+		{"zero task id", []string{"--task-id", "0"}, ExitUsage, "--task-id 0"},
 		{"argument", []string{"extra"}, ExitUsage, "unknown command"},
 		{"no table", []string{"--table", filepath.Join(t.TempDir(), "none")}, ExitFailure, "no Delta table"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			args := append([]string{"report"}, tc.args...)
+			args := append([]string{"--config-dir", repoConfig(), "report"}, tc.args...)
 			if tc.name != "no table" {
 				args = append(args, "--table", dir)
 			}
 			code, _, errOut := runCLI(t, nil, args...)
 			if code != tc.code || !strings.Contains(errOut, tc.want) {
 				t.Errorf("exit %d, stderr %q; want %d and %q", code, errOut, tc.code, tc.want)
+			}
+		})
+	}
+}
+
+// TestReportTaskIDFromConfig: without --task-id the report takes the task
+// template the plugins' triggers are keyed by, and asks for --task-id when
+// they name several or none, or cannot be read.
+func TestReportTaskIDFromConfig(t *testing.T) {
+	dir := reportFixture(t)
+	cfgDir := t.TempDir()
+	copyTree(t, repoConfig(), cfgDir)
+	pf := filepath.Join(cfgDir, "plugins", "itel_cabinet_api", "config.yaml")
+	data, err := os.ReadFile(pf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	two := strings.Replace(string(data), "  triggers:\n", "  triggers:\n    40001:\n      on_completed:\n        publish_to_topic: done\n", 1)
+	if err := os.WriteFile(pf, []byte(two), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"several templates", []string{"--config-dir", cfgDir, "report"}, ExitUsage, "several task templates (32513, 40001): pass --task-id"},
+		{"no configuration", []string{"--config-dir", filepath.Join(t.TempDir(), "none"), "report"}, ExitUsage, "pass --task-id"},
+		{"task id given", []string{"--config-dir", filepath.Join(t.TempDir(), "none"), "report", "--task-id", "32513"}, ExitOK, ""},
+		{"task id of the other template", []string{"--config-dir", cfgDir, "report", "--task-id", "40001"}, ExitOK, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runCLI(t, nil, append(tc.args, "--table", dir, "--as-of", reportAsOf)...)
+			if code != tc.code || !strings.Contains(errOut, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want %d and %q", code, errOut, tc.code, tc.want)
+			}
+			if code == ExitOK && !strings.Contains(out, "Task "+tc.args[len(tc.args)-1]+" lifecycles") {
+				t.Errorf("report of the wrong template:\n%s", out)
 			}
 		})
 	}

@@ -463,7 +463,7 @@ var groupSettle = 12 * time.Second
 // tableLocation is where the worker's delta_writer keeps its table.
 func tableLocation(w *config.Worker, dataDir string) (string, error) {
 	for _, h := range w.EnrichmentHandlers {
-		if h.Type != "delta_writer" {
+		if h.Type != pipeline.TypeDeltaWriter {
 			continue
 		}
 		if loc, _, ok := h.Field("location"); ok && loc != "" {

@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -68,64 +67,6 @@ func unknownField(node ast.Node, key string, valid []string) error {
 	return errAt(node, "%s", msg)
 }
 
-// UnmarshalYAML decodes a trigger: name, description, on_any and any number
-// of on_<status> blocks.
-func (t *Trigger) UnmarshalYAML(node ast.Node) error {
-	pairs, err := mappingPairs(node)
-	if err != nil {
-		return err
-	}
-	for _, kv := range pairs {
-		key := keyString(kv)
-		switch {
-		case key == "name":
-			if err := strict(kv.Value, &t.Name); err != nil {
-				return err
-			}
-		case key == "description":
-			if err := strict(kv.Value, &t.Description); err != nil {
-				return err
-			}
-		case strings.HasPrefix(key, "on_") && len(key) > 3:
-			a := new(Actions)
-			if err := strict(kv.Value, a); err != nil {
-				return err
-			}
-			if key == "on_any" {
-				t.OnAny = a
-				continue
-			}
-			if t.OnStatus == nil {
-				t.OnStatus = make(map[string]*Actions)
-			}
-			t.OnStatus[strings.TrimPrefix(key, "on_")] = a
-		default:
-			return unknownField(kv.Key, key, []string{"name", "description", "on_any", "on_assigned", "on_in_progress", "on_completed"})
-		}
-	}
-	return nil
-}
-
-// MarshalYAML writes a trigger back in its file form.
-func (t *Trigger) MarshalYAML() (any, error) {
-	m := yaml.MapSlice{{Key: "name", Value: t.Name}}
-	if t.Description != "" {
-		m = append(m, yaml.MapItem{Key: "description", Value: t.Description})
-	}
-	if t.OnAny != nil {
-		m = append(m, yaml.MapItem{Key: "on_any", Value: t.OnAny})
-	}
-	statuses := make([]string, 0, len(t.OnStatus))
-	for s := range t.OnStatus {
-		statuses = append(statuses, s)
-	}
-	sort.Strings(statuses)
-	for _, s := range statuses {
-		m = append(m, yaml.MapItem{Key: "on_" + s, Value: t.OnStatus[s]})
-	}
-	return m, nil
-}
-
 // UnmarshalYAML keeps a handler's type and its config block; the block is
 // decoded strictly later, by the handler, through Decode.
 func (h *HandlerSpec) UnmarshalYAML(node ast.Node) error {
@@ -143,66 +84,37 @@ func (h *HandlerSpec) UnmarshalYAML(node ast.Node) error {
 			}
 			typeNode = kv.Value
 		case "config":
-			h.config = kv.Value
+			h.config.node = kv.Value
 		default:
 			return unknownField(kv.Key, key, []string{"type", "config"})
 		}
 	}
-	if typeNode == nil {
-		return errAt(node, "handler has no type (one of %s)", strings.Join(HandlerTypes, ", "))
-	}
 	h.Type = h.TypeAsWritten
-	h.typePos = nodePos(typeNode)
+	h.typePos = h.Pos
+	if typeNode != nil {
+		h.typePos = nodePos(typeNode)
+	}
 	return nil
 }
 
 // Decode decodes the handler's config block into v strictly: an unknown
 // field is an error naming file, line and column.
-func (h *HandlerSpec) Decode(v any) error {
-	if h.config == nil {
-		return nil
-	}
-	if _, isNull := h.config.(*ast.NullNode); isNull {
-		return nil
-	}
-	if err := strict(h.config, v); err != nil {
-		return problemsFrom(h.file, err, fieldsOf(v))
-	}
-	return nil
-}
+func (h *HandlerSpec) Decode(v any) error { return h.config.Decode(v) }
 
 // Field returns the string value of a top-level key of the config block,
 // and whether it is there.
-func (h *HandlerSpec) Field(key string) (string, Pos, bool) {
-	pairs, err := mappingPairs(h.config)
-	if err != nil {
-		return "", Pos{}, false
-	}
-	for _, kv := range pairs {
-		if keyString(kv) != key {
-			continue
-		}
-		var s string
-		if strict(kv.Value, &s) != nil {
-			return "", Pos{}, false
-		}
-		p := nodePos(kv.Value)
-		p.File = h.file
-		return s, p, true
-	}
-	return "", Pos{}, false
-}
+func (h *HandlerSpec) Field(key string) (string, Pos, bool) { return h.config.Field(key) }
 
 // MarshalYAML writes the handler in its file form; values of keys that look
 // like secrets are redacted.
 func (h *HandlerSpec) MarshalYAML() (any, error) {
 	m := yaml.MapSlice{{Key: "type", Value: h.Type}}
-	if h.config != nil {
-		var cfg any
-		if err := yaml.NodeToValue(h.config, &cfg, yaml.UseOrderedMap()); err != nil {
+	if !h.config.IsZero() {
+		cfg, err := h.config.MarshalYAML()
+		if err != nil {
 			return nil, err
 		}
-		m = append(m, yaml.MapItem{Key: "config", Value: redactSecrets(cfg)})
+		m = append(m, yaml.MapItem{Key: "config", Value: cfg})
 	}
 	return m, nil
 }
@@ -279,6 +191,9 @@ func (c *Connection) UnmarshalYAML(node ast.Node) error {
 	}
 	if err := strict(node, &p); err != nil {
 		return err
+	}
+	if p.AuthType == "" {
+		p.AuthType = "none"
 	}
 	*c = Connection(p)
 	c.pos = nodePos(node)

@@ -12,6 +12,12 @@
 //	}
 //	w, _ := cfg.Worker("itel_cabinet_tracking_worker")
 //
+// A component's config: block (a handler's, a plugin's) is not this
+// package's to know: it is kept as a Block and decoded strictly, with its
+// defaults, and validated by the component's factory, which Load calls
+// through the registry it is given (WithHandlers, WithPlugins). Registry is
+// the generic name → factory map both registries are built on.
+//
 // Layout of the folder:
 //
 //	plugins/<name>/config.yaml          one plugin
@@ -29,7 +35,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 )
@@ -47,15 +52,6 @@ const (
 	MaxNestingDepthLimit   = 80
 )
 
-// HandlerTypes are the handler types kpipe implements.
-var HandlerTypes = []string{"transform", "validation", "lookup", "delta_writer"}
-
-// HandlerAliases maps other spellings of a handler type to its name: SPEC.md
-// names the Delta writer by its Python path.
-var HandlerAliases = map[string]string{
-	"kafka_pipeline.plugins.handlers.delta_writer:DeltaTableWriter": "delta_writer",
-}
-
 // Option changes how Load works.
 type Option func(*loader)
 
@@ -63,61 +59,102 @@ type Option func(*loader)
 // os.LookupEnv.
 func WithEnv(lookup LookupEnv) Option { return func(l *loader) { l.env = lookup } }
 
-// WithHandlerTypes replaces the known handler types.
-func WithHandlerTypes(types ...string) Option {
-	return func(l *loader) { l.handlerTypes = types }
-}
+// WithHandlers checks every handler entry against the handler registry c:
+// its type (an alias resolved into HandlerSpec.Type) and its config block.
+// Without it handler types and blocks are not checked.
+func WithHandlers(c Checker[*HandlerSpec]) Option { return func(l *loader) { l.handlers = c } }
 
-// WithHandlerCheck adds a check of every handler's config block, such as
-// decoding it strictly into the handler's config type and validating it.
-func WithHandlerCheck(check func(*HandlerSpec) error) Option {
-	return func(l *loader) { l.handlerCheck = check }
-}
+// WithPlugins checks every plugin against the plugin registry c: its
+// module (resolved into Plugin.Kind) and its config block. Without it
+// plugin modules and blocks are not checked.
+func WithPlugins(c Checker[*Plugin]) Option { return func(l *loader) { l.plugins = c } }
 
 type loader struct {
-	env          LookupEnv
-	handlerTypes []string
-	handlerCheck func(*HandlerSpec) error
-	probs        problems
+	env      LookupEnv
+	handlers Checker[*HandlerSpec]
+	plugins  Checker[*Plugin]
+	probs    problems
 	// connFailed is set when a connections file could not be loaded, so
 	// that "connection not defined" is not reported on top of its problem.
 	connFailed bool
 }
 
-// Load reads the configuration folder dir. On any problem it returns an
-// *Error listing all of them.
-func Load(dir string, opts ...Option) (*Config, error) {
-	l := &loader{env: os.LookupEnv, handlerTypes: HandlerTypes}
+func newLoader(dir string, opts []Option) (*loader, error) {
+	l := &loader{env: os.LookupEnv}
 	for _, o := range opts {
 		o(l)
 	}
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("configuration folder %q not found (use --config-dir)", dir)
 	}
-	cfg := &Config{Dir: dir, Connections: map[string]*Connection{}}
-	l.loadConnections(cfg, filepath.Join(dir, "plugins", "shared", "connections"))
-	pluginDirs, _ := filepath.Glob(filepath.Join(dir, "plugins", "*"))
-	sort.Strings(pluginDirs)
-	for _, pd := range pluginDirs {
+	return l, nil
+}
+
+// pluginDirs are the plugins/* folders of dir but shared.
+func pluginDirs(dir string) []string {
+	all, _ := filepath.Glob(filepath.Join(dir, "plugins", "*"))
+	sort.Strings(all)
+	var out []string
+	for _, pd := range all {
 		if filepath.Base(pd) == "shared" {
 			continue
 		}
 		if st, err := os.Stat(pd); err != nil || !st.IsDir() {
 			continue
 		}
+		out = append(out, pd)
+	}
+	return out
+}
+
+// LoadPlugins reads only the plugins of the configuration folder dir
+// (plugins/*/config.yaml), in priority order, for commands that need no
+// workers or connections. On any problem it returns an *Error listing all
+// of them.
+func LoadPlugins(dir string, opts ...Option) ([]*Plugin, error) {
+	l, err := newLoader(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &Config{Dir: dir}
+	for _, pd := range pluginDirs(dir) {
+		l.loadPlugin(cfg, filepath.Join(pd, "config.yaml"))
+	}
+	sortPlugins(cfg.Plugins)
+	l.checkPlugins(cfg)
+	if err := l.probs.err(); err != nil {
+		return nil, err
+	}
+	return cfg.Plugins, nil
+}
+
+func sortPlugins(ps []*Plugin) {
+	sort.SliceStable(ps, func(i, j int) bool {
+		a, b := ps[i], ps[j]
+		if a.Priority != b.Priority {
+			return a.Priority < b.Priority
+		}
+		return a.Name < b.Name
+	})
+}
+
+// Load reads the configuration folder dir. On any problem it returns an
+// *Error listing all of them.
+func Load(dir string, opts ...Option) (*Config, error) {
+	l, err := newLoader(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &Config{Dir: dir, Connections: map[string]*Connection{}}
+	l.loadConnections(cfg, filepath.Join(dir, "plugins", "shared", "connections"))
+	for _, pd := range pluginDirs(dir) {
 		l.loadPlugin(cfg, filepath.Join(pd, "config.yaml"))
 		l.loadWorkers(cfg, filepath.Join(pd, "workers.yaml"))
 	}
 	if len(cfg.Plugins) == 0 && len(cfg.Workers) == 0 && len(l.probs.list) == 0 {
 		l.probs.add(Pos{File: filepath.Join(dir, "plugins")}, "no plugins/*/config.yaml or workers.yaml found")
 	}
-	sort.SliceStable(cfg.Plugins, func(i, j int) bool {
-		a, b := cfg.Plugins[i], cfg.Plugins[j]
-		if a.Priority != b.Priority {
-			return a.Priority < b.Priority
-		}
-		return a.Name < b.Name
-	})
+	sortPlugins(cfg.Plugins)
 	sort.Slice(cfg.Workers, func(i, j int) bool { return cfg.Workers[i].Name < cfg.Workers[j].Name })
 	l.validate(cfg)
 	if err := l.probs.err(); err != nil {
@@ -167,13 +204,9 @@ func (l *loader) read(file string) ([]byte, bool) {
 	return data, true
 }
 
-// maxUnknownFields bounds how many unknown fields of one file are reported.
-const maxUnknownFields = 50
-
-// decode decodes data strictly into v, adding problems for file. An unknown
-// field is reported, dropped from the document, and decoding goes on, so
-// that every unknown field of the file is reported at once and the rest is
-// still validated; ok is false when v could not be decoded at all.
+// decode decodes data strictly into v, adding problems for file: every
+// unknown field of the file is reported and dropped, and the rest decoded
+// and checked; ok is false when v could not be decoded at all.
 func (l *loader) decode(file string, data []byte, v any) (ok bool) {
 	doc, err := parser.ParseBytes(data, 0)
 	if err != nil {
@@ -184,21 +217,7 @@ func (l *loader) decode(file string, data []byte, v any) (ok bool) {
 		l.probs.add(Pos{File: file}, "file is empty")
 		return false
 	}
-	body := doc.Docs[0].Body
-	fields := fieldsOf(v)
-	for range maxUnknownFields {
-		err := strict(body, v)
-		if err == nil {
-			return true
-		}
-		ce := problemsFrom(file, err, fields)
-		l.probs.addErr(file, ce)
-		p := ce.Problems[0].Pos
-		if !strings.HasPrefix(ce.Problems[0].Msg, "unknown field") || !dropKeyAt(body, p.Line, p.Column) {
-			return false
-		}
-	}
-	return false
+	return decodeReporting(&l.probs, file, doc.Docs[0].Body, v)
 }
 
 // dropKeyAt removes the mapping entry whose key starts at line:column.
@@ -240,14 +259,40 @@ func (l *loader) loadPlugin(cfg *Config, file string) {
 		return
 	}
 	p.File = file
-	for id, t := range p.Config.Triggers {
-		if t == nil {
-			t = new(Trigger)
-			p.Config.Triggers[id] = t
-		}
-		t.TaskID = id
-	}
+	p.Config.file = file
 	cfg.Plugins = append(cfg.Plugins, p)
+}
+
+// workersFile is a workers.yaml.
+type workersFile struct {
+	Workers workerList `yaml:"workers"`
+}
+
+// workerList is the workers: map, in file order.
+type workerList []keyedWorker
+
+type keyedWorker struct {
+	key string
+	w   *Worker // nil for an empty entry
+}
+
+// UnmarshalYAML decodes the workers in file order, each strictly.
+func (wl *workerList) UnmarshalYAML(node ast.Node) error {
+	pairs, err := mappingPairs(node)
+	if err != nil {
+		return err
+	}
+	for _, kv := range pairs {
+		kw := keyedWorker{key: keyString(kv)}
+		if _, isNull := kv.Value.(*ast.NullNode); !isNull && kv.Value != nil {
+			kw.w = new(Worker)
+			if err := strict(kv.Value, kw.w); err != nil {
+				return err
+			}
+		}
+		*wl = append(*wl, kw)
+	}
+	return nil
 }
 
 func (l *loader) loadWorkers(cfg *Config, file string) {
@@ -255,20 +300,12 @@ func (l *loader) loadWorkers(cfg *Config, file string) {
 	if !ok {
 		return
 	}
-	var f struct {
-		Workers yaml.MapSlice `yaml:"workers"`
-	}
-	var raw struct {
-		Workers map[string]*Worker `yaml:"workers"`
-	}
-	if !l.decode(file, data, &raw) {
+	var f workersFile
+	if !l.decode(file, data, &f) {
 		return
 	}
-	// Keep the file's order for positions and duplicate checks.
-	_ = yaml.Unmarshal(data, &f)
 	for _, item := range f.Workers {
-		key := fmt.Sprint(item.Key)
-		w := raw.Workers[key]
+		key, w := item.key, item.w
 		if w == nil {
 			l.probs.add(Pos{File: file}, "worker %q is empty", key)
 			continue
@@ -282,7 +319,7 @@ func (l *loader) loadWorkers(cfg *Config, file string) {
 		}
 		for _, h := range w.EnrichmentHandlers {
 			if h != nil {
-				h.file = file
+				h.config.file = file
 				h.Pos.File = file
 				h.typePos.File = file
 			}
@@ -344,17 +381,29 @@ func (l *loader) loadConnections(cfg *Config, dir string) {
 // topicName is what Kafka accepts as a topic name.
 var topicName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 
+// CheckTopic returns an error when topic is not a valid Kafka topic name.
+func CheckTopic(topic string) error {
+	if topic == "." || topic == ".." || !topicName.MatchString(topic) {
+		return fmt.Errorf("%q is not a valid Kafka topic name (letters, digits, '.', '_', '-'; at most 249)", topic)
+	}
+	return nil
+}
+
 func (l *loader) checkTopic(pos Pos, field, topic string, required bool) {
 	switch {
 	case topic == "" && required:
 		l.probs.add(pos, "%s is required", field)
 	case topic == "":
-	case topic == "." || topic == ".." || !topicName.MatchString(topic):
-		l.probs.add(pos, "%s %q is not a valid Kafka topic name (letters, digits, '.', '_', '-'; at most 249)", field, topic)
+	default:
+		if err := CheckTopic(topic); err != nil {
+			l.probs.add(pos, "%s %v", field, err)
+		}
 	}
 }
 
-func (l *loader) validate(cfg *Config) {
+// checkPlugins checks every plugin's name, and its module and config
+// block against the plugin registry; the block's rules are the plugin's.
+func (l *loader) checkPlugins(cfg *Config) {
 	pluginNames := map[string]string{}
 	for _, p := range cfg.Plugins {
 		pos := Pos{File: p.File}
@@ -364,44 +413,47 @@ func (l *loader) validate(cfg *Config) {
 			l.probs.add(pos, "plugin %q is also defined in %s", p.Name, other)
 		}
 		pluginNames[p.Name] = p.File
-		if p.Kind() != "task_trigger" {
-			l.probs.add(pos, "plugin %q: unknown module %q (kpipe implements kafka_pipeline.plugins.task_trigger)", p.Name, p.Module)
+		if l.plugins == nil {
+			continue
 		}
-		if p.Class != "" && p.Class != "TaskTriggerPlugin" && p.Kind() == "task_trigger" {
-			l.probs.add(pos, "plugin %q: unknown class %q (the task_trigger module has TaskTriggerPlugin)", p.Name, p.Class)
+		where := fmt.Sprintf("plugin %q", p.Name)
+		kind, err := l.plugins.Resolve(p.Module)
+		if err != nil {
+			l.probs.add(pos, "%s module: %v", where, err)
+			continue
 		}
-		if len(p.Config.Triggers) == 0 {
-			l.probs.add(pos, "plugin %q has no triggers", p.Name)
-		}
-		ids := make([]int64, 0, len(p.Config.Triggers))
-		for id := range p.Config.Triggers {
-			ids = append(ids, id)
-		}
-		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-		for _, id := range ids {
-			t := p.Config.Triggers[id]
-			where := fmt.Sprintf("plugin %q trigger %d", p.Name, id)
-			if id <= 0 {
-				l.probs.add(pos, "%s: the key must be a positive task template id", where)
-			}
-			if t.Name == "" {
-				t.Name = fmt.Sprintf("task %d", id)
-			}
-			if t.OnAny == nil && len(t.OnStatus) == 0 {
-				l.probs.add(pos, "%s has no on_any or on_<status> block", where)
-			}
-			blocks := map[string]*Actions{}
-			if t.OnAny != nil {
-				blocks["on_any"] = t.OnAny
-			}
-			for s, a := range t.OnStatus {
-				blocks["on_"+s] = a
-			}
-			for name, a := range blocks {
-				l.checkActions(pos, where+" "+name, a)
-			}
-		}
+		p.kind = kind
+		l.addCheck(pos, where, l.plugins.Check(p))
 	}
+}
+
+// addCheck adds the problems of a component's check, each message
+// prefixed with where the component is: an *Error's problems at their
+// places, the errors an errors.Join holds one by one, and any other error
+// at pos.
+func (l *loader) addCheck(pos Pos, where string, err error) {
+	if err == nil {
+		return
+	}
+	var ce *Error
+	if errors.As(err, &ce) {
+		for _, p := range ce.Problems {
+			p.Msg = where + ": " + p.Msg
+		}
+		l.probs.addErr(pos.File, ce)
+		return
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			l.addCheck(pos, where, e)
+		}
+		return
+	}
+	l.probs.add(pos, "%s: %v", where, err)
+}
+
+func (l *loader) validate(cfg *Config) {
+	l.checkPlugins(cfg)
 	for _, w := range cfg.Workers {
 		pos := w.pos
 		where := fmt.Sprintf("worker %q", w.Name)
@@ -436,6 +488,14 @@ func (l *loader) validate(cfg *Config) {
 				l.probs.add(pos, "%s handler %d is empty", where, i+1)
 				continue
 			}
+			if h.TypeAsWritten == "" {
+				hint := ""
+				if names, ok := l.handlers.(interface{ Names() []string }); ok {
+					hint = " (one of " + strings.Join(names.Names(), ", ") + ")"
+				}
+				l.probs.add(h.Pos, "%s handler %d has no type%s", where, i+1, hint)
+				continue
+			}
 			l.checkHandler(cfg, where, h)
 		}
 	}
@@ -456,61 +516,22 @@ func (l *loader) connectionHint(cfg *Config) string {
 	return " (defined: " + strings.Join(names, ", ") + ")"
 }
 
-func (l *loader) checkActions(pos Pos, where string, a *Actions) {
-	if a.PublishToTopic == "" && a.Log == nil {
-		l.probs.add(pos, "%s has no action (publish_to_topic or log)", where)
-	}
-	l.checkTopic(pos, where+" publish_to_topic", a.PublishToTopic, false)
-	if a.Log != nil {
-		if a.Log.Message == "" {
-			l.probs.add(pos, "%s log.message is required", where)
-		}
-		if a.Log.Level == "" {
-			a.Log.Level = "info"
-		}
-		switch strings.ToLower(a.Log.Level) {
-		case "debug", "info", "warn", "warning", "error":
-		default:
-			l.probs.add(pos, "%s log.level %q: want debug, info, warn or error", where, a.Log.Level)
-		}
-	}
-}
-
 func (l *loader) checkHandler(cfg *Config, where string, h *HandlerSpec) {
-	if alias, ok := HandlerAliases[h.TypeAsWritten]; ok {
-		h.Type = alias
-	}
-	known := false
-	for _, t := range l.handlerTypes {
-		known = known || t == h.Type
-	}
-	if !known {
-		msg := fmt.Sprintf("%s: unknown handler type %q", where, h.TypeAsWritten)
-		if s := nearest(h.TypeAsWritten, l.handlerTypes); s != "" {
-			msg += fmt.Sprintf(" (did you mean %q?)", s)
-		} else {
-			msg += " (known: " + strings.Join(l.handlerTypes, ", ") + ")"
+	if l.handlers != nil {
+		t, err := l.handlers.Resolve(h.TypeAsWritten)
+		if err != nil {
+			l.probs.add(h.typePos, "%s: %v", where, err)
+			return
 		}
-		l.probs.add(h.typePos, "%s", msg)
-		return
+		h.Type = t
 	}
 	if name, pos, ok := h.Field("connection"); ok {
 		if _, defined := cfg.Connections[name]; !defined && !l.connFailed {
 			l.probs.add(pos, "%s %s handler: connection %q is not defined%s", where, h.Type, name, l.connectionHint(cfg))
 		}
 	}
-	if l.handlerCheck != nil {
-		if err := l.handlerCheck(h); err != nil {
-			var ce *Error
-			if errors.As(err, &ce) {
-				for _, p := range ce.Problems {
-					p.Msg = fmt.Sprintf("%s %s handler: %s", where, h.Type, p.Msg)
-				}
-				l.probs.addErr(h.file, ce)
-			} else {
-				l.probs.add(h.Pos, "%s %s handler: %v", where, h.Type, err)
-			}
-		}
+	if l.handlers != nil {
+		l.addCheck(h.Pos, fmt.Sprintf("%s %s handler", where, h.Type), l.handlers.Check(h))
 	}
 }
 
@@ -532,8 +553,7 @@ func (l *loader) checkConnection(c *Connection) {
 		if c.Username == "" {
 			l.probs.add(pos, "%s auth_type basic needs username", where)
 		}
-	case "none", "":
-		c.AuthType = "none"
+	case "none":
 	default:
 		l.probs.add(pos, "%s auth_type %q: want bearer, basic or none", where, c.AuthType)
 	}

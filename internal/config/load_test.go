@@ -61,8 +61,56 @@ func edit(t *testing.T, dir, rel, old, new string) {
 	}
 }
 
+// lookupCfg is the lookup handler's configuration, as far as these tests
+// need it.
+type lookupCfg struct {
+	Connection  string            `yaml:"connection"`
+	Endpoint    string            `yaml:"endpoint"`
+	PathParams  map[string]string `yaml:"path_params"`
+	ResultField string            `yaml:"result_field"`
+	CacheTTL    int               `yaml:"cache_ttl"`
+	OnError     string            `yaml:"on_error"`
+}
+
+// testHandlers is a handler registry with the names (and the alias) of
+// kpipe's handlers, as pipeline.DefaultRegistry has them; its check
+// decodes a lookup block strictly.
+func testHandlers() Checker[*HandlerSpec] {
+	r := NewRegistry[func(*HandlerSpec) error]("handler", errors.New("unknown handler type"), errors.New("handler type already registered"))
+	none := func(*HandlerSpec) error { return nil }
+	r.MustRegister("transform", none)
+	r.MustRegister("validation", none)
+	r.MustRegister("lookup", func(h *HandlerSpec) error { return h.Decode(&lookupCfg{}) })
+	r.MustRegister("delta_writer", none, "kafka_pipeline.plugins.handlers.delta_writer:DeltaTableWriter")
+	return registryChecker{r}
+}
+
+type registryChecker struct {
+	*Registry[func(*HandlerSpec) error]
+}
+
+func (c registryChecker) Check(h *HandlerSpec) error {
+	_, check, err := c.Lookup(h.Type)
+	if err != nil {
+		return err
+	}
+	return check(h)
+}
+
+// testPlugins is a plugin registry knowing the task_trigger module by its
+// SPEC.md name, as plugin.DefaultRegistry does; it checks nothing.
+func testPlugins() Checker[*Plugin] {
+	r := NewRegistry[struct{}]("plugin", errors.New("unknown plugin kind"), errors.New("plugin kind already registered"))
+	r.MustRegister("task_trigger", struct{}{}, "kafka_pipeline.plugins.task_trigger")
+	return pluginChecker{r}
+}
+
+type pluginChecker struct{ *Registry[struct{}] }
+
+func (pluginChecker) Check(*Plugin) error { return nil }
+
 func TestLoadCommittedConfig(t *testing.T) {
-	cfg, err := Load(filepath.Join("..", "..", "config"), WithEnv(testEnv))
+	cfg, err := Load(filepath.Join("..", "..", "config"), WithEnv(testEnv), WithHandlers(testHandlers()), WithPlugins(testPlugins()))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
@@ -73,18 +121,13 @@ func TestLoadCommittedConfig(t *testing.T) {
 	if p.Name != "itel_cabinet_api" || p.Kind() != "task_trigger" || !p.Enabled || p.Priority != 50 {
 		t.Fatalf("plugin = %+v", p)
 	}
-	if !p.Config.IncludeTaskData || !p.Config.IncludeProjectData {
-		t.Fatalf("include_*_data not read: %+v", p.Config)
+	// The block is the plugin's to decode (plugin tests check its values).
+	if p.Config.IsZero() || p.Config.Pos().Line != 11 {
+		t.Fatalf("config block at %v, zero %v", p.Config.Pos(), p.Config.IsZero())
 	}
-	tr := p.Config.Triggers[32513]
-	if tr == nil || tr.Name != "iTel Cabinet Task Tracking" || tr.TaskID != 32513 {
-		t.Fatalf("trigger 32513 = %+v", tr)
-	}
-	if tr.OnAny == nil || tr.OnAny.PublishToTopic != "itel.cabinet.task.tracking" {
-		t.Fatalf("on_any = %+v", tr.OnAny)
-	}
-	if tr.OnAny.Log == nil || tr.OnAny.Log.Level != "info" || !strings.Contains(tr.OnAny.Log.Message, "{task_status}") {
-		t.Fatalf("on_any.log = %+v", tr.OnAny.Log)
+	var block map[string]any
+	if err := p.Config.Decode(&block); err != nil || block["triggers"] == nil {
+		t.Fatalf("config block = %v, %v", block, err)
 	}
 
 	w, err := cfg.Worker("itel_cabinet_tracking_worker")
@@ -106,14 +149,7 @@ func TestLoadCommittedConfig(t *testing.T) {
 	if got := w.EnrichmentHandlers[3].TypeAsWritten; got != "kafka_pipeline.plugins.handlers.delta_writer:DeltaTableWriter" {
 		t.Fatalf("alias as written = %q", got)
 	}
-	var lookup struct {
-		Connection  string            `yaml:"connection"`
-		Endpoint    string            `yaml:"endpoint"`
-		PathParams  map[string]string `yaml:"path_params"`
-		ResultField string            `yaml:"result_field"`
-		CacheTTL    int               `yaml:"cache_ttl"`
-		OnError     string            `yaml:"on_error"`
-	}
+	var lookup lookupCfg
 	if err := w.EnrichmentHandlers[2].Decode(&lookup); err != nil {
 		t.Fatal(err)
 	}
@@ -171,11 +207,6 @@ func TestLoadProblems(t *testing.T) {
 			want: []string{workers + ":82:23: worker \"itel_cabinet_tracking_worker\" lookup handler: connection \"claimx_apii\" is not defined (defined: claimx_api)"},
 		},
 		{
-			name: "unknown field in a trigger",
-			rel:  "plugins/itel_cabinet_api/config.yaml", old: "      on_any:", new: "      on_anny:\n        publish_to_topic: x\n      onany:",
-			want: []string{"config.yaml:22:7: unknown field \"onany\" (did you mean \"on_any\"?)"},
-		},
-		{
 			name: "invalid topic and batch size and auto commit, all reported",
 			rel:  workers, old: "    input_topic: itel.cabinet.task.tracking\n    consumer_group: itel_cabinet_tracking_worker_group\n    batch_size: 100\n    enable_auto_commit: false",
 			new: "    input_topic: itel cabinet\n    consumer_group: itel_cabinet_tracking_worker_group\n    batch_size: 0\n    enable_auto_commit: true",
@@ -217,7 +248,7 @@ func TestLoadProblems(t *testing.T) {
 			if env == nil {
 				env = testEnv
 			}
-			_, err := Load(dir, WithEnv(env))
+			_, err := Load(dir, WithEnv(env), WithHandlers(testHandlers()))
 			if len(tt.want) == 0 {
 				if err != nil {
 					t.Fatalf("got %v, want no error", err)
@@ -247,21 +278,7 @@ func TestLoadProblems(t *testing.T) {
 func TestHandlerCheckProblemsAreReported(t *testing.T) {
 	dir := copyConfig(t)
 	edit(t, dir, "plugins/itel_cabinet_api/workers.yaml", "cache_ttl: 60", "cache_tll: 60")
-	type lookupCfg struct {
-		Connection  string            `yaml:"connection"`
-		Endpoint    string            `yaml:"endpoint"`
-		PathParams  map[string]string `yaml:"path_params"`
-		ResultField string            `yaml:"result_field"`
-		CacheTTL    int               `yaml:"cache_ttl"`
-		OnError     string            `yaml:"on_error"`
-	}
-	check := func(h *HandlerSpec) error {
-		if h.Type != "lookup" {
-			return nil
-		}
-		return h.Decode(&lookupCfg{})
-	}
-	_, err := Load(dir, WithEnv(testEnv), WithHandlerCheck(check))
+	_, err := Load(dir, WithEnv(testEnv), WithHandlers(testHandlers()))
 	want := "plugins/itel_cabinet_api/workers.yaml:87:11: worker \"itel_cabinet_tracking_worker\" lookup handler: unknown field \"cache_tll\" (did you mean \"cache_ttl\"?)"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("got %v, want it to contain %s", err, want)
@@ -299,7 +316,7 @@ func TestEveryUnknownFieldOfAFileIsReported(t *testing.T) {
 	edit(t, dir, rel, "batch_size: 100", "batch_sise: 100")
 	edit(t, dir, rel, "success_topic:", "sucess_topic:")
 	edit(t, dir, rel, "- type: validation", "- type: validaton")
-	_, err := Load(dir, WithEnv(testEnv))
+	_, err := Load(dir, WithEnv(testEnv), WithHandlers(testHandlers()))
 	var ce *Error
 	if !errors.As(err, &ce) {
 		t.Fatalf("got %v, want *Error", err)
@@ -315,5 +332,15 @@ func TestEveryUnknownFieldOfAFileIsReported(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestHandlerWithoutType(t *testing.T) {
+	dir := copyConfig(t)
+	edit(t, dir, "plugins/itel_cabinet_api/workers.yaml", "      - type: lookup\n", "      - config: {}\n      - type: lookup\n")
+	_, err := Load(dir, WithEnv(testEnv), WithHandlers(testHandlers()))
+	want := ": worker \"itel_cabinet_tracking_worker\" handler 3 has no type (one of delta_writer, lookup, transform, validation)"
+	if err == nil || !strings.Contains(err.Error(), "workers.yaml:80:") || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want it at workers.yaml:80 to contain %s", err, want)
 	}
 }

@@ -1,11 +1,6 @@
 package config
 
-import (
-	"log/slog"
-	"time"
-
-	"github.com/goccy/go-yaml/ast"
-)
+import "time"
 
 // Config is everything kpipe loads from its configuration folder.
 type Config struct {
@@ -26,81 +21,31 @@ type Plugin struct {
 	// Name identifies the plugin in logs and metrics. Required.
 	Name string `yaml:"name"`
 	// Module and Class name the implementation, in the Python form SPEC.md
-	// uses: module kafka_pipeline.plugins.task_trigger with class
-	// TaskTriggerPlugin is kpipe's task_trigger plugin.
+	// uses (module kafka_pipeline.plugins.task_trigger, class
+	// TaskTriggerPlugin); the plugin registry resolves Module to a kind and
+	// the kind's factory checks Class.
 	Module string `yaml:"module"`
 	Class  string `yaml:"class"`
 	// Enabled plugins run; disabled ones are loaded and checked only.
 	Enabled bool `yaml:"enabled"`
 	// Priority orders plugins: lower runs first. Default 0.
 	Priority int `yaml:"priority"`
-	// Config is the task_trigger plugin's configuration.
-	Config TaskTriggerConfig `yaml:"config"`
+	// Config is the plugin's config block, decoded strictly by the
+	// plugin's factory.
+	Config Block `yaml:"config"`
 
 	// File is where the plugin was read from.
 	File string `yaml:"-"`
+	kind string
 }
 
-// Kind is the canonical implementation name: "task_trigger" for the module
-// and class of SPEC.md (or the plain name task_trigger), else Module.
+// Kind is the plugin's kind: Module resolved by the plugin registry Load
+// was given (WithPlugins), else Module as written.
 func (p *Plugin) Kind() string {
-	if p.Module == "kafka_pipeline.plugins.task_trigger" || p.Module == "task_trigger" {
-		return "task_trigger"
+	if p.kind != "" {
+		return p.kind
 	}
 	return p.Module
-}
-
-// TaskTriggerConfig configures the task_trigger plugin.
-type TaskTriggerConfig struct {
-	// IncludeTaskData adds the task-assignment row as "task" to published
-	// payloads. Default false.
-	IncludeTaskData bool `yaml:"include_task_data"`
-	// IncludeProjectData adds the project row as "project". Default false.
-	IncludeProjectData bool `yaml:"include_project_data"`
-	// Triggers are keyed by task template id (32513 is the iTel Cabinet
-	// Repair Form).
-	Triggers map[int64]*Trigger `yaml:"triggers"`
-}
-
-// Trigger is what to do for the events of one task template.
-type Trigger struct {
-	// TaskID is the task template id the trigger is keyed by.
-	TaskID int64 `yaml:"-"`
-	// Name appears in published payloads as trigger_name.
-	Name        string `yaml:"name"`
-	Description string `yaml:"description"`
-	// OnAny runs for every event of the template (YAML key on_any).
-	OnAny *Actions `yaml:"-"`
-	// OnStatus runs when the task's status equals the key (YAML keys
-	// on_<status>, e.g. on_assigned, on_completed).
-	OnStatus map[string]*Actions `yaml:"-"`
-}
-
-// Actions are the actions of one on_* block. Each is optional.
-type Actions struct {
-	// PublishToTopic publishes the SPEC.md payload to this topic, keyed by
-	// assignment_id.
-	PublishToTopic string `yaml:"publish_to_topic"`
-	// Log writes a log line.
-	Log *LogAction `yaml:"log"`
-}
-
-// LogAction writes Message at Level; {field} placeholders take values from
-// the payload (event_id, task_id, task_status, ...).
-type LogAction struct {
-	// Level is debug, info, warn or error. Default info.
-	Level string `yaml:"level"`
-	// Message is the template. Required.
-	Message string `yaml:"message"`
-}
-
-// SlogLevel is the action's level as a slog.Level.
-func (l *LogAction) SlogLevel() slog.Level {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(l.Level)); err != nil {
-		return slog.LevelInfo
-	}
-	return lv
 }
 
 // Worker is one entry of a workers.yaml "workers:" map: a plugin action
@@ -129,6 +74,11 @@ type Worker struct {
 	// goes to the error topic as class too_large (its original cut to fit).
 	// Default 1048576 (Kafka's default message size limit).
 	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// StatusField names the event field whose value
+	// kpipe_worker_rows_by_status_total counts written rows by (such as
+	// task_status); its distinct values are capped, later ones count as
+	// "other". Empty: rows are not counted by status. Default empty.
+	StatusField string `yaml:"status_field"`
 	// MaxNestingDepth is the deepest nesting of objects and arrays in an
 	// input message, the message itself counting as 1; a deeper one goes to
 	// the error topic as class too_deep. Default 64, at most 80 (a
@@ -143,16 +93,16 @@ type Worker struct {
 // HandlerSpec is one entry of enrichment_handlers: a type and its config
 // block, which the handler's registry entry decodes strictly with Decode.
 type HandlerSpec struct {
-	// Type is the canonical handler type (an alias such as SPEC.md's Python
-	// path is resolved).
+	// Type is the handler type as the handler registry Load was given
+	// (WithHandlers) names it, an alias such as SPEC.md's Python path
+	// resolved; without one, TypeAsWritten.
 	Type string
 	// TypeAsWritten is the type exactly as the file spells it.
 	TypeAsWritten string
 	// Pos is where the handler entry starts.
 	Pos Pos
 
-	config  ast.Node
-	file    string
+	config  Block
 	typePos Pos
 }
 

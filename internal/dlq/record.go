@@ -10,7 +10,7 @@
 // and SHA-256), and Replay refuses to re-inject a cut original.
 //
 //	rec := dlq.Record{Worker: "w", Topic: "in", Partition: 0, Offset: 7,
-//		Handler: "validation", Class: "validation", Message: "task_id: want 32513"}
+//		Handler: "validation", Class: "validation", Message: "task_id: want 40001"}
 //	rec.SetOriginal(value)
 //	b, err := rec.Marshal(dlq.DefaultMaxRecordBytes)
 //	// publish &kgo.Record{Topic: errorTopic, Key: rec.RecordKey(), Value: b}

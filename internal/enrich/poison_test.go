@@ -312,8 +312,8 @@ func TestPluginFailure(t *testing.T) {
 	}
 	victim := s.Manifest().EventsForTemplate(sim.TemplateITelCabinet)[0].EventID
 	reg := plugin.NewRegistry()
-	reg.MustRegister(plugin.KindTaskTrigger, plugin.NewTaskTrigger)
-	reg.MustRegister("fail_on", func(*config.Plugin, plugin.Deps) (plugin.Plugin, error) { return &failOn{id: victim}, nil })
+	reg.MustRegister(plugin.KindTaskTrigger, plugin.NewTaskTriggerFactory(), plugin.TaskTriggerModule)
+	reg.MustRegister("fail_on", plugin.FactoryFunc(func(*config.Plugin, plugin.Deps) (plugin.Plugin, error) { return &failOn{id: victim}, nil }))
 	plugins := append([]*config.Plugin{{Name: "fail_on", Module: "fail_on", Enabled: true}}, cfg.Plugins...)
 	orch, err := plugin.NewOrchestrator(t.Context(), reg, plugins, plugin.Deps{Metrics: m})
 	if err != nil {

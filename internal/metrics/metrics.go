@@ -10,10 +10,14 @@
 // The itel_plugin_* and itel_worker_* names are fixed by the specification;
 // the others follow kpipe_<subsystem>_<name>. Labels stay bounded: worker,
 // plugin, handler, connection, table and topic names come from configuration,
-// partitions from the topic, status and class from closed sets.
+// partitions from the topic, class and reason from closed sets, and a value
+// taken from data (RowsByStatus's status) through a CappedLabel.
 package metrics
 
 import (
+	"sync"
+	"unicode/utf8"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -56,8 +60,9 @@ type Metrics struct {
 	Errors *prometheus.CounterVec
 	// ErrorRecords counts records published to an error topic; labels: worker, topic.
 	ErrorRecords *prometheus.CounterVec
-	// RowsByStatus counts rows written by task status (a closed set, other
-	// values count as "other"); labels: worker, status.
+	// RowsByStatus counts rows written by the value of the worker's
+	// status_field (config.Worker.StatusField), as the data carries it,
+	// through a CappedLabel; labels: worker, status.
 	RowsByStatus *prometheus.CounterVec
 
 	// Handler metrics, recorded by the one decorator around every handler;
@@ -149,7 +154,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		BatchSize:    histogram("kpipe_worker_batch_size", "Records per processed batch.", prometheus.ExponentialBuckets(1, 4, 9), "worker"),
 		Errors:       counter("kpipe_worker_errors_total", "Failures by class.", "worker", "class"),
 		ErrorRecords: counter("kpipe_error_records_total", "Records published to an error topic.", "worker", "topic"),
-		RowsByStatus: counter("kpipe_worker_rows_by_status_total", "Rows written by task status.", "worker", "status"),
+		RowsByStatus: counter("kpipe_worker_rows_by_status_total", "Rows written by the value of the worker's status field.", "worker", "status"),
 
 		HandlerMessages: counter("kpipe_handler_messages_total", "Messages into and out of each handler.", "worker", "handler", "result"),
 		HandlerLatency:  histogram("kpipe_handler_latency_seconds", "Time a handler spent on a batch.", latencyBuckets, "worker", "handler"),
@@ -182,17 +187,50 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 }
 
-// Known task statuses for RowsByStatus; anything else counts as "other" so the
-// label stays bounded.
-var knownStatuses = map[string]bool{
-	"assigned": true, "in_progress": true, "completed": true, "reassigned": true,
-	"reopened": true, "cancelled": true, "created": true, "updated": true,
+// OtherLabel is the label value a CappedLabel gives the values past its
+// limit.
+const OtherLabel = "other"
+
+// DefaultMaxLabelValues is how many distinct values a label taken from data
+// (such as RowsByStatus's status) keeps before the rest count as
+// OtherLabel.
+const DefaultMaxLabelValues = 32
+
+// maxLabelValueBytes is the longest value a CappedLabel passes through.
+const maxLabelValueBytes = 64
+
+// CappedLabel keeps the cardinality of a label whose values come from data
+// bounded: the first max distinct values are used as they are, and later
+// ones, empty values, values over 64 bytes and values that are not UTF-8
+// count as OtherLabel. It is safe for concurrent use.
+type CappedLabel struct {
+	max  int
+	mu   sync.Mutex
+	seen map[string]struct{}
 }
 
-// StatusLabel maps a task status to a bounded label value.
-func StatusLabel(status string) string {
-	if knownStatuses[status] {
-		return status
+// NewCappedLabel returns a CappedLabel keeping at most max distinct values
+// (DefaultMaxLabelValues when max < 1).
+func NewCappedLabel(max int) *CappedLabel {
+	if max < 1 {
+		max = DefaultMaxLabelValues
 	}
-	return "other"
+	return &CappedLabel{max: max, seen: make(map[string]struct{}, max)}
+}
+
+// Value returns the label value to record v as.
+func (c *CappedLabel) Value(v string) string {
+	if v == "" || len(v) > maxLabelValueBytes || !utf8.ValidString(v) {
+		return OtherLabel
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.seen[v]; ok {
+		return v
+	}
+	if len(c.seen) >= c.max {
+		return OtherLabel
+	}
+	c.seen[v] = struct{}{}
+	return v
 }

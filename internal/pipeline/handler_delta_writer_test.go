@@ -219,7 +219,7 @@ func TestDeltaWriterPartitionByDecoding(t *testing.T) {
 	env := config.WithEnv(func(k string) (string, bool) {
 		return map[string]string{"CLAIMX_API_BASE_URL": "http://x", "CLAIMX_API_TOKEN": "t"}[k], true
 	})
-	check := config.WithHandlerCheck(DefaultRegistry().Check)
+	check := config.WithHandlers(DefaultRegistry())
 	cfg, err := config.Load("../../config", env, check)
 	if err != nil {
 		t.Fatal(err)

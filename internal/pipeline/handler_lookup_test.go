@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"kpipe/internal/config"
 )
 
 // countingGetter answers after a delay and counts calls per path.
@@ -133,7 +135,7 @@ func TestTransformAndValidation(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	tr := NewTransform(&TransformConfig{
 		Mappings: map[string]string{"event_timestamp": "timestamp", "created_at": "task.created_at", "gone": "task.nope"},
-		Defaults: map[string]any{"source": "s", "processed_at": CurrentTimestamp},
+		Defaults: map[string]any{"source": "s", "processed_at": config.CurrentTimestamp},
 	}, func() time.Time { return now })
 	e := &Event{Fields: map[string]any{"timestamp": "t", "task": map[string]any{"created_at": "c"}, "task_id": int64(32513)}}
 	if _, err := tr.Handle(t.Context(), e); err != nil {

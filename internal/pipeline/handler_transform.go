@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"kpipe/internal/delta"
 	"sort"
 	"strings"
 	"time"
-)
 
-// CurrentTimestamp as a transform default is replaced by the processing time.
-const CurrentTimestamp = "${CURRENT_TIMESTAMP}"
+	"kpipe/internal/config"
+	"kpipe/internal/delta"
+)
 
 // TransformConfig configures the transform handler.
 type TransformConfig struct {
@@ -20,7 +19,8 @@ type TransformConfig struct {
 	// null when the path is absent. Other fields stay as they are.
 	Mappings map[string]string `yaml:"mappings"`
 	// Defaults set fields that are absent or null after the mappings. The
-	// string ${CURRENT_TIMESTAMP} means the processing time (UTC).
+	// string ${CURRENT_TIMESTAMP} (config.CurrentTimestamp) means the
+	// processing time (UTC).
 	Defaults map[string]any `yaml:"defaults"`
 }
 
@@ -82,7 +82,7 @@ func NewTransform(cfg *TransformConfig, now func() time.Time) *Transform {
 	sort.Slice(t.mappings, func(i, j int) bool { return t.mappings[i].to < t.mappings[j].to })
 	for f, v := range cfg.Defaults {
 		d := fieldDefault{field: f, value: normalizeYAML(v)}
-		if s, ok := v.(string); ok && s == CurrentTimestamp {
+		if s, ok := v.(string); ok && s == config.CurrentTimestamp {
 			d.now = true
 		}
 		t.defaults = append(t.defaults, d)

@@ -29,8 +29,8 @@ type ValidationConfig struct {
 
 // FieldRule is the checks of one field; every set check must pass.
 type FieldRule struct {
-	// Equals: the value equals this (numbers compare by value, 32513 equals
-	// 32513.0).
+	// Equals: the value equals this (numbers compare by value, 40001 equals
+	// 40001.0).
 	Equals any `yaml:"equals"`
 	// In: the value equals one of these.
 	In []any `yaml:"in"`
@@ -319,7 +319,7 @@ func typeName(v any) string {
 }
 
 // jsonValue describes a decoded JSON value with its JSON type, so that a
-// message tells the string "32513" from the number 32513.
+// message tells the string "40001" from the number 40001.
 func jsonValue(v any) string {
 	const most = 80
 	switch t := v.(type) {

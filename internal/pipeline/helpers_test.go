@@ -203,7 +203,7 @@ func newEnv(t testing.TB, simOpts sim.Options) *env {
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	vars := map[string]string{"CLAIMX_API_BASE_URL": srv.URL, "CLAIMX_API_TOKEN": sim.DefaultToken}
-	cfg, err := config.Load("../../config", config.WithEnv(func(k string) (string, bool) { v, ok := vars[k]; return v, ok }), config.WithHandlerCheck(DefaultRegistry().Check))
+	cfg, err := config.Load("../../config", config.WithEnv(func(k string) (string, bool) { v, ok := vars[k]; return v, ok }), config.WithHandlers(DefaultRegistry()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"sort"
 	"sync"
 	"time"
 
@@ -19,9 +18,7 @@ import (
 
 // Validator is implemented by handler configurations: Validate checks the
 // decoded values and joins every problem it finds.
-type Validator interface {
-	Validate() error
-}
+type Validator = config.Validator
 
 // Factory builds one kind of handler from its handler spec.
 type Factory interface {
@@ -77,16 +74,18 @@ func (f *typedFactory[C, PC]) New(spec *config.HandlerSpec, deps Deps) (Handler,
 	return f.build(cfg, deps)
 }
 
-// Registry maps handler type names to factories. It is a value: build one
-// with NewRegistry (tests) or DefaultRegistry (every kpipe handler). It is
-// safe for concurrent use.
+// Registry maps handler type names, and their aliases, to factories: it is
+// the one place that knows them. It is a value: build one with NewRegistry
+// (tests) or DefaultRegistry (every kpipe handler). It is safe for
+// concurrent use.
 type Registry struct {
-	mu        sync.RWMutex
-	factories map[string]Factory
+	*config.Registry[Factory]
 }
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{factories: make(map[string]Factory)} }
+func NewRegistry() *Registry {
+	return &Registry{config.NewRegistry[Factory]("handler", ErrUnknownHandler, ErrDuplicateHandler)}
+}
 
 var (
 	defaultOnce sync.Once
@@ -94,7 +93,8 @@ var (
 )
 
 // DefaultRegistry returns a registry holding transform, validation, lookup
-// and delta_writer. Every call returns the same registry; it must not be
+// and delta_writer, the latter also under SPEC.md's Python path
+// (DeltaWriterAlias). Every call returns the same registry; it must not be
 // changed.
 func DefaultRegistry() *Registry {
 	defaultOnce.Do(func() {
@@ -102,7 +102,7 @@ func DefaultRegistry() *Registry {
 		r.MustRegister(TypeTransform, transformFactory)
 		r.MustRegister(TypeValidation, validationFactory)
 		r.MustRegister(TypeLookup, lookupFactory)
-		r.MustRegister(TypeDeltaWriter, deltaWriterFactory)
+		r.MustRegister(TypeDeltaWriter, deltaWriterFactory, DeltaWriterAlias)
 		defaultReg = r
 	})
 	return defaultReg
@@ -114,6 +114,9 @@ const (
 	TypeValidation  = "validation"
 	TypeLookup      = "lookup"
 	TypeDeltaWriter = "delta_writer"
+	// DeltaWriterAlias is the name SPEC.md gives the Delta writer: its
+	// Python path.
+	DeltaWriterAlias = "kafka_pipeline.plugins.handlers.delta_writer:DeltaTableWriter"
 )
 
 // Errors of Register and lookups by name.
@@ -125,55 +128,17 @@ var (
 	ErrDuplicateHandler = errors.New("handler type already registered")
 )
 
-// Register adds a factory under name. It rejects an empty name, a nil
-// factory and a name already registered.
-func (r *Registry) Register(name string, f Factory) error {
-	if name == "" {
-		return errors.New("registering handler: empty type name")
-	}
-	if f == nil {
-		return fmt.Errorf("registering handler %q: nil factory", name)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.factories[name]; ok {
-		return fmt.Errorf("registering handler %q: %w", name, ErrDuplicateHandler)
-	}
-	r.factories[name] = f
-	return nil
-}
-
-// MustRegister is Register that panics on error, for init-time registration.
-func (r *Registry) MustRegister(name string, f Factory) {
-	if err := r.Register(name, f); err != nil {
-		panic(err)
-	}
-}
-
-// Names returns the registered type names, sorted.
-func (r *Registry) Names() []string {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	names := make([]string, 0, len(r.factories))
-	for n := range r.factories {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
 func (r *Registry) factory(spec *config.HandlerSpec) (Factory, error) {
-	r.mu.RLock()
-	f, ok := r.factories[spec.Type]
-	r.mu.RUnlock()
-	if !ok {
-		return nil, fmt.Errorf("%s: handler %q: %w (known: %v)", spec.Pos, spec.TypeAsWritten, ErrUnknownHandler, r.Names())
+	_, f, err := r.Lookup(spec.Type)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", spec.Pos, err)
 	}
 	return f, nil
 }
 
 // Check decodes and validates spec's config with its factory, without
-// building the handler: `kpipe config check` runs it on every handler.
+// building the handler: config.Load runs it on every handler
+// (config.WithHandlers), so `kpipe config check` does.
 func (r *Registry) Check(spec *config.HandlerSpec) error {
 	f, err := r.factory(spec)
 	if err != nil {

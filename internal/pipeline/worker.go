@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"kpipe/internal/config"
+	"kpipe/internal/metrics"
 )
 
 // DefaultShutdownTimeout bounds the final flush and commit of a graceful
@@ -59,6 +60,8 @@ type Worker struct {
 	mismatch                                             *prometheus.GaugeVec
 	resets                                               *prometheus.CounterVec
 	skipped                                              *prometheus.CounterVec
+	// statusLabel bounds rowsByStatus's status values.
+	statusLabel *metrics.CappedLabel
 
 	// health backs Ready, the lag gauge and the degraded state.
 	health *health
@@ -243,6 +246,7 @@ func newWorker(cfg *config.Worker, kopts []kgo.Opt, chain *Chain, deps Deps, opt
 		batchSize:    m.BatchSize.WithLabelValues(name),
 		errs:         m.Errors.MustCurryWith(prometheus.Labels{"worker": name}),
 		rowsByStatus: m.RowsByStatus.MustCurryWith(prometheus.Labels{"worker": name}),
+		statusLabel:  metrics.NewCappedLabel(metrics.DefaultMaxLabelValues),
 		errRecordsC:  m.ErrorRecords.WithLabelValues(name, cfg.ErrorTopic),
 		mismatch:     m.PartitionOffsetMismatch.MustCurryWith(prometheus.Labels{"worker": name, "topic": cfg.InputTopic}),
 		resets:       m.OffsetResets.MustCurryWith(prometheus.Labels{"worker": name, "topic": cfg.InputTopic}),

@@ -17,7 +17,6 @@ import (
 
 	"kpipe/internal/dlq"
 	"kpipe/internal/jsonx"
-	"kpipe/internal/metrics"
 )
 
 // ErrorRecord is the value published to a worker's error topic for each
@@ -366,12 +365,15 @@ func (w *Worker) countSucceeded(evs []*Event, table string, now time.Time) {
 	byStatus := map[string]int{}
 	for _, ev := range evs {
 		w.latency.Observe(now.Sub(ev.Received).Seconds())
-		if s, ok := ev.Fields["task_status"].(string); ok {
+		if w.cfg.StatusField == "" {
+			continue
+		}
+		if s, ok := ev.Fields[w.cfg.StatusField].(string); ok {
 			byStatus[s]++
 		}
 	}
 	for s, n := range byStatus {
-		w.rowsByStatus.WithLabelValues(metrics.StatusLabel(s)).Add(float64(n))
+		w.rowsByStatus.WithLabelValues(w.statusLabel.Value(s)).Add(float64(n))
 	}
 }
 

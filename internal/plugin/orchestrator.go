@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -32,101 +31,6 @@ func (d Deps) withDefaults() Deps {
 		d.Metrics = metrics.New(prometheus.NewRegistry())
 	}
 	return d
-}
-
-// Factory builds a plugin from its configuration.
-type Factory func(p *config.Plugin, deps Deps) (Plugin, error)
-
-// Errors of the registry.
-var (
-	// ErrUnknownPlugin is wrapped by errors about a plugin kind no factory is
-	// registered for.
-	ErrUnknownPlugin = errors.New("unknown plugin kind")
-	// ErrDuplicatePlugin is returned by Register for a kind already taken.
-	ErrDuplicatePlugin = errors.New("plugin kind already registered")
-)
-
-// KindTaskTrigger is the kind of the task_trigger plugin (config.Plugin.Kind
-// of SPEC.md's module kafka_pipeline.plugins.task_trigger).
-const KindTaskTrigger = "task_trigger"
-
-// Registry maps plugin kinds (config.Plugin.Kind) to factories. It is a
-// value: tests build one with NewRegistry, kpipe uses DefaultRegistry. It is
-// safe for concurrent use.
-type Registry struct {
-	mu        sync.RWMutex
-	factories map[string]Factory
-}
-
-// NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{factories: make(map[string]Factory)} }
-
-var (
-	defaultOnce sync.Once
-	defaultReg  *Registry
-)
-
-// DefaultRegistry returns the registry of kpipe's plugins (task_trigger).
-// Every call returns the same registry; it must not be changed.
-func DefaultRegistry() *Registry {
-	defaultOnce.Do(func() {
-		r := NewRegistry()
-		r.MustRegister(KindTaskTrigger, NewTaskTrigger)
-		defaultReg = r
-	})
-	return defaultReg
-}
-
-// Register adds a factory for kind. It rejects an empty kind, a nil factory
-// and a kind already registered.
-func (r *Registry) Register(kind string, f Factory) error {
-	if kind == "" {
-		return errors.New("registering plugin: empty kind")
-	}
-	if f == nil {
-		return fmt.Errorf("registering plugin %q: nil factory", kind)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.factories[kind]; ok {
-		return fmt.Errorf("registering plugin %q: %w", kind, ErrDuplicatePlugin)
-	}
-	r.factories[kind] = f
-	return nil
-}
-
-// MustRegister is Register that panics on error, for init-time registration.
-func (r *Registry) MustRegister(kind string, f Factory) {
-	if err := r.Register(kind, f); err != nil {
-		panic(err)
-	}
-}
-
-// Kinds returns the registered kinds, sorted.
-func (r *Registry) Kinds() []string {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	kinds := make([]string, 0, len(r.factories))
-	for k := range r.factories {
-		kinds = append(kinds, k)
-	}
-	slices.Sort(kinds)
-	return kinds
-}
-
-// New builds the plugin p describes.
-func (r *Registry) New(p *config.Plugin, deps Deps) (Plugin, error) {
-	r.mu.RLock()
-	f, ok := r.factories[p.Kind()]
-	r.mu.RUnlock()
-	if !ok {
-		return nil, fmt.Errorf("plugin %q (%s): module %q: %w (known: %v)", p.Name, p.File, p.Module, ErrUnknownPlugin, r.Kinds())
-	}
-	pl, err := f(p, deps.withDefaults())
-	if err != nil {
-		return nil, fmt.Errorf("plugin %q (%s): %w", p.Name, p.File, err)
-	}
-	return pl, nil
 }
 
 // Orchestrator runs the enabled plugins, in priority order, over each

@@ -2,12 +2,16 @@
 // Plugin interface, a Registry of plugin kinds, the Orchestrator that runs
 // every enabled plugin in priority order, and the task_trigger plugin.
 //
+// A plugin's config: block is kept as YAML by config.Load and decoded
+// strictly by the plugin's Factory, which also validates it: the plugin
+// owns its fields, defaults and rules, as a handler does in pipeline.
+//
 // A plugin does not produce to Kafka itself: it appends the records it wants
 // published to an Output, and the enrichment worker produces them in the same
 // Kafka transaction that commits the consumed offsets, so each event's
 // records are published exactly once.
 //
-//	orch, err := plugin.NewOrchestrator(plugin.DefaultRegistry(), cfg.Plugins, plugin.Deps{Logger: log, Metrics: m})
+//	orch, err := plugin.NewOrchestrator(ctx, plugin.DefaultRegistry(), cfg.Plugins, plugin.Deps{Logger: log, Metrics: m})
 //	var out plugin.Output
 //	err = orch.Handle(ctx, &plugin.Enriched{Event: &ev, Raw: raw, Task: task, Project: project}, &out) // *PluginError per failed plugin
 //	// produce out.Records in the transaction; after it commits:
@@ -55,8 +59,8 @@ type Enriched struct {
 	Project *Entity
 }
 
-// TaskID returns the task template id (32513 for the iTel Cabinet Repair
-// Form): the task row's task_id, else raw_data's customTaskId.
+// TaskID returns the task template id (the template id a trigger is keyed
+// by): the task row's task_id, else raw_data's customTaskId.
 func (e *Enriched) TaskID() (int64, bool) {
 	if e.Task != nil {
 		if id, ok := e.Task.Row.Int64("task_id"); ok {

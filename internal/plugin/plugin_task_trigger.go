@@ -43,61 +43,70 @@ type actions struct {
 	log   *logTemplate
 }
 
-// NewTaskTrigger builds the task_trigger plugin of p. It is the Factory of
-// KindTaskTrigger.
-func NewTaskTrigger(p *config.Plugin, deps Deps) (Plugin, error) {
-	deps = deps.withDefaults()
-	t := &TaskTrigger{
-		name:        p.Name,
-		includeTask: p.Config.IncludeTaskData,
-		includeProj: p.Config.IncludeProjectData,
-		triggers:    make(map[int64]*trigger, len(p.Config.Triggers)),
-		log:         deps.Logger.With("plugin", p.Name),
-		triggered:   deps.Metrics.PluginEventsTriggered.WithLabelValues(p.Name),
+// NewTaskTriggerFactory returns the Factory of KindTaskTrigger: it decodes
+// the plugin's config block into a TaskTriggerConfig (DecodeTaskTrigger)
+// and builds it with NewTaskTrigger.
+func NewTaskTriggerFactory() Factory { return taskTriggerFactory{} }
+
+type taskTriggerFactory struct{}
+
+func (taskTriggerFactory) Check(p *config.Plugin) error {
+	_, err := DecodeTaskTrigger(p)
+	return err
+}
+
+func (taskTriggerFactory) New(p *config.Plugin, deps Deps) (Plugin, error) {
+	cfg, err := DecodeTaskTrigger(p)
+	if err != nil {
+		return nil, err
 	}
+	return buildTaskTrigger(p.Name, cfg, deps)
+}
+
+// NewTaskTrigger validates cfg and builds the task_trigger plugin called
+// name from it.
+func NewTaskTrigger(name string, cfg *TaskTriggerConfig, deps Deps) (*TaskTrigger, error) {
 	var errs []error
-	if p.Name == "" {
+	if name == "" {
 		errs = append(errs, errors.New("name is required"))
 	}
-	if len(p.Config.Triggers) == 0 {
-		errs = append(errs, errors.New("config.triggers: at least one trigger is required"))
-	}
-	ids := make([]int64, 0, len(p.Config.Triggers))
-	for id := range p.Config.Triggers {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		tc := p.Config.Triggers[id]
-		if tc == nil {
-			errs = append(errs, fmt.Errorf("trigger %d: empty", id))
-			continue
-		}
-		tr := &trigger{taskID: id, name: tc.Name, onStatus: make(map[string]*actions, len(tc.OnStatus))}
-		if tr.name == "" {
-			tr.name = strconv.FormatInt(id, 10)
-		}
-		var err error
-		if tr.onAny, err = compileActions(tc.OnAny); err != nil {
-			errs = append(errs, fmt.Errorf("trigger %d on_any: %w", id, err))
-		}
-		for status, a := range tc.OnStatus {
-			if tr.onStatus[status], err = compileActions(a); err != nil {
-				errs = append(errs, fmt.Errorf("trigger %d on_%s: %w", id, status, err))
-			}
-		}
-		if tr.onAny == nil && len(tc.OnStatus) == 0 {
-			errs = append(errs, fmt.Errorf("trigger %d: no on_any or on_<status> actions", id))
-		}
-		t.triggers[id] = tr
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	return buildTaskTrigger(name, cfg, deps)
+}
+
+// buildTaskTrigger builds the plugin of a validated configuration.
+func buildTaskTrigger(name string, cfg *TaskTriggerConfig, deps Deps) (*TaskTrigger, error) {
+	deps = deps.withDefaults()
+	t := &TaskTrigger{
+		name:        name,
+		includeTask: cfg.IncludeTaskData,
+		includeProj: cfg.IncludeProjectData,
+		triggers:    make(map[int64]*trigger, len(cfg.Triggers)),
+		log:         deps.Logger.With("plugin", name),
+		triggered:   deps.Metrics.PluginEventsTriggered.WithLabelValues(name),
+	}
+	for id, tc := range cfg.Triggers {
+		tr := &trigger{taskID: id, name: tc.Name, onStatus: make(map[string]*actions, len(tc.OnStatus))}
+		var err error
+		if tr.onAny, err = compileActions(tc.OnAny); err != nil {
+			return nil, fmt.Errorf("trigger %d on_any: %w", id, err)
+		}
+		for status, a := range tc.OnStatus {
+			if tr.onStatus[status], err = compileActions(a); err != nil {
+				return nil, fmt.Errorf("trigger %d on_%s: %w", id, status, err)
+			}
+		}
+		t.triggers[id] = tr
+	}
 	return t, nil
 }
 
-func compileActions(a *config.Actions) (*actions, error) {
+func compileActions(a *Actions) (*actions, error) {
 	if a == nil {
 		return nil, nil
 	}
@@ -108,9 +117,6 @@ func compileActions(a *config.Actions) (*actions, error) {
 			return nil, err
 		}
 		out.log = lt
-	}
-	if out.topic == "" && out.log == nil {
-		return nil, errors.New("no action: want publish_to_topic and/or log")
 	}
 	return out, nil
 }
@@ -295,21 +301,17 @@ type tmplPart struct {
 	field string // set for a placeholder
 }
 
-func compileLog(l *config.LogAction) (*logTemplate, error) {
-	if l.Message == "" {
-		return nil, errors.New("log: message is required")
-	}
-	switch strings.ToLower(l.Level) {
-	case "", "debug", "info", "warn", "warning", "error":
-	default:
-		return nil, fmt.Errorf("log: level %q: want debug, info, warn or error", l.Level)
-	}
-	lt := &logTemplate{level: l.SlogLevel()}
-	if strings.EqualFold(l.Level, "warning") {
-		lt.level = slog.LevelWarn
-	}
-	s := l.Message
+func compileLog(l *LogAction) (*logTemplate, error) {
 	var errs []error
+	if l.Message == "" {
+		errs = append(errs, errors.New("log: message is required"))
+	}
+	level, err := l.slogLevel()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	lt := &logTemplate{level: level}
+	s := l.Message
 	for s != "" {
 		i := strings.IndexByte(s, '{')
 		if i < 0 {
@@ -349,4 +351,7 @@ func (lt *logTemplate) render(f *fields) string {
 	return b.String()
 }
 
-var _ Plugin = (*TaskTrigger)(nil)
+var (
+	_ Plugin  = (*TaskTrigger)(nil)
+	_ Factory = taskTriggerFactory{}
+)

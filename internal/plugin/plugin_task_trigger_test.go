@@ -18,22 +18,33 @@ import (
 	"kpipe/internal/metrics"
 )
 
-// specPlugin is SPEC.md's plugin configuration, as config.Load decodes it.
-func specPlugin() *config.Plugin {
-	return &config.Plugin{
-		Name: "itel_cabinet_api", Module: "kafka_pipeline.plugins.task_trigger", Class: "TaskTriggerPlugin",
-		Enabled: true, Priority: 50,
-		Config: config.TaskTriggerConfig{
-			IncludeTaskData: true, IncludeProjectData: true,
-			Triggers: map[int64]*config.Trigger{32513: {
-				TaskID: 32513, Name: "iTel Cabinet Task Tracking",
-				OnAny: &config.Actions{
-					PublishToTopic: "itel.cabinet.task.tracking",
-					Log:            &config.LogAction{Level: "info", Message: "iTel Cabinet task event tracked | event_id={event_id} | task_id={task_id} | status={task_status}"},
-				},
-			}},
-		},
+// specConfig is SPEC.md's plugin configuration block, as
+// DecodeTaskTrigger decodes it.
+func specConfig() *TaskTriggerConfig {
+	return &TaskTriggerConfig{
+		IncludeTaskData: true, IncludeProjectData: true,
+		Triggers: map[int64]*Trigger{32513: {
+			TaskID: 32513, Name: "iTel Cabinet Task Tracking",
+			OnAny: &Actions{
+				PublishToTopic: "itel.cabinet.task.tracking",
+				Log:            &LogAction{Level: "info", Message: "iTel Cabinet task event tracked | event_id={event_id} | task_id={task_id} | status={task_status}"},
+			},
+		}},
 	}
+}
+
+// specPlugin is SPEC.md's plugin, as config.LoadPlugins reads it from the
+// repository's config folder.
+func specPlugin(t *testing.T) *config.Plugin {
+	t.Helper()
+	ps, err := config.LoadPlugins("../../config", config.WithPlugins(DefaultRegistry()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 1 {
+		t.Fatalf("got %d plugins, want 1", len(ps))
+	}
+	return ps[0]
 }
 
 func taskEvent(t *testing.T, template int64, rawStatus, rowStatus string) *Enriched {
@@ -58,7 +69,7 @@ func TestTaskTriggerPayload(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
 	var logs bytes.Buffer
-	p, err := NewTaskTrigger(specPlugin(), Deps{Metrics: m, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	p, err := NewTaskTrigger("itel_cabinet_api", specConfig(), Deps{Metrics: m, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,10 +106,10 @@ func TestTaskTriggerPayload(t *testing.T) {
 }
 
 func TestTaskTriggerStatusFromRowAndExclusions(t *testing.T) {
-	cfg := specPlugin()
-	cfg.Config.IncludeTaskData = false
-	cfg.Config.IncludeProjectData = false
-	p, err := NewTaskTrigger(cfg, Deps{})
+	cfg := specConfig()
+	cfg.IncludeTaskData = false
+	cfg.IncludeProjectData = false
+	p, err := NewTaskTrigger("itel_cabinet_api", cfg, Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,14 +133,14 @@ func TestTaskTriggerStatusFromRowAndExclusions(t *testing.T) {
 }
 
 func TestTaskTriggerMatching(t *testing.T) {
-	cfg := specPlugin()
-	tr := cfg.Config.Triggers[32513]
+	cfg := specConfig()
+	tr := cfg.Triggers[32513]
 	tr.OnAny = nil
-	tr.OnStatus = map[string]*config.Actions{
+	tr.OnStatus = map[string]*Actions{
 		"completed": {PublishToTopic: "done"},
 		"assigned":  {PublishToTopic: "new"},
 	}
-	p, err := NewTaskTrigger(cfg, Deps{})
+	p, err := NewTaskTrigger("itel_cabinet_api", cfg, Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,11 +180,11 @@ func TestTaskTriggerMatching(t *testing.T) {
 }
 
 func TestTaskTriggerConfigErrors(t *testing.T) {
-	cfg := specPlugin()
-	cfg.Config.Triggers[32513].OnAny.Log.Message = "x {nope} {task.status}"
-	cfg.Config.Triggers[32513].OnStatus = map[string]*config.Actions{"done": {}}
-	cfg.Config.Triggers[1] = &config.Trigger{Name: "empty"}
-	_, err := NewTaskTrigger(cfg, Deps{})
+	cfg := specConfig()
+	cfg.Triggers[32513].OnAny.Log.Message = "x {nope} {task.status}"
+	cfg.Triggers[32513].OnStatus = map[string]*Actions{"done": {}}
+	cfg.Triggers[1] = &Trigger{Name: "empty"}
+	_, err := NewTaskTrigger("itel_cabinet_api", cfg, Deps{})
 	if err == nil {
 		t.Fatal("got no error")
 	}
@@ -202,26 +213,29 @@ func (f *failing) Close(context.Context) error { return nil }
 
 func TestOrchestrator(t *testing.T) {
 	reg := NewRegistry()
-	reg.MustRegister(KindTaskTrigger, NewTaskTrigger)
-	reg.MustRegister("failing", func(p *config.Plugin, _ Deps) (Plugin, error) {
+	reg.MustRegister(KindTaskTrigger, NewTaskTriggerFactory(), TaskTriggerModule)
+	reg.MustRegister("failing", FactoryFunc(func(p *config.Plugin, _ Deps) (Plugin, error) {
 		return &failing{name: p.Name, panic: p.Class == "panic"}, nil
-	})
-	if err := reg.Register("failing", NewTaskTrigger); !errors.Is(err, ErrDuplicatePlugin) {
+	}))
+	if err := reg.Register("failing", NewTaskTriggerFactory()); !errors.Is(err, ErrDuplicatePlugin) {
 		t.Fatalf("duplicate register: got %v", err)
 	}
-	if err := reg.Register("", NewTaskTrigger); err == nil {
+	if err := reg.Register("other", NewTaskTriggerFactory(), TaskTriggerModule); !errors.Is(err, ErrDuplicatePlugin) {
+		t.Fatalf("duplicate alias: got %v", err)
+	}
+	if err := reg.Register("", NewTaskTriggerFactory()); err == nil {
 		t.Fatal("empty kind accepted")
 	}
 	promReg := prometheus.NewRegistry()
 	m := metrics.New(promReg)
 	var logs bytes.Buffer
-	disabled := specPlugin()
+	disabled := *specPlugin(t)
 	disabled.Name, disabled.Enabled = "off", false
 	plugins := []*config.Plugin{
 		{Name: "first_bad", Module: "failing", Enabled: true, Priority: 10},
 		{Name: "panicky", Module: "failing", Class: "panic", Enabled: true, Priority: 20},
-		specPlugin(),
-		disabled,
+		specPlugin(t),
+		&disabled,
 	}
 	o, err := NewOrchestrator(t.Context(), reg, plugins, Deps{Metrics: m, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))})
 	if err != nil {
@@ -297,7 +311,7 @@ func FuzzCompileLog(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, msg string) {
-		lt, err := compileLog(&config.LogAction{Message: msg})
+		lt, err := compileLog(&LogAction{Message: msg})
 		if err != nil {
 			return
 		}

@@ -12,7 +12,7 @@
 //		return err
 //	}
 //	defer db.Close()
-//	rep, err := report.Build(ctx, db, report.Options{TaskID: 32513, AsOf: asOf, SLA: 72 * time.Hour, StuckAfter: 72 * time.Hour, Limit: 20})
+//	rep, err := report.Build(ctx, db, report.Options{TaskID: templateID, AsOf: asOf, SLA: 72 * time.Hour, StuckAfter: 72 * time.Hour, Limit: 20})
 //	if err != nil {
 //		return err
 //	}
@@ -58,7 +58,6 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultTaskID     = 32513
 	DefaultSLA        = 72 * time.Hour
 	DefaultStuckAfter = 72 * time.Hour
 	DefaultLimit      = 20
@@ -66,8 +65,8 @@ const (
 
 // Options configures Build.
 type Options struct {
-	// TaskID is the task template whose assignments are reported; 0 means
-	// DefaultTaskID.
+	// TaskID is the task template whose assignments are reported (the
+	// template id the plugin's trigger is keyed by). Required.
 	TaskID int64
 	// AsOf is the moment the report describes; zero means now. Open
 	// intervals run to it and later events are left out.
@@ -196,13 +195,11 @@ type StatusTime struct {
 	Time    time.Duration
 }
 
-// ErrInvalidOptions is returned by Build for negative durations.
+// ErrInvalidOptions is returned by Build for a missing task template id or
+// negative durations.
 var ErrInvalidOptions = errors.New("invalid report options")
 
 func (o *Options) normalize() error {
-	if o.TaskID == 0 {
-		o.TaskID = DefaultTaskID
-	}
 	if o.AsOf.IsZero() {
 		o.AsOf = time.Now()
 	}
@@ -217,6 +214,9 @@ func (o *Options) normalize() error {
 		o.Limit = DefaultLimit
 	}
 	var errs []error
+	if o.TaskID <= 0 {
+		errs = append(errs, fmt.Errorf("%w: task id %d: want the task template id, a positive number", ErrInvalidOptions, o.TaskID))
+	}
 	if o.SLA < 0 {
 		errs = append(errs, fmt.Errorf("%w: SLA %v is negative", ErrInvalidOptions, o.SLA))
 	}

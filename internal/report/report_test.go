@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -33,10 +34,14 @@ type ev struct {
 	created    any           // time.Time or nil
 }
 
+// templateID is the task template the rows are of, unless an ev names
+// another.
+const templateID = 32513
+
 func (e ev) row() map[string]any {
 	task := e.task
 	if task == 0 {
-		task = 32513
+		task = templateID
 	}
 	p := e.processed
 	if p == 0 {
@@ -162,7 +167,7 @@ func dur(d time.Duration) *time.Duration { return &d }
 
 func TestBuild(t *testing.T) {
 	dir := newTable(t, lifecycles[:12], lifecycles[12:], replays)
-	r := build(t, dir, Options{AsOf: asOf})
+	r := build(t, dir, Options{TaskID: templateID, AsOf: asOf})
 
 	if r.TaskID != 32513 || !r.AsOf.Equal(asOf) || r.SLA != 72*h || r.StuckAfter != 72*h || r.Limit != 20 || r.TableVersion != 3 {
 		t.Errorf("header: task %d, as of %v, SLA %v, stuck after %v, limit %d, version %d", r.TaskID, r.AsOf, r.SLA, r.StuckAfter, r.Limit, r.TableVersion)
@@ -259,7 +264,7 @@ func TestBuildOptions(t *testing.T) {
 	defer db.Close()
 
 	t.Run("limit", func(t *testing.T) {
-		r, err := Build(t.Context(), db, Options{AsOf: asOf, Limit: 1})
+		r, err := Build(t.Context(), db, Options{TaskID: templateID, AsOf: asOf, Limit: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -271,7 +276,7 @@ func TestBuildOptions(t *testing.T) {
 		// SLA 28h: only 1001 (28h, inclusive); 1005, 1006 (48h, past 28h)
 		// and 1007 open past it. Stuck after 228h: 1005 (exactly 228h) is
 		// not, 1007 is.
-		r, err := Build(t.Context(), db, Options{AsOf: asOf, SLA: 28 * h, StuckAfter: 228 * h})
+		r, err := Build(t.Context(), db, Options{TaskID: templateID, AsOf: asOf, SLA: 28 * h, StuckAfter: 228 * h})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +288,7 @@ func TestBuildOptions(t *testing.T) {
 	t.Run("as of Jan 7 06:00", func(t *testing.T) {
 		// 1001 completed (28h); 1002 reassigned since 10:00 (20h); 1003
 		// in_progress since 02:00. Later events: 24 - 4 - 2 - 2 = 16.
-		r, err := Build(t.Context(), db, Options{AsOf: jan(7, 6)})
+		r, err := Build(t.Context(), db, Options{TaskID: templateID, AsOf: jan(7, 6)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -308,15 +313,18 @@ func TestBuildOptions(t *testing.T) {
 		}
 	})
 	t.Run("negative", func(t *testing.T) {
-		if _, err := Build(t.Context(), db, Options{SLA: -h}); err == nil {
+		if _, err := Build(t.Context(), db, Options{TaskID: templateID, SLA: -h}); err == nil {
 			t.Error("negative SLA accepted")
+		}
+		if _, err := Build(t.Context(), db, Options{AsOf: asOf}); !errors.Is(err, ErrInvalidOptions) || !strings.Contains(err.Error(), "task template") {
+			t.Errorf("no TaskID: got %v, want ErrInvalidOptions naming the task template", err)
 		}
 	})
 }
 
 func TestEmpty(t *testing.T) {
 	dir := newTable(t)
-	r := build(t, dir, Options{AsOf: asOf})
+	r := build(t, dir, Options{TaskID: templateID, AsOf: asOf})
 	if r.Events != 0 || r.Summary.Assignments != 0 || r.Summary.MedianTimeToComplete != nil || r.Summary.SLAShare != nil ||
 		len(r.Statuses) != 0 || len(r.Stuck) != 0 || len(r.Assignments) != 0 || r.TableVersion != 0 {
 		t.Fatalf("got %s", js(r))
@@ -343,7 +351,7 @@ func TestEmpty(t *testing.T) {
 
 func TestWrite(t *testing.T) {
 	dir := newTable(t, lifecycles, replays)
-	r := build(t, dir, Options{AsOf: asOf})
+	r := build(t, dir, Options{TaskID: templateID, AsOf: asOf})
 
 	t.Run("table", func(t *testing.T) {
 		var b bytes.Buffer
