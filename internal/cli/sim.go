@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,6 +30,7 @@ func newSimCmd(env *Env) *cobra.Command {
 		projects, events                    int
 		rate                                float64
 	)
+	itelTemplate := strconv.FormatInt(sim.TemplateITelCabinet, 10)
 	cmd := &cobra.Command{
 		Use:   "sim",
 		Short: "Serve the ClaimX simulator: REST API with fault injection",
@@ -38,7 +40,7 @@ assignments (seeded), the ClaimX routes, and fault injection.
 Routes (bearer token required):
   GET /customTasks/assignment/{assignmentId}?full=true
   GET /export/project/{projectId}
-  GET /api/v1/tasks/{task_id}        the task template (e.g. 32513)
+  GET /api/v1/tasks/{task_id}        the task template (e.g. ` + itelTemplate + `)
   GET /api/v1/projects/{project_id}
 Admin (no token): GET/PUT /admin/faults (JSON), GET/PUT /admin/clock, GET /admin/stats.
 
@@ -55,7 +57,7 @@ instead ("env" takes $KAFKA_BOOTSTRAP_SERVERS and the other KAFKA_*
 settings), keyed by project id, at --rate events/s.`,
 		Example: `  kpipe sim --seed 7 --projects 500
   kpipe sim --faults latency=5ms-40ms,500=0.02,429=0.01,retry_after=2s
-  curl -H "Authorization: Bearer sim-token" localhost:8080/api/v1/tasks/32513
+  curl -H "Authorization: Bearer sim-token" localhost:8080/api/v1/tasks/` + itelTemplate + `
   kpipe sim --kafka 127.0.0.1:9092 --rate 100`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -35,11 +35,11 @@ const (
 	// CastNone is the strict default: no conversion between JSON types.
 	CastNone Cast = iota
 	// CastToString stores a number or boolean given to a string column as
-	// its JSON text: 32513 → "32513", 12.5 → "12.5", 1e21 → "1e+21",
+	// its JSON text: 40001 → "40001", 12.5 → "12.5", 1e21 → "1e+21",
 	// true → "true".
 	CastToString
 	// CastFromString parses a string given to a number or boolean column:
-	// "32513" → 32513 for byte, short, integer and long columns (decimal
+	// "40001" → 40001 for byte, short, integer and long columns (decimal
 	// digits, range checked), "12.5" → 12.5 for float and double columns
 	// (finite numbers only), "true" and "false" for boolean columns. A
 	// string that does not parse is a type conflict.

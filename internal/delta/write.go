@@ -41,7 +41,7 @@ type AppendOptions struct {
 	// Casts allow, per column, a conversion between JSON types that the
 	// strict default refuses (see Cast): the key is the column path as
 	// SchemaError.Path spells it ("event_type", "task.status",
-	// "tags[]"), e.g. {"task_id": CastFromString} to store "32513" in a
+	// "tags[]"), e.g. {"task_id": CastFromString} to store "40001" in a
 	// long column. A cast that cannot convert into its column's type (a
 	// CastToString for a long column) fails the Append; a path the schema
 	// does not have is ignored (the column may come later by evolution).
