@@ -167,6 +167,9 @@ type Stack struct {
 // is stopped again. Errors caused by the configuration or the options wrap
 // ErrInvalid.
 func New(ctx context.Context, o Options) (_ *Stack, err error) {
+	if o.LoadConfig == nil {
+		return nil, invalid(errors.New("stack: Options.LoadConfig is required"))
+	}
 	if o.APIAddr == "" {
 		o.APIAddr = "127.0.0.1:0"
 	}
