@@ -353,9 +353,6 @@ func (s *Stack) serveMetrics(ctx context.Context) {
 // Info says where the stack's parts are.
 func (s *Stack) Info() Info { return s.info }
 
-// Gatherer gathers the stack's metrics.
-func (s *Stack) Gatherer() prometheus.Gatherer { return s.reg }
-
 // Run runs the workers and the generator until ctx ends, Duration passes,
 // the Events are verified, or a worker fails or stops by itself; then the
 // workers drain (flush the table, commit offsets) and Run prints the error
