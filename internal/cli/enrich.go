@@ -2,28 +2,16 @@ package cli
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"kpipe/internal/claimx"
-	"kpipe/internal/config"
-	"kpipe/internal/httpconn"
-	"kpipe/internal/plugin"
-	"log/slog"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
 	"kpipe/internal/enrich"
 	"kpipe/internal/kafka"
 	"kpipe/internal/metrics"
+	"kpipe/internal/stack"
 )
 
 func init() { register(newEnrichCmd) }
-
-// enrichConnection is the named connection the enrichment worker fetches
-// rows through.
-const enrichConnection = "claimx_api"
 
 func newEnrichCmd(env *Env) *cobra.Command {
 	var o struct {
@@ -72,7 +60,7 @@ leaves the group and exits 0. Another process with the same transactional id
 	return cmd
 }
 
-func runEnrich(ctx context.Context, env *Env, metricsAddr string, o enrich.Options) (err error) {
+func runEnrich(ctx context.Context, env *Env, metricsAddr string, o enrich.Options) error {
 	log := env.Logger
 	cfg, err := loadConfig(env, "")
 	if err != nil {
@@ -98,84 +86,11 @@ func runEnrich(ctx context.Context, env *Env, metricsAddr string, o enrich.Optio
 	reg := metrics.NewRegistry()
 	m := metrics.New(reg)
 	o.Kafka = kcfg
-	w, closeEnricher, err := newEnricher(ctx, cfg, o, m, log)
+	w, err := stack.NewEnricher(ctx, cfg, o, m, log)
 	if err != nil {
-		return err
+		return stackErr(err)
 	}
-	defer func() {
-		if cerr := closeEnricher(context.WithoutCancel(ctx)); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
-	if err := runWithMetrics(ctx, metricsAddr, reg, w.Ready, log, w.Run); err != nil {
-		// The cause of a non-zero exit (fenced, refused credentials, a
-		// record Kafka keeps refusing): typed errors from enrich.
-		log.Error("enrich_failed", "error", err)
-		return err
-	}
-	return nil
-}
-
-// errRunStopped ends the errgroup after run's graceful stop.
-var errRunStopped = errors.New("stopped")
-
-// runWithMetrics runs run until it returns, serving the metrics endpoint
-// (internal/metrics) on addr meanwhile when addr is set; the endpoint stays
-// up through run's drain.
-func runWithMetrics(ctx context.Context, addr string, reg prometheus.Gatherer, ready metrics.ReadyFunc, log *slog.Logger, run func(context.Context) error) error {
-	g, gctx := errgroup.WithContext(ctx)
-	if addr != "" {
-		srv := metrics.NewServer(addr, reg, ready, log)
-		if err := srv.Start(); err != nil {
-			return err
-		}
-		log.Info("metrics_serving", slog.String("addr", srv.Addr().String()))
-		mctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-		defer stop()
-		g.Go(func() error { return srv.Run(mctx) })
-		g.Go(func() error {
-			<-gctx.Done()
-			stop()
-			return nil
-		})
-	}
-	g.Go(func() error {
-		if err := run(gctx); err != nil {
-			return err
-		}
-		return errRunStopped
-	})
-	if err := g.Wait(); err != nil && !errors.Is(err, errRunStopped) {
-		return err
-	}
-	return nil
-}
-
-// newEnricher builds the enrichment worker from the configuration: the
-// claimx_api connection and the plugins. close releases the plugins and the
-// HTTP client once the worker has stopped.
-func newEnricher(ctx context.Context, cfg *config.Config, o enrich.Options, m *metrics.Metrics, log *slog.Logger) (w *enrich.Worker, close func(context.Context) error, err error) {
-	conn := cfg.Connections[enrichConnection]
-	if conn == nil {
-		return nil, nil, usage(fmt.Errorf("connection %q is not defined in %s/plugins/shared/connections", enrichConnection, cfg.Dir))
-	}
-	cx, err := claimx.NewClient(conn, httpconn.WithMetrics(m), httpconn.WithLogger(log))
-	if err != nil {
-		return nil, nil, usage(err)
-	}
-	orch, err := plugin.NewOrchestrator(ctx, plugin.DefaultRegistry(), cfg.Plugins, plugin.Deps{Logger: log, Metrics: m})
-	if err != nil {
-		cx.Close()
-		return nil, nil, usage(err)
-	}
-	close = func(ctx context.Context) error {
-		cx.Close()
-		return orch.Close(ctx)
-	}
-	o.Fetcher, o.Orchestrator, o.Metrics, o.Logger = cx, orch, m, log
-	if w, err = enrich.New(o); err != nil {
-		close(ctx)
-		return nil, nil, err
-	}
-	return w, close, nil
+	// The cause of a non-zero exit (fenced, refused credentials, a record
+	// Kafka keeps refusing) is a typed error from enrich, logged at ERROR.
+	return runService(ctx, w, runOptions{metricsAddr: metricsAddr, gatherer: reg, ready: w.Ready, log: log, failure: "enrich_failed"})
 }

@@ -1,12 +1,13 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"kpipe/internal/stack"
 )
 
 // File modes of what the CLI creates itself: owner read-write, group read,
@@ -17,30 +18,13 @@ const (
 )
 
 // ErrInUse means another running kpipe process holds a data folder (or a
-// Kafka identity) this one needs.
-var ErrInUse = errors.New("in use by another kpipe process")
+// Kafka identity) this one needs; it is the stack's, which reports consumer
+// groups in use with the same error.
+var ErrInUse = stack.ErrInUse
 
 // InUseError tells which process holds what: a lock file in a data folder,
 // or a consumer group with live members.
-type InUseError struct {
-	// What is held: "data folder ./data", "consumer group g on 127.0.0.1:9092".
-	What string
-	// By describes the holder: "kpipe up (pid 1234)".
-	By string
-	// Hint says what to do about it.
-	Hint string
-}
-
-func (e *InUseError) Error() string {
-	msg := e.What + " is in use by " + e.By
-	if e.Hint != "" {
-		msg += ": " + e.Hint
-	}
-	return msg
-}
-
-// Is makes errors.Is(err, ErrInUse) true.
-func (e *InUseError) Is(target error) bool { return target == ErrInUse }
+type InUseError = stack.InUseError
 
 // dirLock is an exclusive advisory lock on a file in a data folder, held
 // while the process runs. The kernel drops it when the process dies (even by

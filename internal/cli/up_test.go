@@ -10,9 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"kpipe/internal/metrics"
 	"kpipe/internal/sim"
 )
 
@@ -140,20 +137,6 @@ func TestUpRejectsBadFlags(t *testing.T) {
 		if code != ExitUsage {
 			t.Errorf("%v: exit %d, want %d (%s)", args, code, ExitUsage, errOut)
 		}
-	}
-}
-
-func TestErrorBreakdown(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	m := metrics.New(reg)
-	if got := errorBreakdown(reg); got != "" {
-		t.Fatalf("no errors: got %q", got)
-	}
-	m.EnrichEventsFailed.WithLabelValues("claimx_enrichment_worker", "not_found").Add(2)
-	m.Errors.WithLabelValues("itel_cabinet_tracking_worker", "validation").Inc()
-	m.Errors.WithLabelValues("itel_cabinet_tracking_worker", "schema_conflict").Add(3)
-	if got, want := errorBreakdown(reg), "not_found=2 schema_conflict=3 validation=1"; got != want {
-		t.Fatalf("got %q, want %q", got, want)
 	}
 }
 

@@ -2,13 +2,10 @@ package cli
 
 import (
 	"context"
-	"fmt"
-	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"kpipe/internal/config"
 	"kpipe/internal/kafka"
 	"kpipe/internal/metrics"
 	"kpipe/internal/pipeline"
@@ -73,24 +70,12 @@ kpipe cannot write) exits non-zero with the cause logged at ERROR.`,
 	return cmd
 }
 
-func findWorker(cfg *config.Config, name string) (*config.Worker, error) {
-	names := make([]string, 0, len(cfg.Workers))
-	for _, w := range cfg.Workers {
-		if w.Name == name {
-			return w, nil
-		}
-		names = append(names, w.Name)
-	}
-	sort.Strings(names)
-	return nil, fmt.Errorf("no worker %q in the configuration (workers: %v)", name, names)
-}
-
 func runWorker(ctx context.Context, env *Env, name string, o workerOptions) error {
 	cfg, err := loadConfig(env, "")
 	if err != nil {
 		return err
 	}
-	wcfg, err := findWorker(cfg, name)
+	wcfg, err := cfg.Worker(name)
 	if err != nil {
 		return usage(err)
 	}
@@ -137,9 +122,5 @@ func runWorker(ctx context.Context, env *Env, name string, o workerOptions) erro
 	if err != nil {
 		return usage(err)
 	}
-	if err := runWithMetrics(ctx, o.metricsAddr, reg, w.Ready, log, w.Run); err != nil {
-		log.Error("worker_failed", "error", err)
-		return err
-	}
-	return nil
+	return runService(ctx, w, runOptions{metricsAddr: o.metricsAddr, gatherer: reg, ready: w.Ready, log: log, failure: "worker_failed"})
 }

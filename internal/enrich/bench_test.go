@@ -152,6 +152,7 @@ func BenchmarkEnrich(b *testing.B) {
 			if err := <-done; err != nil {
 				b.Fatal(err)
 			}
+			_ = w.Close(b.Context())
 			if got := int(counterValue(m.PluginEventsPublished.WithLabelValues("itel_cabinet_api")) - published0); got != want {
 				b.Fatalf("published %d, want %d", got, want)
 			}

@@ -158,6 +158,7 @@ func TestWorkerChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer w.Close(context.Background())
 	if err := w.Run(ctx); err != nil {
 		t.Fatal(err)
 	}

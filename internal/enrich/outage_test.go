@@ -56,7 +56,7 @@ func start(t *testing.T, w *Worker) *running {
 		}
 		return r.err
 	}
-	t.Cleanup(func() { _ = r.stop() })
+	t.Cleanup(func() { _ = r.stop(); _ = w.Close(context.Background()) })
 	return r
 }
 

@@ -289,6 +289,11 @@ type Worker struct {
 	revokes    atomic.Int64
 	holdMu     sync.Mutex
 	holdCancel context.CancelFunc
+
+	// closeOnce closes the last session once, from Run's end or Close;
+	// closed is set from then on.
+	closeOnce sync.Once
+	closed    atomic.Bool
 }
 
 type workerStats struct {
@@ -297,6 +302,8 @@ type workerStats struct {
 }
 
 // New builds a worker and its Kafka session; nothing is consumed until Run.
+// The caller must Close the worker, whether Run ran or not; the Fetcher and
+// the Orchestrator stay the caller's to close.
 func New(o Options) (*Worker, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
@@ -400,6 +407,9 @@ var errStopping = errors.New("stopping while holding the poll")
 // ends nothing: the worker aborts, reports not ready (ErrBrokerUnreachable)
 // and processes the poll again once the broker answers.
 func (w *Worker) Run(ctx context.Context) (err error) {
+	if w.closed.Load() {
+		return ErrClosed
+	}
 	clean := false
 	defer func() {
 		w.health.update(func(h *health) {
@@ -510,7 +520,29 @@ func (w *Worker) close(ctx context.Context, clean bool) {
 			w.log.Warn("leave_group_failed", "err", err)
 		}
 	}
-	w.sess.Close()
+	w.closeSession()
+}
+
+// ErrClosed is returned by Run on a worker already closed.
+var ErrClosed = errors.New("enrich: worker closed")
+
+// Close releases what New opened: the Kafka session (its client, its
+// connections and goroutines). Run closes it too when it returns, after
+// leaving the group on a clean stop; a worker built but never run is
+// released by Close alone. Close is idempotent; call it after Run has
+// returned, never while it runs. It returns nil: kgo's Close reports
+// nothing.
+func (w *Worker) Close(context.Context) error {
+	w.closeSession()
+	return nil
+}
+
+// closeSession closes the current Kafka session, once.
+func (w *Worker) closeSession() {
+	w.closeOnce.Do(func() {
+		w.closed.Store(true)
+		w.sess.Close()
+	})
 }
 
 // handle enriches one poll, holding it through a ClaimX outage, and

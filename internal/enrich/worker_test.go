@@ -3,6 +3,7 @@ package enrich
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sort"
 	"strings"
 	"testing"
@@ -39,7 +40,7 @@ func startWorker(t *testing.T, o Options) (stop func() error) {
 		}
 		return runErr
 	}
-	t.Cleanup(func() { _ = stop() })
+	t.Cleanup(func() { _ = stop(); _ = w.Close(context.Background()) })
 	return stop
 }
 
@@ -155,5 +156,26 @@ func TestNewNeedsDependencies(t *testing.T) {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q does not name %s", err, w)
 		}
+	}
+}
+
+// TestCloseWithoutRun: Close releases a worker that never ran, twice
+// without harm, and Run refuses a closed worker.
+func TestCloseWithoutRun(t *testing.T) {
+	c := newCluster(t)
+	_, url := startSim(t, 1, 5)
+	_, m := newMetrics()
+	orch, cx := components(t, url, m, testLogger())
+	w, err := New(Options{Kafka: kafka.Config{Brokers: c.ListenAddrs()}, Fetcher: cx, Orchestrator: orch, Metrics: m, Logger: testLogger(), TransactionalID: "close"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := w.Close(t.Context()); err != nil {
+			t.Fatalf("Close %d: %v", i+1, err)
+		}
+	}
+	if err := w.Run(t.Context()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Run after Close = %v, want ErrClosed", err)
 	}
 }

@@ -120,6 +120,7 @@ func BenchmarkWorker(b *testing.B) {
 				if err := stop(); err != nil {
 					b.Fatal(err)
 				}
+				_ = w.Close(ctx)
 			}
 			b.ReportMetric(float64(len(payloads)*b.N)/total.Seconds(), "events/s")
 			b.ReportMetric(0, "ns/op")

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"kpipe/internal/config"
 	"kpipe/internal/delta"
 )
 
@@ -230,13 +231,32 @@ type pendingRow struct {
 	row map[string]any
 }
 
+// DeltaWriterLocation is where the delta_writer handler spec keeps its
+// table: its location, or <dataDir>/delta/<table_name> when none is
+// configured (Deps.DataDir is dataDir).
+func DeltaWriterLocation(spec *config.HandlerSpec, dataDir string) (string, error) {
+	cfg := deltaWriterDefaults()
+	if err := spec.Decode(cfg); err != nil {
+		return "", err
+	}
+	return cfg.location(dataDir)
+}
+
+// location is the table's folder or URL; see DeltaWriterLocation.
+func (c *DeltaWriterConfig) location(dataDir string) (string, error) {
+	if c.Location != "" {
+		return c.Location, nil
+	}
+	if dataDir == "" {
+		return "", fmt.Errorf("table %s: no location configured and no data folder given", c.TableName)
+	}
+	return filepath.Join(dataDir, "delta", c.TableName), nil
+}
+
 var deltaWriterFactory = TypedFactory(deltaWriterDefaults, func(cfg *DeltaWriterConfig, deps Deps) (Handler, error) {
-	loc := cfg.Location
-	if loc == "" {
-		if deps.DataDir == "" {
-			return nil, fmt.Errorf("table %s: no location configured and no data folder given", cfg.TableName)
-		}
-		loc = filepath.Join(deps.DataDir, "delta", cfg.TableName)
+	loc, err := cfg.location(deps.DataDir)
+	if err != nil {
+		return nil, err
 	}
 	tbl, err := openDeltaTable(loc, cfg.TableName, deps)
 	if err != nil {

@@ -428,6 +428,7 @@ func (e *env) newWorker(t testing.TB, s sink, opts ...WorkerOption) *Worker {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = w.Close(context.Background()) })
 	return w
 }
 

@@ -106,6 +106,11 @@ type Worker struct {
 	// abortRun ends Run's loop with a fatal cause met in a callback.
 	// Guarded by mu.
 	abortRun context.CancelCauseFunc
+
+	// closeChain closes the handler chain once, from Run's end or Close,
+	// whichever comes first; chainErr is what closing it returned.
+	closeChain sync.Once
+	chainErr   error
 }
 
 // ErrNotReady is wrapped by Ready's errors.
@@ -207,7 +212,7 @@ func WithGroupOptions(g GroupOptions) WorkerOption { return func(w *Worker) { w.
 // NewWorker builds the worker cfg describes: its handler chain from reg with
 // deps. kopts are the Kafka client options (seed brokers, TLS, SASL,
 // logger); the worker adds its consumer-group options. Nothing connects
-// until Run.
+// until Run. The caller must Close the worker, whether Run ran or not.
 func NewWorker(ctx context.Context, cfg *config.Worker, kopts []kgo.Opt, reg *Registry, deps Deps, opts ...WorkerOption) (*Worker, error) {
 	if cfg.Name == "" || cfg.InputTopic == "" || cfg.ConsumerGroup == "" {
 		return nil, errors.New("worker needs a name, an input_topic and a consumer_group")
@@ -331,7 +336,7 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	}
 	admCl, err := kgo.NewClient(w.kopts...)
 	if err != nil {
-		_ = w.chain.Close(ctx) // the client error is what matters
+		_ = w.Close(ctx) // the client error is what matters
 		return fmt.Errorf("worker %s: kafka client: %w", w.cfg.Name, err)
 	}
 	defer admCl.Close()
@@ -341,7 +346,7 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	cancelLearn()
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
-		_ = w.chain.Close(ctx) // the client error is what matters
+		_ = w.Close(ctx) // the client error is what matters
 		return fmt.Errorf("worker %s: kafka client: %w", w.cfg.Name, err)
 	}
 	w.mu.Lock()
@@ -386,7 +391,7 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 		w.abandonFlush()
 		w.mu.Unlock()
 		cl.Close()
-		_ = w.chain.Close(context.Background())
+		_ = w.Close(context.Background())
 		return runErr
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.shutdown)
@@ -409,9 +414,20 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 		w.dead.Store(true)
 	}
 	cl.Close()
-	if err := w.chain.Close(sctx); err != nil {
+	if err := w.Close(sctx); err != nil {
 		errs = append(errs, err)
 	}
 	w.log.Info("worker_stopped", "error", errors.Join(errs...))
 	return errors.Join(errs...)
+}
+
+// Close releases what NewWorker opened: the handler chain (the table
+// handle, the lookups' HTTP clients). Run closes it too, once it has
+// flushed, so Close after Run only returns what that close returned; a
+// worker built but never run is released by Close alone. Close is
+// idempotent; call it after Run has returned, never while it runs. Buffered
+// rows are not written: Run's graceful stop flushes them.
+func (w *Worker) Close(ctx context.Context) error {
+	w.closeChain.Do(func() { w.chainErr = w.chain.Close(ctx) })
+	return w.chainErr
 }

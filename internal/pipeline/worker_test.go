@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"sort"
@@ -66,6 +67,7 @@ func newTestWorker(t testing.TB, e *env, tbl table, opts ...WorkerOption) *Worke
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = w.Close(context.Background()) })
 	return w
 }
 
