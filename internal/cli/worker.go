@@ -115,7 +115,7 @@ func runWorker(ctx context.Context, env *Env, name string, o workerOptions) erro
 		WorkerName:  name,
 		Connections: cfg.Connections,
 		Metrics:     m,
-		Logger:      log,
+		Logger:      env.Logger, // the worker adds "worker"
 		DataDir:     o.dataDir,
 		TableDefs:   pipeline.TableDefsFromDir(cfg.Dir),
 	}, wopts...)
