@@ -125,7 +125,7 @@ func runBroker(cmd *cobra.Command, env *Env, o brokerOptions) error {
 	if o.syncWrites && o.dataDir == "" {
 		return usage(errors.New("--sync-writes needs --data-dir"))
 	}
-	eo := kafka.EmbeddedOptions{Host: host, Port: port, DataDir: o.dataDir, SyncWrites: o.syncWrites, Logger: env.Logger}
+	eo := kafka.EmbeddedOptions{Host: host, Port: port, DataDir: o.dataDir, DirMode: env.DirMode, SyncWrites: o.syncWrites, Logger: env.Logger}
 	// The readiness check connects as a client would.
 	self := kafka.Config{ClientID: "kpipe-broker"}
 	if o.saslMech != "" || o.saslUser != "" {
@@ -150,7 +150,7 @@ func runBroker(cmd *cobra.Command, env *Env, o brokerOptions) error {
 		self.TLS = kafka.TLSConfig{Enabled: true, InsecureSkipVerify: true}
 	}
 	if o.dataDir != "" {
-		lock, err := acquireLock(o.dataDir, "kpipe-broker.lock", "kpipe broker")
+		lock, err := acquireLock(env, o.dataDir, "kpipe-broker.lock", "kpipe broker")
 		if err != nil {
 			return err
 		}

@@ -7,11 +7,12 @@ import (
 	"strconv"
 	"strings"
 
+	"kpipe/internal/delta"
 	"kpipe/internal/stack"
 )
 
-// File modes of what the CLI creates itself: owner read-write, group read,
-// nothing for others.
+// Default file modes of what kpipe creates (--file-mode, --dir-mode):
+// owner read-write, group read, nothing for others.
 const (
 	fileMode os.FileMode = 0o640
 	dirMode  os.FileMode = 0o750
@@ -35,15 +36,15 @@ type dirLock struct {
 	path string
 }
 
-// acquireLock creates dir (0750) when missing and locks dir/name for what
-// ("kpipe up"). When another live process holds it the error is an
-// *InUseError naming that process's pid.
-func acquireLock(dir, name, what string) (*dirLock, error) {
-	if err := os.MkdirAll(dir, dirMode); err != nil {
+// acquireLock creates dir (env.DirMode) when missing and locks dir/name
+// (env.FileMode) for what ("kpipe up"). When another live process holds it
+// the error is an *InUseError naming that process's pid.
+func acquireLock(env *Env, dir, name, what string) (*dirLock, error) {
+	if err := os.MkdirAll(dir, modeOr(env.DirMode, dirMode)); err != nil {
 		return nil, fmt.Errorf("creating data folder: %w", err)
 	}
 	path := filepath.Join(dir, name)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, fileMode)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, modeOr(env.FileMode, fileMode))
 	if err != nil {
 		return nil, fmt.Errorf("opening lock file: %w", err)
 	}
@@ -112,4 +113,18 @@ func (l *dirLock) release() {
 	unlock(l.f)
 	l.f.Close()
 	l.f = nil
+}
+
+// modeOr is m, or def when m is unset (an Env built without flags: tests).
+func modeOr(m, def os.FileMode) os.FileMode {
+	if m == 0 {
+		return def
+	}
+	return m
+}
+
+// storageOptions are the delta storage options of --file-mode and
+// --dir-mode.
+func (env *Env) storageOptions() []delta.StorageOption {
+	return []delta.StorageOption{delta.WithFileMode(modeOr(env.FileMode, fileMode)), delta.WithDirMode(modeOr(env.DirMode, dirMode))}
 }

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -41,6 +42,11 @@ type Env struct {
 	LogLevel  string
 	// Getenv looks up environment variables; tests replace it.
 	Getenv func(string) (string, bool)
+	// FileMode and DirMode are the permissions of the files and folders
+	// kpipe creates (--file-mode, --dir-mode): tables, the broker's data
+	// folder, lock files, emitted events. Parsed before a command runs.
+	FileMode, DirMode os.FileMode
+	fileMode, dirMode string
 }
 
 var commands []func(*Env) *cobra.Command
@@ -132,6 +138,12 @@ Start everything on one machine with "kpipe up".`,
 				return usage(err)
 			}
 			env.Logger = logger
+			if env.FileMode, err = parseMode("--file-mode", env.fileMode, 0o600); err != nil {
+				return usage(err)
+			}
+			if env.DirMode, err = parseMode("--dir-mode", env.dirMode, 0o700); err != nil {
+				return usage(err)
+			}
 			return nil
 		},
 	}
@@ -139,6 +151,8 @@ Start everything on one machine with "kpipe up".`,
 	pf.StringVar(&env.ConfigDir, "config-dir", envOr(env, "KPIPE_CONFIG_DIR", "config"), "folder holding plugins/ and tables/ configuration ($KPIPE_CONFIG_DIR)")
 	pf.StringVar(&env.LogFormat, "log-format", envOr(env, "KPIPE_LOG_FORMAT", "text"), "log format: text or json ($KPIPE_LOG_FORMAT)")
 	pf.StringVar(&env.LogLevel, "log-level", envOr(env, "KPIPE_LOG_LEVEL", "info"), "log level: debug, info, warn or error ($KPIPE_LOG_LEVEL)")
+	pf.StringVar(&env.fileMode, "file-mode", envOr(env, "KPIPE_FILE_MODE", "0640"), "permissions of the files kpipe writes (tables, locks, emitted events), octal ($KPIPE_FILE_MODE)")
+	pf.StringVar(&env.dirMode, "dir-mode", envOr(env, "KPIPE_DIR_MODE", "0750"), "permissions of the folders kpipe creates, octal ($KPIPE_DIR_MODE)")
 	for _, f := range commands {
 		root.AddCommand(f(env))
 	}
@@ -186,4 +200,19 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	default:
 		return nil, fmt.Errorf("--log-format %q: want text or json", format)
 	}
+}
+
+// parseMode parses an octal permission such as 0640 for flag. The owner
+// must keep at least need (read-write for files, rwx for folders): kpipe
+// reads back what it writes.
+func parseMode(flag, s string, need os.FileMode) (os.FileMode, error) {
+	v, err := strconv.ParseUint(strings.TrimPrefix(s, "0o"), 8, 32)
+	if err != nil || v > 0o777 {
+		return 0, fmt.Errorf("%s %q: want an octal permission such as %#o", flag, s, need|0o040)
+	}
+	m := os.FileMode(v)
+	if m&need != need {
+		return 0, fmt.Errorf("%s %q: the owner needs at least %#o (kpipe reads back what it writes)", flag, s, need)
+	}
+	return m, nil
 }

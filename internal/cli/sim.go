@@ -139,7 +139,7 @@ settings), keyed by project id, at --rate events/s.`,
 func emitEvents(ctx context.Context, env *Env, s *sim.Sim, path string, rate float64) (err error) {
 	var w io.Writer = env.Stdout
 	if path != "-" {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fileMode)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, modeOr(env.FileMode, fileMode))
 		if err != nil {
 			return err
 		}

@@ -55,7 +55,7 @@ partitioning, properties and the first commit, and writes nothing.
 			if err != nil {
 				return usage(err)
 			}
-			store, err := delta.OpenLocation(location)
+			store, err := delta.OpenLocationWith(location, env.storageOptions()...)
 			if err != nil {
 				return usage(err)
 			}

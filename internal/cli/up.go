@@ -135,7 +135,7 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 	if err != nil {
 		return err
 	}
-	lock, err := acquireLock(o.dataDir, upLockFile, "kpipe up")
+	lock, err := acquireLock(env, o.dataDir, upLockFile, "kpipe up")
 	if err != nil {
 		return err
 	}
@@ -154,6 +154,8 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 		},
 		ConfigDir:       env.ConfigDir,
 		DataDir:         o.dataDir,
+		FileMode:        env.FileMode,
+		DirMode:         env.DirMode,
 		Worker:          o.worker,
 		Kafka:           kcfg,
 		KafkaPort:       o.kafkaPort,

@@ -117,6 +117,8 @@ func runWorker(ctx context.Context, env *Env, name string, o workerOptions) erro
 		Metrics:     m,
 		Logger:      env.Logger, // the worker adds "worker"
 		DataDir:     o.dataDir,
+		FileMode:    env.FileMode,
+		DirMode:     env.DirMode,
 		TableDefs:   pipeline.TableDefsFromDir(cfg.Dir),
 	}, wopts...)
 	if err != nil {

@@ -37,6 +37,9 @@ type EmbeddedOptions struct {
 	// transaction state there, so a restarted broker carries on where it
 	// stopped. Empty keeps everything in memory.
 	DataDir string
+	// DirMode is the permission of DataDir when it is created (default
+	// DirMode).
+	DirMode os.FileMode
 	// SyncWrites fsyncs every produced batch, so acknowledged records
 	// survive an operating-system crash, not only a killed process. Slower.
 	SyncWrites bool
@@ -95,7 +98,11 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 	}
 	if o.DataDir != "" {
 		// kfake would create it 0755; the folder holds every record.
-		if err := os.MkdirAll(o.DataDir, DirMode); err != nil {
+		mode := o.DirMode
+		if mode == 0 {
+			mode = DirMode
+		}
+		if err := os.MkdirAll(o.DataDir, mode); err != nil {
 			return nil, fmt.Errorf("embedded Kafka broker data folder: %w", err)
 		}
 		opts = append(opts, kfake.DataDir(o.DataDir))

@@ -46,7 +46,16 @@ func TableDefsFromDir(configDir string) func(name string) (delta.TableDef, error
 }
 
 func openDeltaTable(location, name string, deps Deps) (table, error) {
-	open := delta.OpenLocation
+	open := func(location string) (delta.Storage, error) {
+		var opts []delta.StorageOption
+		if deps.FileMode != 0 {
+			opts = append(opts, delta.WithFileMode(deps.FileMode))
+		}
+		if deps.DirMode != 0 {
+			opts = append(opts, delta.WithDirMode(deps.DirMode))
+		}
+		return delta.OpenLocationWith(location, opts...)
+	}
 	if deps.Storage != nil {
 		open = deps.Storage
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"sync"
@@ -183,6 +184,9 @@ type Deps struct {
 	// DataDir is the --data root: a table without a configured location
 	// lives at DataDir/delta/<table_name>.
 	DataDir string
+	// FileMode and DirMode are the permissions of the files and folders a
+	// local table writes (0: delta.DefaultFileMode, delta.DefaultDirMode).
+	FileMode, DirMode fs.FileMode
 	// TableDefs returns the definition (schema, partitioning, properties) of
 	// a named table, used to create it when its location has no table yet.
 	TableDefs func(name string) (delta.TableDef, error)

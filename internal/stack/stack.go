@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -75,6 +76,9 @@ type Options struct {
 	// DataDir holds the broker's data (kafka/) and the tables without a
 	// configured location (delta/<table>). Required.
 	DataDir string
+	// FileMode and DirMode are the permissions of the files and folders
+	// the stack creates (0: the defaults, 0640 and 0750).
+	FileMode, DirMode os.FileMode
 	// Worker names the plugin action worker of workers.yaml to run.
 	// Required.
 	Worker string
@@ -257,6 +261,8 @@ func New(ctx context.Context, o Options) (_ *Stack, err error) {
 		Metrics:     m,
 		Logger:      s.log,
 		DataDir:     o.DataDir,
+		FileMode:    o.FileMode,
+		DirMode:     o.DirMode,
 		TableDefs:   pipeline.TableDefsFromDir(o.ConfigDir),
 	}, pipeline.WithResetOffsets(o.ResetOffsets))
 	if err != nil {
@@ -315,7 +321,7 @@ func (s *Stack) startKafka(ctx context.Context) (kcfg kafka.Config, maxReplicati
 			return kcfg, 0, fmt.Errorf("finding a port for the embedded broker: %w", err)
 		}
 	}
-	broker, err := kafka.StartEmbedded(ctx, kafka.EmbeddedOptions{Port: port, DataDir: filepath.Join(s.o.DataDir, "kafka"), Logger: s.log})
+	broker, err := kafka.StartEmbedded(ctx, kafka.EmbeddedOptions{Port: port, DataDir: filepath.Join(s.o.DataDir, "kafka"), DirMode: s.o.DirMode, Logger: s.log})
 	if err != nil {
 		return kcfg, 0, err
 	}
