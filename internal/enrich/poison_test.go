@@ -18,6 +18,7 @@ import (
 
 	"kpipe/internal/claimx"
 	"kpipe/internal/config"
+	"kpipe/internal/dlq"
 	"kpipe/internal/kafka"
 	"kpipe/internal/plugin"
 	"kpipe/internal/sim"
@@ -82,13 +83,13 @@ func TestPoisonEvents(t *testing.T) {
 		value []byte
 		class string
 	}{
-		{"not-json", []byte(`{"event_id": "not-json", `), ReasonMalformed},
-		{"not-utf8", []byte("{\"event_id\":\"not-utf8\",\"event_type\":\"CUSTOM_TASK_\xff\xfe\",\"task_assignment_id\":1}"), ReasonMalformed},
-		{"null-assignment", task("null-assignment", claimx.EventCustomTaskAssigned, "null"), ReasonMalformed},
-		{"no-assignment", []byte(`{"event_id":"no-assignment","event_type":"CUSTOM_TASK_COMPLETED","project_id":"1"}`), ReasonMalformed},
-		{"unknown-type", task("unknown-type", "CUSTOM_TASK_EXPLODED", "1"), ReasonUnknownEventType},
-		{"unknown-other", []byte(`{"event_id":"unknown-other","event_type":"INVOICE_PAID","project_id":"1"}`), ReasonUnknownEventType},
-		{"ghost", task("ghost", claimx.EventCustomTaskAssigned, "999999999"), ReasonNotFound},
+		{"not-json", []byte(`{"event_id": "not-json", `), dlq.ClassMalformed},
+		{"not-utf8", []byte("{\"event_id\":\"not-utf8\",\"event_type\":\"CUSTOM_TASK_\xff\xfe\",\"task_assignment_id\":1}"), dlq.ClassMalformed},
+		{"null-assignment", task("null-assignment", claimx.EventCustomTaskAssigned, "null"), dlq.ClassMalformed},
+		{"no-assignment", []byte(`{"event_id":"no-assignment","event_type":"CUSTOM_TASK_COMPLETED","project_id":"1"}`), dlq.ClassMalformed},
+		{"unknown-type", task("unknown-type", "CUSTOM_TASK_EXPLODED", "1"), dlq.ClassUnknownEventType},
+		{"unknown-other", []byte(`{"event_id":"unknown-other","event_type":"INVOICE_PAID","project_id":"1"}`), dlq.ClassUnknownEventType},
+		{"ghost", task("ghost", claimx.EventCustomTaskAssigned, "999999999"), dlq.ClassNotFound},
 	}
 	var recs []*kgo.Record
 	for _, p := range poison {
@@ -129,7 +130,7 @@ func TestPoisonEvents(t *testing.T) {
 	}
 	for _, e := range brokenEvents {
 		er, ok := got[e.EventID]
-		if !ok || er.Class != ReasonAPIUnavailable || !strings.Contains(er.Message, "claimx_api") || !strings.Contains(er.Message, "/customTasks/assignment/") {
+		if !ok || er.Class != dlq.ClassAPIUnavailable || !strings.Contains(er.Message, "claimx_api") || !strings.Contains(er.Message, "/customTasks/assignment/") {
 			t.Errorf("event %s of the failing assignment: %+v, want an api_unavailable record naming ClaimX and the route", e.EventID, er)
 		}
 	}
@@ -174,7 +175,7 @@ func TestPoisonEvents(t *testing.T) {
 		t.Error("the world's non-task events and other templates were not counted as skips")
 	}
 	failed := 0
-	for _, reason := range failReasons {
+	for _, reason := range classes {
 		failed += int(testutil.ToFloat64(m.EnrichEventsFailed.WithLabelValues(DefaultName, reason)))
 	}
 	if failed != len(got) {
@@ -224,7 +225,7 @@ func TestHugeEvent(t *testing.T) {
 		orig, whole := er.OriginalBytes()
 		sum := sha256.Sum256(want)
 		switch {
-		case er.Class != ReasonMalformed || er.OriginalLength != len(want):
+		case er.Class != dlq.ClassMalformed || er.OriginalLength != len(want):
 			t.Errorf("error record %d: class %q, length %d; want malformed, %d", i, er.Class, er.OriginalLength, len(want))
 		case i == 0 && (!whole || string(orig) != string(want)):
 			t.Errorf("the JSON event's record does not keep it whole (truncated %v)", er.OriginalTruncated)
@@ -260,7 +261,7 @@ func TestRefusedRecords(t *testing.T) {
 		t.Fatalf("%d error records, want one per 32513 event (%d)", len(errs), want)
 	}
 	for id, er := range errs {
-		if er.Class != ReasonTooLarge || !strings.Contains(er.Message, trackingTopic) {
+		if er.Class != dlq.ClassTooLarge || !strings.Contains(er.Message, trackingTopic) {
 			t.Fatalf("event %s: class %q message %q, want too_large naming the topic", id, er.Class, er.Message)
 		}
 	}
@@ -324,7 +325,7 @@ func TestPluginFailure(t *testing.T) {
 	checkTracking(t, s, readCommitted(t, c.ListenAddrs(), trackingTopic, s.Manifest().Count(claimx.TemplateITelCabinet), 60*time.Second, 500*time.Millisecond))
 	errs := decodeErrorRecords(t, readCommitted(t, c.ListenAddrs(), kafka.TopicEnrichmentErrors, 1, 10*time.Second, 500*time.Millisecond))
 	er, ok := errs[victim]
-	if len(errs) != 1 || !ok || er.Class != ReasonPluginFailed || !strings.Contains(er.Message, "fail_on") {
+	if len(errs) != 1 || !ok || er.Class != dlq.ClassPluginFailed || !strings.Contains(er.Message, "fail_on") {
 		t.Fatalf("error records %+v, want one plugin_failed record for %s naming the plugin", errs, victim)
 	}
 }
@@ -363,7 +364,7 @@ func TestRowsFailingWhileClaimXAnswers(t *testing.T) {
 		t.Fatalf("%d error records, want one per task event (%d)", len(errs), tasks)
 	}
 	for id, er := range errs {
-		if er.Class != ReasonAPIUnavailable {
+		if er.Class != dlq.ClassAPIUnavailable {
 			t.Fatalf("event %s: class %q, want api_unavailable", id, er.Class)
 		}
 	}

@@ -41,8 +41,8 @@
 //
 // Every consumed event ends as exactly one of: the plugins' records, a skip
 // counted by reason (kpipe_skipped_total, SkipNonTaskEvent, SkipNoTrigger),
-// or an error record (dlq.Record, key "topic/partition/offset") with one of
-// the Reason* classes.
+// or an error record (dlq.Record, key "topic/partition/offset") of one of
+// the dlq.Class* classes (deadletter.go).
 //
 //	w, err := enrich.New(enrich.Options{Kafka: kcfg, Fetcher: claimxClient, Orchestrator: orch, Metrics: m, Logger: log})
 //	if err != nil {

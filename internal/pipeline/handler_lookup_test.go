@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"kpipe/internal/dlq"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -167,7 +168,7 @@ func TestTransformAndValidation(t *testing.T) {
 			out, err := v.Handle(t.Context(), &Event{Fields: tc.fields})
 			var he *HandlerError
 			if tc.wantRule != "" {
-				if !errors.As(err, &he) || he.Rule != tc.wantRule || he.Class != ClassValidation {
+				if !errors.As(err, &he) || he.Rule != tc.wantRule || he.Class != dlq.ClassValidation {
 					t.Fatalf("got %v, want rule %s", err, tc.wantRule)
 				}
 				return
