@@ -1,25 +1,21 @@
 package enrich
 
-import (
-	"errors"
-	"fmt"
-	"kpipe/internal/claimx"
-	"kpipe/internal/dlq"
-	"time"
-
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
-)
-
 // This file is where an event becomes an error record: the classes the
 // enrichment worker records, the checks of the records plugins make, and
 // the dead-letter records (dlq.Record, through dlq.NewRecord) published to
 // claimx.enrichment.errors, cut smaller each time Kafka refuses one.
 
-// ErrorRecord is the value published to claimx.enrichment.errors for an
-// event that cannot be enriched: the dead-letter record every worker
-// publishes, so that kpipe dlq replay serves them all.
-type ErrorRecord = dlq.Record
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"kpipe/internal/claimx"
+	"kpipe/internal/dlq"
+)
 
 // classes are the error classes the enrichment worker records: each labels
 // kpipe_enrich_events_failed_total from the start.

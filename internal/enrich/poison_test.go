@@ -40,11 +40,11 @@ func (f *failingKey) TaskAssignment(ctx context.Context, aid int64) (claimx.Row,
 	return f.Client.TaskAssignment(ctx, aid)
 }
 
-func decodeErrorRecords(t *testing.T, recs []outRecord) map[string]ErrorRecord {
+func decodeErrorRecords(t *testing.T, recs []outRecord) map[string]dlq.Record {
 	t.Helper()
-	byEvent := make(map[string]ErrorRecord)
+	byEvent := make(map[string]dlq.Record)
 	for _, r := range recs {
-		var er ErrorRecord
+		var er dlq.Record
 		if err := json.Unmarshal(r.value, &er); err != nil {
 			t.Fatalf("error record %s: %v", r.value, err)
 		}
@@ -218,7 +218,7 @@ func TestHugeEvent(t *testing.T) {
 		if n := len(errs[i].value); n > DefaultMaxRecordBytes {
 			t.Errorf("error record %d of %d bytes, over the limit %d", i, n, DefaultMaxRecordBytes)
 		}
-		var er ErrorRecord
+		var er dlq.Record
 		if err := json.Unmarshal(errs[i].value, &er); err != nil {
 			t.Fatal(err)
 		}

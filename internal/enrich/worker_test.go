@@ -114,7 +114,7 @@ func TestErrorTopic(t *testing.T) {
 	}
 	var reasons []string
 	for _, r := range errs {
-		var er ErrorRecord
+		var er dlq.Record
 		if err := json.Unmarshal(r.value, &er); err != nil {
 			t.Fatal(err)
 		}

@@ -78,12 +78,6 @@ func asHandlerError(handler string, err error) *HandlerError {
 	return &HandlerError{Handler: handler, Class: dlq.ClassHandler, Err: err}
 }
 
-// ErrorRecord is the value published to a worker's error topic for each
-// failure: the dead-letter record every worker publishes (the original
-// message, where it came from, what failed), so that kpipe dlq replay
-// serves them all.
-type ErrorRecord = dlq.Record
-
 // handlerDecode names the worker's own decoding step in error records.
 const handlerDecode = "decode"
 

@@ -3,12 +3,13 @@ package pipeline
 import (
 	"context"
 	"errors"
-	"kpipe/internal/dlq"
 	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"kpipe/internal/dlq"
 )
 
 // countingGetter answers after a delay and counts calls per path.

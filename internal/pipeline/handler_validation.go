@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"kpipe/internal/dlq"
 	"math"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+
+	"kpipe/internal/dlq"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"

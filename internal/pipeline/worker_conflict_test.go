@@ -67,7 +67,7 @@ func TestWorkerSchemaConflicts(t *testing.T) {
 		t.Fatalf("got %d error records, want %d", len(errs), len(bad))
 	}
 	for _, r := range errs {
-		var er ErrorRecord
+		var er dlq.Record
 		if err := json.Unmarshal(r.Value, &er); err != nil {
 			t.Fatal(err)
 		}

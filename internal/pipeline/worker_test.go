@@ -162,7 +162,7 @@ func TestWorkerErrorHandling(t *testing.T) {
 	errs := e.readTopic(ctx, errorTopic, 12, 10*time.Second)
 	classes := map[string]int{}
 	for _, r := range errs {
-		var er ErrorRecord
+		var er dlq.Record
 		if err := json.Unmarshal(r.Value, &er); err != nil {
 			t.Fatal(err)
 		}
