@@ -460,6 +460,11 @@ func (l *loader) validate(cfg *Config) {
 		l.checkTopic(pos, where+" input_topic", w.InputTopic, true)
 		l.checkTopic(pos, where+" success_topic", w.SuccessTopic, false)
 		l.checkTopic(pos, where+" error_topic", w.ErrorTopic, false)
+		if err := w.SuccessRecord.Validate(); err != nil {
+			for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+				l.probs.add(pos, "%s success_record %v", where, e)
+			}
+		}
 		if w.ConsumerGroup == "" {
 			l.probs.add(pos, "%s consumer_group is required", where)
 		}

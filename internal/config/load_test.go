@@ -139,6 +139,9 @@ func TestLoadCommittedConfig(t *testing.T) {
 		w.ErrorTopic != "itel.cabinet.task.tracking.errors" {
 		t.Fatalf("worker = %+v", w)
 	}
+	if got := strings.Join(w.SuccessRecord.Fields, ","); got != "event_id,task_id,assignment_id,task_status" {
+		t.Fatalf("success_record.fields = %s", got)
+	}
 	var types []string
 	for _, h := range w.EnrichmentHandlers {
 		types = append(types, h.Type)
@@ -342,5 +345,49 @@ func TestHandlerWithoutType(t *testing.T) {
 	want := ": worker \"itel_cabinet_tracking_worker\" handler 3 has no type (one of delta_writer, lookup, transform, validation)"
 	if err == nil || !strings.Contains(err.Error(), "workers.yaml:80:") || !strings.Contains(err.Error(), want) {
 		t.Fatalf("got %v, want it at workers.yaml:80 to contain %s", err, want)
+	}
+}
+
+func TestSuccessRecordFields(t *testing.T) {
+	const rel = "plugins/itel_cabinet_api/workers.yaml"
+	const shipped = "fields: [event_id, task_id, assignment_id, task_status]"
+	tests := []struct {
+		name  string
+		block string
+		want  []string // problems; none when empty
+	}{
+		{name: "empty list", block: "fields: []"},
+		{name: "misspelt key", block: "feilds: [event_id]", want: []string{`unknown field "feilds" (did you mean "fields"?)`}},
+		{name: "bad fields", block: `fields: [topic, event_id, event_id, ""]`, want: []string{
+			`success_record fields: "topic" is a key every success record has already`,
+			`success_record fields: "event_id" is listed twice`,
+			`success_record fields: a field is empty`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := copyConfig(t)
+			edit(t, dir, rel, shipped, tt.block)
+			cfg, err := Load(dir, WithEnv(testEnv))
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				w, _ := cfg.Worker("itel_cabinet_tracking_worker")
+				if len(w.SuccessRecord.Fields) != 0 {
+					t.Fatalf("got fields %v, want none", w.SuccessRecord.Fields)
+				}
+				return
+			}
+			var ce *Error
+			if !errors.As(err, &ce) || len(ce.Problems) != len(tt.want) {
+				t.Fatalf("got %v, want %d problems", err, len(tt.want))
+			}
+			for i, p := range ce.Problems {
+				if !strings.Contains(p.Msg, tt.want[i]) || p.Pos.Line == 0 || !strings.HasSuffix(p.Pos.File, "workers.yaml") {
+					t.Fatalf("problem %d: got %s: %s, want a workers.yaml line and %q", i, p.Pos, p.Msg, tt.want[i])
+				}
+			}
+		})
 	}
 }

@@ -1,6 +1,12 @@
 package config
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
 
 // Config is everything kpipe loads from its configuration folder.
 type Config struct {
@@ -68,6 +74,10 @@ type Worker struct {
 	// SuccessTopic and ErrorTopic receive a record per message. Optional.
 	SuccessTopic string `yaml:"success_topic"`
 	ErrorTopic   string `yaml:"error_topic"`
+	// SuccessRecord says which event fields a success record carries.
+	// Default: none, only where the message came from and where its row
+	// went.
+	SuccessRecord SuccessRecord `yaml:"success_record"`
 	// EnrichmentHandlers is the handler chain, run in order.
 	EnrichmentHandlers []*HandlerSpec `yaml:"enrichment_handlers"`
 	// MaxMessageBytes is the largest input message handled; a larger one
@@ -88,6 +98,36 @@ type Worker struct {
 	// File is where the worker was read from.
 	File string `yaml:"-"`
 	pos  Pos
+}
+
+// SuccessRecord configures the success records of a worker.
+type SuccessRecord struct {
+	// Fields are the event fields (dotted paths, after the handler chain)
+	// each success record carries under their names, in this order; an
+	// absent field is null. Default none.
+	Fields []string `yaml:"fields"`
+}
+
+// successRecordKeys are the keys every success record has.
+var successRecordKeys = []string{"worker", "table", "table_version", "topic", "partition", "offset", "processed_at"}
+
+// Validate reports empty or repeated fields, and fields named like the
+// keys every success record has.
+func (s *SuccessRecord) Validate() error {
+	var errs []error
+	seen := make(map[string]bool, len(s.Fields))
+	for _, f := range s.Fields {
+		switch {
+		case f == "":
+			errs = append(errs, errors.New("fields: a field is empty"))
+		case seen[f]:
+			errs = append(errs, fmt.Errorf("fields: %q is listed twice", f))
+		case slices.Contains(successRecordKeys, f):
+			errs = append(errs, fmt.Errorf("fields: %q is a key every success record has already (%s)", f, strings.Join(successRecordKeys, ", ")))
+		}
+		seen[f] = true
+	}
+	return errors.Join(errs...)
 }
 
 // HandlerSpec is one entry of enrichment_handlers: a type and its config

@@ -9,11 +9,13 @@
 // not fit and says so (original_truncated, with the whole original's length
 // and SHA-256), and Replay refuses to re-inject a cut original.
 //
-//	rec := dlq.Record{Worker: "w", Topic: "in", Partition: 0, Offset: 7,
-//		Handler: "validation", Class: "validation", Message: "task_id: want 40001"}
-//	rec.SetOriginal(value)
-//	b, err := rec.Marshal(dlq.DefaultMaxRecordBytes)
-//	// publish &kgo.Record{Topic: errorTopic, Key: rec.RecordKey(), Value: b}
+//	rec := dlq.NewRecord("w",
+//		dlq.Source{Topic: "in", Partition: 0, Offset: 7, Value: value},
+//		dlq.Failure{Handler: "validation", Class: dlq.ClassValidation, Err: err}, time.Now())
+//	cl.Produce(ctx, rec.KafkaRecord(errorTopic, dlq.DefaultMaxRecordBytes), nil)
+//
+// Every record's error_class is one of the Class constants, a closed set
+// that both workers build their records from (NewRecord, KafkaRecord).
 //
 // # The wire form
 //
@@ -116,9 +118,8 @@ type Record struct {
 	Topic     string `json:"topic"`
 	Partition int32  `json:"partition"`
 	Offset    int64  `json:"offset"`
-	// Handler is the step that failed; Class the kind of failure
-	// (malformed, validation, lookup, schema_conflict, ...); Rule the rule
-	// that failed, when one did.
+	// Handler is the step that failed; Class the kind of failure, one of
+	// the Class constants; Rule the rule that failed, when one did.
 	Handler string `json:"handler"`
 	Class   string `json:"error_class"`
 	Rule    string `json:"rule,omitempty"`

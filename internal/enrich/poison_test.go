@@ -18,6 +18,7 @@ import (
 
 	"kpipe/internal/claimx"
 	"kpipe/internal/config"
+	"kpipe/internal/dlq"
 	"kpipe/internal/httpconn"
 	"kpipe/internal/kafka"
 	"kpipe/internal/plugin"
@@ -40,11 +41,11 @@ func (f *failingKey) TaskAssignment(ctx context.Context, aid int64) (claimx.Row,
 	return f.Client.TaskAssignment(ctx, aid)
 }
 
-func decodeErrorRecords(t *testing.T, recs []outRecord) map[string]ErrorRecord {
+func decodeErrorRecords(t *testing.T, recs []outRecord) map[string]dlq.Record {
 	t.Helper()
-	byEvent := make(map[string]ErrorRecord)
+	byEvent := make(map[string]dlq.Record)
 	for _, r := range recs {
-		var er ErrorRecord
+		var er dlq.Record
 		if err := json.Unmarshal(r.value, &er); err != nil {
 			t.Fatalf("error record %s: %v", r.value, err)
 		}
@@ -83,13 +84,13 @@ func TestPoisonEvents(t *testing.T) {
 		value []byte
 		class string
 	}{
-		{"not-json", []byte(`{"event_id": "not-json", `), ReasonMalformed},
-		{"not-utf8", []byte("{\"event_id\":\"not-utf8\",\"event_type\":\"CUSTOM_TASK_\xff\xfe\",\"task_assignment_id\":1}"), ReasonMalformed},
-		{"null-assignment", task("null-assignment", claimx.EventCustomTaskAssigned, "null"), ReasonMalformed},
-		{"no-assignment", []byte(`{"event_id":"no-assignment","event_type":"CUSTOM_TASK_COMPLETED","project_id":"1"}`), ReasonMalformed},
-		{"unknown-type", task("unknown-type", "CUSTOM_TASK_EXPLODED", "1"), ReasonUnknownEventType},
-		{"unknown-other", []byte(`{"event_id":"unknown-other","event_type":"INVOICE_PAID","project_id":"1"}`), ReasonUnknownEventType},
-		{"ghost", task("ghost", claimx.EventCustomTaskAssigned, "999999999"), ReasonNotFound},
+		{"not-json", []byte(`{"event_id": "not-json", `), dlq.ClassMalformed},
+		{"not-utf8", []byte("{\"event_id\":\"not-utf8\",\"event_type\":\"CUSTOM_TASK_\xff\xfe\",\"task_assignment_id\":1}"), dlq.ClassMalformed},
+		{"null-assignment", task("null-assignment", claimx.EventCustomTaskAssigned, "null"), dlq.ClassMalformed},
+		{"no-assignment", []byte(`{"event_id":"no-assignment","event_type":"CUSTOM_TASK_COMPLETED","project_id":"1"}`), dlq.ClassMalformed},
+		{"unknown-type", task("unknown-type", "CUSTOM_TASK_EXPLODED", "1"), dlq.ClassUnknownEventType},
+		{"unknown-other", []byte(`{"event_id":"unknown-other","event_type":"INVOICE_PAID","project_id":"1"}`), dlq.ClassUnknownEventType},
+		{"ghost", task("ghost", claimx.EventCustomTaskAssigned, "999999999"), dlq.ClassNotFound},
 	}
 	var recs []*kgo.Record
 	for _, p := range poison {
@@ -130,7 +131,7 @@ func TestPoisonEvents(t *testing.T) {
 	}
 	for _, e := range brokenEvents {
 		er, ok := got[e.EventID]
-		if !ok || er.Class != ReasonAPIUnavailable || !strings.Contains(er.Message, "claimx_api") || !strings.Contains(er.Message, "/customTasks/assignment/") {
+		if !ok || er.Class != dlq.ClassAPIUnavailable || !strings.Contains(er.Message, "claimx_api") || !strings.Contains(er.Message, "/customTasks/assignment/") {
 			t.Errorf("event %s of the failing assignment: %+v, want an api_unavailable record naming ClaimX and the route", e.EventID, er)
 		}
 	}
@@ -175,7 +176,7 @@ func TestPoisonEvents(t *testing.T) {
 		t.Error("the world's non-task events and other templates were not counted as skips")
 	}
 	failed := 0
-	for _, reason := range failReasons {
+	for _, reason := range classes {
 		failed += int(testutil.ToFloat64(m.EnrichEventsFailed.WithLabelValues(DefaultName, reason)))
 	}
 	if failed != len(got) {
@@ -218,14 +219,14 @@ func TestHugeEvent(t *testing.T) {
 		if n := len(errs[i].value); n > DefaultMaxRecordBytes {
 			t.Errorf("error record %d of %d bytes, over the limit %d", i, n, DefaultMaxRecordBytes)
 		}
-		var er ErrorRecord
+		var er dlq.Record
 		if err := json.Unmarshal(errs[i].value, &er); err != nil {
 			t.Fatal(err)
 		}
 		orig, whole := er.OriginalBytes()
 		sum := sha256.Sum256(want)
 		switch {
-		case er.Class != ReasonMalformed || er.OriginalLength != len(want):
+		case er.Class != dlq.ClassMalformed || er.OriginalLength != len(want):
 			t.Errorf("error record %d: class %q, length %d; want malformed, %d", i, er.Class, er.OriginalLength, len(want))
 		case i == 0 && (!whole || string(orig) != string(want)):
 			t.Errorf("the JSON event's record does not keep it whole (truncated %v)", er.OriginalTruncated)
@@ -261,7 +262,7 @@ func TestRefusedRecords(t *testing.T) {
 		t.Fatalf("%d error records, want one per 32513 event (%d)", len(errs), want)
 	}
 	for id, er := range errs {
-		if er.Class != ReasonTooLarge || !strings.Contains(er.Message, trackingTopic) {
+		if er.Class != dlq.ClassTooLarge || !strings.Contains(er.Message, trackingTopic) {
 			t.Fatalf("event %s: class %q message %q, want too_large naming the topic", id, er.Class, er.Message)
 		}
 	}
@@ -325,7 +326,7 @@ func TestPluginFailure(t *testing.T) {
 	checkTracking(t, s, readCommitted(t, c.ListenAddrs(), trackingTopic, s.Manifest().Count(sim.TemplateITelCabinet), 60*time.Second, 500*time.Millisecond))
 	errs := decodeErrorRecords(t, readCommitted(t, c.ListenAddrs(), kafka.TopicEnrichmentErrors, 1, 10*time.Second, 500*time.Millisecond))
 	er, ok := errs[victim]
-	if len(errs) != 1 || !ok || er.Class != ReasonPluginFailed || !strings.Contains(er.Message, "fail_on") {
+	if len(errs) != 1 || !ok || er.Class != dlq.ClassPluginFailed || !strings.Contains(er.Message, "fail_on") {
 		t.Fatalf("error records %+v, want one plugin_failed record for %s naming the plugin", errs, victim)
 	}
 }
@@ -364,7 +365,7 @@ func TestRowsFailingWhileClaimXAnswers(t *testing.T) {
 		t.Fatalf("%d error records, want one per task event (%d)", len(errs), tasks)
 	}
 	for id, er := range errs {
-		if er.Class != ReasonAPIUnavailable {
+		if er.Class != dlq.ClassAPIUnavailable {
 			t.Fatalf("event %s: class %q, want api_unavailable", id, er.Class)
 		}
 	}

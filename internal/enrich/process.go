@@ -2,63 +2,23 @@ package enrich
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
-	"github.com/maypok86/otter/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"kpipe/internal/claimx"
 	"kpipe/internal/dlq"
 	"kpipe/internal/httpconn"
+	"kpipe/internal/lookup"
 	"kpipe/internal/plugin"
 )
-
-// Classes of error records (error_class of the record published to
-// claimx.enrichment.errors, and the reason label of
-// kpipe_enrich_events_failed_total). Every consumed event ends as the
-// plugins' records, a skip counted by reason (Skip*), or one error record
-// of one of these classes.
-const (
-	// ReasonMalformed: not UTF-8, not JSON, not a ClaimX event, or missing
-	// a field its type requires (a CUSTOM_TASK_* event without
-	// task_assignment_id).
-	ReasonMalformed = "malformed"
-	// ReasonUnknownEventType: an event_type that is not one of ClaimX's
-	// known types (claimx.Event* constants). Replay once kpipe knows it.
-	ReasonUnknownEventType = "unknown_event_type"
-	// ReasonNotFound: the API has no such assignment or project (404).
-	ReasonNotFound = "not_found"
-	// ReasonAPIUnavailable: 5xx, 429, timeouts, network errors for this
-	// event's lookups through Options.RetryAttempts rounds in which ClaimX
-	// answered other requests. While ClaimX answers nothing, events wait
-	// instead (the worker pauses).
-	ReasonAPIUnavailable = "api_unavailable"
-	// ReasonLookupFailed: any other API failure (4xx, auth, bad body).
-	ReasonLookupFailed = "lookup_failed"
-	// ReasonPluginFailed: a plugin returned an error (or panicked) for the
-	// event; the records other plugins made for it are still published.
-	ReasonPluginFailed = "plugin_failed"
-	// ReasonTooLarge: a record a plugin made for the event is larger than
-	// Options.MaxRecordBytes, or Kafka refused it as too large.
-	ReasonTooLarge = "too_large"
-	// ReasonPublishRefused: Kafka refused a record a plugin made for the
-	// event as invalid (INVALID_RECORD, INVALID_TOPIC_EXCEPTION). Other
-	// produce errors are not the record's: a missing topic or an
-	// unreachable broker is waited for, refused permissions end Run.
-	ReasonPublishRefused = "publish_refused"
-)
-
-var failReasons = []string{ReasonMalformed, ReasonUnknownEventType, ReasonNotFound, ReasonAPIUnavailable, ReasonLookupFailed, ReasonPluginFailed, ReasonTooLarge, ReasonPublishRefused}
 
 // Reasons of kpipe_skipped_total{worker="claimx_enrichment_worker"}: events
 // deliberately not turned into output.
@@ -80,11 +40,6 @@ var knownEventTypes = map[string]bool{
 	claimx.EventVideoCollaborationInviteSent: true, claimx.EventVideoCollaborationCompleted: true,
 }
 
-// ErrorRecord is the value published to claimx.enrichment.errors for an
-// event that cannot be enriched: the dead-letter record every worker
-// publishes, so that kpipe dlq replay serves them all.
-type ErrorRecord = dlq.Record
-
 // taskEntry is a cached task-assignment row and when it was last updated.
 type taskEntry struct {
 	ent     *plugin.Entity
@@ -99,12 +54,12 @@ func (e *taskEntry) freshFor(t time.Time) bool {
 
 // item is one consumed record on its way through a batch.
 type item struct {
-	rec    *kgo.Record
-	ev     claimx.Event
-	raw    claimx.Row
-	task   bool // a task event: needs the task and project rows
-	reason string
-	err    error
+	rec   *kgo.Record
+	ev    claimx.Event
+	raw   claimx.Row
+	task  bool   // a task event: needs the task and project rows
+	class string // the error class, when err is set
+	err   error
 }
 
 // sendMeta says where a record to produce comes from.
@@ -158,24 +113,13 @@ type roundResult struct {
 	lastErr error
 }
 
-// refusal is what Kafka refused for one source record; it survives the
-// aborted transaction so that the record's next processing avoids it.
-type refusal struct {
-	output error // why a plugin record of this event was refused
-	level  int   // error records of this event refused so far
-}
-
-// maxRefusals is how many error records of one event Kafka may refuse,
-// each smaller than the last, before the worker stops.
-const maxRefusals = 3
-
 // processor turns a poll's records into the records to produce. It is used
 // by one goroutine at a time (the worker loop); its lookups fan out.
 type processor struct {
 	o        Options
 	log      *slog.Logger
-	tasks    *otter.Cache[int64, *taskEntry]
-	projects *otter.Cache[string, *plugin.Entity]
+	tasks    *lookup.Cache[int64, *taskEntry]
+	projects *lookup.Cache[string, *plugin.Entity]
 
 	failedC    map[string]prometheus.Counter
 	skippedC   [2]prometheus.Counter
@@ -192,8 +136,8 @@ type processor struct {
 	items      []item
 	b          batch
 	enriched   plugin.Enriched
-	taskLoader otter.Loader[int64, *taskEntry]
-	projLoader otter.Loader[string, *plugin.Entity]
+	taskLoader lookup.LoadFunc[int64, *taskEntry]
+	projLoader lookup.LoadFunc[string, *plugin.Entity]
 
 	// lastTask and lastProject are the last keys fetched successfully: the
 	// probe that tells "ClaimX is down" from "this key fails".
@@ -213,18 +157,13 @@ type srcKey struct {
 func keyOf(r *kgo.Record) srcKey { return srcKey{r.Topic, r.Partition, r.Offset} }
 
 func newProcessor(o Options, log *slog.Logger) (*processor, error) {
-	tasks, err := otter.New(&otter.Options[int64, *taskEntry]{
-		MaximumSize:      o.CacheSize,
-		ExpiryCalculator: otter.ExpiryWriting[int64, *taskEntry](o.CacheTTL),
-	})
+	tasks, err := lookup.New[int64, *taskEntry](lookup.Options{TTL: o.CacheTTL, Size: o.CacheSize})
 	if err != nil {
 		return nil, fmt.Errorf("task cache: %w", err)
 	}
-	projects, err := otter.New(&otter.Options[string, *plugin.Entity]{
-		MaximumSize:      o.CacheSize,
-		ExpiryCalculator: otter.ExpiryWriting[string, *plugin.Entity](o.CacheTTL),
-	})
+	projects, err := lookup.New[string, *plugin.Entity](lookup.Options{TTL: o.CacheTTL, Size: o.CacheSize})
 	if err != nil {
+		tasks.Close()
 		return nil, fmt.Errorf("project cache: %w", err)
 	}
 	m := o.Metrics
@@ -245,24 +184,24 @@ func newProcessor(o Options, log *slog.Logger) (*processor, error) {
 	}
 	p.skippedC[0] = m.Skipped.WithLabelValues(o.Name, SkipNonTaskEvent)
 	p.skippedC[1] = m.Skipped.WithLabelValues(o.Name, SkipNoTrigger)
-	for _, r := range failReasons {
+	for _, r := range classes {
 		p.failedC[r] = m.EnrichEventsFailed.WithLabelValues(o.Name, r)
 	}
-	p.taskLoader = otter.LoaderFunc[int64, *taskEntry](func(ctx context.Context, aid int64) (*taskEntry, error) {
+	p.taskLoader = func(ctx context.Context, aid int64) (*taskEntry, error) {
 		row, err := o.Fetcher.TaskAssignment(ctx, aid)
 		if err != nil {
 			return nil, err
 		}
 		updated, _ := row.Time("updated_at")
 		return &taskEntry{ent: plugin.NewEntity(row), updated: updated}, nil
-	})
-	p.projLoader = otter.LoaderFunc[string, *plugin.Entity](func(ctx context.Context, pid string) (*plugin.Entity, error) {
+	}
+	p.projLoader = func(ctx context.Context, pid string) (*plugin.Entity, error) {
 		row, err := o.Fetcher.Project(ctx, pid)
 		if err != nil {
 			return nil, err
 		}
 		return plugin.NewEntity(row), nil
-	})
+	}
 	return p, nil
 }
 
@@ -307,9 +246,6 @@ func (p *processor) parse(recs []*kgo.Record) {
 	wg.Wait()
 }
 
-// errNotUTF8 is the cause of a message that is not valid UTF-8.
-var errNotUTF8 = errors.New("message is not valid UTF-8")
-
 // parse decodes each record once: the event, and the raw_data of task
 // events (the only ones plugins read it from).
 func parse(items []item, recs []*kgo.Record) {
@@ -319,29 +255,29 @@ func parse(items []item, recs []*kgo.Record) {
 		if !utf8.Valid(r.Value) {
 			// encoding/json would turn the bad bytes into U+FFFD: an
 			// event_type or id changed silently.
-			it.reason, it.err = ReasonMalformed, errNotUTF8
+			it.class, it.err = dlq.ClassMalformed, errNotUTF8
 			continue
 		}
 		ev, err := claimx.ParseEvent(r.Value)
 		if err != nil {
-			it.reason, it.err = ReasonMalformed, err
+			it.class, it.err = dlq.ClassMalformed, err
 			continue
 		}
 		it.ev = ev
 		if !knownEventTypes[ev.EventType] {
-			it.reason, it.err = ReasonUnknownEventType, fmt.Errorf("event %q: unknown event_type %q", ev.EventID, ev.EventType)
+			it.class, it.err = dlq.ClassUnknownEventType, fmt.Errorf("event %q: unknown event_type %q", ev.EventID, ev.EventType)
 			continue
 		}
 		if !strings.HasPrefix(ev.EventType, "CUSTOM_TASK_") {
 			continue
 		}
 		if !ev.TaskAssignmentID.Valid {
-			it.reason, it.err = ReasonMalformed, fmt.Errorf("event %q: %s without task_assignment_id", ev.EventID, ev.EventType)
+			it.class, it.err = dlq.ClassMalformed, fmt.Errorf("event %q: %s without task_assignment_id", ev.EventID, ev.EventType)
 			continue
 		}
 		it.task = true
 		if it.raw, err = ev.Raw(); err != nil {
-			it.reason, it.err = ReasonMalformed, fmt.Errorf("raw_data: %w", err)
+			it.class, it.err = dlq.ClassMalformed, fmt.Errorf("raw_data: %w", err)
 		}
 	}
 }
@@ -378,7 +314,7 @@ func (p *processor) lookup(ctx context.Context, retry bool) (roundResult, error)
 			continue
 		}
 		if !retry {
-			if e, ok := p.tasks.GetIfPresent(aid); ok {
+			if e, ok := p.tasks.Cached(aid); ok {
 				if e.freshFor(need) {
 					p.taskRes[aid] = taskResult{e: e, final: true}
 					p.taskHits.Inc()
@@ -395,7 +331,7 @@ func (p *processor) lookup(ctx context.Context, retry bool) (roundResult, error)
 			continue
 		}
 		if !retry {
-			if e, ok := p.projects.GetIfPresent(pid); ok {
+			if e, ok := p.projects.Cached(pid); ok {
 				p.projRes[pid] = projectResult{e: e, final: true}
 				p.projHits.Inc()
 				continue
@@ -408,34 +344,14 @@ func (p *processor) lookup(ctx context.Context, retry bool) (roundResult, error)
 	if len(jobs) == 0 {
 		return res, nil
 	}
-	run := func(j *job) {
+	lookup.Each(len(jobs), p.o.Concurrency, func(i int) {
+		j := &jobs[i]
 		if j.pid != "" {
-			j.proj, j.err = p.projects.Get(ctx, j.pid, p.projLoader)
+			j.proj, _, j.err = p.projects.Get(ctx, j.pid, p.projLoader)
 		} else {
-			j.task, j.err = p.tasks.Get(ctx, j.aid, p.taskLoader)
+			j.task, _, j.err = p.tasks.Get(ctx, j.aid, p.taskLoader)
 		}
-	}
-	workers := min(len(jobs), p.o.Concurrency)
-	if workers == 1 {
-		for i := range jobs {
-			run(&jobs[i])
-		}
-	} else {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Go(func() {
-				for {
-					i := next.Add(1) - 1
-					if i >= int64(len(jobs)) {
-						return
-					}
-					run(&jobs[i])
-				}
-			})
-		}
-		wg.Wait()
-	}
+	})
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("lookups cut short: %w", err)
 	}
@@ -550,14 +466,14 @@ func (p *processor) assemble(ctx context.Context) *batch {
 		if it.err == nil && it.task {
 			tr := p.taskRes[it.ev.TaskAssignmentID.Value]
 			if tr.err != nil {
-				it.reason, it.err = reasonOf(tr.err), fmt.Errorf("task assignment %d: %w", it.ev.TaskAssignmentID.Value, tr.err)
+				it.class, it.err = classOf(tr.err), fmt.Errorf("task assignment %d: %w", it.ev.TaskAssignmentID.Value, tr.err)
 			} else {
 				en.Task = tr.e.ent
 			}
 			if it.err == nil && it.ev.ProjectID != "" {
 				pr := p.projRes[it.ev.ProjectID]
 				if pr.err != nil {
-					it.reason, it.err = reasonOf(pr.err), fmt.Errorf("project %s: %w", it.ev.ProjectID, pr.err)
+					it.class, it.err = classOf(pr.err), fmt.Errorf("project %s: %w", it.ev.ProjectID, pr.err)
 				} else {
 					en.Project = pr.e
 				}
@@ -569,15 +485,15 @@ func (p *processor) assemble(ctx context.Context) *batch {
 		}
 		n := b.out.Len()
 		if err := p.o.Orchestrator.Handle(ctx, en, &b.out); err != nil {
-			it.reason, it.err = ReasonPluginFailed, err
+			it.class, it.err = dlq.ClassPluginFailed, err
 		}
 		recs := b.out.Records[n:]
 		if len(recs) > 0 {
-			if reason, err := p.checkSize(it.rec, recs); err != nil {
+			if class, err := p.checkSize(it.rec, recs); err != nil {
 				// The event's records cannot be published: none of them
 				// is, and its error record says why.
 				b.out.Truncate(n)
-				it.reason, it.err = reason, err
+				it.class, it.err = class, err
 				recs = nil
 			}
 		}
@@ -598,129 +514,14 @@ func (p *processor) assemble(ctx context.Context) *batch {
 	return b
 }
 
-// checkSize fails, with the class of the failure, when a record of recs is
-// over Options.MaxRecordBytes or Kafka refused one for this event before.
-func (p *processor) checkSize(src *kgo.Record, recs []*kgo.Record) (string, error) {
-	for _, r := range recs {
-		if n := recordSize(r); n > p.o.MaxRecordBytes {
-			return ReasonTooLarge, fmt.Errorf("record for %s is %d bytes, over the limit of %d", r.Topic, n, p.o.MaxRecordBytes)
-		}
-	}
-	if len(p.refused) > 0 {
-		if cause := p.refused[keyOf(src)].output; cause != nil {
-			reason := ReasonPublishRefused
-			if isTooLarge(cause) {
-				reason = ReasonTooLarge
-			}
-			return reason, fmt.Errorf("kafka refused the record for %s (%d bytes): %w", recs[0].Topic, recordSize(recs[0]), cause)
-		}
-	}
-	return "", nil
-}
-
-// isTooLarge reports whether a produce error says the record is too large.
-func isTooLarge(err error) bool {
-	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge)
-}
-
-func recordSize(r *kgo.Record) int {
-	n := len(r.Key) + len(r.Value)
-	for _, h := range r.Headers {
-		n += len(h.Key) + len(h.Value)
-	}
-	return n
-}
-
-func (p *processor) addError(b *batch, i int32, it *item) {
-	b.failed[it.reason]++
-	if b.firstErr == nil {
-		b.firstErr = it.err
-	}
-	b.send = append(b.send, p.errorRecord(it))
-	b.meta = append(b.meta, sendMeta{item: i, errRec: true})
-}
-
-func reasonOf(err error) string {
-	switch {
-	case httpconn.IsNotFound(err):
-		return ReasonNotFound
-	case httpconn.IsRetryable(err):
-		return ReasonAPIUnavailable
-	}
-	return ReasonLookupFailed
-}
-
-// errorRecordLimit is the size limit of an error record of src: the
-// configured maximum, smaller each time Kafka refused one for this event.
-func (p *processor) errorRecordLimit(src *kgo.Record) int {
-	limit := p.o.MaxRecordBytes
-	if len(p.refused) > 0 {
-		switch p.refused[keyOf(src)].level {
-		case 0:
-		case 1:
-			limit /= 8
-		default:
-			limit = 4 << 10
-		}
-	}
-	return limit
-}
-
-// errorRecord builds the error-topic record of a failed event: the
-// dead-letter record, cut to fit the limit, keyed by its source
-// topic/partition/offset.
-func (p *processor) errorRecord(it *item) *kgo.Record {
-	r := it.rec
-	er := ErrorRecord{
-		Worker:    p.o.Name,
-		Key:       string(r.Key),
-		Topic:     r.Topic,
-		Partition: r.Partition,
-		Offset:    r.Offset,
-		Handler:   "enrich",
-		Class:     it.reason,
-		Message:   it.err.Error(),
-		Attempt:   dlq.AttemptOf(r),
-		FailedAt:  time.Now().UTC(),
-	}
-	er.SetOriginal(r.Value)
-	key := er.RecordKey()
-	v, err := er.Marshal(p.errorRecordLimit(r) - len(key))
-	if err != nil {
-		// Only a limit too small for the fixed fields fails: keep those.
-		er.SetOriginal(nil)
-		er.Message = er.Message[:min(len(er.Message), 200)]
-		v, _ = er.Marshal(0)
-	}
-	return &kgo.Record{Topic: p.o.ErrorTopic, Key: key, Value: v}
-}
-
-// refuse records that Kafka refused the record at send index i, so that the
-// event's next processing avoids it. It fails with ErrRecordRefused once an
-// event's error records were refused maxRefusals times.
-func (p *processor) refuse(b *batch, i int, cause error) error {
-	m := b.meta[i]
-	src := p.items[m.item].rec
-	k := keyOf(src)
-	ref := p.refused[k]
-	if !m.errRec {
-		ref.output = cause
-	} else {
-		ref.level++
-		if ref.level >= maxRefusals {
-			return fmt.Errorf("%w: error record of %s/%d/%d refused %d times, the last at %d bytes: %w",
-				ErrRecordRefused, k.topic, k.partition, k.offset, ref.level, len(b.send[i].Value), cause)
-		}
-	}
-	if len(p.refused) >= 100_000 {
-		clear(p.refused) // bounded; the worst case is one more refusal
-	}
-	p.refused[k] = ref
-	return nil
-}
-
 // release drops the references to the last batch's records and rows, so
 // that an idle worker holds none.
+// close stops the caches' background work.
+func (p *processor) close() {
+	p.tasks.Close()
+	p.projects.Close()
+}
+
 func (p *processor) release() {
 	clear(p.items)
 	p.items = p.items[:0]

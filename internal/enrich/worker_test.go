@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"kpipe/internal/claimx"
+	"kpipe/internal/dlq"
 	"kpipe/internal/kafka"
 	"kpipe/internal/sim"
 )
@@ -114,17 +115,17 @@ func TestErrorTopic(t *testing.T) {
 	}
 	var reasons []string
 	for _, r := range errs {
-		var er ErrorRecord
+		var er dlq.Record
 		if err := json.Unmarshal(r.value, &er); err != nil {
 			t.Fatal(err)
 		}
 		reasons = append(reasons, er.Class)
 		switch er.Class {
-		case ReasonMalformed:
+		case dlq.ClassMalformed:
 			if string(er.OriginalBase64) != string(garbage) || string(er.Original) != "null" {
 				t.Errorf("malformed record keeps %q / %s", er.OriginalBase64, er.Original)
 			}
-		case ReasonNotFound:
+		case dlq.ClassNotFound:
 			if string(er.OriginalBase64) != string(ghost) || !strings.Contains(er.Message, "999999999") {
 				t.Errorf("not_found record: %+v", er)
 			}
@@ -140,7 +141,7 @@ func TestErrorTopic(t *testing.T) {
 	// The worker went on: the world's events were all published.
 	got := readCommitted(t, c.ListenAddrs(), trackingTopic, s.Manifest().Count(sim.TemplateITelCabinet), 30*time.Second, 300*time.Millisecond)
 	checkTracking(t, s, got)
-	for _, reason := range []string{ReasonMalformed, ReasonNotFound} {
+	for _, reason := range []string{dlq.ClassMalformed, dlq.ClassNotFound} {
 		if n := testutil.ToFloat64(m.EnrichEventsFailed.WithLabelValues(DefaultName, reason)); n != 1 {
 			t.Errorf("failed{%s} = %v, want 1", reason, n)
 		}

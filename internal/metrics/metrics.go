@@ -55,8 +55,8 @@ type Metrics struct {
 	ConsumerLag *prometheus.GaugeVec
 	// BatchSize is records per processed batch; label: worker.
 	BatchSize *prometheus.HistogramVec
-	// Errors counts failures by class (validation, lookup, schema_conflict,
-	// malformed, storage, publish, ...); labels: worker, class.
+	// Errors counts failures by class (an error class, dlq.Class*, or
+	// storage, publish); labels: worker, class.
 	Errors *prometheus.CounterVec
 	// ErrorRecords counts records published to an error topic; labels: worker, topic.
 	ErrorRecords *prometheus.CounterVec

@@ -1,23 +1,8 @@
 package pipeline
 
 import (
-	"errors"
-	"fmt"
 	"strings"
 	"time"
-)
-
-// Error classes name why a message went to the error topic. They label the
-// Errors metric and appear in error records, so the set stays closed.
-const (
-	ClassMalformed      = "malformed"       // the message is not a JSON object, or not UTF-8
-	ClassTooLarge       = "too_large"       // the message is over max_message_bytes
-	ClassTooDeep        = "too_deep"        // the message nests deeper than max_nesting_depth
-	ClassValidation     = "validation"      // a required field or field rule failed
-	ClassLookup         = "lookup"          // an enrichment call failed
-	ClassSchemaConflict = "schema_conflict" // a value does not fit the table schema
-	ClassTransform      = "transform"       // a transform could not be applied
-	ClassHandler        = "handler"         // any other handler failure
 )
 
 // Skip reasons label the Skipped metric: a consumed message that is neither
@@ -63,61 +48,6 @@ func (e *Event) Get(path string) (any, bool) { return getPath(e.Fields, path) }
 
 // Record adds a failure that does not stop the event; see Errors.
 func (e *Event) Record(err *HandlerError) { e.Errors = append(e.Errors, err) }
-
-// HandlerError is a failure of one handler on one event. A handler returns
-// it (or any error, which the chain wraps with class ClassHandler) to send the
-// event to the error topic, or records it on the event with Event.Record.
-type HandlerError struct {
-	// Handler is the handler's type name (transform, lookup, ...); the chain
-	// fills it in when empty.
-	Handler string
-	// Class is one of the Class constants.
-	Class string
-	// Rule names what failed when that helps (a field rule "task_id.equals",
-	// a lookup endpoint).
-	Rule string
-	Err  error
-}
-
-func (e *HandlerError) Error() string {
-	var b strings.Builder
-	if e.Handler != "" {
-		b.WriteString(e.Handler)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Class)
-	if e.Rule != "" {
-		b.WriteString(" ")
-		b.WriteString(e.Rule)
-	}
-	if e.Err != nil {
-		b.WriteString(": ")
-		b.WriteString(e.Err.Error())
-	}
-	return b.String()
-}
-
-func (e *HandlerError) Unwrap() error { return e.Err }
-
-// Errorf returns a *HandlerError of class with a formatted cause.
-func Errorf(class, rule, format string, args ...any) *HandlerError {
-	return &HandlerError{Class: class, Rule: rule, Err: fmt.Errorf(format, args...)}
-}
-
-// asHandlerError returns err as a *HandlerError of handler, classifying
-// unknown errors as ClassHandler.
-func asHandlerError(handler string, err error) *HandlerError {
-	var he *HandlerError
-	if errors.As(err, &he) {
-		if he.Handler == "" {
-			c := *he
-			c.Handler = handler
-			return &c
-		}
-		return he
-	}
-	return &HandlerError{Handler: handler, Class: ClassHandler, Err: err}
-}
 
 // fieldPath is a dotted field path split once, at build time, so that the
 // per-event walk does no string scanning.

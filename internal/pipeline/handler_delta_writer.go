@@ -13,6 +13,7 @@ import (
 
 	"kpipe/internal/config"
 	"kpipe/internal/delta"
+	"kpipe/internal/dlq"
 )
 
 // DeltaWriterConfig configures the delta_writer handler.
@@ -390,7 +391,7 @@ func (w *DeltaWriter) row(plan *rowPlan, ev *Event, memo *rowMemo) (map[string]a
 				}
 				continue
 			}
-			return nil, Errorf(ClassSchemaConflict, c.to, "column %q is not in the table schema", c.to)
+			return nil, Errorf(dlq.ClassSchemaConflict, c.to, "column %q is not in the table schema", c.to)
 		}
 		var cv any
 		if memo != nil && v != nil && comparableScalar(v) && v == memo.in[i] {
@@ -399,14 +400,14 @@ func (w *DeltaWriter) row(plan *rowPlan, ev *Event, memo *rowMemo) (map[string]a
 			var err error
 			cv, err = delta.CoerceColumn(f.Type, v, c.to, c.cast)
 			if err != nil {
-				return nil, Errorf(ClassSchemaConflict, c.to, "column %q (%s) ← field %q: %w", c.to, f.Type, c.from, err)
+				return nil, Errorf(dlq.ClassSchemaConflict, c.to, "column %q (%s) ← field %q: %w", c.to, f.Type, c.from, err)
 			}
 			if memo != nil && comparableScalar(v) {
 				memo.in[i], memo.out[i] = v, cv
 			}
 		}
 		if cv == nil && !f.Nullable {
-			return nil, Errorf(ClassSchemaConflict, c.to, "column %q is NOT NULL but field %q is null or absent", c.to, c.from)
+			return nil, Errorf(dlq.ClassSchemaConflict, c.to, "column %q is NOT NULL but field %q is null or absent", c.to, c.from)
 		}
 		row[c.to] = cv
 	}
@@ -416,7 +417,7 @@ func (w *DeltaWriter) row(plan *rowPlan, ev *Event, memo *rowMemo) (map[string]a
 	// Every NOT NULL column must be set: mapped ones were checked above.
 	for _, name := range plan.notNull {
 		if row[name] == nil {
-			return nil, Errorf(ClassSchemaConflict, name, "column %q is NOT NULL and has no value", name)
+			return nil, Errorf(dlq.ClassSchemaConflict, name, "column %q is NOT NULL and has no value", name)
 		}
 	}
 	return row, nil
@@ -695,15 +696,6 @@ func (w *DeltaWriter) resetsCommitted(txns map[string]int64) {
 			delete(w.resets, k)
 		}
 	}
-}
-
-// rejectionError is the handler error of a row the table refused.
-func rejectionError(se *delta.SchemaError) *HandlerError {
-	class := ClassSchemaConflict
-	if errors.Is(se, delta.ErrTooDeep) {
-		class = ClassTooDeep
-	}
-	return &HandlerError{Handler: TypeDeltaWriter, Class: class, Rule: se.Path, Err: se}
 }
 
 type partKey struct {

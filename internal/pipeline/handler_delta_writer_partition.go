@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"kpipe/internal/delta"
+	"kpipe/internal/dlq"
 )
 
 // PartitionSpec derives one partition column of a delta_writer's table from
@@ -155,7 +156,7 @@ func (w *DeltaWriter) derivePartitions(plan *rowPlan, row map[string]any, memo *
 		}
 		cv, err := delta.CoerceValue(f.Type, int64(n), f.Name, delta.CastNone)
 		if err != nil {
-			return Errorf(ClassSchemaConflict, f.Name, "partition column %q: %w", f.Name, err)
+			return Errorf(dlq.ClassSchemaConflict, f.Name, "partition column %q: %w", f.Name, err)
 		}
 		if memo != nil {
 			memo.partIn[i], memo.partOut[i] = n, cv

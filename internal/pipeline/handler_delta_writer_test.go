@@ -12,6 +12,7 @@ import (
 
 	"kpipe/internal/config"
 	"kpipe/internal/delta"
+	"kpipe/internal/dlq"
 )
 
 // newTestDeltaWriter opens a delta_writer on the tracking table under dir,
@@ -68,7 +69,7 @@ func TestDeltaWriterSchemaRefreshedAfterOtherWriterEvolved(t *testing.T) {
 		t.Fatal(err)
 	}
 	var he *HandlerError
-	if !errors.As(res[0].Err, &he) || he.Class != ClassSchemaConflict {
+	if !errors.As(res[0].Err, &he) || he.Class != dlq.ClassSchemaConflict {
 		t.Fatalf("before the column exists: %v, want a schema_conflict", res[0].Err)
 	}
 

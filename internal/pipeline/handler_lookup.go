@@ -10,13 +10,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/maypok86/otter/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"kpipe/internal/dlq"
 	"kpipe/internal/httpconn"
+	"kpipe/internal/lookup"
 )
 
 // On-error policies of the lookup handler.
@@ -105,7 +105,7 @@ type Lookup struct {
 	cfg    LookupConfig
 	client JSONGetter
 	log    *slog.Logger
-	cache  *otter.Cache[string, map[string]any]
+	cache  *lookup.Cache[string, map[string]any] // nil: cache_ttl 0
 	parts  []endpointPart
 	query  []mapping
 
@@ -179,9 +179,9 @@ func NewLookup(cfg *LookupConfig, client JSONGetter, deps Deps) (*Lookup, error)
 		if size <= 0 {
 			size = 10000
 		}
-		c, err := otter.New(&otter.Options[string, map[string]any]{
-			MaximumSize:      size,
-			ExpiryCalculator: otter.ExpiryWriting[string, map[string]any](time.Duration(cfg.CacheTTL * float64(time.Second))),
+		c, err := lookup.New[string, map[string]any](lookup.Options{
+			TTL:  time.Duration(cfg.CacheTTL * float64(time.Second)),
+			Size: size,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("building cache: %w", err)
@@ -208,7 +208,7 @@ func (l *Lookup) appendPath(dst []byte, ev *Event) ([]byte, error) {
 		}
 		v, ok := p.path.get(ev.Fields)
 		if !ok || v == nil {
-			return dst, Errorf(ClassLookup, l.cfg.Endpoint, "path parameter field %q is missing", p.field)
+			return dst, Errorf(dlq.ClassLookup, l.cfg.Endpoint, "path parameter field %q is missing", p.field)
 		}
 		switch t := v.(type) {
 		case int64:
@@ -220,7 +220,7 @@ func (l *Lookup) appendPath(dst []byte, ev *Event) ([]byte, error) {
 		}
 		s, ok := scalarString(v)
 		if !ok {
-			return dst, Errorf(ClassLookup, l.cfg.Endpoint, "path parameter field %q is a %s, not a scalar", p.field, typeName(v))
+			return dst, Errorf(dlq.ClassLookup, l.cfg.Endpoint, "path parameter field %q is a %s, not a scalar", p.field, typeName(v))
 		}
 		dst = appendPathEscaped(dst, s)
 	}
@@ -254,7 +254,7 @@ func (l *Lookup) withQuery(ev *Event, path string) (key string, query url.Values
 		}
 		s, ok := scalarString(v)
 		if !ok {
-			return "", nil, Errorf(ClassLookup, l.cfg.Endpoint, "query parameter field %q is a %s, not a scalar", q.from, typeName(v))
+			return "", nil, Errorf(dlq.ClassLookup, l.cfg.Endpoint, "query parameter field %q is a %s, not a scalar", q.from, typeName(v))
 		}
 		query.Set(q.to, s)
 	}
@@ -297,21 +297,19 @@ func (l *Lookup) call(ctx context.Context, path string, query url.Values) (map[s
 }
 
 // fetch returns the response for one request, through the cache when there
-// is one: otter runs one loader per key at a time, so concurrent fetches of a
-// key make a single call.
+// is one: it loads a key once at a time, so concurrent fetches of a key make
+// a single call.
 func (l *Lookup) fetch(ctx context.Context, key, path string, query url.Values) (map[string]any, error) {
 	if l.cache == nil {
 		return l.call(ctx, path, query)
 	}
-	if v, ok := l.cache.GetIfPresent(key); ok {
+	if v, ok := l.cache.Cached(key); ok {
 		l.hits.Inc()
 		return v, nil
 	}
-	loaded := false
-	v, err := l.cache.Get(ctx, key, otter.LoaderFunc[string, map[string]any](func(ctx context.Context, _ string) (map[string]any, error) {
-		loaded = true
+	v, loaded, err := l.cache.Get(ctx, key, func(ctx context.Context, _ string) (map[string]any, error) {
 		return l.call(ctx, path, query)
-	}))
+	})
 	if loaded {
 		l.misses.Inc()
 	} else {
@@ -336,6 +334,7 @@ func (l *Lookup) Handle(ctx context.Context, ev *Event) ([]*Event, error) {
 // into a reused buffer, so a cache hit costs no allocation.
 func (l *Lookup) HandleBatch(ctx context.Context, evs []*Event) ([]Result, error) {
 	type call struct {
+		key   string
 		path  string
 		query url.Values
 		val   map[string]any
@@ -382,13 +381,13 @@ func (l *Lookup) HandleBatch(ctx context.Context, evs []*Event) ([]Result, error
 			if len(l.query) == 0 {
 				key = path
 			}
-			c = &call{path: path, query: query}
+			c = &call{key: key, path: path, query: query}
 			if calls == nil {
 				calls = make(map[string]*call)
 			}
 			calls[key] = c
 			if l.cache != nil {
-				if v, ok := l.cache.GetIfPresent(key); ok {
+				if v, ok := l.cache.Cached(key); ok {
 					c.val, c.done = v, true
 					hits++
 				}
@@ -405,20 +404,16 @@ func (l *Lookup) HandleBatch(ctx context.Context, evs []*Event) ([]Result, error
 		byEvent[i] = c
 	}
 	if pending > 0 {
-		sem := make(chan struct{}, l.cfg.MaxConcurrency)
-		var wg sync.WaitGroup
-		for key, c := range calls {
-			if c.done {
-				continue
+		todo := make([]*call, 0, pending)
+		for _, c := range calls {
+			if !c.done {
+				todo = append(todo, c)
 			}
-			sem <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				c.val, c.err = l.fetch(ctx, key, c.path, c.query)
-			}()
 		}
-		wg.Wait()
+		lookup.Each(len(todo), l.cfg.MaxConcurrency, func(i int) {
+			c := todo[i]
+			c.val, c.err = l.fetch(ctx, c.key, c.path, c.query)
+		})
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -448,7 +443,7 @@ func (l *Lookup) settle(ev *Event, self []*Event, r *Result, val map[string]any,
 	}
 	var he *HandlerError
 	if !errors.As(err, &he) {
-		he = &HandlerError{Class: ClassLookup, Rule: l.cfg.Endpoint, Err: err}
+		he = &HandlerError{Class: dlq.ClassLookup, Rule: l.cfg.Endpoint, Err: err}
 		if status := httpconn.StatusOf(err); status != 0 {
 			he.Rule = l.cfg.Endpoint + " status " + strconv.Itoa(status)
 		}
@@ -466,7 +461,7 @@ func (l *Lookup) settle(ev *Event, self []*Event, r *Result, val map[string]any,
 // Close implements Handler.
 func (l *Lookup) Close(context.Context) error {
 	if l.cache != nil {
-		l.cache.StopAllGoroutines()
+		l.cache.Close()
 	}
 	if l.closeClient != nil {
 		l.closeClient()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"kpipe/internal/config"
+	"kpipe/internal/dlq"
 )
 
 // countingGetter answers after a delay and counts calls per path.
@@ -169,7 +170,7 @@ func TestTransformAndValidation(t *testing.T) {
 			out, err := v.Handle(t.Context(), &Event{Fields: tc.fields})
 			var he *HandlerError
 			if tc.wantRule != "" {
-				if !errors.As(err, &he) || he.Rule != tc.wantRule || he.Class != ClassValidation {
+				if !errors.As(err, &he) || he.Rule != tc.wantRule || he.Class != dlq.ClassValidation {
 					t.Fatalf("got %v, want rule %s", err, tc.wantRule)
 				}
 				return

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"kpipe/internal/dlq"
+
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
 )
@@ -171,7 +173,7 @@ func (v *Validation) check(ev *Event) (bool, error) {
 	if v.skipIf != nil {
 		out, err := expr.Run(v.skipIf, ev.Fields)
 		if err != nil {
-			return false, Errorf(ClassValidation, "skip_if", "evaluating skip_if: %w", err)
+			return false, Errorf(dlq.ClassValidation, "skip_if", "evaluating skip_if: %w", err)
 		}
 		if b, _ := out.(bool); b {
 			return false, nil
@@ -180,7 +182,7 @@ func (v *Validation) check(ev *Event) (bool, error) {
 	for i := range v.required {
 		f := &v.required[i]
 		if val, ok := f.get(ev.Fields); !ok || val == nil {
-			return false, Errorf(ClassValidation, "required."+f.full, "required field %q is missing", f.full)
+			return false, Errorf(dlq.ClassValidation, "required."+f.full, "required field %q is missing", f.full)
 		}
 	}
 	for i := range v.rules {
@@ -197,7 +199,7 @@ func (cr *compiledRule) check(fields map[string]any) error {
 		return nil
 	}
 	fail := func(rule, format string, args ...any) error {
-		return Errorf(ClassValidation, cr.field+"."+rule, "field %q: "+format, append([]any{cr.field}, args...)...)
+		return Errorf(dlq.ClassValidation, cr.field+"."+rule, "field %q: "+format, append([]any{cr.field}, args...)...)
 	}
 	if cr.r.Type != "" && !hasType(val, cr.r.Type) {
 		return fail("type", "is %s, want %s %s", jsonValue(val), article(cr.r.Type), cr.r.Type)

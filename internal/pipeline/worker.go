@@ -274,7 +274,8 @@ func newWorker(cfg *config.Worker, kopts []kgo.Opt, chain *Chain, deps Deps, opt
 	}
 	w.pub = &publisher{
 		name: name, errorTopic: cfg.ErrorTopic, successTopic: cfg.SuccessTopic,
-		log: w.log, errs: w.errs, dead: w.dead.Load,
+		fields: newSuccessFields(cfg.SuccessRecord.Fields),
+		log:    w.log, errs: w.errs, dead: w.dead.Load,
 	}
 	w.pub.onProduced = w.pub.onSuccessProduced
 	w.flushes.run = w.flushRetry

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"kpipe/internal/dlq"
 	"kpipe/internal/sim"
 )
 
@@ -66,7 +67,7 @@ func TestWorkerSchemaConflicts(t *testing.T) {
 		t.Fatalf("got %d error records, want %d", len(errs), len(bad))
 	}
 	for _, r := range errs {
-		var er ErrorRecord
+		var er dlq.Record
 		if err := json.Unmarshal(r.Value, &er); err != nil {
 			t.Fatal(err)
 		}
@@ -74,7 +75,7 @@ func TestWorkerSchemaConflicts(t *testing.T) {
 			EventID string `json:"event_id"`
 		}
 		_ = json.Unmarshal(er.Original, &orig)
-		if er.Class != ClassSchemaConflict || er.RowWritten || !bad[orig.EventID] {
+		if er.Class != dlq.ClassSchemaConflict || er.RowWritten || !bad[orig.EventID] {
 			t.Fatalf("error record %+v for %s", er, orig.EventID)
 		}
 	}
@@ -91,7 +92,7 @@ func TestWorkerSchemaConflicts(t *testing.T) {
 			t.Fatalf("row %s linear_feet = %v (%T), want 12, 12.5 or 7 as a double", id, ans["linear_feet"], ans["linear_feet"])
 		}
 	}
-	if got := testutil.ToFloat64(e.metrics.Errors.WithLabelValues(workerName, ClassSchemaConflict)); got != float64(len(bad)) {
+	if got := testutil.ToFloat64(e.metrics.Errors.WithLabelValues(workerName, dlq.ClassSchemaConflict)); got != float64(len(bad)) {
 		t.Fatalf("schema_conflict errors metric %v, want %d", got, len(bad))
 	}
 }

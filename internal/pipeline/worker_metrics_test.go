@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"kpipe/internal/dlq"
 	"kpipe/internal/sim"
 )
 
@@ -176,8 +177,8 @@ func TestWorkerMetricsMove(t *testing.T) {
 	bad, _ := json.Marshal(map[string]any{"event_id": "bad", "event_type": "CUSTOM_TASK_ASSIGNED", "project_id": "1", "task_id": 7, "task_status": "assigned", "timestamp": "2026-01-05T08:00:00Z"})
 	e.produce(ctx, &kgo.Record{Key: []byte("1"), Value: bad}, &kgo.Record{Key: []byte("2"), Value: []byte("{not json")})
 	waitFor(t, 20*time.Second, "failures counted", func() bool { return c(m.WorkerMessagesFailed, workerName) == 2 })
-	if c(m.Errors, workerName, ClassValidation) != 1 || c(m.Errors, workerName, ClassMalformed) != 1 {
-		t.Errorf("errors by class: validation %v, malformed %v", c(m.Errors, workerName, ClassValidation), c(m.Errors, workerName, ClassMalformed))
+	if c(m.Errors, workerName, dlq.ClassValidation) != 1 || c(m.Errors, workerName, dlq.ClassMalformed) != 1 {
+		t.Errorf("errors by class: validation %v, malformed %v", c(m.Errors, workerName, dlq.ClassValidation), c(m.Errors, workerName, dlq.ClassMalformed))
 	}
 	waitFor(t, 10*time.Second, "error records counted", func() bool { return c(m.ErrorRecords, workerName, errorTopic) == 2 })
 
@@ -196,7 +197,7 @@ func TestWorkerMetricsMove(t *testing.T) {
 	if got := c(m.WorkerClaimXAPIErrors, workerName); got < 1 {
 		t.Errorf("itel_worker_claimx_api_errors_total = %v, want ≥ 1", got)
 	}
-	if got := c(m.Errors, workerName, ClassLookup); got < 1 {
+	if got := c(m.Errors, workerName, dlq.ClassLookup); got < 1 {
 		t.Errorf("lookup errors = %v, want ≥ 1", got)
 	}
 	if err := stop(); err != nil {

@@ -60,8 +60,8 @@ func TestWorkerPoisonMessages(t *testing.T) {
 		"conflict str": payload(6, func(task map[string]any) { task["new_field"] = "a string" }),
 	}
 	wantClass := map[string]string{
-		"not json": ClassMalformed, "not utf-8": ClassMalformed, "too deep": ClassTooDeep,
-		"too large": ClassTooLarge,
+		"not json": dlq.ClassMalformed, "not utf-8": dlq.ClassMalformed, "too deep": dlq.ClassTooDeep,
+		"too large": dlq.ClassTooLarge,
 	}
 	// One poll, one flush: good events with a poison one after every good
 	// one until they run out. Of the two new_field types, the first row of
@@ -114,7 +114,7 @@ func TestWorkerPoisonMessages(t *testing.T) {
 	if _, ok := byKey["conflict obj"]; ok {
 		lost = "conflict obj"
 	}
-	wantClass[lost] = ClassSchemaConflict
+	wantClass[lost] = dlq.ClassSchemaConflict
 	for name, class := range wantClass {
 		er, ok := byKey[name]
 		if !ok {
@@ -200,7 +200,7 @@ func TestWorkerRecordsDurableBeforeCommit(t *testing.T) {
 			EventID string `json:"event_id"`
 		}
 		_ = json.Unmarshal(er.Original, &orig)
-		if orig.EventID != bad || er.Class != ClassSchemaConflict {
+		if orig.EventID != bad || er.Class != dlq.ClassSchemaConflict {
 			t.Fatalf("error record for %s class %s, want %s schema_conflict", orig.EventID, er.Class, bad)
 		}
 		keys[string(r.Key)]++
@@ -248,7 +248,7 @@ func TestWorkerStrictValues(t *testing.T) {
 				}
 				var er dlq.Record
 				_ = json.Unmarshal(errs[0].Value, &er)
-				if er.Class != ClassSchemaConflict || !strings.Contains(er.Message, "event_type") || string(er.Original) != string(odd) {
+				if er.Class != dlq.ClassSchemaConflict || !strings.Contains(er.Message, "event_type") || string(er.Original) != string(odd) {
 					t.Fatalf("error record %+v", er)
 				}
 			} else {
@@ -332,7 +332,7 @@ func TestWorkerHugeMessageErrorRecordFits(t *testing.T) {
 	if err := json.Unmarshal(errs[0].Value, &er); err != nil {
 		t.Fatal(err)
 	}
-	if er.Class != ClassTooLarge || !er.OriginalTruncated || er.OriginalLength != len(huge) || er.OriginalSHA256 == "" {
+	if er.Class != dlq.ClassTooLarge || !er.OriginalTruncated || er.OriginalLength != len(huge) || er.OriginalSHA256 == "" {
 		t.Fatalf("error record class %s truncated %v length %d sha %q", er.Class, er.OriginalTruncated, er.OriginalLength, er.OriginalSHA256)
 	}
 	if n := len(errs[0].Value); n > producerBatchMaxBytes-recordOverhead {

@@ -223,7 +223,7 @@ func (w *Worker) processPoll(ctx context.Context, fetches kgo.Fetches) error {
 		}
 		if b.malformed > 0 {
 			for _, ev := range b.failed {
-				if he := ev.Errors[0]; he.Handler == "decode" {
+				if he := ev.Errors[0]; he.Handler == handlerDecode {
 					w.errs.WithLabelValues(he.Class).Inc()
 				}
 			}
@@ -273,21 +273,12 @@ func (w *Worker) decode(b *partBatch, hint int, now time.Time) {
 		ev := &slab[i]
 		*ev = Event{Raw: r.Value, Key: r.Key, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Received: now, Attempt: dlq.AttemptOf(r)}
 		if n := len(r.Value); n > w.maxBytes {
-			ev.Errors = append(ev.Errors, &HandlerError{Handler: "decode", Class: ClassTooLarge, Err: fmt.Errorf("message is %d bytes, over max_message_bytes %d", n, w.maxBytes)})
-			b.failed = append(b.failed, ev)
-			b.malformed++
+			b.reject(ev, w.tooLarge(n))
 			continue
 		}
 		fields, err := jsonx.DecodeObjectOpts(r.Value, hint, jsonx.DecodeOptions{MaxDepth: w.maxDepth})
 		if err != nil {
-			class := ClassMalformed
-			if errors.Is(err, jsonx.ErrTooDeep) {
-				class = ClassTooDeep
-				err = fmt.Errorf("%w (max_nesting_depth %d)", err, w.maxDepth)
-			}
-			ev.Errors = append(ev.Errors, &HandlerError{Handler: "decode", Class: class, Err: err})
-			b.failed = append(b.failed, ev)
-			b.malformed++
+			b.reject(ev, w.undecodable(err))
 			continue
 		}
 		ev.Fields = fields

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -19,26 +18,57 @@ import (
 	"kpipe/internal/jsonx"
 )
 
-// ErrorRecord is the value published to a worker's error topic for each
-// failure: the dead-letter record every worker publishes (the original
-// message, where it came from, what failed), so that kpipe dlq replay
-// serves them all.
-type ErrorRecord = dlq.Record
-
 // SuccessRecord is the value published to a worker's success topic for
-// each event once its row is committed.
+// each event once its row is committed: the keys below, and after worker
+// the event fields that the worker's success_record.fields names, each
+// under its name (null when the event has none).
 type SuccessRecord struct {
-	Worker       string    `json:"worker"`
-	EventID      any       `json:"event_id"`
-	TaskID       any       `json:"task_id"`
-	AssignmentID any       `json:"assignment_id"`
-	TaskStatus   any       `json:"task_status,omitempty"`
-	Table        string    `json:"table,omitempty"`
-	TableVersion int64     `json:"table_version"`
-	Topic        string    `json:"topic"`
-	Partition    int32     `json:"partition"`
-	Offset       int64     `json:"offset"`
-	ProcessedAt  time.Time `json:"processed_at"`
+	Worker string `json:"worker"`
+	// Fields are the configured event fields, by name: decoding fills it
+	// with every key that is not one of the others.
+	Fields       map[string]any `json:"-"`
+	Table        string         `json:"table,omitempty"`
+	TableVersion int64          `json:"table_version"`
+	Topic        string         `json:"topic"`
+	Partition    int32          `json:"partition"`
+	Offset       int64          `json:"offset"`
+	ProcessedAt  time.Time      `json:"processed_at"`
+}
+
+// UnmarshalJSON decodes a success record, the configured fields into
+// Fields.
+func (r *SuccessRecord) UnmarshalJSON(b []byte) error {
+	type plain SuccessRecord
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	var all map[string]any
+	if err := json.Unmarshal(b, &all); err != nil {
+		return err
+	}
+	for _, k := range [...]string{"worker", "table", "table_version", "topic", "partition", "offset", "processed_at"} {
+		delete(all, k)
+	}
+	*r = SuccessRecord(p)
+	r.Fields = all
+	return nil
+}
+
+// successField is a field of the success records (success_record.fields):
+// its key as JSON, encoded once, and its path in the event.
+type successField struct {
+	key  []byte // ,"name":
+	path fieldPath
+}
+
+func newSuccessFields(names []string) []successField {
+	fs := make([]successField, len(names))
+	for i, name := range names {
+		k := jsonx.AppendString([]byte(","), name)
+		fs[i] = successField{key: append(k, ':'), path: compilePath(name)}
+	}
+	return fs
 }
 
 // publisher builds and publishes a worker's error and success records.
@@ -53,8 +83,10 @@ type SuccessRecord struct {
 // publish).
 type publisher struct {
 	name, errorTopic, successTopic string
-	log                            *slog.Logger
-	errs                           *prometheus.CounterVec
+	// fields are what success records carry of their event.
+	fields []successField
+	log    *slog.Logger
+	errs   *prometheus.CounterVec
 	// dead reports whether the worker was stopped the way a crash would:
 	// failures of asynchronous success records are then not reported.
 	dead func() bool
@@ -64,81 +96,6 @@ type publisher struct {
 	errLimit atomic.Int64
 	// onProduced is called with each asynchronous success record's result.
 	onProduced func(*kgo.Record, error)
-}
-
-// errorRecord builds the error-topic record of one failure of ev: the
-// dead-letter record with the original kept once, bounded by the error
-// topic's message size limit, keyed by the source message's
-// topic/partition/offset so that consumers deduplicate records a restart
-// published again.
-func (p *publisher) errorRecord(ev *Event, he *HandlerError, rowWritten bool, now time.Time) *kgo.Record {
-	rec := ErrorRecord{
-		Worker:     p.name,
-		Key:        string(ev.Key),
-		Topic:      ev.Topic,
-		Partition:  ev.Partition,
-		Offset:     ev.Offset,
-		Handler:    he.Handler,
-		Class:      he.Class,
-		Rule:       he.Rule,
-		RowWritten: rowWritten,
-		Attempt:    max(ev.Attempt, 1),
-		FailedAt:   now.UTC(),
-	}
-	if he.Err != nil {
-		rec.Message = he.Err.Error()
-	}
-	rec.SetOriginal(ev.Raw)
-	b, err := rec.Marshal(p.errorMaxBytes())
-	if err != nil {
-		// Only a limit below a few hundred bytes gets here.
-		b, _ = rec.Marshal(dlq.DefaultMaxRecordBytes)
-	}
-	return &kgo.Record{Topic: p.errorTopic, Key: rec.RecordKey(), Value: b}
-}
-
-// errorMaxBytes is the most an error record's value may take: the error
-// topic's max.message.bytes as the broker reported it at start, or
-// dlq.DefaultMaxRecordBytes, and never more than the producer sends in one
-// batch (kgo's ProducerBatchMaxBytes, which the client checks before
-// sending), each less room for the batch around the value.
-func (p *publisher) errorMaxBytes() int {
-	limit := dlq.DefaultMaxRecordBytes
-	if n := p.errLimit.Load(); n > 0 {
-		limit = int(n)
-	}
-	return min(limit, producerBatchMaxBytes-recordOverhead)
-}
-
-// recordOverhead is what a record batch, its headers and the key add
-// around a value; the value must leave it room under max.message.bytes.
-const recordOverhead = 1024
-
-// producerBatchMaxBytes is kgo's default ProducerBatchMaxBytes: a record
-// larger than it is refused by the client itself (MESSAGE_TOO_LARGE),
-// whatever the topic allows.
-const producerBatchMaxBytes = 1_000_012
-
-// learnErrorLimit asks the broker for the error topic's max.message.bytes.
-// A failure keeps the default: the limit only bounds error records.
-func (p *publisher) learnErrorLimit(ctx context.Context, adm *kadm.Client) {
-	if p.errorTopic == "" {
-		return
-	}
-	rcs, err := adm.DescribeTopicConfigs(ctx, p.errorTopic)
-	if err != nil {
-		return
-	}
-	for _, rc := range rcs {
-		for _, c := range rc.Configs {
-			if c.Key != "max.message.bytes" || c.Value == nil {
-				continue
-			}
-			if n, err := strconv.Atoi(*c.Value); err == nil && n > 2*recordOverhead {
-				p.errLimit.Store(int64(min(n-recordOverhead, 1<<30)))
-			}
-		}
-	}
 }
 
 // successRecord builds the success-topic record of a committed event.
@@ -157,7 +114,8 @@ func appendSourceKey(dst []byte, ev *Event) []byte {
 // encoding/json would give for it, bar HTML escaping: the parts common to
 // every record of a flush are encoded once.
 type successEncoder struct {
-	head     []byte // {"worker":"…","event_id":
+	fields   []successField
+	head     []byte // {"worker":"…"
 	tail     []byte // ,"processed_at":"…"}
 	table    []byte // ,"table":"…" or nothing
 	version  []byte // ,"table_version":N,"topic":
@@ -165,10 +123,9 @@ type successEncoder struct {
 }
 
 func (p *publisher) newSuccessEncoder(table string, version int64, now time.Time) *successEncoder {
-	e := &successEncoder{}
+	e := &successEncoder{fields: p.fields}
 	e.head = append(e.head, `{"worker":`...)
 	e.head = jsonx.AppendString(e.head, p.name)
-	e.head = append(e.head, `,"event_id":`...)
 	if table != "" {
 		e.table = append(e.table, `,"table":`...)
 		e.table = jsonx.AppendString(e.table, table)
@@ -181,20 +138,20 @@ func (p *publisher) newSuccessEncoder(table string, version int64, now time.Time
 	e.tail = append(e.tail, ts...)
 	e.tail = append(e.tail, '}')
 	e.fixedLen = len(e.head) + len(e.table) + len(e.version) + len(e.tail)
+	for _, f := range e.fields {
+		e.fixedLen += len(f.key)
+	}
 	return e
 }
 
 // append appends ev's success record to dst.
 func (e *successEncoder) append(dst []byte, ev *Event) []byte {
 	dst = append(dst, e.head...)
-	dst = appendJSONValue(dst, ev.Fields["event_id"])
-	dst = append(dst, `,"task_id":`...)
-	dst = appendJSONValue(dst, ev.Fields["task_id"])
-	dst = append(dst, `,"assignment_id":`...)
-	dst = appendJSONValue(dst, ev.Fields["assignment_id"])
-	if st := ev.Fields["task_status"]; st != nil {
-		dst = append(dst, `,"task_status":`...)
-		dst = appendJSONValue(dst, st)
+	for i := range e.fields {
+		f := &e.fields[i]
+		dst = append(dst, f.key...)
+		v, _ := f.path.get(ev.Fields)
+		dst = appendJSONValue(dst, v)
 	}
 	dst = append(dst, e.table...)
 	dst = append(dst, e.version...)
@@ -290,45 +247,6 @@ func (p *publisher) produceAsync(ctx context.Context, recs []kgo.Record) {
 	for i := range recs {
 		p.cl.Produce(ctx, &recs[i], p.onProduced)
 	}
-}
-
-// publishErrors publishes an error record for every failed event and every
-// error recorded on an event that went on, and waits until Kafka has them:
-// no offset covering them is committed before.
-func (w *Worker) publishErrors(ctx context.Context, batches []*partBatch) error {
-	var recs []*kgo.Record
-	now := time.Now()
-	lookups, lookupErr := 0, error(nil)
-	for _, b := range batches {
-		for _, ev := range b.failed {
-			he := ev.Errors[len(ev.Errors)-1]
-			for _, rec := range ev.Errors[:len(ev.Errors)-1] {
-				recs = append(recs, w.pub.errorRecord(ev, rec, false, now))
-			}
-			recs = append(recs, w.pub.errorRecord(ev, he, false, now))
-		}
-		for _, ev := range b.out {
-			for _, he := range ev.Errors {
-				recs = append(recs, w.pub.errorRecord(ev, he, true, now))
-				w.errs.WithLabelValues(he.Class).Inc()
-				if he.Class == ClassLookup {
-					lookups++
-					lookupErr = he.Err
-				}
-			}
-		}
-	}
-	if lookups > 0 {
-		w.health.lookupFailed(lookups, lookupErr, now)
-	}
-	if len(recs) == 0 || w.cfg.ErrorTopic == "" {
-		return nil
-	}
-	if err := w.pub.produceSync(ctx, recs); err != nil {
-		return fmt.Errorf("publishing %d error records: %w", len(recs), err)
-	}
-	w.errRecordsC.Add(float64(len(recs)))
-	return nil
 }
 
 func (w *Worker) succeeded(ctx context.Context, batches []*partBatch, table string, version int64) {

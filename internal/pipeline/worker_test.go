@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"kpipe/internal/dlq"
 	"kpipe/internal/sim"
 )
 
@@ -121,7 +122,7 @@ func testTracksEveryEvent(t *testing.T, mk func(*env) sink) {
 	if err := json.Unmarshal(succ[0].Value, &sr); err != nil {
 		t.Fatal(err)
 	}
-	if sr.EventID != want[0].EventID || sr.Table != "itel_cabinet_task_tracking" || sr.TableVersion < 0 || sr.ProcessedAt.IsZero() {
+	if sr.Fields["event_id"] != want[0].EventID || sr.Table != "itel_cabinet_task_tracking" || sr.TableVersion < 0 || sr.ProcessedAt.IsZero() {
 		t.Fatalf("success record %+v", sr)
 	}
 	if errs := e.readTopic(ctx, errorTopic, -1, 500*time.Millisecond); len(errs) != 0 {
@@ -163,27 +164,27 @@ func TestWorkerErrorHandling(t *testing.T) {
 	errs := e.readTopic(ctx, errorTopic, 12, 10*time.Second)
 	classes := map[string]int{}
 	for _, r := range errs {
-		var er ErrorRecord
+		var er dlq.Record
 		if err := json.Unmarshal(r.Value, &er); err != nil {
 			t.Fatal(err)
 		}
 		classes[er.Class]++
 		switch er.Class {
-		case ClassLookup:
+		case dlq.ClassLookup:
 			if !er.RowWritten || er.Handler != TypeLookup || string(er.Original) == "null" {
 				t.Fatalf("lookup error record %+v", er)
 			}
-		case ClassValidation:
+		case dlq.ClassValidation:
 			if er.Rule != "task_id.equals" || er.RowWritten {
 				t.Fatalf("validation error record %+v", er)
 			}
-		case ClassMalformed:
+		case dlq.ClassMalformed:
 			if string(er.OriginalBase64) != `{"event_id": "trunc` || string(er.Original) != "null" {
 				t.Fatalf("malformed error record %+v", er)
 			}
 		}
 	}
-	if classes[ClassLookup] != 10 || classes[ClassValidation] != 1 || classes[ClassMalformed] != 1 {
+	if classes[dlq.ClassLookup] != 10 || classes[dlq.ClassValidation] != 1 || classes[dlq.ClassMalformed] != 1 {
 		t.Fatalf("error records by class %v, want 10 lookup, 1 validation, 1 malformed", classes)
 	}
 	// The API comes back: the worker is alive and enriches again.
