@@ -139,3 +139,30 @@ func TestConcurrent(t *testing.T) {
 		t.Fatal("last key not seen")
 	}
 }
+
+// TestFilter checks the Bloom filter holds every key added and passes few
+// others, at the load it grows at.
+func TestFilter(t *testing.T) {
+	s := New(time.Hour)
+	f := newFilter(0)
+	for i := range f.cap {
+		f.add(s.hash(fmt.Sprint("in-", i)))
+	}
+	for i := range f.cap {
+		if !f.has(s.hash(fmt.Sprint("in-", i))) {
+			t.Fatalf("key %d added but not in the filter", i)
+		}
+	}
+	fp := 0
+	const probes = 100_000
+	for i := range probes {
+		if f.has(s.hash(fmt.Sprint("out-", i))) {
+			fp++
+		}
+	}
+	if rate := float64(fp) / probes; rate > 0.05 {
+		t.Fatalf("false positive rate %.3f at capacity, want ≤ 0.05", rate)
+	} else {
+		t.Logf("false positive rate %.4f at %d bits a key", rate, filterBitsPerKey)
+	}
+}
