@@ -2,7 +2,8 @@
 // little memory, so a writer can drop an event it already wrote. It knows
 // nothing of where keys come from: a caller rebuilds a Set from its own
 // store (the delta_writer reads the table's key and time columns with
-// delta.ReadColumns) and keeps it current with Add.
+// delta.ReadColumns; Example_rebuild shows it) and keeps it current with
+// Add.
 //
 //	s := dedupe.New(168 * time.Hour)
 //	for _, ev := range batch {
@@ -42,13 +43,17 @@
 // Measured on 2 cores, 24 GiB with
 // `KPIPE_DEDUPE_BENCH_10M=1 go test -run - -bench 'Memory|Seen|Rebuild' -timeout 60m ./internal/dedupe/`:
 //
-//   - memory: 17.8 bytes a key of RSS at 1M keys, 17.6 at 10M (176 MB);
-//     Bytes estimates 17.5;
-//   - Seen, 1M keys over 168 h: 130 ns for a new key, 520 ns for a key
-//     held (searched bucket by bucket, newest first);
+//   - memory: 17.7–18.0 bytes a key of RSS at 1M keys, 17.6 at 10M
+//     (176 MB); Bytes estimates 17.5;
+//   - Seen, 1M keys over 168 h: 120–130 ns for a new key, 520–540 ns for
+//     a key held (searched bucket by bucket, newest first);
 //   - rebuilding from a table of SPEC-like rows (BenchmarkRebuild): 1M
-//     rows in 0.63 s (1.6M rows/s), 10M rows in 10.9 s (0.9M rows/s), most
-//     of it adding keys; the file of the day outside the window is pruned.
+//     rows in 0.63–0.81 s (1.2–1.6M rows/s over runs), 10M rows in
+//     10.9–11.4 s (0.88–0.92M rows/s), most of it adding keys, not
+//     reading; the files of the day outside the window are pruned. RSS
+//     grows by at most 326 MB during the 10M rebuild, for a Set of 154 MB:
+//     the rest is merged-away arrays the GC has not returned yet
+//     (GOMEMLIMIT bounds it).
 package dedupe
 
 import (

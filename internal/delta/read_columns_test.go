@@ -3,11 +3,16 @@ package delta
 import (
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/parquet-go/parquet-go"
 )
 
 // eventsDef is a small table shaped like the dedupe state's source: a key,
@@ -359,4 +364,74 @@ func TestReadColumnsAddedColumn(t *testing.T) {
 		t.Fatalf("%d rows, %d null sources; want 10 and 5", len(got), nulls)
 	}
 	checkAgainstReadRows(t, store, snap, []string{"source", "event_id"})
+}
+
+// countingReaderAt counts the bytes read through it.
+type countingReaderAt struct {
+	r io.ReaderAt
+	n atomic.Int64
+}
+
+func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// TestReadColumnsReadsOnlyItsChunks checks that reading one column of a
+// SPEC file through random access reads little more than its chunk: the
+// property openDataFile relies on for a LocalStorage.
+func TestReadColumnsReadsOnlyItsChunks(t *testing.T) {
+	tb, store := newSpecTable(t)
+	ts := time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC)
+	rows := make([]map[string]any, 5000)
+	for i := range rows {
+		rows[i] = specRow(3, i, ts)
+	}
+	if _, err := tb.Append(t.Context(), rows, AppendOptions{SchemaEvolution: true}); err != nil {
+		t.Fatal(err)
+	}
+	snap, _ := tb.Snapshot(t.Context())
+	f := snap.Files()[0]
+	p, err := store.(*LocalStorage).path(StorageKey(f.Path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	osf, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer osf.Close()
+	cr := &countingReaderAt{r: osf}
+	pf, err := parquet.OpenFile(cr, f.Size, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := buildPTree(pf.Metadata().Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := root.child("event_id")
+	b := &ColumnBatch{file: &f, cols: []batchCol{{name: "event_id", typ: TypeString, node: n, vals: make([]parquet.Value, columnBatchRows)}}}
+	got := 0
+	for _, rg := range pf.RowGroups() {
+		if err := readRowGroupColumns(t.Context(), rg, b, func(b *ColumnBatch) error {
+			for r := range b.Len() {
+				if want := fmt.Sprintf("evt-3-%d", got); string(b.Bytes(0, r)) != want {
+					t.Fatalf("row %d: %q, want %q", got, b.Bytes(0, r), want)
+				}
+				got++
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got != len(rows) {
+		t.Fatalf("%d rows, want %d", got, len(rows))
+	}
+	t.Logf("read %d of %d bytes", cr.n.Load(), f.Size)
+	if cr.n.Load() > f.Size/3 {
+		t.Fatalf("read %d bytes of a %d-byte file for one column", cr.n.Load(), f.Size)
+	}
 }
