@@ -3,6 +3,7 @@ package delta
 import (
 	"encoding/json"
 	"fmt"
+	"kpipe/internal/jsonx"
 	"math"
 	"strconv"
 	"strings"
@@ -130,32 +131,7 @@ func CoerceColumn(t DataType, v any, path string, cast Cast) (any, error) {
 // struct or array column, named in JSON terms ("string value is not an
 // object"): the column's whole type can be long.
 func kindConflict(v any, path, want string) *SchemaError {
-	return &SchemaError{Row: -1, Path: path, Reason: jsonTypeName(v) + " value is not " + want}
-}
-
-// jsonTypeName names a decoded JSON value's type: string, integer (an
-// integral number), number, boolean, object, array or null.
-func jsonTypeName(v any) string {
-	switch x := v.(type) {
-	case string:
-		return "string"
-	case int64, int:
-		return "integer"
-	case float64:
-		if x == math.Trunc(x) && !math.IsInf(x, 0) {
-			return "integer"
-		}
-		return "number"
-	case bool:
-		return "boolean"
-	case map[string]any:
-		return "object"
-	case []any:
-		return "array"
-	case nil:
-		return "null"
-	}
-	return fmt.Sprintf("%T", v)
+	return &SchemaError{Row: -1, Path: path, Reason: jsonx.TypeName(v) + " value is not " + want}
 }
 
 // castValue is coerceValue with cast applied to a primitive value of

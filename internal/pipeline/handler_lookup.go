@@ -16,6 +16,7 @@ import (
 
 	"kpipe/internal/dlq"
 	"kpipe/internal/httpconn"
+	"kpipe/internal/jsonx"
 	"kpipe/internal/lookup"
 )
 
@@ -220,7 +221,7 @@ func (l *Lookup) appendPath(dst []byte, ev *Event) ([]byte, error) {
 		}
 		s, ok := scalarString(v)
 		if !ok {
-			return dst, Errorf(dlq.ClassLookup, l.cfg.Endpoint, "path parameter field %q is a %s, not a scalar", p.field, typeName(v))
+			return dst, Errorf(dlq.ClassLookup, l.cfg.Endpoint, "path parameter field %q is a %s, not a scalar", p.field, jsonx.TypeName(v))
 		}
 		dst = appendPathEscaped(dst, s)
 	}
@@ -254,7 +255,7 @@ func (l *Lookup) withQuery(ev *Event, path string) (key string, query url.Values
 		}
 		s, ok := scalarString(v)
 		if !ok {
-			return "", nil, Errorf(dlq.ClassLookup, l.cfg.Endpoint, "query parameter field %q is a %s, not a scalar", q.from, typeName(v))
+			return "", nil, Errorf(dlq.ClassLookup, l.cfg.Endpoint, "query parameter field %q is a %s, not a scalar", q.from, jsonx.TypeName(v))
 		}
 		query.Set(q.to, s)
 	}

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 
 	"kpipe/internal/dlq"
+	"kpipe/internal/jsonx"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
@@ -293,31 +293,8 @@ func measure(v any) (float64, bool) {
 }
 
 func hasType(v any, want string) bool {
-	got := typeName(v)
+	got := jsonx.TypeName(v)
 	return got == want || want == "number" && got == "integer"
-}
-
-func typeName(v any) string {
-	switch t := v.(type) {
-	case string:
-		return "string"
-	case int64, int:
-		return "integer"
-	case float64:
-		if t == math.Trunc(t) && !math.IsInf(t, 0) {
-			return "integer"
-		}
-		return "number"
-	case bool:
-		return "boolean"
-	case map[string]any:
-		return "object"
-	case []any:
-		return "array"
-	case nil:
-		return "null"
-	}
-	return fmt.Sprintf("%T", v)
 }
 
 // jsonValue describes a decoded JSON value with its JSON type, so that a
