@@ -138,3 +138,58 @@ type Checker[S any] interface {
 	// it, building nothing.
 	Check(spec S) error
 }
+
+// Builder builds one kind of component from its spec S (a handler's or a
+// plugin's configuration): Check decodes the spec's config block strictly
+// and validates it without building anything; New decodes, validates and
+// builds it with deps D.
+type Builder[S, D, T any] interface {
+	Check(spec S) error
+	New(spec S, deps D) (T, error)
+}
+
+// Components is a Registry of Builders that checks and builds specs, the
+// shape of both pipeline.Registry and plugin.Registry: kind names the type
+// a spec asks for, where says where the spec is written, for errors.
+type Components[S, D, T any] struct {
+	*Registry[Builder[S, D, T]]
+	kind, where func(S) string
+}
+
+// NewComponents returns an empty Components (see NewRegistry for noun,
+// unknown and duplicate).
+func NewComponents[S, D, T any](noun string, unknown, duplicate error, kind, where func(S) string) *Components[S, D, T] {
+	return &Components[S, D, T]{Registry: NewRegistry[Builder[S, D, T]](noun, unknown, duplicate), kind: kind, where: where}
+}
+
+func (c *Components[S, D, T]) builder(spec S) (Builder[S, D, T], error) {
+	_, b, err := c.Lookup(c.kind(spec))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.where(spec), err)
+	}
+	return b, nil
+}
+
+// Check decodes and validates spec's config block with its builder,
+// without building it: config.Load runs it on every handler and plugin.
+func (c *Components[S, D, T]) Check(spec S) error {
+	b, err := c.builder(spec)
+	if err != nil {
+		return err
+	}
+	return b.Check(spec)
+}
+
+// New builds the component spec describes.
+func (c *Components[S, D, T]) New(spec S, deps D) (T, error) {
+	var zero T
+	b, err := c.builder(spec)
+	if err != nil {
+		return zero, err
+	}
+	v, err := b.New(spec, deps)
+	if err != nil {
+		return zero, fmt.Errorf("%s: building %s %s: %w", c.where(spec), c.noun, c.kind(spec), err)
+	}
+	return v, nil
+}

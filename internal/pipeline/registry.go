@@ -80,12 +80,14 @@ func (f *typedFactory[C, PC]) New(spec *config.HandlerSpec, deps Deps) (Handler,
 // (tests) or DefaultRegistry (every kpipe handler). It is safe for
 // concurrent use.
 type Registry struct {
-	*config.Registry[Factory]
+	*config.Components[*config.HandlerSpec, Deps, Handler]
 }
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{config.NewRegistry[Factory]("handler", ErrUnknownHandler, ErrDuplicateHandler)}
+	return &Registry{config.NewComponents[*config.HandlerSpec, Deps, Handler]("handler", ErrUnknownHandler, ErrDuplicateHandler,
+		func(s *config.HandlerSpec) string { return s.Type },
+		func(s *config.HandlerSpec) string { return s.Pos.String() })}
 }
 
 var (
@@ -129,36 +131,9 @@ var (
 	ErrDuplicateHandler = errors.New("handler type already registered")
 )
 
-func (r *Registry) factory(spec *config.HandlerSpec) (Factory, error) {
-	_, f, err := r.Lookup(spec.Type)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", spec.Pos, err)
-	}
-	return f, nil
-}
-
-// Check decodes and validates spec's config with its factory, without
-// building the handler: config.Load runs it on every handler
-// (config.WithHandlers), so `kpipe config check` does.
-func (r *Registry) Check(spec *config.HandlerSpec) error {
-	f, err := r.factory(spec)
-	if err != nil {
-		return err
-	}
-	return f.Check(spec)
-}
-
 // New builds the handler spec describes.
 func (r *Registry) New(spec *config.HandlerSpec, deps Deps) (Handler, error) {
-	f, err := r.factory(spec)
-	if err != nil {
-		return nil, err
-	}
-	h, err := f.New(spec, deps.withDefaults())
-	if err != nil {
-		return nil, fmt.Errorf("building handler %s at %s: %w", spec.Type, spec.Pos, err)
-	}
-	return h, nil
+	return r.Components.New(spec, deps.withDefaults())
 }
 
 // JSONGetter fetches a JSON object from an HTTP connection; *httpconn.Client

@@ -9,14 +9,10 @@ import (
 )
 
 // Factory builds one kind of plugin from its configuration, as
-// pipeline.Factory builds a handler.
-type Factory interface {
-	// Check decodes p's config block strictly and validates it without
-	// building anything.
-	Check(p *config.Plugin) error
-	// New decodes, validates and builds the plugin.
-	New(p *config.Plugin, deps Deps) (Plugin, error)
-}
+// pipeline.Factory builds a handler: Check decodes p's config block
+// strictly and validates it without building anything; New decodes,
+// validates and builds the plugin.
+type Factory = config.Builder[*config.Plugin, Deps, Plugin]
 
 // FactoryFunc is the Factory of a plugin that takes no config block: Check
 // accepts any, New calls the function.
@@ -41,12 +37,14 @@ var (
 // (config.Plugin.Module), to factories. It is a value: tests build one with
 // NewRegistry, kpipe uses DefaultRegistry. It is safe for concurrent use.
 type Registry struct {
-	*config.Registry[Factory]
+	*config.Components[*config.Plugin, Deps, Plugin]
 }
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{config.NewRegistry[Factory]("plugin", ErrUnknownPlugin, ErrDuplicatePlugin)}
+	return &Registry{config.NewComponents[*config.Plugin, Deps, Plugin]("plugin", ErrUnknownPlugin, ErrDuplicatePlugin,
+		(*config.Plugin).Kind,
+		func(p *config.Plugin) string { return fmt.Sprintf("plugin %q (%s)", p.Name, p.File) })}
 }
 
 var (
@@ -66,34 +64,7 @@ func DefaultRegistry() *Registry {
 	return defaultReg
 }
 
-func (r *Registry) factory(p *config.Plugin) (Factory, error) {
-	_, f, err := r.Lookup(p.Kind())
-	if err != nil {
-		return nil, fmt.Errorf("plugin %q (%s): %w", p.Name, p.File, err)
-	}
-	return f, nil
-}
-
-// Check decodes and validates p's config block with its factory, without
-// building the plugin: config.Load runs it on every plugin
-// (config.WithPlugins).
-func (r *Registry) Check(p *config.Plugin) error {
-	f, err := r.factory(p)
-	if err != nil {
-		return err
-	}
-	return f.Check(p)
-}
-
 // New builds the plugin p describes.
 func (r *Registry) New(p *config.Plugin, deps Deps) (Plugin, error) {
-	f, err := r.factory(p)
-	if err != nil {
-		return nil, err
-	}
-	pl, err := f.New(p, deps.withDefaults())
-	if err != nil {
-		return nil, fmt.Errorf("plugin %q (%s): %w", p.Name, p.File, err)
-	}
-	return pl, nil
+	return r.Components.New(p, deps.withDefaults())
 }
