@@ -24,7 +24,7 @@ type Row map[string]any
 func DecodeRow(b []byte) (Row, error) {
 	m, err := jsonx.DecodeObject(b, 0)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", httpconn.ErrMalformedBody, err)
+		return nil, fmt.Errorf("%w: %w", httpconn.ErrMalformedBody, err)
 	}
 	return Row(m), nil
 }

@@ -21,7 +21,7 @@ import (
 // kpipe_enrich_events_failed_total from the start.
 var classes = []string{
 	dlq.ClassMalformed, dlq.ClassUnknownEventType, dlq.ClassNotFound, dlq.ClassAPIUnavailable,
-	dlq.ClassLookupFailed, dlq.ClassPluginFailed, dlq.ClassTooLarge, dlq.ClassPublishRefused,
+	dlq.ClassLookupFailed, dlq.ClassPluginFailed, dlq.ClassTooLarge, dlq.ClassTooDeep, dlq.ClassPublishRefused,
 }
 
 // handlerEnrich names the enrichment step in error records.

@@ -91,6 +91,7 @@ func TestPoisonEvents(t *testing.T) {
 		{"unknown-type", task("unknown-type", "CUSTOM_TASK_EXPLODED", "1"), dlq.ClassUnknownEventType},
 		{"unknown-other", []byte(`{"event_id":"unknown-other","event_type":"INVOICE_PAID","project_id":"1"}`), dlq.ClassUnknownEventType},
 		{"ghost", task("ghost", claimx.EventCustomTaskAssigned, "999999999"), dlq.ClassNotFound},
+		{"too-deep", []byte(`{"event_id":"too-deep","event_type":"CUSTOM_TASK_ASSIGNED","project_id":"1","task_assignment_id":1,"raw_data":{"d":` + strings.Repeat(`{"d":`, 100) + `1` + strings.Repeat(`}`, 101) + `}`), dlq.ClassTooDeep},
 	}
 	var recs []*kgo.Record
 	for _, p := range poison {

@@ -2,6 +2,7 @@ package enrich
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -16,6 +17,7 @@ import (
 	"kpipe/internal/claimx"
 	"kpipe/internal/dlq"
 	"kpipe/internal/httpconn"
+	"kpipe/internal/jsonx"
 	"kpipe/internal/lookup"
 	"kpipe/internal/plugin"
 )
@@ -278,6 +280,9 @@ func parse(items []item, recs []*kgo.Record) {
 		it.task = true
 		if it.raw, err = ev.Raw(); err != nil {
 			it.class, it.err = dlq.ClassMalformed, fmt.Errorf("raw_data: %w", err)
+			if errors.Is(err, jsonx.ErrTooDeep) {
+				it.class = dlq.ClassTooDeep
+			}
 		}
 	}
 }
