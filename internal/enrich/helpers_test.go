@@ -163,7 +163,8 @@ func readCommitted(t testing.TB, addrs []string, topic string, want int, timeout
 
 // checkTracking verifies the tracking topic against the simulator's manifest:
 // one record per 32513 event, no other template, SPEC.md's payload field by
-// field, each assignment's events in order.
+// field (with the tracked values as of the event and the row's fetch time
+// that kpipe adds), each assignment's events in order.
 func checkTracking(t testing.TB, s *sim.Sim, got []outRecord) {
 	t.Helper()
 	man := s.Manifest()
@@ -177,7 +178,10 @@ func checkTracking(t testing.TB, s *sim.Sim, got []outRecord) {
 	}
 	seen := make(map[string]int, len(got))
 	perAssignment := make(map[int64][]string)
-	specOrder := []string{"trigger_name", "event_id", "event_type", "project_id", "task_id", "assignment_id", "task_name", "task_status", "timestamp", "task", "project"}
+	// SPEC.md's fields in its order; kpipe adds the tracked values as of
+	// the event after timestamp, and the row's fetch time after task.
+	specOrder := []string{"trigger_name", "event_id", "event_type", "project_id", "task_id", "assignment_id", "task_name", "task_status", "timestamp",
+		"previous_status", "assigned_to_user_id", "assigned_by_user_id", "task_created_at", "task_completed_at", "task", "task_fetched_at", "project"}
 	for _, r := range got {
 		keys, err := topLevelKeys(r.value)
 		if err != nil {
@@ -196,7 +200,13 @@ func checkTracking(t testing.TB, s *sim.Sim, got []outRecord) {
 			TaskName     string         `json:"task_name"`
 			TaskStatus   string         `json:"task_status"`
 			Timestamp    string         `json:"timestamp"`
+			Previous     *string        `json:"previous_status"`
+			AssignedTo   int64          `json:"assigned_to_user_id"`
+			AssignedBy   int64          `json:"assigned_by_user_id"`
+			CreatedAt    string         `json:"task_created_at"`
+			CompletedAt  *string        `json:"task_completed_at"`
 			Task         map[string]any `json:"task"`
+			FetchedAt    string         `json:"task_fetched_at"`
 			Project      map[string]any `json:"project"`
 		}
 		if err := json.Unmarshal(r.value, &p); err != nil {
@@ -211,6 +221,13 @@ func checkTracking(t testing.TB, s *sim.Sim, got []outRecord) {
 			p.TaskID != 32513 || p.AssignmentID != e.AssignmentID || p.TaskStatus != e.Status ||
 			p.Timestamp != e.At.UTC().Format(claimx.TimeFormat) || p.TaskName == "" {
 			t.Fatalf("payload %s\ndoes not match manifest entry %+v", r.value, e)
+		}
+		// The tracked values are the assignment's as of the event, whatever
+		// the row fetched later says.
+		st, ok := s.AssignmentAt(e.AssignmentID, e.At)
+		if !ok || p.AssignedTo != st.AssignedTo || p.AssignedBy != st.AssignedBy || p.CreatedAt != st.CreatedAt.Format(claimx.TimeFormat) ||
+			fmtOpt(p.Previous) != st.PreviousStatus || fmtOpt(p.CompletedAt) != fmtTime(st.CompletedAt) || p.FetchedAt == "" {
+			t.Fatalf("payload %s\ndoes not match the assignment at its event %+v", r.value, st)
 		}
 		if r.key != itoa(e.AssignmentID) {
 			t.Fatalf("key %q, want assignment id %d", r.key, e.AssignmentID)
@@ -241,6 +258,20 @@ func checkTracking(t testing.TB, s *sim.Sim, got []outRecord) {
 			}
 		}
 	}
+}
+
+func fmtOpt(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Format(claimx.TimeFormat)
 }
 
 // topLevelKeys returns an object's keys in document order.

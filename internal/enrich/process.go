@@ -195,7 +195,11 @@ func newProcessor(o Options, log *slog.Logger) (*processor, error) {
 			return nil, err
 		}
 		updated, _ := row.Time("updated_at")
-		return &taskEntry{ent: plugin.NewEntity(row), updated: updated}, nil
+		ent := plugin.NewEntity(row)
+		// Plugins publish the row with when it was fetched: it shows the
+		// task at that moment, which may be later than an event's.
+		ent.FetchedAt = time.Now().UTC()
+		return &taskEntry{ent: ent, updated: updated}, nil
 	}
 	p.projLoader = func(ctx context.Context, pid string) (*plugin.Entity, error) {
 		row, err := o.Fetcher.Project(ctx, pid)

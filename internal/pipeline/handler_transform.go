@@ -16,7 +16,10 @@ import (
 type TransformConfig struct {
 	// Mappings set field ← source path: each key becomes a field of the event
 	// holding the value at the dotted source path ("task.created_at"), or
-	// null when the path is absent. Other fields stay as they are.
+	// null when the path is absent. A dotted key ("task.fetched_at") sets
+	// that field inside the object at its parent path, after the undotted
+	// mappings; it does nothing when the parent is absent or not an object.
+	// Other fields stay as they are.
 	Mappings map[string]string `yaml:"mappings"`
 	// Defaults set fields that are absent or null after the mappings. The
 	// string ${CURRENT_TIMESTAMP} (config.CurrentTimestamp) means the
@@ -31,11 +34,15 @@ func (c *TransformConfig) Validate() error {
 		errs = append(errs, errors.New("transform needs mappings or defaults"))
 	}
 	for to, from := range c.Mappings {
-		if to == "" || strings.TrimSpace(from) == "" || strings.HasPrefix(from, ".") || strings.HasSuffix(from, ".") || strings.Contains(from, "..") {
+		if !isFieldPath(to) || !isFieldPath(from) {
 			errs = append(errs, fmt.Errorf("mappings: %q: %q is not a field path", to, from))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func isFieldPath(p string) bool {
+	return strings.TrimSpace(p) != "" && !strings.HasPrefix(p, ".") && !strings.HasSuffix(p, ".") && !strings.Contains(p, "..")
 }
 
 // Transform maps fields by path and fills defaults, in place.
@@ -51,10 +58,27 @@ type mapping struct {
 	path     fieldPath
 	// cast is the delta_writer's conversion for the column (casts).
 	cast delta.Cast
+	// target is the compiled to, when it is dotted (a transform's field
+	// inside an object).
+	target []string
 }
 
 func newMapping(to, from string) mapping {
 	return mapping{to: to, from: from, path: compilePath(from)}
+}
+
+// setPath sets the field at the dotted path segs inside m's nested
+// objects; it does nothing when a parent is absent or not an object.
+func setPath(m map[string]any, segs []string, v any) {
+	cur := m
+	for _, k := range segs[:len(segs)-1] {
+		next, ok := cur[k].(map[string]any)
+		if !ok {
+			return
+		}
+		cur = next
+	}
+	cur[segs[len(segs)-1]] = v
 }
 
 type fieldDefault struct {
@@ -75,11 +99,22 @@ func NewTransform(cfg *TransformConfig, now func() time.Time) *Transform {
 	}
 	t := &Transform{now: now}
 	for to, from := range cfg.Mappings {
-		t.mappings = append(t.mappings, newMapping(to, from))
+		m := newMapping(to, from)
+		if strings.Contains(to, ".") {
+			m.target = strings.Split(to, ".")
+		}
+		t.mappings = append(t.mappings, m)
 	}
 	// Fixed order so that mappings reading each other behave the same on
-	// every run: sources are read before any target is written.
-	sort.Slice(t.mappings, func(i, j int) bool { return t.mappings[i].to < t.mappings[j].to })
+	// every run: sources are read before any target is written, and
+	// dotted targets are set after the fields that hold them.
+	sort.Slice(t.mappings, func(i, j int) bool {
+		a, b := t.mappings[i], t.mappings[j]
+		if (a.target == nil) != (b.target == nil) {
+			return a.target == nil
+		}
+		return a.to < b.to
+	})
 	for f, v := range cfg.Defaults {
 		d := fieldDefault{field: f, value: normalizeYAML(v)}
 		if s, ok := v.(string); ok && s == config.CurrentTimestamp {
@@ -122,6 +157,10 @@ func (t *Transform) apply(ev *Event, now *any) {
 		vals = append(vals, v)
 	}
 	for i, m := range t.mappings {
+		if m.target != nil {
+			setPath(ev.Fields, m.target, vals[i])
+			continue
+		}
 		ev.Fields[m.to] = vals[i]
 	}
 	for _, d := range t.defaults {

@@ -248,8 +248,8 @@ func (e *env) deps() Deps {
 	return Deps{WorkerName: workerName, Connections: e.cfg.Connections, Metrics: e.metrics, Logger: testLogger(e.t)}
 }
 
-// trackingPayload is the task_trigger plugin's payload (SPEC.md) for one
-// manifest entry.
+// trackingPayload is the task_trigger plugin's payload (SPEC.md, with the
+// fields kpipe adds) for one manifest entry.
 func trackingPayload(e sim.ManifestEntry, created time.Time) []byte {
 	task := map[string]any{
 		"assignment_id":       e.AssignmentID,
@@ -276,8 +276,15 @@ func trackingPayload(e sim.ManifestEntry, created time.Time) []byte {
 		"task_name":     "iTel Cabinet Repair Form",
 		"task_status":   e.Status,
 		"timestamp":     e.At.UTC().Format(time.RFC3339Nano),
-		"task":          task,
-		"project":       map[string]any{"project_id": e.ProjectID, "name": "Project " + e.ProjectID, "status": "open"},
+		// The tracked values as of the event, as the plugin adds them.
+		"previous_status":     task["previous_status"],
+		"assigned_to_user_id": task["assigned_to_user_id"],
+		"assigned_by_user_id": task["assigned_by_user_id"],
+		"task_created_at":     task["created_at"],
+		"task_completed_at":   task["completed_at"],
+		"task":                task,
+		"task_fetched_at":     e.At.UTC().Format(time.RFC3339Nano),
+		"project":             map[string]any{"project_id": e.ProjectID, "name": "Project " + e.ProjectID, "status": "open"},
 	}
 	b, _ := json.Marshal(p)
 	return b

@@ -22,6 +22,7 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -82,18 +83,26 @@ func (e *Enriched) AssignmentID() (int64, bool) {
 	return 0, false
 }
 
-// TaskStatus returns the status the event reports (raw_data's status), else
-// the task row's status. The row may have moved on since the event, so the
-// event's own status comes first.
+// TaskStatus returns the task's status as of the event (AtEvent's Status):
+// raw_data's status, else the status the event type implies, else the
+// fetched row's when the row shows the task as of the event. The row may
+// have moved on since the event, so it is never taken for a later state.
 func (e *Enriched) TaskStatus() string {
 	if s, ok := e.Raw.String("status"); ok && s != "" {
 		return s
 	}
-	if e.Task != nil {
-		s, _ := e.Task.Row.String("status")
+	if s := impliedStatus[e.eventType()]; s != "" {
 		return s
 	}
-	return ""
+	s, _ := e.rowAtEvent(e.EventTime()).String("status")
+	return s
+}
+
+func (e *Enriched) eventType() string {
+	if e.Event == nil {
+		return ""
+	}
+	return e.Event.EventType
 }
 
 // TaskName returns the task row's task_name, else raw_data's customTaskName.
@@ -123,6 +132,9 @@ func (e *Enriched) ProjectID() string {
 // modified once the Entity is shared.
 type Entity struct {
 	Row claimx.Row
+	// FetchedAt is when the row was fetched from ClaimX (zero when
+	// unknown); set it before the Entity is shared.
+	FetchedAt time.Time
 
 	once sync.Once
 	js   []byte

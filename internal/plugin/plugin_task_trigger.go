@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -175,9 +176,16 @@ type fields struct {
 	status  string
 }
 
-// payload encodes SPEC.md's payload, fields in its order:
-// trigger_name, event_id, event_type, project_id, task_id, assignment_id,
-// task_name, task_status, timestamp, task, project.
+// payload encodes SPEC.md's payload, fields in its order: trigger_name,
+// event_id, event_type, project_id, task_id, assignment_id, task_name,
+// task_status, timestamp, task, project. Not in SPEC.md: the task's other
+// tracked values as of the event (AtEvent) follow timestamp —
+// previous_status, assigned_to_user_id, assigned_by_user_id,
+// task_created_at, task_completed_at, null when the event does not tell —
+// and task_fetched_at, when the task row was fetched, follows task. The
+// fetched row describes the moment of its fetch, which may be later than
+// the event: it stays whole in task, and the tracked values do not come from
+// it.
 func (t *TaskTrigger) payload(f *fields) ([]byte, error) {
 	ev := f.ev
 	var taskJS, projJS []byte
@@ -192,7 +200,8 @@ func (t *TaskTrigger) payload(f *fields) ([]byte, error) {
 			return nil, fmt.Errorf("encoding project row: %w", err)
 		}
 	}
-	b := make([]byte, 0, 320+len(taskJS)+len(projJS))
+	st := ev.AtEvent()
+	b := make([]byte, 0, 512+len(taskJS)+len(projJS))
 	b = append(b, `{"trigger_name":`...)
 	b = jsonx.AppendString(b, f.trigger.name)
 	b = append(b, `,"event_id":`...)
@@ -204,36 +213,64 @@ func (t *TaskTrigger) payload(f *fields) ([]byte, error) {
 	b = append(b, `,"task_id":`...)
 	b = strconv.AppendInt(b, f.taskID, 10)
 	b = append(b, `,"assignment_id":`...)
-	if aid, ok := ev.AssignmentID(); ok {
-		b = strconv.AppendInt(b, aid, 10)
-	} else {
-		b = append(b, "null"...)
-	}
+	aid, ok := ev.AssignmentID()
+	b = appendInt(b, aid, ok)
 	b = append(b, `,"task_name":`...)
-	if name, ok := ev.TaskName(); ok {
-		b = jsonx.AppendString(b, name)
-	} else {
-		b = append(b, "null"...)
-	}
+	name, ok := ev.TaskName()
+	b = appendString(b, name, ok)
 	b = append(b, `,"task_status":`...)
-	b = jsonx.AppendString(b, f.status)
+	b = appendString(b, f.status, f.status != "")
 	b = append(b, `,"timestamp":`...)
-	if ts := ev.Event.IngestedAt; ts.IsZero() {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '"')
-		b = ts.UTC().AppendFormat(b, claimx.TimeFormat)
-		b = append(b, '"')
-	}
+	b = appendTime(b, ev.Event.IngestedAt)
+	b = append(b, `,"previous_status":`...)
+	b = appendString(b, st.PreviousStatus, st.PreviousStatus != "")
+	b = append(b, `,"assigned_to_user_id":`...)
+	b = appendInt(b, st.AssignedTo, st.HasAssignedTo)
+	b = append(b, `,"assigned_by_user_id":`...)
+	b = appendInt(b, st.AssignedBy, st.HasAssignedBy)
+	b = append(b, `,"task_created_at":`...)
+	b = appendTime(b, st.CreatedAt)
+	b = append(b, `,"task_completed_at":`...)
+	b = appendTime(b, st.CompletedAt)
 	if t.includeTask {
 		b = append(b, `,"task":`...)
 		b = appendRaw(b, taskJS)
+		b = append(b, `,"task_fetched_at":`...)
+		var at time.Time
+		if ev.Task != nil {
+			at = ev.Task.FetchedAt
+		}
+		b = appendTime(b, at)
 	}
 	if t.includeProj {
 		b = append(b, `,"project":`...)
 		b = appendRaw(b, projJS)
 	}
 	return append(b, '}'), nil
+}
+
+func appendString(b []byte, s string, ok bool) []byte {
+	if !ok {
+		return append(b, "null"...)
+	}
+	return jsonx.AppendString(b, s)
+}
+
+func appendInt(b []byte, i int64, ok bool) []byte {
+	if !ok {
+		return append(b, "null"...)
+	}
+	return strconv.AppendInt(b, i, 10)
+}
+
+// appendTime appends t in ClaimX's format, UTC; null when zero.
+func appendTime(b []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return append(b, "null"...)
+	}
+	b = append(b, '"')
+	b = t.UTC().AppendFormat(b, claimx.TimeFormat)
+	return append(b, '"')
 }
 
 func appendRaw(b, js []byte) []byte {
@@ -273,6 +310,8 @@ func (f *fields) value(name string) string {
 			return ""
 		}
 		return ev.Event.IngestedAt.UTC().Format(claimx.TimeFormat)
+	case "previous_status":
+		return ev.AtEvent().PreviousStatus
 	}
 	if path, ok := strings.CutPrefix(name, "task."); ok && ev.Task != nil {
 		s, _ := ev.Task.Row.String(path)
@@ -287,7 +326,7 @@ func (f *fields) value(name string) string {
 
 // TemplateFields are the {field} names a log message may use, besides
 // task.<path> and project.<path> into the fetched rows.
-var TemplateFields = []string{"trigger_name", "event_id", "event_type", "project_id", "task_id", "assignment_id", "task_name", "task_status", "timestamp"}
+var TemplateFields = []string{"trigger_name", "event_id", "event_type", "project_id", "task_id", "assignment_id", "task_name", "task_status", "timestamp", "previous_status"}
 
 // logTemplate is a compiled log action: literal text and {field}
 // placeholders.

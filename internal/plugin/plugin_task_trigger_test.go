@@ -87,7 +87,9 @@ func TestTaskTriggerPayload(t *testing.T) {
 	want := `{"trigger_name":"iTel Cabinet Task Tracking","event_id":"evt-1","event_type":"CUSTOM_TASK_ASSIGNED",` +
 		`"project_id":"5000001","task_id":32513,"assignment_id":789,"task_name":"iTel Cabinet Documentation",` +
 		`"task_status":"in_progress","timestamp":"2026-01-10T12:34:56.789Z",` +
+		`"previous_status":null,"assigned_to_user_id":null,"assigned_by_user_id":null,"task_created_at":null,"task_completed_at":null,` +
 		`"task":{"assignment_id":789,"project_id":"5000001","status":"completed","task_id":32513,"task_name":"iTel Cabinet Documentation"},` +
+		`"task_fetched_at":null,` +
 		`"project":{"name":"Smith residence","project_id":"5000001"}}`
 	if string(r.Value) != want {
 		t.Fatalf("payload\n got %s\nwant %s", r.Value, want)
@@ -105,6 +107,10 @@ func TestTaskTriggerPayload(t *testing.T) {
 	}
 }
 
+// TestTaskTriggerStatusFromRowAndExclusions: an event that carries no
+// status (and whose type implies none) takes the row's status only when the
+// row shows the task as of the event (updated at or before it); a row
+// updated later leaves the status unknown (null), not the later one.
 func TestTaskTriggerStatusFromRowAndExclusions(t *testing.T) {
 	cfg := specConfig()
 	cfg.IncludeTaskData = false
@@ -113,22 +119,40 @@ func TestTaskTriggerStatusFromRowAndExclusions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out Output
-	if err := p.Handle(t.Context(), taskEvent(t, 32513, "", "completed"), &out); err != nil {
-		t.Fatal(err)
-	}
-	var got map[string]any
-	if err := json.Unmarshal(out.Records[0].Value, &got); err != nil {
-		t.Fatal(err)
-	}
-	if got["task_status"] != "completed" {
-		t.Fatalf("task_status = %v, want the row's status when the event has none", got["task_status"])
-	}
-	if _, ok := got["task"]; ok {
-		t.Fatal("task included although include_task_data is false")
-	}
-	if _, ok := got["project"]; ok {
-		t.Fatal("project included although include_project_data is false")
+	for _, tt := range []struct {
+		updated string
+		want    any
+	}{
+		{"2026-01-10T12:00:00.000Z", "completed"},
+		{"2026-01-10T12:34:56.789Z", "completed"},
+		{"2026-01-10T13:00:00.000Z", nil},
+		{"", nil},
+	} {
+		ev := taskEvent(t, 32513, "", "completed")
+		ev.Event.EventType = "CUSTOM_TASK_UPDATED"
+		if tt.updated != "" {
+			ev.Task.Row["updated_at"] = tt.updated
+		}
+		var out Output
+		if err := p.Handle(t.Context(), ev, &out); err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]any
+		if err := json.Unmarshal(out.Records[0].Value, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got["task_status"] != tt.want {
+			t.Fatalf("row updated at %q: task_status = %v, want %v", tt.updated, got["task_status"], tt.want)
+		}
+		if _, ok := got["task"]; ok {
+			t.Fatal("task included although include_task_data is false")
+		}
+		if _, ok := got["task_fetched_at"]; ok {
+			t.Fatal("task_fetched_at included although include_task_data is false")
+		}
+		if _, ok := got["project"]; ok {
+			t.Fatal("project included although include_project_data is false")
+		}
 	}
 }
 

@@ -36,6 +36,7 @@
 //	srv := httptest.NewServer(s)
 //	err := s.Generate(ctx, sim.GenerateOptions{}, func(ctx context.Context, k, v []byte) error { ... })
 //	want := s.Manifest().EventsForTemplate(32513)
+//	st, ok := s.AssignmentAt(want[0].AssignmentID, want[0].At) // the assignment as of an event
 package sim
 
 import (
