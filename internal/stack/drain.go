@@ -3,10 +3,12 @@ package stack
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"kpipe/internal/dlq"
@@ -59,6 +61,9 @@ func groupLags(ctx context.Context, cl *kgo.Client, seeds []kgo.Opt, gts []group
 		committed, err := adm.FetchOffsets(ctx, gt.group)
 		if err == nil {
 			err = committed.Error()
+		}
+		if errors.Is(err, kerr.GroupIDNotFound) {
+			committed, err = nil, nil // not joined yet: nothing committed
 		}
 		if err != nil {
 			return nil, fmt.Errorf("fetching the committed offsets of group %s: %w", gt.group, err)
