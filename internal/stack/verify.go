@@ -148,7 +148,7 @@ func waitTimeout(cur *checkState, want map[string]bool, after time.Duration) err
 	if l := lagText(cur.lags); l != "" {
 		left = "left in Kafka: " + l
 	}
-	return fmt.Errorf("the table has held %d of the %d tracked events for %s (%s): see the logs above and the error topics", held, len(want), after, left)
+	return fmt.Errorf("the workers have not moved for %s (%s); the table holds %d of the %d tracked events: see the logs above and the error topics", after, left, held, len(want))
 }
 
 // lagText lists the groups with records left ("claimx.events 12 (group
