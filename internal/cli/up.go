@@ -57,9 +57,14 @@ worker, the tracking worker, and the Delta table under --data.
 
 Without --events it generates events at --rate until Ctrl-C (or --duration)
 and stops cleanly, flushing and committing. With --events N it generates N
-events as fast as it can, waits until the table holds every tracked event,
-checks the table against the simulator's ground truth, prints a summary and
-exits: 0 when the table holds exactly the expected rows.
+events as fast as it can and waits until both workers have committed
+everything in Kafka and the table is stable. Then it checks the table by
+event id against the simulator's ground truth (this run's events of the
+tracked task), prints a summary (with the duplicates the table writer
+dropped, kpipe_duplicates_dropped_total) and exits: 0 when the table holds
+every tracked event of the run exactly once; 1 naming the missing or
+duplicated events otherwise. Rows of earlier runs on the same --data are
+kept; an event of this run already there counts once.
 
 The broker listens on 127.0.0.1:9092, or the next free port (--kafka-port 0:
 any free port); kcat and other Kafka tools can connect to it. With
@@ -103,7 +108,7 @@ drained.`,
 	f.StringVar(&o.faults, "faults", "", "faults the simulator injects, e.g. latency=20ms,500=0.05 (see kpipe sim --help)")
 	f.StringVar(&o.worker, "worker", "itel_cabinet_tracking_worker", "the plugin action worker of workers.yaml to run")
 	f.StringVar(&o.resetOffsets, "reset-offsets", "", "where the tracking worker starts a partition whose stored offsets do not fit its log (a table kept from a run whose broker data is gone): earliest or latest (default: stop that partition and say so)")
-	f.DurationVar(&o.waitTimeout, "wait-timeout", 2*time.Minute, "with --events: give up when the table has not grown for this long")
+	f.DurationVar(&o.waitTimeout, "wait-timeout", 2*time.Minute, "with --events: give up when neither the table nor what is left in Kafka has changed for this long")
 	return cmd
 }
 

@@ -123,3 +123,28 @@ func sumMetrics(g prometheus.Gatherer) map[string]float64 {
 	}
 	return out
 }
+
+// metricSum sums every series of the metric family name in g, and reports
+// whether g has such a family.
+func metricSum(g prometheus.Gatherer, name string) (float64, bool) {
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0, false
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		var sum float64
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.Counter != nil:
+				sum += m.Counter.GetValue()
+			case m.Gauge != nil:
+				sum += m.Gauge.GetValue()
+			}
+		}
+		return sum, true
+	}
+	return 0, false
+}

@@ -2,8 +2,9 @@
 // Kafka broker (embedded, or a cluster given), the ClaimX simulator (its
 // API and its event generator), the enrichment worker, a plugin action
 // worker writing its Delta table, and the metrics endpoint. It generates
-// events, shows progress, checks the table against the simulator's ground
-// truth and reports errors by kind. It also builds the enrichment worker
+// events, shows progress, checks the table by event id against the
+// simulator's ground truth once nothing is left in Kafka, and reports
+// errors by kind and the duplicates the table writer dropped. It also builds the enrichment worker
 // from the configuration for "kpipe enrich" (NewEnricher).
 //
 // A Stack is built by New, run once by Run and released by Close, which
@@ -106,7 +107,9 @@ type Options struct {
 	Faults  sim.Faults
 	APIAddr string
 	// Events > 0: Run generates that many events as fast as it can, waits
-	// until the table holds every tracked one, checks it and returns.
+	// until both workers have nothing left in Kafka and the table is
+	// stable, checks by event id that it holds every tracked one of them
+	// exactly once, and returns.
 	// Otherwise Run generates Rate events per second (default DefaultRate)
 	// until its context ends or Duration passes; NoGenerator generates
 	// none.
@@ -114,8 +117,8 @@ type Options struct {
 	Rate        float64
 	Duration    time.Duration
 	NoGenerator bool
-	// WaitTimeout: with Events, Run gives up when the table has not grown
-	// for this long.
+	// WaitTimeout: with Events, Run gives up when neither the table nor
+	// what is left in Kafka has changed for this long.
 	WaitTimeout time.Duration
 	// MetricsAddr serves /metrics, /healthz and /readyz until the workers
 	// have drained (empty: none; a busy address is logged, not fatal).
@@ -156,6 +159,12 @@ type Stack struct {
 	enrich  *Enricher
 	// trackName is the tracking worker's name in logs and errors.
 	trackName string
+	// seeds are the cluster's client options, for the readers a --events
+	// run checks with; lagOf the workers' groups and topics, errTopics
+	// their error topics.
+	seeds     []kgo.Opt
+	lagOf     []groupTopic
+	errTopics []string
 
 	// closers release what New opened, in opening order; Close runs them
 	// backwards.
@@ -255,6 +264,12 @@ func New(ctx context.Context, o Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.trackName = wcfg.Name
+	s.seeds = kopts
+	s.lagOf = []groupTopic{{eopts.Group, kafka.TopicEvents}, {tcfg.ConsumerGroup, tcfg.InputTopic}}
+	s.errTopics = []string{kafka.TopicEnrichmentErrors}
+	if tcfg.ErrorTopic != "" {
+		s.errTopics = append(s.errTopics, tcfg.ErrorTopic)
+	}
 	s.tracker, err = pipeline.NewWorker(ctx, &tcfg, kopts, pipeline.DefaultRegistry(), pipeline.Deps{
 		WorkerName:  wcfg.Name,
 		Connections: cfg.Connections,
@@ -414,6 +429,9 @@ func (s *Stack) Run(ctx context.Context) error {
 	<-progDone
 	if b := ErrorBreakdown(s.reg); b != "" {
 		fmt.Fprintf(s.out, "errors by kind: %s (the records are on the error topics; see kpipe dlq replay --help)\n", b)
+	}
+	if n, ok := metricSum(s.reg, DuplicatesDroppedMetric); ok && s.o.Events == 0 {
+		fmt.Fprintf(s.out, "duplicates dropped: %.0f (%s)\n", n, DuplicatesDroppedMetric)
 	}
 	prog.print(true)
 	if workerErr != nil {

@@ -17,6 +17,7 @@ import (
 	"kpipe/internal/kafka"
 	"kpipe/internal/pipeline"
 	"kpipe/internal/plugin"
+	"kpipe/internal/sim"
 )
 
 const repoConfig = "../../config"
@@ -132,9 +133,85 @@ func TestRunEvents(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+	// Its OK came with nothing left in Kafka.
+	lags, err := groupLags(t.Context(), s.admin, s.seeds, s.lagOf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !drained(lags) {
+		t.Fatalf("OK, but left in Kafka: %s", lagText(lags))
+	}
 	if err := s.Run(t.Context()); err == nil {
 		t.Fatal("a second Run: got no error")
 	}
+}
+
+// TestRunEventsNotDone is issue 12's false OK made deterministic: a second
+// run on the same data, whose table already holds every tracked event of
+// the seed once, while a ClaimX outage holds the enrichment worker. The
+// table looks complete, but the run's events are still in Kafka: no OK,
+// a failure naming what is left.
+func TestRunEventsNotDone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline twice")
+	}
+	c := newCluster(t)
+	out := &syncBuffer{}
+	o := options(t, c, out)
+	o.Events = 400
+	runOnce := func(o Options) error {
+		t.Helper()
+		s, err := New(t.Context(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close(context.WithoutCancel(t.Context()))
+		return s.Run(t.Context())
+	}
+	if err := runOnce(o); err != nil {
+		t.Fatalf("first run: %v\n%s", err, out)
+	}
+	world := sim.New(sim.Options{Seed: o.Seed, Events: 5000, Token: "x"})
+	want := expectedEvents(world, o.Events, sim.TemplateITelCabinet)
+	held, err := TableEventIDs(t.Context(), tableLocationOf(t, o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := range want {
+		if held[id] != 1 {
+			t.Fatalf("after the first run the table holds %s %d times", id, held[id])
+		}
+	}
+
+	out2 := &syncBuffer{}
+	o.Out = out2
+	o.Faults = sim.Faults{Outages: []sim.Window{{Start: 0, End: time.Hour}}}
+	o.WaitTimeout = 3 * time.Second
+	err = runOnce(o)
+	if err == nil || !strings.Contains(err.Error(), "left in Kafka: claimx.events") {
+		t.Fatalf("second run during an outage: got %v, want a failure naming the events left in Kafka\n%s", err, out2)
+	}
+	if strings.Contains(out2.String(), "OK") {
+		t.Fatalf("second run printed OK with its events in Kafka:\n%s", out2)
+	}
+}
+
+// tableLocationOf is where the stack of o keeps its table.
+func tableLocationOf(t *testing.T, o Options) string {
+	t.Helper()
+	cfg, err := o.LoadConfig(func(name string) (string, bool) { return "http://127.0.0.1:1", strings.HasPrefix(name, "CLAIMX_API_") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := cfg.Worker(o.Worker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, err := tableLocation(w, o.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent use.

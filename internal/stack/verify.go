@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"kpipe/internal/delta"
@@ -12,20 +14,35 @@ import (
 	"kpipe/internal/sim"
 )
 
-// generateAndVerify produces o.Events events, waits until the table holds
-// every tracked event of them, and checks it against the simulator's ground
-// truth.
+// DuplicatesDroppedMetric is the counter of the rows the delta_writer
+// dropped because the table held their event already; kpipe up's summary
+// prints its sum.
+const DuplicatesDroppedMetric = "kpipe_duplicates_dropped_total"
+
+// checkEvery is how often a --events run looks at the table and the
+// consumer groups.
+const checkEvery = 250 * time.Millisecond
+
+// generateAndVerify produces o.Events events, waits until both workers
+// have nothing left in Kafka and the table is stable, and checks the table
+// by event id against the simulator's ground truth: every tracked event of
+// this run once.
 func (s *Stack) generateAndVerify(ctx context.Context, pub *kafka.Publisher) error {
-	o, out, world, tablePath := s.o, s.out, s.world, s.info.Table
+	o, out, world := s.o, s.out, s.world
 	start := time.Now()
+	ids := &tableIDs{path: s.info.Table}
 	// A table kept from earlier runs (the same --data) holds their rows:
-	// only what this run adds is checked.
-	before, err := TableRows(ctx, tablePath)
-	if err != nil && !errors.Is(err, delta.ErrNotATable) {
+	// what this run adds is told apart by id.
+	before, err := ids.read(ctx)
+	if err != nil {
 		return err
 	}
-	if len(before) > 0 {
-		fmt.Fprintf(out, "the table already holds %d rows of earlier runs; checking only what this run adds\n", len(before))
+	if before.rows > 0 {
+		fmt.Fprintf(out, "the table already holds %d rows of earlier runs; checking this run's tracked events by id\n", before.rows)
+	}
+	errFrom, err := endOffsets(ctx, s.admin, s.errTopics...)
+	if err != nil {
+		return err
 	}
 	if err := world.Generate(ctx, sim.GenerateOptions{Rate: o.Rate, Limit: o.Events}, pub.Publish); err != nil {
 		return fmt.Errorf("generating events: %w", err)
@@ -34,58 +51,116 @@ func (s *Stack) generateAndVerify(ctx context.Context, pub *kafka.Publisher) err
 		return err
 	}
 	want := expectedEvents(world, o.Events, sim.TemplateITelCabinet)
-	fmt.Fprintf(out, "generated %d events in %s; waiting for the table to hold the %d events of task %d\n",
+	fmt.Fprintf(out, "generated %d events in %s; waiting for the %d events of task %d and for both workers to finish\n",
 		o.Events, time.Since(start).Round(time.Millisecond), len(want), sim.TemplateITelCabinet)
 
 	var (
-		rows      []map[string]any
-		lastCount = -1
-		lastGrow  = time.Now()
+		prev, cur  *checkState
+		lastChange = time.Now()
 	)
 	for {
-		var err error
-		rows, err = TableRows(ctx, tablePath)
-		if err != nil && !errors.Is(err, delta.ErrNotATable) {
+		lags, err := groupLags(ctx, s.admin, s.seeds, s.lagOf)
+		if err != nil {
 			return err
 		}
-		rows = rowsAdded(before, rows)
-		if len(rows) >= len(want) {
+		tbl, err := ids.read(ctx)
+		if err != nil {
+			return err
+		}
+		cur = &checkState{lags: lags, table: tbl}
+		if settled(prev, cur) {
 			break
 		}
-		if len(rows) != lastCount {
-			lastCount, lastGrow = len(rows), time.Now()
-		} else if time.Since(lastGrow) > o.WaitTimeout {
-			return fmt.Errorf("the table has held %d of %d expected rows for %s: see the logs above and the error topics", len(rows), len(want), o.WaitTimeout)
+		if cur.moved(prev) {
+			lastChange = time.Now()
+		} else if time.Since(lastChange) > o.WaitTimeout {
+			return waitTimeout(cur, want, o.WaitTimeout)
 		}
+		prev = cur
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(checkEvery):
 		}
 	}
-	return reportTable(out, tablePath, rows, want, time.Since(start))
+	r := tableCheck{want: want, before: before.counts, table: cur.table, lags: cur.lags}
+	if missing := r.missing(); len(missing) > 0 && len(s.errTopics) > 0 {
+		errored, err := erroredEvents(ctx, s.admin, s.seeds, errFrom, want)
+		if err != nil {
+			return err
+		}
+		r.errored = len(errored)
+	}
+	r.dropped, r.droppedKnown = metricSum(s.reg, DuplicatesDroppedMetric)
+	return reportTable(out, s.info.Table, r, time.Since(start))
 }
 
-// rowsAdded returns the rows of after that before did not hold: the
-// table is append-only, so they are the rows past before's count of each
-// event id.
-func rowsAdded(before, after []map[string]any) []map[string]any {
-	if len(before) == 0 {
-		return after
+// checkState is one look at the pipeline: what the groups have left in
+// Kafka and what the table holds.
+type checkState struct {
+	lags  []topicLag
+	table tableState
+}
+
+// settled reports whether the pipeline is done with what was generated:
+// both looks found nothing left in Kafka, nothing was produced and the
+// table did not change between them. Only then is the table's content
+// final for this run.
+func settled(prev, cur *checkState) bool {
+	if prev == nil || !drained(prev.lags) || !drained(cur.lags) || prev.table.version != cur.table.version {
+		return false
 	}
-	held := map[any]int{}
-	for _, r := range before {
-		held[r["event_id"]]++
+	if len(prev.lags) != len(cur.lags) {
+		return false
 	}
-	var added []map[string]any
-	for _, r := range after {
-		if id := r["event_id"]; held[id] > 0 {
-			held[id]--
-			continue
+	for i := range cur.lags {
+		if prev.lags[i].End != cur.lags[i].End {
+			return false
 		}
-		added = append(added, r)
 	}
-	return added
+	return true
+}
+
+// moved reports whether anything changed since prev: the table, or what
+// is produced or left in Kafka.
+func (c *checkState) moved(prev *checkState) bool {
+	if prev == nil || prev.table.version != c.table.version || len(prev.lags) != len(c.lags) {
+		return true
+	}
+	for i := range c.lags {
+		if prev.lags[i] != c.lags[i] {
+			return true
+		}
+	}
+	return false
+}
+
+// waitTimeout is the error of a run that stopped moving before it was
+// done: what the table holds of want and what is left in Kafka.
+func waitTimeout(cur *checkState, want map[string]bool, after time.Duration) error {
+	held := 0
+	for id := range want {
+		if cur.table.counts[id] > 0 {
+			held++
+		}
+	}
+	left := "nothing left in Kafka"
+	if l := lagText(cur.lags); l != "" {
+		left = "left in Kafka: " + l
+	}
+	return fmt.Errorf("the workers have not moved for %s (%s); the table holds %d of the %d tracked events: see the logs above and the error topics", after, left, held, len(want))
+}
+
+// lagText lists the groups with records left ("claimx.events 12 (group
+// g)"), "" when none has.
+func lagText(lags []topicLag) string {
+	var parts []string
+	for _, l := range lags {
+		if l.Records > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d (group %s)", l.Topic, l.Records, l.Group))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // expectedEvents returns the ids of the events of template among the first
@@ -107,6 +182,186 @@ func expectedEvents(world *sim.Sim, n int, template int64) map[string]bool {
 	return want
 }
 
+// tableCheck is what a --events run found: the tracked events it
+// generated (want), the table's event ids before it and at the end, what
+// was left in Kafka, and the counters it reports.
+type tableCheck struct {
+	want   map[string]bool
+	before map[string]int
+	table  tableState
+	lags   []topicLag
+	// errored counts the missing events whose messages are on the error
+	// topics (their rows not written).
+	errored int
+	// dropped is the sum of DuplicatesDroppedMetric; droppedKnown is false
+	// when no such metric is registered.
+	dropped      float64
+	droppedKnown bool
+}
+
+// missing returns the tracked events the table lacks, sorted.
+func (c *tableCheck) missing() []string {
+	var ids []string
+	for id := range c.want {
+		if c.table.counts[id] == 0 {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// duplicated returns the tracked events the table holds more than once,
+// sorted.
+func (c *tableCheck) duplicated() []string {
+	var ids []string
+	for id := range c.want {
+		if c.table.counts[id] > 1 {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// unexpected counts the rows this run added for events it did not track.
+func (c *tableCheck) unexpected() int {
+	n := 0
+	for id, k := range c.table.counts {
+		if !c.want[id] {
+			n += max(k-c.before[id], 0)
+		}
+	}
+	return n
+}
+
+// examples lists up to three of ids.
+func examples(ids []string) string {
+	if len(ids) > 3 {
+		return strings.Join(ids[:3], ", ") + ", ..."
+	}
+	return strings.Join(ids, ", ")
+}
+
+// reportTable prints the summary of a --events run and fails unless the
+// table holds every tracked event exactly once and nothing is left in
+// Kafka.
+func reportTable(w io.Writer, tablePath string, c tableCheck, took time.Duration) error {
+	missing, dups, unexpected := c.missing(), c.duplicated(), c.unexpected()
+	fmt.Fprintf(w, "\ntable %s\n  rows       %d (%d tracked events this run)\n  missing    %d", tablePath, c.table.rows, len(c.want), len(missing))
+	if c.errored > 0 {
+		fmt.Fprintf(w, " (%d of them on the error topics)", c.errored)
+	}
+	fmt.Fprintf(w, "\n  duplicate  %d\n  unexpected %d\n", len(dups), unexpected)
+	if c.droppedKnown {
+		fmt.Fprintf(w, "  dropped    %.0f duplicates (%s)\n", c.dropped, DuplicatesDroppedMetric)
+	}
+	fmt.Fprintf(w, "  took       %s\n", took.Round(time.Millisecond))
+	fmt.Fprintf(w, "\nquery it:\n  kpipe query --table %s \"SELECT task_status, count(*) FROM itel_cabinet_task_tracking GROUP BY 1\"\n", tablePath)
+	if l := lagText(c.lags); l != "" {
+		return fmt.Errorf("the workers have not finished: left in Kafka: %s", l)
+	}
+	if len(missing)+len(dups)+unexpected > 0 {
+		msg := fmt.Sprintf("the table does not match the simulator's ground truth: %d missing, %d duplicated, %d unexpected", len(missing), len(dups), unexpected)
+		if len(dups) > 0 {
+			msg += "; duplicated: " + examples(dups)
+		}
+		if len(missing) > 0 {
+			msg += "; missing: " + examples(missing)
+			if c.errored > 0 {
+				msg += fmt.Sprintf(" (%d on the error topics: see kpipe dlq --help)", c.errored)
+			}
+		}
+		return errors.New(msg)
+	}
+	fmt.Fprintln(w, "\nOK: the table holds every tracked event exactly once")
+	return nil
+}
+
+// tableState is the table's event ids at one version.
+type tableState struct {
+	version int64 // -1: no table yet
+	rows    int
+	counts  map[string]int // rows by event_id
+}
+
+// tableIDs reads a table's event ids, each data file once: files are
+// never changed, only added and removed.
+type tableIDs struct {
+	path  string
+	store delta.Storage
+	files map[string][]string // path: event ids of its rows
+}
+
+// read returns the table's event ids now.
+func (t *tableIDs) read(ctx context.Context) (tableState, error) {
+	st := tableState{version: -1, counts: map[string]int{}}
+	if t.store == nil {
+		store, err := delta.OpenLocation(t.path)
+		if err != nil {
+			return st, err
+		}
+		t.store, t.files = store, map[string][]string{}
+	}
+	tbl, err := delta.Open(ctx, t.store)
+	if errors.Is(err, delta.ErrNotATable) {
+		return st, nil
+	}
+	if err != nil {
+		return st, err
+	}
+	snap, err := tbl.Snapshot(ctx)
+	if errors.Is(err, delta.ErrNotATable) {
+		return st, nil
+	}
+	if err != nil {
+		return st, err
+	}
+	st.version = snap.Version()
+	var fresh []delta.AddFile
+	active := map[string]bool{}
+	for _, f := range snap.Files() {
+		active[f.Path] = true
+		if _, ok := t.files[f.Path]; !ok {
+			fresh = append(fresh, f)
+		}
+	}
+	if len(fresh) > 0 {
+		got := make(map[string][]string, len(fresh))
+		err := delta.ReadColumns(ctx, t.store, snap, fresh, []string{"event_id"}, func(b *delta.ColumnBatch) error {
+			path := b.File().Path
+			for i := range b.Len() {
+				got[path] = append(got[path], string(b.Bytes(0, i)))
+			}
+			return nil
+		})
+		if err != nil {
+			return st, fmt.Errorf("reading the event ids of %s: %w", t.path, err)
+		}
+		for _, f := range fresh {
+			t.files[f.Path] = got[f.Path] // nil: a file of no rows
+		}
+	}
+	for path, ids := range t.files {
+		if !active[path] {
+			delete(t.files, path)
+			continue
+		}
+		st.rows += len(ids)
+		for _, id := range ids {
+			st.counts[id]++
+		}
+	}
+	return st, nil
+}
+
+// TableEventIDs counts the rows of the table at path by event_id (none:
+// no table there yet).
+func TableEventIDs(ctx context.Context, path string) (map[string]int, error) {
+	st, err := (&tableIDs{path: path}).read(ctx)
+	return st.counts, err
+}
+
 // TableRows reads every row of the table at path.
 func TableRows(ctx context.Context, path string) ([]map[string]any, error) {
 	store, err := delta.OpenLocation(path)
@@ -122,37 +377,4 @@ func TableRows(ctx context.Context, path string) ([]map[string]any, error) {
 		return nil, err
 	}
 	return delta.ReadRows(ctx, store, snap)
-}
-
-// reportTable prints the summary of a --events run and fails unless the
-// table holds exactly the wanted events, each once.
-func reportTable(w io.Writer, tablePath string, rows []map[string]any, want map[string]bool, took time.Duration) error {
-	seen := map[string]int{}
-	var unexpected []string
-	for _, r := range rows {
-		id, _ := r["event_id"].(string)
-		seen[id]++
-		if !want[id] {
-			unexpected = append(unexpected, id)
-		}
-	}
-	var missing, dups []string
-	for id := range want {
-		if seen[id] == 0 {
-			missing = append(missing, id)
-		}
-	}
-	for id, n := range seen {
-		if n > 1 {
-			dups = append(dups, id)
-		}
-	}
-	fmt.Fprintf(w, "\ntable %s\n  rows      %d (expected %d)\n  missing   %d\n  duplicate %d\n  unexpected %d\n  took      %s\n",
-		tablePath, len(rows), len(want), len(missing), len(dups), len(unexpected), took.Round(time.Millisecond))
-	fmt.Fprintf(w, "\nquery it:\n  kpipe query --table %s \"SELECT task_status, count(*) FROM itel_cabinet_task_tracking GROUP BY 1\"\n", tablePath)
-	if len(missing)+len(dups)+len(unexpected) > 0 {
-		return fmt.Errorf("the table does not match the simulator's ground truth: %d missing, %d duplicated, %d unexpected", len(missing), len(dups), len(unexpected))
-	}
-	fmt.Fprintln(w, "\nOK: the table holds every tracked event exactly once")
-	return nil
 }
