@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"kpipe/internal/delta"
@@ -325,11 +326,20 @@ func TestWorkerDuplicateDelivery(t *testing.T) {
 	settle("the copies after the restart")
 	phase(1)
 
-	// The rebalance: c joins while copies arrive on every partition.
+	// The rebalance: c joins while copies arrive on every partition, half
+	// of them while the group rebalances, half once both members share it.
 	c := e.newWorker(t, deltaSinkTweaked(t, dir, tweak))
 	stopC := runWorker(t, ctx, c)
-	produceElsewhere(copies[2]["rebalance"])
-	delivered += len(copies[2]["rebalance"])
+	rb := copies[2]["rebalance"]
+	produceElsewhere(rb[:len(rb)/2])
+	adm := kadm.NewClient(e.prod)
+	waitFor(t, 30*time.Second, "both workers in the group", func() bool {
+		gs, err := adm.DescribeGroups(ctx, e.worker.ConsumerGroup)
+		g, ok := gs[e.worker.ConsumerGroup]
+		return err == nil && ok && g.State == "Stable" && len(g.Members) == 2
+	})
+	produceElsewhere(rb[len(rb)/2:])
+	delivered += len(rb)
 	settle("the copies across the rebalance")
 	phase(2)
 
