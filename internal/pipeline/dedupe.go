@@ -61,11 +61,10 @@ type keyScanner interface {
 	// scanKeys reads the table's latest snapshot (fresh), or the one its
 	// last TxnVersions read (!fresh, when there was one), and calls fn with
 	// the key and event time of the rows committed after mark (nil: every
-	// row)
-	// whose time may be at or after from; rows without a key or a time are
-	// left out. It returns the mark of the snapshot it read. fn's key is
-	// valid only during the call. A table without the key or time column
-	// (yet) has no keys.
+	// row) in files that may hold a time at or after from; rows without a
+	// key or a time are left out. It returns the mark of the snapshot it
+	// read. fn's key is valid only during the call. A table without the key
+	// or time column (yet) has no keys.
 	scanKeys(ctx context.Context, mark any, fresh bool, keyCol, timeCol string, from time.Time, fn func(key []byte, at time.Time)) (any, error)
 }
 
