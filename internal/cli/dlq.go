@@ -34,9 +34,11 @@ key, into the topic it was consumed from, once the cause is fixed.
 
 Records whose row was written anyway (a lookup failure with on_error
 log_and_continue) are skipped unless --include-written: replaying them would
-write their row twice. The consumer group --group remembers how far replays
-have got, so running replay again re-injects only newer records. A replayed
-message that fails again is recorded with attempt + 1.
+write their row twice, unless the worker's delta_writer has dedupe (the
+shipped iTel worker does), which drops rows the table holds. The consumer
+group --group remembers how far replays have got, so running replay again
+re-injects only newer records. A replayed message that fails again is
+recorded with attempt + 1.
 
 Kafka settings come from KAFKA_BOOTSTRAP_SERVERS and the other KAFKA_*
 variables.`,
@@ -101,7 +103,7 @@ variables.`,
 	f.StringVar(&classes, "class", "", "only these error classes, comma-separated (malformed, validation, lookup, schema_conflict, ...)")
 	f.StringVar(&since, "since", "", "only records that failed at or after this RFC 3339 time")
 	f.StringVar(&o.To, "to", "", "replay into this topic instead of each record's own")
-	f.BoolVar(&o.IncludeWritten, "include-written", false, "also replay records whose row was written (writes it twice)")
+	f.BoolVar(&o.IncludeWritten, "include-written", false, "also replay records whose row was written (written twice unless the writer has dedupe)")
 	f.IntVar(&o.Limit, "limit", 0, "replay at most this many records (0: all)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "count what would be replayed; produce and commit nothing")
 	f.StringVar(&o.Group, "group", "kpipe-dlq-replay", "consumer group that remembers how far replays have got")

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"kpipe/internal/delta"
+	"kpipe/internal/pipeline"
 )
 
 func init() { register(newTableCmd) }
@@ -240,6 +241,9 @@ func newTableHistoryCmd(env *Env) *cobra.Command {
 						parts = append(parts, fmt.Sprintf("%s=%v", k, m[k]))
 					}
 					metrics = strings.Join(parts, " ")
+				}
+				if n, ok := c.Info[pipeline.CommitInfoDuplicatesDropped]; ok {
+					metrics = strings.TrimSpace(fmt.Sprintf("%s duplicatesDropped=%v", metrics, n))
 				}
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", c.Version, c.Timestamp.Format(time.RFC3339), c.Operation, c.EngineInfo, metrics)
 			}

@@ -32,7 +32,9 @@ type ReplayOptions struct {
 	// To, when set, replays into this topic instead of each record's own.
 	To string
 	// IncludeWritten replays records whose row was written too; they are
-	// skipped by default, since replaying them writes their row again.
+	// skipped by default, since replaying them writes their row again
+	// into a table whose writer does not deduplicate (a delta_writer
+	// with dedupe drops them).
 	IncludeWritten bool
 	// Limit stops after this many replayed records (0: no limit).
 	Limit int

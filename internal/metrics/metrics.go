@@ -94,6 +94,9 @@ type Metrics struct {
 	// DeltaStorageUp is 1 while the table's storage answers, 0 while the
 	// writer is retrying against unavailable storage; label: table.
 	DeltaStorageUp *prometheus.GaugeVec
+	// DuplicatesDropped counts rows a delta_writer did not write because
+	// the table already held their key (its dedupe); labels: worker, table.
+	DuplicatesDropped *prometheus.CounterVec
 
 	// Skipped counts messages deliberately not turned into output (an event
 	// type no plugin wants, a record the table already holds, a duplicate);
@@ -177,6 +180,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		DeltaSchemaEvolutions: counter("kpipe_delta_schema_evolutions_total", "Commits that changed the table schema.", "table"),
 		DeltaCommitConflicts:  counter("kpipe_delta_commit_conflicts_total", "Commits that lost a race and were retried or refused.", "table"),
 		DeltaStorageUp:        gauge("kpipe_delta_storage_up", "1 while the table storage answers, 0 while writes are retried.", "table"),
+		DuplicatesDropped:     counter("kpipe_duplicates_dropped_total", "Rows not written because the table already held their dedupe key.", "worker", "table"),
 
 		Skipped:                 counter("kpipe_skipped_total", "Messages deliberately not turned into output, by reason.", "worker", "reason"),
 		Ready:                   gauge("kpipe_worker_ready", "1 while the worker is ready (its /readyz answers 200), else 0.", "worker"),

@@ -44,6 +44,8 @@ func benchRegistry(lookup func(*LookupConfig), writer func(*DeltaWriterConfig)) 
 // figure to read. Run with -benchtime=1x (or 3x).
 //
 //	cache_hit:    lookup of /api/v1/tasks/32513, always in the 60 s cache
+//	cache_hit_dedupe_off: the same without the delta_writer's dedupe
+//	              (workers.yaml turns it on), for its cost
 //	latency_20ms: lookup of each event's assignment, 20 ms per API call,
 //	              no cache (calls of one batch run concurrently)
 func BenchmarkWorker(b *testing.B) {
@@ -52,9 +54,11 @@ func BenchmarkWorker(b *testing.B) {
 		name    string
 		faults  sim.Faults
 		lookup  func(*LookupConfig)
+		writer  func(*DeltaWriterConfig)
 		nEvents int
 	}{
 		{name: "cache_hit", nEvents: events},
+		{name: "cache_hit_dedupe_off", nEvents: events, writer: func(c *DeltaWriterConfig) { c.Dedupe = nil }},
 		{name: "latency_20ms", nEvents: events / 4, faults: sim.Faults{LatencyMin: 20 * time.Millisecond}, lookup: func(c *LookupConfig) {
 			c.Endpoint = "/customTasks/assignment/{assignment_id}"
 			c.PathParams = map[string]string{"assignment_id": "assignment_id"}
@@ -102,7 +106,7 @@ func BenchmarkWorker(b *testing.B) {
 				wcfg.ConsumerGroup = topic
 				dir := b.TempDir()
 				s := deltaSink(b, dir)
-				s.reg = benchRegistry(bc.lookup, nil)
+				s.reg = benchRegistry(bc.lookup, bc.writer)
 				w, err := NewWorker(ctx, &wcfg, e.kopts(), s.reg, s.deps(e.deps()))
 				if err != nil {
 					b.Fatal(err)

@@ -35,6 +35,8 @@ type deltaTable struct {
 	seen atomic.Int64
 	// schema is the schema of the snapshot last read or committed.
 	schema atomic.Pointer[delta.StructType]
+	// last is the snapshot TxnVersions read last (scanKeys reuses it).
+	last atomic.Pointer[delta.Snapshot]
 }
 
 // TableDefsFromDir returns a Deps.TableDefs that loads
@@ -147,11 +149,21 @@ func (d *deltaTable) Append(ctx context.Context, rows []map[string]any, txns map
 		}
 		opts.RewindTxns[id] = v
 	}
-	if ao.beforeCommit != nil {
+	if ao.check != nil || ao.beforeCommit != nil {
 		// The version the commit is attempted as: after the snapshot the
 		// writer last read (TxnVersions, just before).
 		next := d.seen.Load() + 1
-		opts.BeforeCommit = func(rejected []*delta.SchemaError) error { return ao.beforeCommit(rejected, next) }
+		opts.BeforeCommit = func(rejected []*delta.SchemaError) error {
+			if ao.check != nil {
+				if err := ao.check(); err != nil {
+					return err
+				}
+			}
+			if ao.beforeCommit != nil {
+				return ao.beforeCommit(rejected, next)
+			}
+			return nil
+		}
 	}
 	for app, v := range txns {
 		opts.Txns = append(opts.Txns, delta.Txn{AppID: app, Version: v})
@@ -194,6 +206,7 @@ func (d *deltaTable) TxnVersions(ctx context.Context, appIDs []string) (map[stri
 	}
 	d.seen.Store(snap.Version())
 	d.schema.Store(snap.Schema())
+	d.last.Store(snap)
 	out := make(map[string]int64, len(appIDs))
 	for _, id := range appIDs {
 		if v, ok := snap.TxnVersion(id); ok {

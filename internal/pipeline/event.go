@@ -11,6 +11,10 @@ const (
 	// SkipInTable: the table already holds the message's row (a restart
 	// re-read it, or another member wrote it).
 	SkipInTable = "already_in_table"
+	// SkipDuplicate: the delta_writer's dedupe found the row's key in the
+	// table (a redelivery with a new offset, a replay) or earlier in the
+	// same flush.
+	SkipDuplicate = "duplicate"
 	// SkipFiltered: a handler filtered the message (validation's skip_if).
 	SkipFiltered = "filtered"
 )

@@ -63,6 +63,11 @@ type FlushResult struct {
 	// Skipped counts buffered events dropped because the destination already
 	// held them (an offset at or below its stored mark).
 	Skipped int
+	// Duplicates counts buffered events dropped because their key was in
+	// the destination already, or earlier in the same flush (the
+	// delta_writer's dedupe). They are handled: their offsets move on, and
+	// no success record is published for them.
+	Duplicates int
 }
 
 // Rejection is a buffered event the destination refused while committing,

@@ -50,6 +50,10 @@ type DeltaWriterConfig struct {
 	// to a number or boolean column. Without one, such a value sends its
 	// message to the error topic as schema_conflict. Default none.
 	Casts map[string]string `yaml:"casts"`
+	// Dedupe, when set, drops rows whose key the table already holds
+	// within a window of event time (a kpipe addition to SPEC.md's YAML).
+	// Default off.
+	Dedupe *DedupeConfig `yaml:"dedupe"`
 }
 
 func deltaWriterDefaults() *DeltaWriterConfig {
@@ -87,6 +91,9 @@ func (c *DeltaWriterConfig) Validate() error {
 		}
 	}
 	errs = append(errs, c.validatePartitions()...)
+	if c.Dedupe != nil {
+		errs = append(errs, c.Dedupe.validate(c.ColumnMapping)...)
+	}
 	if c.FlushRows <= 0 || c.FlushBytes <= 0 || c.FlushInterval <= 0 {
 		errs = append(errs, errors.New("flush_rows, flush_bytes and flush_interval must be positive"))
 	}
@@ -105,6 +112,9 @@ type appendOptions struct {
 	// commit, with the rejected rows and the version the commit is
 	// attempted as; an error commits nothing.
 	beforeCommit func(rejected []*delta.SchemaError, version int64) error
+	// check, when set, runs first in the same place, on every attempt;
+	// an error commits nothing (the dedupe recheck: errDedupeRace).
+	check func() error
 	// rewind are txns allowed to go down (an offset reset), with the
 	// stored version they expect; commitInfo is recorded in the commit.
 	rewind     map[string]int64
@@ -159,6 +169,8 @@ type DeltaWriter struct {
 	// commit records their new txn version, their floor replaces the
 	// stored one. Guarded by mu.
 	resets map[partKey]offsetReset
+	// dedupe is the deduplication state (nil: off); used under flushMu.
+	dedupe *dedupeState
 }
 
 // SetCommitPublisher implements commitPublishing.
@@ -287,6 +299,9 @@ func newDeltaWriter(cfg *DeltaWriterConfig, tbl table, deps Deps) *DeltaWriter {
 	}
 	sort.Slice(w.columns, func(i, j int) bool { return w.columns[i].to < w.columns[j].to })
 	w.partitions = cfg.partitionColumns()
+	if cfg.Dedupe != nil {
+		w.dedupe = newDedupeState(cfg.Dedupe, cfg.TableName, tbl, deps)
+	}
 	return w
 }
 
@@ -502,200 +517,6 @@ func (w *DeltaWriter) Take() FlushBatch {
 	p := &pendingBatch{rows: w.buf, bytes: w.bytes, oldest: w.oldest}
 	w.buf, w.bytes = nil, 0
 	return p
-}
-
-// Commit implements AsyncFlusher. It first drops rows the table already
-// holds (offset at or below the partition's stored txn version: a commit
-// whose answer was lost, or another worker's), then commits the rest with
-// one txn per partition of marks, in one Append. The rows the table
-// refuses (each a *delta.SchemaError naming it, all found in the same pass)
-// are left out of the commit and returned in Rejected, class
-// schema_conflict. b is not changed, so a failed Commit can be retried with
-// it.
-func (w *DeltaWriter) Commit(ctx context.Context, b FlushBatch, marks []Mark) (*FlushResult, error) {
-	w.flushMu.Lock()
-	defer w.flushMu.Unlock()
-	buf := b.(*pendingBatch).rows
-	res := &FlushResult{Table: w.cfg.TableName, Version: -1}
-
-	appIDs := make([]string, len(marks))
-	for i, m := range marks {
-		appIDs[i] = AppID(w.worker, m.Topic, m.Partition)
-	}
-	stored, err := w.tbl.TxnVersions(ctx, appIDs)
-	if err != nil {
-		return nil, storageError("reading the txn versions of table "+w.cfg.TableName, err)
-	}
-	w.refreshSchema(ctx) // the snapshot this commit goes on
-	rewind, reasons := w.applyResets(stored)
-	txns := make(map[string]int64, len(marks))
-	for i, m := range marks {
-		if v, ok := stored[appIDs[i]]; ok && m.Offset <= v {
-			continue
-		}
-		txns[appIDs[i]] = m.Offset
-	}
-	for id := range rewind {
-		if _, ok := txns[id]; !ok {
-			delete(rewind, id) // not in this commit
-		}
-	}
-	keep := make([]pendingRow, 0, len(buf))
-	if len(stored) == 0 {
-		keep = append(keep, buf...)
-	} else {
-		ids := map[partKey]string{}
-		for _, p := range buf {
-			k := partKey{p.ev.Topic, p.ev.Partition}
-			id, ok := ids[k]
-			if !ok {
-				id = AppID(w.worker, k.topic, k.partition)
-				ids[k] = id
-			}
-			if v, ok := stored[id]; ok && p.ev.Offset <= v {
-				res.Skipped++
-				continue
-			}
-			keep = append(keep, p)
-		}
-	}
-	if len(keep) > 0 || len(rewind) > 0 {
-		// A reset partition's new txn version is committed even without
-		// rows, so that the table stops holding the old log's offsets.
-		rows := make([]map[string]any, len(keep))
-		for i, p := range keep {
-			rows[i] = p.row
-		}
-		opts := appendOptions{evolve: w.cfg.SchemaEvolution, casts: w.casts, commitInfo: map[string]any{}}
-		if ids := w.ids.commitInfo(w.worker, txns); ids != nil {
-			opts.commitInfo[CommitInfoTopicIDs] = ids
-		}
-		if len(rewind) > 0 {
-			opts.rewind = rewind
-			opts.commitInfo["kpipe.offsetReset"] = reasons
-		}
-		if w.publish != nil {
-			opts.beforeCommit = func(rejected []*delta.SchemaError, version int64) error {
-				pc := &PendingCommit{Table: w.cfg.TableName, Version: version}
-				bad := make(map[int]bool, len(rejected))
-				for _, se := range rejected {
-					if se.Row >= 0 && se.Row < len(keep) {
-						bad[se.Row] = true
-						pc.Rejected = append(pc.Rejected, Rejection{Event: keep[se.Row].ev, Err: rejectionError(se)})
-					}
-				}
-				for i, p := range keep {
-					if !bad[i] {
-						pc.Written = append(pc.Written, p.ev)
-					}
-				}
-				return w.publish(ctx, pc)
-			}
-		}
-		v, rejected, err := w.tbl.Append(ctx, rows, txns, opts)
-		if err != nil {
-			var se *delta.SchemaError
-			if errors.As(err, &se) {
-				// A schema problem not tied to one row: retrying cannot
-				// help, and nothing may be committed past it.
-				return nil, fmt.Errorf("table %s: %w", w.cfg.TableName, err)
-			}
-			return nil, storageError("committing to table "+w.cfg.TableName, err)
-		}
-		w.refreshSchema(ctx) // evolved by this commit, or by the ones it followed
-		if len(rewind) > 0 && (v >= 0 || len(rejected) < len(keep)) {
-			w.resetsCommitted(txns)
-		}
-		res.Version = v
-		if len(rejected) > 0 {
-			// Every row the table refused goes to the error topic; the
-			// others are committed (once, by the call above).
-			bad := make([]bool, len(keep))
-			for _, se := range rejected {
-				if se.Row < 0 || se.Row >= len(keep) || bad[se.Row] {
-					return nil, fmt.Errorf("table %s: rejected row %d out of range: %w", w.cfg.TableName, se.Row, se)
-				}
-				bad[se.Row] = true
-			}
-			kept := make([]pendingRow, 0, len(keep)-len(rejected))
-			for i, p := range keep {
-				if !bad[i] {
-					kept = append(kept, p)
-				}
-			}
-			for _, se := range rejected {
-				ev := keep[se.Row].ev
-				ev.Errors = append(ev.Errors, rejectionError(se))
-				res.Rejected = append(res.Rejected, ev)
-			}
-			keep = kept
-		}
-	}
-	if len(keep) == 0 && len(txns) > 0 && len(res.Rejected) > 0 {
-		// Everything was rejected: the marks still move on through the
-		// worker's offset commit.
-		res.Version = -1
-	}
-	res.Written = make([]*Event, len(keep))
-	for i, p := range keep {
-		res.Written[i] = p.ev
-	}
-	return res, nil
-}
-
-// offsetReset is one partition's reset: records at or below floor are in
-// the table; reason goes into the commit's commitInfo.
-type offsetReset struct {
-	floor  int64
-	reason string
-}
-
-// OverrideStored implements offsetOverrider.
-func (w *DeltaWriter) OverrideStored(topic string, partition int32, floor int64, reason string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.resets == nil {
-		w.resets = map[partKey]offsetReset{}
-	}
-	w.resets[partKey{topic, partition}] = offsetReset{floor: floor, reason: reason}
-}
-
-// applyResets replaces, in stored, the versions of reset partitions by
-// their floors, and returns the txns the commit may rewind (with the
-// stored version they expect) and the reasons for commitInfo.
-func (w *DeltaWriter) applyResets(stored map[string]int64) (rewind map[string]int64, reasons []string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for k, r := range w.resets {
-		id := AppID(w.worker, k.topic, k.partition)
-		if rewind == nil {
-			rewind = map[string]int64{}
-		}
-		if v, ok := stored[id]; ok {
-			rewind[id] = v
-		} else {
-			rewind[id] = -1
-		}
-		if r.floor >= 0 {
-			stored[id] = r.floor
-		} else {
-			delete(stored, id)
-		}
-		reasons = append(reasons, fmt.Sprintf("%s partition %d: %s", k.topic, k.partition, r.reason))
-	}
-	sort.Strings(reasons)
-	return rewind, reasons
-}
-
-// resetsCommitted forgets the resets whose txns a commit recorded.
-func (w *DeltaWriter) resetsCommitted(txns map[string]int64) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for k := range w.resets {
-		if _, ok := txns[AppID(w.worker, k.topic, k.partition)]; ok {
-			delete(w.resets, k)
-		}
-	}
 }
 
 type partKey struct {

@@ -83,6 +83,12 @@ func (m *memTable) Schema(context.Context) (*delta.StructType, error) {
 }
 
 func (m *memTable) Append(_ context.Context, rows []map[string]any, txns map[string]int64, opts appendOptions) (int64, []*delta.SchemaError, error) {
+	if opts.check != nil {
+		// Before the lock: the dedupe check reads the rows (scanKeys).
+		if err := opts.check(); err != nil {
+			return 0, nil, err
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.down {
@@ -146,6 +152,24 @@ func (m *memTable) TxnVersions(_ context.Context, ids []string) (map[string]int6
 }
 
 func (m *memTable) Close(context.Context) error { return nil }
+
+// scanKeys implements keyScanner; the mark is the number of rows read.
+func (m *memTable) scanKeys(_ context.Context, mark any, _ bool, keyCol, timeCol string, from time.Time, fn func([]byte, time.Time)) (any, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.down {
+		return nil, errStorageDown
+	}
+	n, _ := mark.(int)
+	for _, r := range m.rows[n:] {
+		k, _ := r[keyCol].(string)
+		at, ok := r[timeCol].(time.Time)
+		if k != "" && ok && !at.Before(from) {
+			fn([]byte(k), at)
+		}
+	}
+	return len(m.rows), nil
+}
 
 func (m *memTable) snapshot() []map[string]any {
 	m.mu.Lock()

@@ -260,6 +260,10 @@ func (w *Worker) completeFlush(ctx context.Context, j *flushJob, res *FlushResul
 	if res.Skipped > 0 {
 		w.skipped.WithLabelValues(SkipInTable).Add(float64(res.Skipped))
 	}
+	if res.Duplicates > 0 {
+		w.skipped.WithLabelValues(SkipDuplicate).Add(float64(res.Duplicates))
+		w.deps.Metrics.DuplicatesDropped.WithLabelValues(w.cfg.Name, res.Table).Add(float64(res.Duplicates))
+	}
 	if w.prePublish {
 		w.countSucceeded(res.Written, res.Table, time.Now())
 	} else {
