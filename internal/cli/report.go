@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -10,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"kpipe/internal/config"
+	"kpipe/internal/delta"
+	"kpipe/internal/pipeline"
 	"kpipe/internal/plugin"
 	"kpipe/internal/query"
 	"kpipe/internal/report"
@@ -103,6 +107,9 @@ several templates, or none, pass --task-id.`,
 			if err != nil {
 				return err
 			}
+			if r.DroppedDuplicates, err = droppedDuplicates(cmd.Context(), table, r.TableVersion); err != nil {
+				return err
+			}
 			return report.Write(env.Stdout, r, f)
 		},
 	}
@@ -140,4 +147,40 @@ func configuredTaskID(env *Env) (int64, error) {
 		s[i] = strconv.FormatInt(id, 10)
 	}
 	return 0, fmt.Errorf("--task-id not given, and the triggers in --config-dir %s are keyed by several task templates (%s): pass --task-id with one of them", env.ConfigDir, strings.Join(s, ", "))
+}
+
+// droppedDuplicates sums what the delta writer's dedupe recorded in the
+// commitInfo of the table's commits up to version
+// (pipeline.CommitInfoDuplicatesDropped): deliveries that never became rows.
+// Commits removed by log cleanup are not counted.
+func droppedDuplicates(ctx context.Context, location string, version int64) (int64, error) {
+	store, err := delta.OpenLocation(location)
+	if err != nil {
+		return 0, err
+	}
+	tb, err := delta.Open(ctx, store)
+	if err != nil {
+		return 0, err
+	}
+	defer tb.Close(ctx)
+	hist, err := tb.History(ctx, 0)
+	if err != nil {
+		return 0, fmt.Errorf("reading the history of %s: %w", location, err)
+	}
+	var n int64
+	for _, c := range hist {
+		if c.Version > version {
+			continue
+		}
+		switch v := c.Info[pipeline.CommitInfoDuplicatesDropped].(type) {
+		case float64:
+			n += int64(v)
+		case json.Number:
+			i, _ := v.Int64()
+			n += i
+		case int64:
+			n += v
+		}
+	}
+	return n, nil
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"kpipe/internal/delta"
+	"kpipe/internal/pipeline"
 )
 
 // lifecycleTable writes an itel_cabinet_task_tracking table holding rows (each:
@@ -219,5 +221,44 @@ func TestReportTaskIDFromConfig(t *testing.T) {
 				t.Errorf("report of the wrong template:\n%s", out)
 			}
 		})
+	}
+}
+
+// The deliveries the writer's dedupe dropped never became rows: the report
+// sums what the commits recorded of them.
+func TestReportDroppedDuplicates(t *testing.T) {
+	ts := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
+	dir := lifecycleTable(t, [4]any{"e1", int32(1), "assigned", ts})
+	store, err := delta.OpenLocation(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := delta.Open(t.Context(), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, dropped := range []int{3, 4} {
+		row := map[string]any{
+			"event_id": fmt.Sprintf("e%d", i+2), "event_type": "CUSTOM_TASK_STATUS_CHANGED", "event_timestamp": ts, "processed_timestamp": ts,
+			"task_id": int32(32513), "assignment_id": int32(1), "project_id": "p-1", "task_status": "in_progress",
+			"year": int32(2026), "month": int32(1), "day": int32(5),
+		}
+		if _, err := tbl.Append(t.Context(), []map[string]any{row}, delta.AppendOptions{CommitInfo: map[string]any{pipeline.CommitInfoDuplicatesDropped: dropped}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = tbl.Close(t.Context())
+
+	code, out, errOut := runCLI(t, nil, "--config-dir", repoConfig(), "report", "--table", dir, "--as-of", reportAsOf)
+	if code != ExitOK || !strings.Contains(out, "deliveries dropped as duplicates by the writer 7\n") {
+		t.Fatalf("exit %d: %s\n%s", code, errOut, out)
+	}
+	code, out, errOut = runCLI(t, nil, "--config-dir", repoConfig(), "report", "--table", dir, "--as-of", reportAsOf, "--format", "json")
+	if code != ExitOK || !strings.Contains(out, `"dropped_duplicates": 7`) {
+		t.Fatalf("json: exit %d: %s\n%s", code, errOut, out)
+	}
+	code, out, _ = runCLI(t, nil, "--config-dir", repoConfig(), "report", "--table", reportFixture(t), "--as-of", reportAsOf)
+	if code != ExitOK || !strings.Contains(out, "deliveries dropped as duplicates by the writer 0\n") {
+		t.Fatalf("no dedupe commits: exit %d\n%s", code, out)
 	}
 }

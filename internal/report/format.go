@@ -94,6 +94,9 @@ func writeTable(w io.Writer, r *Report) error {
 	p := func(format string, args ...any) { fmt.Fprintf(tw, format, args...) }
 	p("Task %d lifecycles as of %s (table version %d)\n", r.TaskID, stamp(r.AsOf), r.TableVersion)
 	p("events %d, duplicates ignored %d, after as-of ignored %d\n", r.Events, r.DuplicateEvents, r.LaterEvents)
+	if r.DroppedDuplicates >= 0 {
+		p("deliveries dropped as duplicates by the writer %d\n", r.DroppedDuplicates)
+	}
 	if s.Assignments == 0 {
 		p("no assignments of task %d in the table up to %s\n", r.TaskID, stamp(r.AsOf))
 	}
@@ -181,10 +184,10 @@ func writeCSV(w io.Writer, r *Report) error {
 		recs [][]string
 	}{
 		{"summary", [][]string{
-			{"task_id", "as_of", "table_version", "events", "duplicate_events", "later_events", "sla_seconds", "stuck_after_seconds",
+			{"task_id", "as_of", "table_version", "events", "duplicate_events", "later_events", "dropped_duplicates", "sla_seconds", "stuck_after_seconds",
 				"assignments", "open", "completed", "cancelled", "median_time_to_complete_seconds", "p90_time_to_complete_seconds",
 				"completed_within_sla", "sla_share", "open_past_sla", "stuck"},
-			{itoa(r.TaskID), stamp(r.AsOf), itoa(r.TableVersion), itoa(r.Events), itoa(r.DuplicateEvents), itoa(r.LaterEvents), seconds(r.SLA), seconds(r.StuckAfter),
+			{itoa(r.TaskID), stamp(r.AsOf), itoa(r.TableVersion), itoa(r.Events), itoa(r.DuplicateEvents), itoa(r.LaterEvents), optCount(r.DroppedDuplicates), seconds(r.SLA), seconds(r.StuckAfter),
 				itoa(s.Assignments), itoa(s.Open), itoa(s.Completed), itoa(s.Cancelled), optSec(s.MedianTimeToComplete), optSec(s.P90TimeToComplete),
 				itoa(s.CompletedWithinSLA), share, itoa(s.OpenPastSLA), itoa(s.Stuck)},
 		}},
@@ -237,6 +240,7 @@ type (
 		Events            int64            `json:"events"`
 		DuplicateEvents   int64            `json:"duplicate_events"`
 		LaterEvents       int64            `json:"later_events"`
+		DroppedDuplicates *int64           `json:"dropped_duplicates"`
 		Summary           jsonSummary      `json:"summary"`
 		TimeInStatus      []jsonStatus     `json:"time_in_status"`
 		Stuck             []jsonStuck      `json:"stuck"`
@@ -317,6 +321,7 @@ func writeJSON(w io.Writer, r *Report) error {
 		Events:            r.Events,
 		DuplicateEvents:   r.DuplicateEvents,
 		LaterEvents:       r.LaterEvents,
+		DroppedDuplicates: optInt(r.DroppedDuplicates),
 		Summary: jsonSummary{
 			Assignments:                 s.Assignments,
 			Open:                        s.Open,
@@ -364,4 +369,20 @@ func writeJSON(w io.Writer, r *Report) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
+}
+
+// optCount is n, or "" when it is unknown (negative).
+func optCount(n int64) string {
+	if n < 0 {
+		return ""
+	}
+	return itoa(n)
+}
+
+// optInt is &n, or nil (null) when n is unknown (negative).
+func optInt(n int64) *int64 {
+	if n < 0 {
+		return nil
+	}
+	return &n
 }

@@ -98,6 +98,11 @@ type Report struct {
 	DuplicateEvents int64
 	// LaterEvents is the number of events after AsOf, left out.
 	LaterEvents int64
+	// DroppedDuplicates is the number of deliveries the writer dropped
+	// before they reached the table because their key was there already
+	// (the dedupe counts its commits recorded), or -1 when the caller did
+	// not read the table's log for it. Build leaves it -1.
+	DroppedDuplicates int64
 
 	Summary Summary
 	// Statuses is the time spent in each status across assignments, in
@@ -248,12 +253,13 @@ func Build(ctx context.Context, db *query.DB, opts Options) (*Report, error) {
 		return nil, err
 	}
 	r := &Report{
-		TaskID:       opts.TaskID,
-		AsOf:         opts.AsOf,
-		SLA:          opts.SLA,
-		StuckAfter:   opts.StuckAfter,
-		Limit:        opts.Limit,
-		TableVersion: db.Version(),
+		TaskID:            opts.TaskID,
+		AsOf:              opts.AsOf,
+		SLA:               opts.SLA,
+		StuckAfter:        opts.StuckAfter,
+		Limit:             opts.Limit,
+		TableVersion:      db.Version(),
+		DroppedDuplicates: -1,
 	}
 	b := &builder{db: db, o: opts, asOfUS: opts.AsOf.UnixMicro()}
 	steps := []struct {
