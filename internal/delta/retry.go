@@ -33,8 +33,9 @@ import (
 //     trouble), 429 (throttled) or 408 (request timeout), or with
 //     ErrorCode() string of an S3 throttling or timeout code (SlowDown,
 //     Throttling, ThrottlingException, RequestTimeout,
-//     RequestTimeTooSkewed, InternalError, ServiceUnavailable), as the AWS
-//     SDK's errors expose them;
+//     RequestTimeTooSkewed, InternalError, ServiceUnavailable) or
+//     ConditionalRequestConflict (a conditional write of the same key in
+//     flight, which S3 asks to retry), as the AWS SDK's errors expose them;
 //   - a *ConflictError: a concurrent commit changed the table's metadata
 //     or recorded one of the same txns; a new Append starts from the new
 //     snapshot (and a caller that filters rows by the stored txn versions
@@ -100,7 +101,7 @@ func IsRetryable(err error) bool {
 	var ec interface{ ErrorCode() string }
 	if errors.As(err, &ec) {
 		switch ec.ErrorCode() {
-		case "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable":
+		case "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable", "ConditionalRequestConflict":
 			return true
 		}
 	}

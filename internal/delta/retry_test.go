@@ -114,6 +114,7 @@ func TestIsRetryable(t *testing.T) {
 		{"HTTP 503", statusErr(503), true},
 		{"HTTP 429", statusErr(429), true},
 		{"S3 SlowDown", codeErr("SlowDown"), true},
+		{"S3 ConditionalRequestConflict", codeErr("ConditionalRequestConflict"), true},
 		{"concurrent commit", &ConflictError{Version: 4, Reason: "metadata changed"}, true},
 		{"ENOTDIR", notDirErr, false},
 		{"canceled", canceledErr, false},

@@ -14,11 +14,17 @@ const specTableDef = "../../config/tables/itel_cabinet_task_tracking.yaml"
 
 func newSpecTable(t testing.TB, opts ...Option) (*Table, Storage) {
 	t.Helper()
-	def, err := LoadTableDef(specTableDef)
+	store, err := NewLocalStorage(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := NewLocalStorage(t.TempDir())
+	return createSpecTable(t, store, opts...), store
+}
+
+// createSpecTable creates the SPEC table in store.
+func createSpecTable(t testing.TB, store Storage, opts ...Option) *Table {
+	t.Helper()
+	def, err := LoadTableDef(specTableDef)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +32,7 @@ func newSpecTable(t testing.TB, opts ...Option) (*Table, Storage) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tb, store
+	return tb
 }
 
 // specRow builds a SPEC-shaped row; commit c gains nested fields.
@@ -76,7 +82,17 @@ func specRow(c, i int, ts time.Time) map[string]any {
 }
 
 func TestRoundTripSpecTable(t *testing.T) {
-	tb, store := newSpecTable(t, WithSyncCheckpoints())
+	store, err := NewLocalStorage(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	testRoundTripSpecTable(t, store)
+}
+
+// testRoundTripSpecTable creates the SPEC table in store, appends ten
+// commits (a checkpoint at 10) and reads them back.
+func testRoundTripSpecTable(t *testing.T, store Storage) {
+	tb := createSpecTable(t, store, WithSyncCheckpoints())
 	midnight := time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC)
 	var written []map[string]any
 	for c := 1; c <= 10; c++ {

@@ -56,9 +56,11 @@ type dirSyncer interface {
 }
 
 // OpenLocation returns the Storage for a table location: a local folder
-// (absolute or relative path, or a file:// URL), with the default options
-// (for a folder: files 0640, folders 0750). Object store URLs are not
-// supported yet.
+// (absolute or relative path, or a file:// URL) or an S3 bucket and prefix
+// (s3://bucket/prefix, see S3Storage; the URL may add
+// ?endpoint=URL&path_style=true&region=R for S3-compatible servers), with
+// the default options (for a folder: files 0640, folders 0750). Other
+// object store URLs are not supported yet.
 func OpenLocation(location string) (Storage, error) {
 	return OpenLocationWith(location)
 }
@@ -71,6 +73,8 @@ func OpenLocationWith(location string, opts ...StorageOption) (Storage, error) {
 		return nil, fmt.Errorf("delta: empty table location")
 	case strings.HasPrefix(location, "file://"):
 		return NewLocalStorage(strings.TrimPrefix(location, "file://"), opts...)
+	case strings.HasPrefix(location, "s3://"):
+		return openS3Location(location)
 	case strings.Contains(location, "://"):
 		scheme, _, _ := strings.Cut(location, "://")
 		return nil, fmt.Errorf("delta: table location %q: %w: %s:// storage is not implemented yet", location, ErrUnsupportedFeature, scheme)

@@ -13,8 +13,14 @@ import (
 )
 
 func TestConcurrentWriters(t *testing.T) {
-	const writers, commits = 8, 50
 	_, store := newSpecTable(t)
+	testConcurrentWriters(t, store, 8, 50)
+}
+
+// testConcurrentWriters runs writers Tables on the table in store, each
+// appending commits rows one commit at a time, and checks that every
+// commit landed at its own version, once.
+func testConcurrentWriters(t *testing.T, store Storage, writers, commits int) {
 	ts := time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC)
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
@@ -54,7 +60,7 @@ func TestConcurrentWriters(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap, _ := tb.Snapshot(t.Context())
-	if snap.Version() != writers*commits {
+	if snap.Version() != int64(writers*commits) {
 		t.Fatalf("version %d, want %d", snap.Version(), writers*commits)
 	}
 	l := mustList(t, tb)
@@ -64,7 +70,7 @@ func TestConcurrentWriters(t *testing.T) {
 		}
 	}
 	for w := 0; w < writers; w++ {
-		if v, _ := snap.TxnVersion(fmt.Sprintf("w%d", w)); v != commits {
+		if v, _ := snap.TxnVersion(fmt.Sprintf("w%d", w)); v != int64(commits) {
 			t.Fatalf("writer %d txn %d, want %d", w, v, commits)
 		}
 	}
