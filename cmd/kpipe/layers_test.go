@@ -22,7 +22,7 @@ func TestLayering(t *testing.T) {
 		t.Fatal(`docs/architecture.md has no "## Code layout"`)
 	}
 	rank := map[string]int{}
-	for _, m := range regexp.MustCompile(`(?m)^(internal/[a-z]+)/`).FindAllStringSubmatch(layout, -1) {
+	for _, m := range regexp.MustCompile(`(?m)^(internal/[a-z0-9]+)/`).FindAllStringSubmatch(layout, -1) {
 		if _, dup := rank[m[1]]; !dup {
 			rank[m[1]] = len(rank)
 		}
