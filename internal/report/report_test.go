@@ -404,7 +404,7 @@ func TestWrite(t *testing.T) {
 		}
 		for name, want := range map[string]string{
 			"task_id": "32513", "median_time_to_complete_seconds": "172800", "p90_time_to_complete_seconds": "311040",
-			"sla_share": "0.6666666666666666", "open_past_sla": "2", "dropped_duplicates": "",
+			"sla_share": "0.6666666666666666", "open_past_sla": "2", "stuck": "2", "dropped_duplicates": "",
 		} {
 			if got := col(name); got != want {
 				t.Errorf("summary %s: %q, want %q (%q)", name, got, want, sum)
