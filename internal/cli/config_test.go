@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,10 +94,20 @@ func TestConfigShowRedactsSecrets(t *testing.T) {
 	}
 }
 
+// An unknown command is a usage error at every level: cobra alone prints a
+// group's help and exits 0 for "kpipe table optimize".
 func TestUnknownCommandIsUsageError(t *testing.T) {
-	code, _, errOut := runCLI(t, nil, "nonsense")
-	if code != ExitUsage || !strings.Contains(errOut, "unknown command") {
-		t.Fatalf("exit %d, stderr %q", code, errOut)
+	for _, args := range [][]string{{"nonsense"}, {"table", "optimize"}, {"table", "desribe"}, {"topics", "nonsense"}, {"dlq", "nonsense"}} {
+		code, _, errOut := runCLI(t, nil, args...)
+		if code != ExitUsage || !strings.Contains(errOut, fmt.Sprintf("unknown command %q", args[len(args)-1])) {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
+		}
+	}
+	if _, _, errOut := runCLI(t, nil, "table", "desribe"); !strings.Contains(errOut, "did you mean describe?") {
+		t.Errorf("no suggestion: %q", errOut)
+	}
+	if code, out, _ := runCLI(t, nil, "table"); code != ExitOK || !strings.Contains(out, "Available Commands") {
+		t.Errorf("kpipe table: exit %d, want its help:\n%s", code, out)
 	}
 }
 

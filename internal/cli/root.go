@@ -156,22 +156,40 @@ Start everything on one machine with "kpipe up".`,
 	for _, f := range commands {
 		root.AddCommand(f(env))
 	}
-	// The root runs only for an unknown command (cobra's own message for it
-	// is an untyped error), or none: help.
-	root.Args = cobra.ArbitraryArgs
-	root.SuggestionsMinimumDistance = 2
-	root.RunE = func(cmd *cobra.Command, args []string) error {
-		if len(args) == 0 {
-			return cmd.Help()
-		}
-		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
-		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
-			msg += "; did you mean " + strings.Join(s, " or ") + "?"
-		}
-		return usage(errors.New(msg))
-	}
+	// The root, and every group of subcommands (table, topics, dlq, …),
+	// runs only for an unknown command or none: an unknown one is a usage
+	// error (cobra would print the group's help and exit 0), none is help.
+	groups(root, func(c *cobra.Command) {
+		c.Args = cobra.ArbitraryArgs
+		c.SuggestionsMinimumDistance = 2
+		c.RunE = unknownCommand
+	})
 	markUsageErrors(root)
 	return root
+}
+
+// groups calls fn for c and each command under it that has subcommands and
+// nothing to run itself.
+func groups(c *cobra.Command, fn func(*cobra.Command)) {
+	if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+		fn(c)
+	}
+	for _, sub := range c.Commands() {
+		groups(sub, fn)
+	}
+}
+
+// unknownCommand is the RunE of a command group: help without arguments,
+// else a usage error naming the unknown command and the nearest ones.
+func unknownCommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return cmd.Help()
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return usage(errors.New(msg))
 }
 
 // envOr returns the environment variable name, or def when it is unset or

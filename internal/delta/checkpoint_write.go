@@ -21,11 +21,15 @@ func (t *Table) checkpointInterval(s *Snapshot) int {
 }
 
 // maybeCheckpoint writes a checkpoint of s when its version is a multiple of
-// the interval, or when the previous attempt failed. It never fails the
-// commit: errors are logged and the next commit tries again.
+// the interval, when the previous attempt failed, or when the interval has
+// passed since the newest checkpoint (the writer of a multiple was killed
+// before its checkpoint, or lost the race for the version). It never fails
+// the commit: errors are logged and the next commit tries again.
 func (t *Table) maybeCheckpoint(ctx context.Context, s *Snapshot) {
 	t.ckptMu.Lock()
-	due := s.version > 0 && (s.version%int64(t.checkpointInterval(s)) == 0 || t.ckptRetry)
+	interval := int64(t.checkpointInterval(s))
+	last := max(s.lastCheckpoint, t.ckptLast, 0)
+	due := s.version > 0 && (s.version%interval == 0 || t.ckptRetry || s.version-last >= interval)
 	if !due || t.ckptRunning {
 		if due {
 			t.ckptRetry = true
@@ -35,6 +39,7 @@ func (t *Table) maybeCheckpoint(ctx context.Context, s *Snapshot) {
 	}
 	t.ckptRunning = true
 	t.ckptRetry = false
+	t.ckptLast = max(t.ckptLast, s.version)
 	t.ckptWG.Add(1)
 	t.ckptMu.Unlock()
 

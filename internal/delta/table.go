@@ -53,7 +53,9 @@ type Table struct {
 	ckptMu      sync.Mutex
 	ckptRunning bool
 	ckptRetry   bool
-	ckptWG      sync.WaitGroup
+	// ckptLast is the newest version this Table started a checkpoint of.
+	ckptLast int64
+	ckptWG   sync.WaitGroup
 
 	planMu sync.Mutex
 	plan   *cachedPlan
