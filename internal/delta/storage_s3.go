@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"kpipe/internal/clock"
 	"net/http"
 	"net/url"
 	"os"
@@ -238,7 +239,7 @@ func (s *S3Storage) PutIfAbsent(ctx context.Context, key string, data []byte) er
 	var last error
 	for attempt := range s3PutAttempts {
 		if attempt > 0 {
-			if err := sleepCtx(ctx, time.Duration(50<<attempt)*time.Millisecond); err != nil {
+			if err := clock.Sleep(ctx, time.Duration(50<<attempt)*time.Millisecond); err != nil {
 				return fmt.Errorf("delta: creating %s/%s: %w (after %w)", s.location, key, err, last)
 			}
 		}
@@ -320,17 +321,6 @@ func s3PutOutcome(err error) putOutcome {
 	}
 	// No HTTP response: a timeout, a reset connection, a failed dial.
 	return putUnknown
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Delete implements Storage.

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"kpipe/internal/clock"
 	"strconv"
 	"time"
 
@@ -22,17 +23,6 @@ func newBackoff() *backoff.ExponentialBackOff {
 	bo.InitialInterval = 50 * time.Millisecond
 	bo.MaxInterval = 5 * time.Second
 	return bo
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // flushJob is one flush: the marks it commits and, with an AsyncFlusher,
@@ -334,7 +324,7 @@ func (w *Worker) flushRetry(ctx context.Context, commit func(context.Context) (*
 		}
 		d := bo.NextBackOff()
 		w.log.Warn("storage_unavailable", "table", table, "attempt", attempt, "retry_in", d, "error", err)
-		if !sleep(ctx, d) {
+		if clock.Sleep(ctx, d) != nil {
 			return nil, err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"kpipe/internal/clock"
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -208,7 +209,7 @@ func (w *Worker) adjustOffsets(ctx context.Context, offsets map[string]map[int32
 		}
 		d := bo.NextBackOff()
 		w.log.Warn("reading_stored_offsets_failed", "retry_in", d, "error", err)
-		if !sleep(ctx, d) {
+		if clock.Sleep(ctx, d) != nil {
 			return nil, err
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"kpipe/internal/clock"
 	"kpipe/internal/dlq"
 	"kpipe/internal/jsonx"
 )
@@ -228,7 +229,7 @@ func (p *publisher) produceSync(ctx context.Context, recs []*kgo.Record) error {
 		p.errs.WithLabelValues("publish").Inc()
 		d := bo.NextBackOff()
 		p.log.Warn("publish_failed", "records", len(recs), "retry_in", d, "error", err)
-		if !sleep(ctx, d) {
+		if clock.Sleep(ctx, d) != nil {
 			return err
 		}
 	}

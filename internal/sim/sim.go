@@ -52,6 +52,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"kpipe/internal/clock"
 	"kpipe/internal/jsonx"
 )
 
@@ -237,11 +238,11 @@ func (s *Sim) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		writeError(sw, http.StatusServiceUnavailable, "service unavailable (outage)")
 		return
 	}
-	if v.delay > 0 && !sleepCtx(r.Context(), v.delay) {
+	if v.delay > 0 && clock.Sleep(r.Context(), v.delay) != nil {
 		return
 	}
 	if v.hang {
-		sleepCtx(r.Context(), 10*time.Minute)
+		_ = clock.Sleep(r.Context(), 10*time.Minute)
 		return
 	}
 	if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), s.token) != 1 {
@@ -294,17 +295,6 @@ func (w *statusWriter) code() int {
 		return 499 // the client went away (hang)
 	}
 	return w.status
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {
