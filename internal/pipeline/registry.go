@@ -90,26 +90,20 @@ func NewRegistry() *Registry {
 		func(s *config.HandlerSpec) string { return s.Pos.String() })}
 }
 
-var (
-	defaultOnce sync.Once
-	defaultReg  *Registry
-)
-
 // DefaultRegistry returns a registry holding transform, validation, lookup
 // and delta_writer, the latter also under SPEC.md's Python path
 // (DeltaWriterAlias). Every call returns the same registry; it must not be
 // changed.
-func DefaultRegistry() *Registry {
-	defaultOnce.Do(func() {
-		r := NewRegistry()
-		r.MustRegister(TypeTransform, transformFactory)
-		r.MustRegister(TypeValidation, validationFactory)
-		r.MustRegister(TypeLookup, lookupFactory)
-		r.MustRegister(TypeDeltaWriter, deltaWriterFactory, DeltaWriterAlias)
-		defaultReg = r
-	})
-	return defaultReg
-}
+func DefaultRegistry() *Registry { return defaultRegistry() }
+
+var defaultRegistry = sync.OnceValue(func() *Registry {
+	r := NewRegistry()
+	r.MustRegister(TypeTransform, transformFactory)
+	r.MustRegister(TypeValidation, validationFactory)
+	r.MustRegister(TypeLookup, lookupFactory)
+	r.MustRegister(TypeDeltaWriter, deltaWriterFactory, DeltaWriterAlias)
+	return r
+})
 
 // Handler type names of DefaultRegistry.
 const (

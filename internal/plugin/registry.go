@@ -47,22 +47,16 @@ func NewRegistry() *Registry {
 		func(p *config.Plugin) string { return fmt.Sprintf("plugin %q (%s)", p.Name, p.File) })}
 }
 
-var (
-	defaultOnce sync.Once
-	defaultReg  *Registry
-)
-
 // DefaultRegistry returns the registry of kpipe's plugins: task_trigger,
 // also under SPEC.md's module name. Every call returns the same registry;
 // it must not be changed.
-func DefaultRegistry() *Registry {
-	defaultOnce.Do(func() {
-		r := NewRegistry()
-		r.MustRegister(KindTaskTrigger, NewTaskTriggerFactory(), TaskTriggerModule)
-		defaultReg = r
-	})
-	return defaultReg
-}
+func DefaultRegistry() *Registry { return defaultRegistry() }
+
+var defaultRegistry = sync.OnceValue(func() *Registry {
+	r := NewRegistry()
+	r.MustRegister(KindTaskTrigger, NewTaskTriggerFactory(), TaskTriggerModule)
+	return r
+})
 
 // New builds the plugin p describes.
 func (r *Registry) New(p *config.Plugin, deps Deps) (Plugin, error) {
