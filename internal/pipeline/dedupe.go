@@ -246,18 +246,24 @@ func (d *dedupeState) committed(rows []pendingRow) {
 	}
 }
 
-// scanKeys implements keyScanner: the files delta.AddedFiles names since
+// scanKeys implements keyScanner: of the latest snapshot (fresh) or the one
+// TxnVersions read last, the files delta.AddedFiles names since
 // the snapshot mark (a *delta.Snapshot), kept by delta.FilesFrom on the
 // time column, read with delta.ReadColumns (the key and time columns
 // only).
 func (d *deltaTable) scanKeys(ctx context.Context, mark any, fresh bool, keyCol, timeCol string, from time.Time, fn func([]byte, time.Time)) (any, error) {
-	t, err := d.table(ctx)
-	if err != nil {
-		return nil, err
+	var snap *delta.Snapshot
+	if !fresh {
+		snap = d.last.Load()
 	}
-	snap, err := t.Snapshot(ctx)
-	if err != nil {
-		return nil, err
+	if snap == nil {
+		t, err := d.table(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if snap, err = t.Snapshot(ctx); err != nil {
+			return nil, err
+		}
 	}
 	prev, _ := mark.(*delta.Snapshot)
 	if prev != nil && prev.Version() >= snap.Version() {

@@ -35,6 +35,9 @@ type deltaTable struct {
 	seen atomic.Int64
 	// schema is the schema of the snapshot last read or committed.
 	schema atomic.Pointer[delta.StructType]
+	// last is the snapshot TxnVersions read last: scanKeys(!fresh) syncs
+	// the dedupe state to it instead of listing the log again.
+	last atomic.Pointer[delta.Snapshot]
 }
 
 // TableDefsFromDir returns a Deps.TableDefs that loads
@@ -204,6 +207,7 @@ func (d *deltaTable) TxnVersions(ctx context.Context, appIDs []string) (map[stri
 	}
 	d.seen.Store(snap.Version())
 	d.schema.Store(snap.Schema())
+	d.last.Store(snap)
 	out := make(map[string]int64, len(appIDs))
 	for _, id := range appIDs {
 		if v, ok := snap.TxnVersion(id); ok {
