@@ -246,3 +246,26 @@ func ensureTopic(ctx context.Context, adm *kadm.Client, s TopicSpec, existing ma
 	}
 	return nil
 }
+
+// PartitionBounds lists the log start and end offsets of topic's
+// partitions.
+func PartitionBounds(ctx context.Context, adm *kadm.Client, topic string) (starts, ends map[int32]int64, err error) {
+	so, err := adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = so.Error()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing the start offsets of %s: %w", topic, err)
+	}
+	eo, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = eo.Error()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing the end offsets of %s: %w", topic, err)
+	}
+	starts, ends = map[int32]int64{}, map[int32]int64{}
+	so.Each(func(o kadm.ListedOffset) { starts[o.Partition] = o.Offset })
+	eo.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
+	return starts, ends, nil
+}

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"kpipe/internal/clock"
+	"kpipe/internal/kafka"
 	"strconv"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -85,29 +85,6 @@ func (e *OffsetMismatchError) Error() string {
 // until their next commit stores it.
 type offsetOverrider interface {
 	OverrideStored(topic string, partition int32, floor int64, reason string)
-}
-
-// partitionBounds lists the log start and end offsets of topic's
-// partitions.
-func partitionBounds(ctx context.Context, adm *kadm.Client, topic string) (starts, ends map[int32]int64, err error) {
-	so, err := adm.ListStartOffsets(ctx, topic)
-	if err == nil {
-		err = so.Error()
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("listing start offsets of %s: %w", topic, err)
-	}
-	eo, err := adm.ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = eo.Error()
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("listing end offsets of %s: %w", topic, err)
-	}
-	starts, ends = map[int32]int64{}, map[int32]int64{}
-	so.Each(func(o kadm.ListedOffset) { starts[o.Partition] = o.Offset })
-	eo.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
-	return starts, ends, nil
 }
 
 // placement is where one assigned partition starts and what it knows.
@@ -192,7 +169,7 @@ func (w *Worker) adjustOffsets(ctx context.Context, offsets map[string]map[int32
 			stored, err = w.flusher.StoredOffsets(ctx, w.cfg.InputTopic, ps)
 		}
 		if err == nil {
-			starts, ends, err = partitionBounds(ctx, w.adm, w.cfg.InputTopic)
+			starts, ends, err = kafka.PartitionBounds(ctx, w.adm, w.cfg.InputTopic)
 		}
 		if err == nil && keeper != nil {
 			if brokerID, err = topicID(ctx, w.adm, w.cfg.InputTopic); err == nil && brokerID != "" {

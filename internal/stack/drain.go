@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"kpipe/internal/dlq"
+	"kpipe/internal/kafka"
 )
 
 // probeTimeout bounds one look past a group's committed offset: a
@@ -54,7 +55,7 @@ func groupLags(ctx context.Context, cl *kgo.Client, seeds []kgo.Opt, gts []group
 	adm := kadm.NewClient(cl)
 	out := make([]topicLag, 0, len(gts))
 	for _, gt := range gts {
-		starts, ends, err := bounds(ctx, adm, gt.topic)
+		starts, ends, err := kafka.PartitionBounds(ctx, adm, gt.topic)
 		if err != nil {
 			return nil, err
 		}
@@ -94,28 +95,6 @@ func groupLags(ctx context.Context, cl *kgo.Client, seeds []kgo.Opt, gts []group
 		out = append(out, l)
 	}
 	return out, nil
-}
-
-// bounds lists the log start and end offsets of topic's partitions.
-func bounds(ctx context.Context, adm *kadm.Client, topic string) (starts, ends map[int32]int64, err error) {
-	so, err := adm.ListStartOffsets(ctx, topic)
-	if err == nil {
-		err = so.Error()
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("listing the start offsets of %s: %w", topic, err)
-	}
-	eo, err := adm.ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = eo.Error()
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("listing the end offsets of %s: %w", topic, err)
-	}
-	starts, ends = map[int32]int64{}, map[int32]int64{}
-	so.Each(func(o kadm.ListedOffset) { starts[o.Partition] = o.Offset })
-	eo.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
-	return starts, ends, nil
 }
 
 // dataPast reports, for each partition of gaps (from: committed offset, to:
@@ -176,7 +155,7 @@ func endOffsets(ctx context.Context, cl *kgo.Client, topics ...string) (map[stri
 	adm := kadm.NewClient(cl)
 	out := map[string]map[int32]int64{}
 	for _, t := range topics {
-		_, ends, err := bounds(ctx, adm, t)
+		_, ends, err := kafka.PartitionBounds(ctx, adm, t)
 		if err != nil {
 			return nil, err
 		}
@@ -191,7 +170,7 @@ func endOffsets(ctx context.Context, cl *kgo.Client, topics ...string) (map[stri
 func erroredEvents(ctx context.Context, cl *kgo.Client, seeds []kgo.Opt, from map[string]map[int32]int64, want map[string]bool) (map[string]bool, error) {
 	out := map[string]bool{}
 	for topic, parts := range from {
-		_, ends, err := bounds(ctx, kadm.NewClient(cl), topic)
+		_, ends, err := kafka.PartitionBounds(ctx, kadm.NewClient(cl), topic)
 		if err != nil {
 			return nil, err
 		}
