@@ -3,6 +3,7 @@ package delta
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/url"
@@ -39,6 +40,24 @@ type Metadata struct {
 	CreatedTime      *int64            `json:"createdTime,omitempty"`
 
 	Schema *StructType `json:"-"`
+	// schemaUnsupported is why SchemaString uses a type this package does
+	// not implement (Schema is then empty); checkReadable refuses the
+	// table naming it, rather than calling the log corrupt.
+	schemaUnsupported error
+}
+
+// parseSchema sets Schema from SchemaString.
+func (m *Metadata) parseSchema() error {
+	st, err := ParseSchema(m.SchemaString)
+	switch {
+	case err == nil:
+		m.Schema = st
+	case errors.Is(err, ErrUnsupportedFeature):
+		m.Schema, m.schemaUnsupported = &StructType{}, err
+	default:
+		return err
+	}
+	return nil
 }
 
 // AddFile is the add action: a data file in the table.
@@ -114,9 +133,30 @@ type action struct {
 	CommitInfo     map[string]any
 	CDC            json.RawMessage
 	DomainMetadata *DomainMetadata
-	// Other holds action kinds this package does not interpret
-	// (checkpointMetadata, sidecar, future ones).
+	// Sidecar and CheckpointMetadata appear only in V2 spec checkpoints
+	// (commits' are ignored: they take no part in log replay).
+	Sidecar            *Sidecar
+	CheckpointMetadata *CheckpointMetadata
+	// Other holds action kinds this package does not interpret (future
+	// ones); replay ignores them, as PROTOCOL.md says.
 	Other map[string]json.RawMessage
+}
+
+// Sidecar is the sidecar action of a V2 spec checkpoint: a Parquet file in
+// _delta_log/_sidecars holding some of the checkpoint's add and remove
+// actions.
+type Sidecar struct {
+	Path             string            `json:"path"`
+	SizeInBytes      int64             `json:"sizeInBytes"`
+	ModificationTime int64             `json:"modificationTime"`
+	Tags             map[string]string `json:"tags,omitempty"`
+}
+
+// CheckpointMetadata is the checkpointMetadata action every V2 spec
+// checkpoint holds once.
+type CheckpointMetadata struct {
+	Version int64             `json:"version"`
+	Tags    map[string]string `json:"tags,omitempty"`
 }
 
 // parseLogEntry parses a newline-delimited JSON log entry (a commit file).
@@ -164,21 +204,17 @@ func parseAction(l []byte) (action, error) {
 			if err = strictObject(v, a.Add); err == nil && a.Add.Path == "" {
 				err = fmt.Errorf("add without path")
 			}
-			if isJSONNull(a.Add.DeletionVector) {
-				a.Add.DeletionVector = nil
-			}
+			a.Add.DeletionVector = canonicalDV(a.Add.DeletionVector)
 		case "remove":
 			a.Remove = new(RemoveFile)
 			if err = strictObject(v, a.Remove); err == nil && a.Remove.Path == "" {
 				err = fmt.Errorf("remove without path")
 			}
-			if isJSONNull(a.Remove.DeletionVector) {
-				a.Remove.DeletionVector = nil
-			}
+			a.Remove.DeletionVector = canonicalDV(a.Remove.DeletionVector)
 		case "metaData":
 			a.MetaData = new(Metadata)
 			if err = strictObject(v, a.MetaData); err == nil {
-				a.MetaData.Schema, err = ParseSchema(a.MetaData.SchemaString)
+				err = a.MetaData.parseSchema()
 			}
 		case "protocol":
 			a.Protocol = new(Protocol)
@@ -197,6 +233,14 @@ func parseAction(l []byte) (action, error) {
 		case "domainMetadata":
 			a.DomainMetadata = new(DomainMetadata)
 			err = strictObject(v, a.DomainMetadata)
+		case "sidecar":
+			a.Sidecar = new(Sidecar)
+			if err = strictObject(v, a.Sidecar); err == nil && a.Sidecar.Path == "" {
+				err = fmt.Errorf("sidecar without path")
+			}
+		case "checkpointMetadata":
+			a.CheckpointMetadata = new(CheckpointMetadata)
+			err = strictObject(v, a.CheckpointMetadata)
 		default:
 			if a.Other == nil {
 				a.Other = map[string]json.RawMessage{}
@@ -319,6 +363,8 @@ type logFile struct {
 	kind    int // logCommit, logCheckpoint
 	part    int // 1-based part of a multi-part checkpoint, 0 for classic
 	parts   int
+	// uuid marks a UUID-named (V2 spec) checkpoint, JSON or Parquet.
+	uuid    bool
 	size    int64
 	modTime time.Time
 }
@@ -328,9 +374,10 @@ const (
 	logCheckpoint
 )
 
-// parseLogFileName recognises NNN.json, NNN.checkpoint.parquet and
-// NNN.checkpoint.PPP.QQQ.parquet; other files (UUID-named checkpoints, crc,
-// compactions) are not used by this package.
+// parseLogFileName recognises NNN.json, NNN.checkpoint.parquet,
+// NNN.checkpoint.PPP.QQQ.parquet and the UUID-named
+// NNN.checkpoint.UUID.json / .parquet; other files (crc, compactions) are
+// not used by this package.
 func parseLogFileName(key string) (logFile, bool) {
 	name, ok := strings.CutPrefix(key, logDir)
 	if !ok || len(name) < 21 || strings.Contains(name, "/") {
@@ -346,6 +393,8 @@ func parseLogFileName(key string) (logFile, bool) {
 		return logFile{key: key, version: v, kind: logCommit}, true
 	case rest == "checkpoint.parquet":
 		return logFile{key: key, version: v, kind: logCheckpoint}, true
+	case isUUIDCheckpoint(rest):
+		return logFile{key: key, version: v, kind: logCheckpoint, uuid: true}, true
 	case strings.HasPrefix(rest, "checkpoint.") && strings.HasSuffix(rest, ".parquet"):
 		mid := strings.TrimSuffix(strings.TrimPrefix(rest, "checkpoint."), ".parquet")
 		ps, qs, ok := strings.Cut(mid, ".")
@@ -360,6 +409,36 @@ func parseLogFileName(key string) (logFile, bool) {
 		return logFile{key: key, version: v, kind: logCheckpoint, part: p, parts: q}, true
 	}
 	return logFile{}, false
+}
+
+// isUUIDCheckpoint reports whether rest (a log file name after
+// "NNN.") is "checkpoint.<uuid>.json" or "checkpoint.<uuid>.parquet".
+func isUUIDCheckpoint(rest string) bool {
+	mid, ok := strings.CutPrefix(rest, "checkpoint.")
+	if !ok {
+		return false
+	}
+	u, ok := strings.CutSuffix(mid, ".json")
+	if !ok {
+		if u, ok = strings.CutSuffix(mid, ".parquet"); !ok {
+			return false
+		}
+	}
+	if len(u) != 36 {
+		return false
+	}
+	for i, c := range u {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // StorageKey turns an add/remove path from the log into a storage key

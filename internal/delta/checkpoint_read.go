@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
+	"strings"
 )
 
 func mustSchema(s string) *StructType {
@@ -37,6 +37,10 @@ const (
 	jsBool    = `"boolean"`
 	jsStrMap  = `{"type":"map","keyType":"string","valueType":"string","valueContainsNull":true}`
 	jsStrList = `{"type":"array","elementType":"string","containsNull":true}`
+	jsDV      = `{"type":"struct","fields":[` + `{"name":"storageType","type":"string","nullable":true,"metadata":{}},` +
+		`{"name":"pathOrInlineDv","type":"string","nullable":true,"metadata":{}},{"name":"offset","type":"integer","nullable":true,"metadata":{}},` +
+		`{"name":"sizeInBytes","type":"integer","nullable":true,"metadata":{}},{"name":"cardinality","type":"long","nullable":true,"metadata":{}},` +
+		`{"name":"maxRowIndex","type":"long","nullable":true,"metadata":{}}]}`
 )
 
 // checkpointReadSchema is what this package reads from a checkpoint. Columns
@@ -58,19 +62,21 @@ var checkpointReadSchema = mustSchema(st(
 	f("protocol", st(f("minReaderVersion", jsInt), f("minWriterVersion", jsInt),
 		f("readerFeatures", jsStrList), f("writerFeatures", jsStrList))),
 	f("domainMetadata", st(f("domain", jsString), f("configuration", jsString), f("removed", jsBool))),
-	f("checkpointMetadata", st(f("version", jsLong))),
-	f("sidecar", st(f("path", jsString))),
+	f("checkpointMetadata", st(f("version", jsLong), f("tags", jsStrMap))),
+	f("sidecar", st(f("path", jsString), f("sizeInBytes", jsLong), f("modificationTime", jsLong), f("tags", jsStrMap))),
 ))
 
-// checkpointWriteSchema is what this package writes: the V1 checkpoint
-// schema (add stats as JSON only).
+// checkpointWriteSchema is the schema of the checkpoints this package
+// writes when stats are JSON only: the V1 checkpoint schema.
 var checkpointWriteSchema = mustSchema(st(
 	f("txn", st(f("appId", jsString), f("version", jsLong), f("lastUpdated", jsLong))),
 	f("add", st(f("path", jsString), f("partitionValues", jsStrMap), f("size", jsLong),
 		f("modificationTime", jsLong), f("dataChange", jsBool), f("stats", jsString), f("tags", jsStrMap),
-		f("baseRowId", jsLong), f("defaultRowCommitVersion", jsLong), f("clusteringProvider", jsString))),
+		f("deletionVector", jsDV), f("baseRowId", jsLong), f("defaultRowCommitVersion", jsLong),
+		f("clusteringProvider", jsString))),
 	f("remove", st(f("path", jsString), f("deletionTimestamp", jsLong), f("dataChange", jsBool),
-		f("extendedFileMetadata", jsBool), f("partitionValues", jsStrMap), f("size", jsLong))),
+		f("extendedFileMetadata", jsBool), f("partitionValues", jsStrMap), f("size", jsLong),
+		f("deletionVector", jsDV))),
 	f("metaData", st(f("id", jsString), f("name", jsString), f("description", jsString),
 		f("format", st(f("provider", jsString), f("options", jsStrMap))), f("schemaString", jsString),
 		f("partitionColumns", jsStrList), f("configuration", jsStrMap), f("createdTime", jsLong))),
@@ -79,27 +85,182 @@ var checkpointWriteSchema = mustSchema(st(
 	f("domainMetadata", st(f("domain", jsString), f("configuration", jsString), f("removed", jsBool))),
 ))
 
-// readCheckpoint reads the actions of every part of a checkpoint.
+// parquetSource is a Parquet file of a checkpoint whose rows became
+// actions[first : first+n], in order.
+type parquetSource struct {
+	key      string
+	data     []byte
+	first, n int
+}
+
+// readCheckpoint reads the actions of every part of a checkpoint: classic
+// or multi-part Parquet, or a UUID-named V2 checkpoint in JSON or Parquet,
+// with the add and remove actions of the sidecar files a V2 spec
+// checkpoint names. Adds without a stats JSON take their stats from
+// add.stats_parsed (and partition values from partitionValues_parsed) when
+// the Parquet file has them.
 func readCheckpoint(ctx context.Context, store Storage, parts []logFile) ([]action, error) {
 	var out []action
+	var srcs []parquetSource
 	for _, p := range parts {
 		data, err := store.Read(ctx, p.key)
 		if err != nil {
 			return nil, err
 		}
-		rows, err := readParquetRows(data, checkpointReadSchema)
-		if err != nil {
-			return nil, fmt.Errorf("%w: checkpoint %s: %w", ErrCorruptLog, p.key, err)
-		}
-		for _, r := range rows {
-			a, err := checkpointAction(r)
+		if strings.HasSuffix(p.key, ".json") {
+			acts, err := parseLogEntry(data)
 			if err != nil {
-				return nil, fmt.Errorf("%w: checkpoint %s: %w", ErrCorruptLog, p.key, err)
+				return nil, fmt.Errorf("checkpoint %s: %w", p.key, err)
 			}
-			out = append(out, a)
+			out = append(out, acts...)
+			continue
+		}
+		first := len(out)
+		if out, err = appendCheckpointRows(out, data, p.key, false); err != nil {
+			return nil, err
+		}
+		srcs = append(srcs, parquetSource{key: p.key, data: data, first: first, n: len(out) - first})
+	}
+	var sidecars []*Sidecar
+	metas := 0
+	for _, a := range out {
+		if a.Sidecar != nil {
+			sidecars = append(sidecars, a.Sidecar)
+		}
+		if a.CheckpointMetadata != nil {
+			metas++
 		}
 	}
+	if len(parts) == 1 && parts[0].uuid && metas != 1 {
+		return nil, fmt.Errorf("%w: UUID-named checkpoint %s has %d checkpointMetadata actions, want 1", ErrCorruptLog, parts[0].key, metas)
+	}
+	for _, sc := range sidecars {
+		key, err := sidecarKey(store, sc.Path)
+		if err != nil {
+			return nil, err
+		}
+		data, err := store.Read(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("%w: sidecar %s of the checkpoint: %w", ErrCorruptLog, key, err)
+		}
+		first := len(out)
+		if out, err = appendCheckpointRows(out, data, key, true); err != nil {
+			return nil, err
+		}
+		srcs = append(srcs, parquetSource{key: key, data: data, first: first, n: len(out) - first})
+	}
+	fillParsedStats(out, srcs)
 	return out, nil
+}
+
+// appendCheckpointRows appends the actions of a checkpoint Parquet file's
+// rows, one per row (rows of no action kind become empty actions, so row i
+// is action first+i); a sidecar contributes only add and remove actions.
+func appendCheckpointRows(out []action, data []byte, key string, sidecar bool) ([]action, error) {
+	rows, err := readParquetRows(data, checkpointReadSchema)
+	if err != nil {
+		return nil, fmt.Errorf("%w: checkpoint %s: %w", ErrCorruptLog, key, err)
+	}
+	for _, r := range rows {
+		a, err := checkpointAction(r)
+		if err != nil {
+			return nil, fmt.Errorf("%w: checkpoint %s: %w", ErrCorruptLog, key, err)
+		}
+		if sidecar {
+			a = action{Add: a.Add, Remove: a.Remove}
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// sidecarKey resolves a sidecar action's path: a file name (what writers
+// are encouraged to store) or path relative to _delta_log/_sidecars, or an
+// absolute path inside the table.
+func sidecarKey(store Storage, p string) (string, error) {
+	k := StorageKey(p)
+	if strings.Contains(k, "://") || strings.HasPrefix(k, "/") {
+		return dataFileKey(store, k)
+	}
+	return logDir + "_sidecars/" + k, nil
+}
+
+// fillParsedStats gives adds without a stats JSON the stats of their
+// add.stats_parsed column, and adds without partition values those of
+// add.partitionValues_parsed, reading the Parquet sources again with the
+// table's stats types. Stats are optional: a column that does not read is
+// left out.
+func fillParsedStats(acts []action, srcs []parquetSource) {
+	var md *Metadata
+	var proto *Protocol
+	for _, a := range acts {
+		switch {
+		case a.MetaData != nil:
+			md = a.MetaData
+		case a.Protocol != nil:
+			proto = a.Protocol
+		}
+	}
+	if md == nil || md.schemaUnsupported != nil {
+		return
+	}
+	need := false
+	for _, a := range acts {
+		if a.Add != nil && (a.Add.Stats == "" || len(md.PartitionColumns) > 0 && len(a.Add.PartitionValues) == 0) {
+			need = true
+			break
+		}
+	}
+	if !need {
+		return
+	}
+	s := &Snapshot{metadata: md, protocol: proto}
+	if proto == nil {
+		s.protocol = &Protocol{}
+	}
+	statsT, partT := statsParsedType(s), partitionParsedType(s)
+	addFields := []*StructField{{Name: "stats_parsed", Type: statsT, Nullable: true}}
+	if partT != nil {
+		addFields = append(addFields, &StructField{Name: "partitionValues_parsed", Type: partT, Nullable: true})
+	}
+	schema := &StructType{Fields: []*StructField{{Name: "add", Type: &StructType{Fields: addFields}, Nullable: true}}}
+	for _, src := range srcs {
+		rows, err := readParquetRows(src.data, schema)
+		if err != nil || len(rows) != src.n {
+			continue
+		}
+		for i, r := range rows {
+			add := acts[src.first+i].Add
+			m, _ := r["add"].(map[string]any)
+			if add == nil || m == nil {
+				continue
+			}
+			if add.Stats == "" {
+				if ps, ok := m["stats_parsed"].(map[string]any); ok {
+					add.Stats = statsFromParsed(statsT, ps)
+				}
+			}
+			if partT != nil && len(add.PartitionValues) == 0 {
+				if pv, ok := m["partitionValues_parsed"].(map[string]any); ok {
+					add.PartitionValues = partitionsFromParsed(partT, pv)
+				}
+			}
+		}
+	}
+}
+
+// partitionsFromParsed serializes a partitionValues_parsed value.
+func partitionsFromParsed(t *StructType, pv map[string]any) map[string]string {
+	out := make(map[string]string, len(t.Fields))
+	for _, fl := range t.Fields {
+		out[fl.Name] = ""
+		if v := pv[fl.Name]; v != nil {
+			if s, err := serializePartitionValue(fl.Type, v); err == nil {
+				out[fl.Name] = s
+			}
+		}
+	}
+	return out
 }
 
 func mget[T any](m map[string]any, k string) (T, bool) {
@@ -155,7 +316,7 @@ func dvJSON(v any) json.RawMessage {
 		return nil
 	}
 	b, _ := json.Marshal(clean)
-	return b
+	return canonicalDV(b)
 }
 
 func checkpointAction(r map[string]any) (action, error) {
@@ -214,8 +375,7 @@ func checkpointAction(r map[string]any) (action, error) {
 		if md.Configuration == nil {
 			md.Configuration = map[string]string{}
 		}
-		var err error
-		if md.Schema, err = ParseSchema(md.SchemaString); err != nil {
+		if err := md.parseSchema(); err != nil {
 			return a, err
 		}
 		a.MetaData = md
@@ -243,13 +403,20 @@ func checkpointAction(r map[string]any) (action, error) {
 		d.Removed, _ = mget[bool](m, "removed")
 		a.DomainMetadata = d
 	}
-	for _, k := range []string{"checkpointMetadata", "sidecar"} {
-		if r[k] != nil {
-			if a.Other == nil {
-				a.Other = map[string]json.RawMessage{}
-			}
-			a.Other[k] = json.RawMessage(strconv.Quote(k))
+	if m, ok := mget[map[string]any](r, "checkpointMetadata"); ok {
+		cm := &CheckpointMetadata{Tags: strMap(m["tags"])}
+		cm.Version, _ = mget[int64](m, "version")
+		a.CheckpointMetadata = cm
+	}
+	if m, ok := mget[map[string]any](r, "sidecar"); ok {
+		sc := &Sidecar{Tags: strMap(m["tags"])}
+		sc.Path, _ = mget[string](m, "path")
+		sc.SizeInBytes, _ = mget[int64](m, "sizeInBytes")
+		sc.ModificationTime, _ = mget[int64](m, "modificationTime")
+		if sc.Path == "" {
+			return a, fmt.Errorf("sidecar without path")
 		}
+		a.Sidecar = sc
 	}
 	return a, nil
 }

@@ -65,14 +65,18 @@ func (t *Table) maybeCheckpoint(ctx context.Context, s *Snapshot) {
 	}
 }
 
-// Checkpoint writes a classic V1 checkpoint of s (if none exists for its
-// version) and points _last_checkpoint at it.
+// Checkpoint writes a classic checkpoint of s (if none exists for its
+// version) and points _last_checkpoint at it. It is a single file, never
+// multi-part: V1 spec, or on a table that supports v2Checkpoint the V2
+// spec (a checkpointMetadata action, file actions inline, no sidecars),
+// which PROTOCOL.md allows under the classic name. Stats are written as
+// the table's delta.checkpoint.writeStatsAsJson / writeStatsAsStruct ask.
 func (t *Table) Checkpoint(ctx context.Context, s *Snapshot) error {
 	if err := checkWritable(s); err != nil {
 		return err
 	}
 	rows := checkpointRows(s)
-	plan, err := newWritePlan(checkpointWriteSchema, 0)
+	plan, err := newWritePlan(checkpointSchemaFor(s), 0)
 	if err != nil {
 		return err
 	}
@@ -173,6 +177,11 @@ func checkpointRows(s *Snapshot) []map[string]any {
 		d := s.domains[k]
 		rows = append(rows, map[string]any{"domainMetadata": map[string]any{"domain": d.Domain, "configuration": d.Configuration, "removed": false}})
 	}
+	statsJSON := s.configBoolDefault(propStatsAsJSON, true)
+	var statsT, partT *StructType
+	if s.configBoolDefault(propStatsAsStruct, false) {
+		statsT, partT = statsParsedType(s), partitionParsedType(s)
+	}
 	for _, k := range slices.Sorted(maps.Keys(s.files)) {
 		f := s.files[k]
 		add := map[string]any{
@@ -184,14 +193,25 @@ func checkpointRows(s *Snapshot) []map[string]any {
 			"baseRowId":               optAny(f.BaseRowID),
 			"defaultRowCommitVersion": optAny(f.DefaultRowCommitVersion),
 		}
-		if f.Stats != "" {
+		if f.Stats != "" && statsJSON {
 			add["stats"] = f.Stats
+		}
+		if statsT != nil {
+			if ps := parsedStats(statsT, f.Stats); ps != nil {
+				add["stats_parsed"] = ps
+			}
+			if partT != nil && len(partT.Fields) > 0 {
+				add["partitionValues_parsed"] = parsedPartitions(partT, f.PartitionValues)
+			}
 		}
 		if len(f.Tags) > 0 {
 			add["tags"] = strMapAny(f.Tags)
 		}
 		if f.ClusteringProvider != "" {
 			add["clusteringProvider"] = f.ClusteringProvider
+		}
+		if dv := dvRow(f.DeletionVector); dv != nil {
+			add["deletionVector"] = dv
 		}
 		rows = append(rows, map[string]any{"add": add})
 	}
@@ -203,9 +223,47 @@ func checkpointRows(s *Snapshot) []map[string]any {
 			rm["partitionValues"] = strMapAny(r.PartitionValues)
 			rm["size"] = optAny(r.Size)
 		}
+		if dv := dvRow(r.DeletionVector); dv != nil {
+			rm["deletionVector"] = dv
+		}
 		rows = append(rows, map[string]any{"remove": rm})
 	}
+	if s.supportsV2Checkpoints() {
+		rows = append(rows, map[string]any{"checkpointMetadata": map[string]any{"version": s.version}})
+	}
 	return rows
+}
+
+// dvRow is a deletionVector field as a checkpoint row value, nil for none.
+func dvRow(raw json.RawMessage) map[string]any {
+	d, err := parseDV(raw)
+	if err != nil || d == nil {
+		return nil
+	}
+	m := map[string]any{
+		"storageType":    d.StorageType,
+		"pathOrInlineDv": d.PathOrInlineDv,
+		"sizeInBytes":    d.SizeInBytes,
+		"cardinality":    d.Cardinality,
+	}
+	if d.Offset != nil {
+		m["offset"] = *d.Offset
+	}
+	if d.MaxRowIndex != nil {
+		m["maxRowIndex"] = *d.MaxRowIndex
+	}
+	return m
+}
+
+// parsedPartitions is the partitionValues_parsed value of a file.
+func parsedPartitions(t *StructType, pv map[string]string) map[string]any {
+	out := map[string]any{}
+	for _, fl := range t.Fields {
+		if v, err := parsePartitionValue(fl.Type, pv[fl.Name]); err == nil && v != nil {
+			out[fl.Name] = v
+		}
+	}
+	return out
 }
 
 func nonNil(s []string) []string {

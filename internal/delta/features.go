@@ -5,18 +5,46 @@ import (
 	"strings"
 )
 
-// Reader features this package implements (reader version 3).
-var supportedReaderFeatures = []string{"timestampNtz", "vacuumProtocolCheck"}
+// Reader features this package implements (reader version 3):
+// timestampNtz, vacuumProtocolCheck (nothing to do for a reader),
+// deletionVectors (rows a DV removes are never returned, see DeletedRows)
+// and v2Checkpoint (UUID-named and classic V2 checkpoints, sidecars).
+var supportedReaderFeatures = []string{"timestampNtz", "vacuumProtocolCheck", "deletionVectors", "v2Checkpoint"}
 
 // Writer features this package implements (writer version 7). Appends honour
 // them: appendOnly (appends are allowed), changeDataFeed (appends need no
 // change files), invariants and checkConstraints (refused when any is
 // defined, see checkWritable), domainMetadata (preserved), generatedColumns
-// (refused when any is defined).
+// (refused when any is defined), deletionVectors (an append never writes
+// one; existing DVs are kept through replay and checkpoints) and
+// v2Checkpoint (checkpoints are classic, single-file, V2 spec with a
+// checkpointMetadata action; never multi-part).
 var supportedWriterFeatures = []string{
 	"appendOnly", "invariants", "checkConstraints", "changeDataFeed", "generatedColumns",
-	"timestampNtz", "vacuumProtocolCheck", "domainMetadata",
+	"timestampNtz", "vacuumProtocolCheck", "domainMetadata", "deletionVectors", "v2Checkpoint",
 }
+
+// featureHints explain refused features users meet.
+var featureHints = map[string]string{
+	"catalogManaged":      "catalogManaged (commits go through the table's catalog, which kpipe does not talk to)",
+	"variantType":         "variantType (variant columns)",
+	"variantType-preview": "variantType-preview (variant columns)",
+	"variantShredding":    "variantShredding (shredded variant columns)",
+}
+
+func featureName(f string) string {
+	if h, ok := featureHints[f]; ok {
+		return h
+	}
+	return f
+}
+
+// CheckReadable returns nil when this package can read the table in s, or
+// an error wrapping ErrUnsupportedFeature that names the protocol version
+// or each reader feature it does not implement. Open, Snapshot and
+// SnapshotAt call it, so every reader (the table library, query, report,
+// describe, history) refuses the same tables with the same message.
+func CheckReadable(s *Snapshot) error { return checkReadable(s) }
 
 // checkReadable returns an error wrapping ErrUnsupportedFeature naming what
 // this package cannot read in the table.
@@ -25,22 +53,19 @@ func checkReadable(s *Snapshot) error {
 	var bad []string
 	switch {
 	case p.MinReaderVersion > 3:
-		bad = append(bad, "minReaderVersion "+itoa(p.MinReaderVersion))
+		bad = append(bad, "minReaderVersion "+itoa(p.MinReaderVersion)+" (kpipe reads versions 1 to 3)")
 	case p.MinReaderVersion == 3:
 		for _, f := range p.ReaderFeatures {
 			if !slices.Contains(supportedReaderFeatures, f) && f != "columnMapping" {
-				bad = append(bad, f)
+				bad = append(bad, featureName(f))
 			}
 		}
 	}
 	if m := columnMappingMode(s); m != "" && m != "none" {
 		bad = append(bad, "columnMapping (mode "+m+")")
 	}
-	for _, f := range s.files {
-		if len(f.DeletionVector) > 0 {
-			bad = append(bad, "deletionVectors (file with a deletion vector)")
-			break
-		}
+	if s.metadata != nil && s.metadata.schemaUnsupported != nil {
+		bad = append(bad, "schema: "+strings.TrimPrefix(s.metadata.schemaUnsupported.Error(), ErrUnsupportedFeature.Error()+": "))
 	}
 	if len(bad) > 0 {
 		return unsupported("reading table with", dedupe(bad)...)
@@ -66,7 +91,7 @@ func checkWritable(s *Snapshot) error {
 			}
 		}
 	}
-	for _, k := range []string{"delta.enableDeletionVectors", "delta.enableRowTracking", "delta.enableInCommitTimestamps",
+	for _, k := range []string{"delta.enableRowTracking", "delta.enableInCommitTimestamps",
 		"delta.enableIcebergCompatV1", "delta.enableIcebergCompatV2", "delta.enableTypeWidening"} {
 		if s.configBool(k) {
 			bad = append(bad, k)

@@ -27,7 +27,8 @@ func ReadRows(ctx context.Context, store Storage, snap *Snapshot) ([]map[string]
 	return out, nil
 }
 
-// ReadFile reads the rows of one data file of the snapshot.
+// ReadFile reads the rows of one data file of the snapshot, without those
+// its deletion vector removes.
 func ReadFile(ctx context.Context, store Storage, snap *Snapshot, f AddFile) ([]map[string]any, error) {
 	if err := checkReadable(snap); err != nil {
 		return nil, err
@@ -51,6 +52,9 @@ func ReadFile(ctx context.Context, store Storage, snap *Snapshot, f AddFile) ([]
 	rows, err := readParquetRows(data, dataSchema)
 	if err != nil {
 		return nil, fmt.Errorf("data file %s: %w", f.Path, err)
+	}
+	if rows, err = dropDeleted(ctx, store, f, rows); err != nil {
+		return nil, err
 	}
 	for _, pc := range parts {
 		fl := schema.Field(pc)
@@ -80,4 +84,25 @@ func dataFileKey(store Storage, p string) (string, error) {
 		return "", fmt.Errorf("%w: data file %s is outside the table location", ErrUnsupportedFeature, p)
 	}
 	return k, nil
+}
+
+// dropDeleted removes from rows (all rows of f's data file, in file order)
+// those f's deletion vector removes.
+func dropDeleted(ctx context.Context, store Storage, f AddFile, rows []map[string]any) ([]map[string]any, error) {
+	del, err := DeletedRows(ctx, store, f)
+	if err != nil || len(del) == 0 {
+		return rows, err
+	}
+	if last := del[len(del)-1]; last >= uint64(len(rows)) {
+		return nil, fmt.Errorf("%w: deletion vector of %s removes row %d of a file of %d rows", ErrCorruptLog, f.Path, last, len(rows))
+	}
+	out := rows[:0]
+	for i, r := range rows {
+		if len(del) > 0 && del[0] == uint64(i) {
+			del = del[1:]
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }

@@ -184,6 +184,7 @@ func readFileColumns(ctx context.Context, store Storage, snap *Snapshot, f *AddF
 	if !inFile {
 		// Only partition columns: the stats say how many rows.
 		n, ok := f.NumRecords()
+		n -= f.deletedCount()
 		if !ok {
 			inFile = true // count the rows from the file
 		} else {
@@ -196,6 +197,10 @@ func readFileColumns(ctx context.Context, store Storage, snap *Snapshot, f *AddF
 			}
 			return nil
 		}
+	}
+	del, err := DeletedRows(ctx, store, *f)
+	if err != nil {
+		return err
 	}
 	pf, closeFile, err := openDataFile(ctx, store, f)
 	if err != nil {
@@ -221,8 +226,9 @@ func readFileColumns(ctx context.Context, store Storage, snap *Snapshot, f *AddF
 		c.node, c.unit = n, timeUnit(n.elem)
 		c.vals = make([]parquet.Value, columnBatchRows)
 	}
+	d := &deletedCursor{rows: del}
 	for _, rg := range pf.RowGroups() {
-		if err := readRowGroupColumns(ctx, rg, b, fn); err != nil {
+		if err := readRowGroupColumns(ctx, rg, b, d, fn); err != nil {
 			var ce *callbackError
 			if errors.As(err, &ce) {
 				return ce.err
@@ -240,7 +246,38 @@ type callbackError struct{ err error }
 func (e *callbackError) Error() string { return e.err.Error() }
 func (e *callbackError) Unwrap() error { return e.err }
 
-func readRowGroupColumns(ctx context.Context, rg parquet.RowGroup, b *ColumnBatch, fn func(*ColumnBatch) error) error {
+// deletedCursor walks a file's deleted rows (sorted) as its batches are
+// read: next is the file row index of the next batch.
+type deletedCursor struct {
+	rows []uint64
+	next uint64
+}
+
+// filter drops the deleted rows from a batch of n rows just read, moving
+// the kept values of each file column down, and returns how many are kept.
+func (d *deletedCursor) filter(b *ColumnBatch, n int) int {
+	start := d.next
+	d.next += uint64(n)
+	if len(d.rows) == 0 || d.rows[0] >= d.next {
+		return n
+	}
+	kept := 0
+	for i := 0; i < n; i++ {
+		if len(d.rows) > 0 && d.rows[0] == start+uint64(i) {
+			d.rows = d.rows[1:]
+			continue
+		}
+		for c := range b.cols {
+			if b.cols[c].node != nil {
+				b.cols[c].vals[kept] = b.cols[c].vals[i]
+			}
+		}
+		kept++
+	}
+	return kept
+}
+
+func readRowGroupColumns(ctx context.Context, rg parquet.RowGroup, b *ColumnBatch, d *deletedCursor, fn func(*ColumnBatch) error) error {
 	chunks := rg.ColumnChunks()
 	curs := make([]*columnCursor, len(b.cols))
 	for i := range b.cols {
@@ -275,10 +312,14 @@ func readRowGroupColumns(ctx context.Context, rg parquet.RowGroup, b *ColumnBatc
 				return fmt.Errorf("%w: column %q has fewer values than its row group has rows", ErrCorruptLog, b.cols[i].name)
 			}
 		}
+		read := b.n
+		left -= int64(read)
+		if b.n = d.filter(b, read); b.n == 0 {
+			continue
+		}
 		if err := fn(b); err != nil {
 			return &callbackError{err}
 		}
-		left -= int64(b.n)
 	}
 	return nil
 }

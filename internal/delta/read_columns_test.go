@@ -415,7 +415,7 @@ func TestReadColumnsReadsOnlyItsChunks(t *testing.T) {
 	b := &ColumnBatch{file: &f, cols: []batchCol{{name: "event_id", typ: TypeString, node: n, vals: make([]parquet.Value, columnBatchRows)}}}
 	got := 0
 	for _, rg := range pf.RowGroups() {
-		if err := readRowGroupColumns(t.Context(), rg, b, func(b *ColumnBatch) error {
+		if err := readRowGroupColumns(t.Context(), rg, b, &deletedCursor{}, func(b *ColumnBatch) error {
 			for r := range b.Len() {
 				if want := fmt.Sprintf("evt-3-%d", got); string(b.Bytes(0, r)) != want {
 					t.Fatalf("row %d: %q, want %q", got, b.Bytes(0, r), want)

@@ -11,10 +11,11 @@ import (
 // Snapshot is the state of a table at one version. It is immutable and safe
 // for concurrent use.
 type Snapshot struct {
-	version    int64
-	protocol   *Protocol
-	metadata   *Metadata
-	files      map[string]*AddFile // by StorageKey(path)
+	version  int64
+	protocol *Protocol
+	metadata *Metadata
+	files    map[string]*AddFile // by StorageKey(path)
+	// tombstones are keyed by tombstoneKey(StorageKey(path), DV uniqueId).
 	tombstones map[string]*RemoveFile
 	txns       map[string]Txn
 	domains    map[string]DomainMetadata
@@ -49,21 +50,28 @@ func (s *Snapshot) clone() *Snapshot {
 	return &c
 }
 
-// apply applies the actions of commit version to s (which must be private to
-// the caller).
+// apply applies the actions of commit version (or of a checkpoint) to s,
+// which must be private to the caller, as PROTOCOL.md's action
+// reconciliation says. A logical file is keyed by (path, deletion vector
+// uniqueId); the actions of one commit or checkpoint are not ordered, so
+// its removes are applied before its adds: a remove drops the live file
+// only when its key matches (the live file's path with the same DV), and
+// an add replaces the live file of its path whatever its DV was. An add
+// and a remove of the same key in one commit or checkpoint (which
+// PROTOCOL.md forbids) keep the add: a checkpoint's adds are the live
+// files, its removes only tombstones.
 func (s *Snapshot) apply(version int64, acts []action, modTime time.Time) {
 	var ci map[string]any
 	for i := range acts {
 		a := &acts[i]
 		switch {
-		case a.Add != nil:
-			k := StorageKey(a.Add.Path)
-			s.files[k] = a.Add
-			delete(s.tombstones, k)
 		case a.Remove != nil:
 			k := StorageKey(a.Remove.Path)
-			delete(s.files, k)
-			s.tombstones[k] = a.Remove
+			dk := dvKey(a.Remove.DeletionVector)
+			if f, ok := s.files[k]; ok && dvKey(f.DeletionVector) == dk {
+				delete(s.files, k)
+			}
+			s.tombstones[tombstoneKey(k, dk)] = a.Remove
 		case a.MetaData != nil:
 			s.metadata = a.MetaData
 		case a.Protocol != nil:
@@ -80,10 +88,25 @@ func (s *Snapshot) apply(version int64, acts []action, modTime time.Time) {
 			ci = a.CommitInfo
 		}
 	}
+	for i := range acts {
+		if a := acts[i].Add; a != nil {
+			k := StorageKey(a.Path)
+			s.files[k] = a
+			delete(s.tombstones, tombstoneKey(k, dvKey(a.DeletionVector)))
+		}
+	}
 	c := commitInfoOf(version, ci, modTime)
 	s.history = append(s.history, c)
 	s.version = version
 	s.timestamp = c.Timestamp
+}
+
+// tombstoneKey keys a remove by (path, DV uniqueId); it sorts by path.
+func tombstoneKey(key, dv string) string {
+	if dv == "" {
+		return key
+	}
+	return key + "\x00" + dv
 }
 
 // Version returns the snapshot's table version.
@@ -123,7 +146,8 @@ func (s *Snapshot) Files() []AddFile {
 // NumFiles returns the number of active files.
 func (s *Snapshot) NumFiles() int { return len(s.files) }
 
-// Tombstones returns the remove actions still in the state, sorted by path.
+// Tombstones returns the remove actions still in the state, sorted by path
+// (one per path and deletion vector).
 func (s *Snapshot) Tombstones() []RemoveFile {
 	out := make([]RemoveFile, 0, len(s.tombstones))
 	for _, k := range slices.Sorted(maps.Keys(s.tombstones)) {
@@ -158,17 +182,28 @@ func (s *Snapshot) CheckpointVersion() int64 { return s.lastCheckpoint }
 
 // Totals returns the active files' total size and, from their stats, the
 // number of rows; rowsKnown is false when some file has no numRecords.
+// Rows that deletion vectors remove (their cardinality) are not counted.
 func (s *Snapshot) Totals() (bytes, rows int64, rowsKnown bool) {
 	rowsKnown = true
 	for _, f := range s.files {
 		bytes += f.Size
 		if n, ok := f.NumRecords(); ok {
-			rows += n
+			rows += n - f.deletedCount()
 		} else {
 			rowsKnown = false
 		}
 	}
 	return bytes, rows, rowsKnown
+}
+
+// DeletedRows returns the number of rows that the active files' deletion
+// vectors remove from the table.
+func (s *Snapshot) DeletedRows() int64 {
+	var n int64
+	for _, f := range s.files {
+		n += f.deletedCount()
+	}
+	return n
 }
 
 // config returns a table property.

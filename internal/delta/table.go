@@ -65,7 +65,7 @@ type Table struct {
 // without a Delta log fails with ErrNotATable.
 func Open(ctx context.Context, store Storage, opts ...Option) (*Table, error) {
 	t := newTable(store, opts)
-	snap, err := t.load(ctx, -1)
+	snap, err := readable(t.load(ctx, -1))
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +90,20 @@ func (t *Table) Storage() Storage { return t.store }
 // Snapshot returns the latest snapshot, reading any commits made since the
 // last call.
 func (t *Table) Snapshot(ctx context.Context) (*Snapshot, error) {
-	return t.update(ctx)
+	return readable(t.update(ctx))
+}
+
+// readable passes on a snapshot this package can read, else the error of
+// checkReadable: Open, Snapshot and SnapshotAt refuse a table whose
+// protocol or features are not implemented, naming them.
+func readable(s *Snapshot, err error) (*Snapshot, error) {
+	if err != nil {
+		return nil, err
+	}
+	if err := checkReadable(s); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // SnapshotAt returns the snapshot at version v (time travel).
@@ -98,7 +111,7 @@ func (t *Table) SnapshotAt(ctx context.Context, v int64) (*Snapshot, error) {
 	if v < 0 {
 		return nil, fmt.Errorf("%w: %d", ErrVersionNotFound, v)
 	}
-	return t.load(ctx, v)
+	return readable(t.load(ctx, v))
 }
 
 // Close waits for background checkpoints to finish.
@@ -271,8 +284,19 @@ func (t *Table) listLog(ctx context.Context, fromVersion int64) (logListing, err
 		}
 	}
 	for v, byTotal := range parts {
-		if c := byTotal[0]; len(c) == 1 {
-			l.checkpoints[v] = c
+		if c := byTotal[0]; len(c) > 0 {
+			// Classic and UUID-named checkpoints of one version hold the
+			// same state: take the classic one, else the first by name.
+			slices.SortFunc(c, func(a, b logFile) int {
+				switch {
+				case a.uuid && !b.uuid:
+					return 1
+				case b.uuid && !a.uuid:
+					return -1
+				}
+				return strings.Compare(a.key, b.key)
+			})
+			l.checkpoints[v] = c[:1]
 			continue
 		}
 		for total, files := range byTotal {
@@ -388,11 +412,6 @@ func (t *Table) replayFrom(ctx context.Context, l logListing, cv, end int64) (*S
 		acts, err := readCheckpoint(ctx, t.store, l.checkpoints[cv])
 		if err != nil {
 			return nil, err
-		}
-		for _, a := range acts {
-			if a.Other != nil {
-				return nil, unsupported("checkpoint kind:", "v2 checkpoint (sidecar/checkpointMetadata)")
-			}
 		}
 		s.apply(cv, acts, timeOfFile(l.checkpoints[cv][0]))
 		s.history = nil
