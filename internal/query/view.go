@@ -3,10 +3,13 @@ package query
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/duckdb/duckdb-go/v2"
 
 	"kpipe/internal/delta"
 )
@@ -16,17 +19,16 @@ import (
 // any table column.
 const fileColumn = "__kpipe_file"
 
-// checkReadable refuses tables whose files DuckDB would read wrongly: deleted
-// rows still in files (deletion vectors) and physical column names
-// (column mapping).
+// checkReadable refuses tables kpipe cannot read (delta.CheckReadable:
+// protocol versions and reader features, named) and tables whose files
+// DuckDB would read wrongly: physical column names (column mapping).
+// Deletion vectors are honoured by the view (see createView).
 func checkReadable(snap *delta.Snapshot) error {
+	if err := delta.CheckReadable(snap); err != nil {
+		return err
+	}
 	if m := snap.Metadata().Configuration["delta.columnMapping.mode"]; m != "" && m != "none" {
 		return fmt.Errorf("%w: column mapping mode %s", delta.ErrUnsupportedFeature, m)
-	}
-	for _, f := range snap.Files() {
-		if len(f.DeletionVector) > 0 {
-			return fmt.Errorf("%w: deletion vectors (file %s)", delta.ErrUnsupportedFeature, f.Path)
-		}
 	}
 	return nil
 }
@@ -42,7 +44,9 @@ func checkReadable(snap *delta.Snapshot) error {
 // whose older files lack a field reads that field as NULL, and a column no
 // file has yet is a typed NULL. Partition values come from the log, never
 // from paths (hive_partitioning is off). A table without files is an empty
-// view with the same columns.
+// view with the same columns. When files have deletion vectors, the rows
+// they delete are listed in a table the view anti-joins on (file,
+// file_row_number): DuckDB never returns them.
 func createView(ctx context.Context, conn *sql.Conn, name string, store delta.Storage, snap *delta.Snapshot) error {
 	md := snap.Metadata()
 	schema := snap.Schema()
@@ -85,7 +89,15 @@ func createView(ctx context.Context, conn *sql.Conn, name string, store delta.St
 		}
 		src.WriteString(literal(p))
 	}
-	fmt.Fprintf(&src, "], union_by_name = true, hive_partitioning = false, filename = %s)", literal(fileColumn))
+	deleted, err := deletedRows(ctx, store, files, paths)
+	if err != nil {
+		return err
+	}
+	rowNumber := ""
+	if len(deleted) > 0 {
+		rowNumber = ", file_row_number = true"
+	}
+	fmt.Fprintf(&src, "], union_by_name = true, hive_partitioning = false, filename = %s%s)", literal(fileColumn), rowNumber)
 
 	present, err := parquetColumns(ctx, conn, src.String())
 	if err != nil {
@@ -103,6 +115,12 @@ func createView(ctx context.Context, conn *sql.Conn, name string, store delta.St
 		}
 	}
 	fmt.Fprintf(&b, "\nFROM %s AS d", src.String())
+	if len(deleted) > 0 {
+		if err := createDeletedTable(ctx, conn, name, deleted); err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "\nANTI JOIN %s AS x ON d.%s = x.%s AND d.file_row_number = x.row", ident(deletedTable(name)), ident(fileColumn), ident(fileColumn))
+	}
 	if len(parts) > 0 {
 		if err := createPartitionTable(ctx, conn, name, schema, parts, files, paths); err != nil {
 			return err
@@ -111,6 +129,61 @@ func createView(ctx context.Context, conn *sql.Conn, name string, store delta.St
 	}
 	_, err = conn.ExecContext(ctx, b.String())
 	return err
+}
+
+// deletedTable names the table of the rows deletion vectors remove.
+func deletedTable(view string) string { return "__kpipe_deleted_" + view }
+
+// fileDeletes are the rows a file's deletion vector removes.
+type fileDeletes struct {
+	path string
+	rows []uint64
+}
+
+// deletedRows reads the deletion vectors of files (paths[i] is how the
+// view names files[i]).
+func deletedRows(ctx context.Context, store delta.Storage, files []delta.AddFile, paths []string) ([]fileDeletes, error) {
+	var out []fileDeletes
+	for i, f := range files {
+		if len(f.DeletionVector) == 0 {
+			continue
+		}
+		rows, err := delta.DeletedRows(ctx, store, f)
+		if err != nil {
+			return nil, err
+		}
+		if len(rows) > 0 {
+			out = append(out, fileDeletes{path: paths[i], rows: rows})
+		}
+	}
+	return out, nil
+}
+
+// createDeletedTable stores the deleted (file, row) pairs through DuckDB's
+// appender.
+func createDeletedTable(ctx context.Context, conn *sql.Conn, view string, deleted []fileDeletes) error {
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("CREATE OR REPLACE TABLE %s (%s VARCHAR, row BIGINT)", ident(deletedTable(view)), ident(fileColumn))); err != nil {
+		return err
+	}
+	return conn.Raw(func(dc any) error {
+		c, ok := dc.(driver.Conn)
+		if !ok {
+			return fmt.Errorf("duckdb connection is a %T", dc)
+		}
+		app, err := duckdb.NewAppenderFromConn(c, "", deletedTable(view))
+		if err != nil {
+			return err
+		}
+		for _, d := range deleted {
+			for _, r := range d.rows {
+				if err := app.AppendRow(d.path, int64(r)); err != nil {
+					app.Close()
+					return err
+				}
+			}
+		}
+		return app.Close()
+	})
 }
 
 // partitionTable names the table of the view's files and their partition
