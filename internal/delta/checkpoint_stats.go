@@ -94,7 +94,7 @@ func statsFields(s *Snapshot, fields []*StructField, nulls bool) *StructType {
 			switch {
 			case nulls:
 				out.Fields = append(out.Fields, &StructField{Name: name, Type: TypeLong, Nullable: true})
-			case t != TypeBoolean && t != TypeBinary:
+			case t != TypeBoolean && t != TypeBinary && t != TypeVariant:
 				out.Fields = append(out.Fields, &StructField{Name: name, Type: t, Nullable: true})
 			}
 		default: // arrays and maps: null counts only

@@ -40,7 +40,6 @@ var unsupportedTables = map[string]string{
 	"delta-golden/table-with-icebegCompatV2Enabled":                       "columnMapping",
 	"delta-golden/type-widening":                                          "typeWidening",
 	"delta-golden/type-widening-nested":                                   "typeWidening",
-	"delta-golden/spark-variant-checkpoint":                               "variant",
 }
 
 // brokenTables are not valid tables; opening them must fail with the error.

@@ -9,7 +9,9 @@ import (
 // timestampNtz, vacuumProtocolCheck (nothing to do for a reader),
 // deletionVectors (rows a DV removes are never returned, see DeletedRows)
 // and v2Checkpoint (UUID-named and classic V2 checkpoints, sidecars).
-var supportedReaderFeatures = []string{"timestampNtz", "vacuumProtocolCheck", "deletionVectors", "v2Checkpoint"}
+// variantType (and its preview name) reads variant columns as JSON text.
+var supportedReaderFeatures = []string{"timestampNtz", "vacuumProtocolCheck", "deletionVectors", "v2Checkpoint",
+	"variantType", "variantType-preview"}
 
 // Writer features this package implements (writer version 7). Appends honour
 // them: appendOnly (appends are allowed), changeDataFeed (appends need no
@@ -27,8 +29,8 @@ var supportedWriterFeatures = []string{
 // featureHints explain refused features users meet.
 var featureHints = map[string]string{
 	"catalogManaged":      "catalogManaged (commits go through the table's catalog, which kpipe does not talk to)",
-	"variantType":         "variantType (variant columns)",
-	"variantType-preview": "variantType-preview (variant columns)",
+	"variantType":         "variantType (kpipe reads variant columns but does not write them)",
+	"variantType-preview": "variantType-preview (kpipe reads variant columns but does not write them)",
 	"variantShredding":    "variantShredding (shredded variant columns)",
 }
 
@@ -87,7 +89,7 @@ func checkWritable(s *Snapshot) error {
 	case p.MinWriterVersion == 7:
 		for _, f := range p.WriterFeatures {
 			if !slices.Contains(supportedWriterFeatures, f) {
-				bad = append(bad, f)
+				bad = append(bad, featureName(f))
 			}
 		}
 	}
@@ -103,6 +105,9 @@ func checkWritable(s *Snapshot) error {
 		}
 	}
 	walkFields(s.metadata.Schema, "", func(path string, f *StructField) {
+		if containsVariant(f.Type) {
+			bad = append(bad, "variant column "+path)
+		}
 		for k := range f.Metadata {
 			switch {
 			case k == "delta.invariants":
@@ -171,4 +176,18 @@ func (s *Snapshot) CheckAppend(withTxns bool) error {
 		return checkTxns(s, []Txn{{AppID: "\x00check"}}, nil)
 	}
 	return nil
+}
+
+// containsVariant reports whether t is or holds (in an array or map, not
+// a struct: walkFields visits struct fields itself) a variant.
+func containsVariant(t DataType) bool {
+	switch t := t.(type) {
+	case PrimitiveType:
+		return t == TypeVariant
+	case *ArrayType:
+		return containsVariant(t.ElementType)
+	case *MapType:
+		return containsVariant(t.KeyType) || containsVariant(t.ValueType)
+	}
+	return false
 }

@@ -231,6 +231,9 @@ func readRepeated(r *pnode, vals levelVals, elem func(levelVals) (any, error)) (
 }
 
 func readValue(n *pnode, t DataType, vals levelVals) (any, error) {
+	if t == TypeVariant && !n.leaf {
+		return readVariant(n, vals)
+	}
 	if n.leaf {
 		vs := vals.col(n.col)
 		if len(vs) == 0 || vs[0].IsNull() {

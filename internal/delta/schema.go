@@ -35,6 +35,9 @@ const (
 	TypeDate         PrimitiveType = "date"
 	TypeTimestamp    PrimitiveType = "timestamp"
 	TypeTimestampNTZ PrimitiveType = "timestamp_ntz"
+	// TypeVariant is the variant type (the variantType feature): read as
+	// JSON text, never written.
+	TypeVariant PrimitiveType = "variant"
 )
 
 var primitiveTypes = map[string]PrimitiveType{
@@ -228,6 +231,9 @@ func typeFromJSON(raw any, path string) (DataType, error) {
 		}
 		if v == "decimal" {
 			return &DecimalType{Precision: 10, Scale: 0}, nil
+		}
+		if v == string(TypeVariant) {
+			return TypeVariant, nil
 		}
 		return nil, fmt.Errorf("%s: %w: type %q", pathOr(path), ErrUnsupportedFeature, v)
 	case map[string]any:

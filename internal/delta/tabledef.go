@@ -173,7 +173,7 @@ func (c columnDef) dataType(p string, at func(string) string) (DataType, error) 
 		return nil, bad("type %s takes no fields, element, key or value", name)
 	}
 	t, err := typeFromJSON(name, "")
-	if err != nil {
+	if err != nil || t == TypeVariant {
 		return nil, bad("unknown type %q", name)
 	}
 	return t, nil

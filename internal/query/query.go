@@ -136,6 +136,10 @@ func Open(ctx context.Context, tablePath string, opts ...Option) (*DB, error) {
 			return nil, fmt.Errorf("setting up duckdb (%s): %w", s, err)
 		}
 	}
+	if err := registerVariantJSON(ctx, d.conn); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("setting up duckdb: %w", err)
+	}
 	if err := createView(ctx, d.conn, o.view, store, snap); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("table %s: %w", tablePath, err)

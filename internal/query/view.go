@@ -108,6 +108,8 @@ func createView(ctx context.Context, conn *sql.Conn, name string, store delta.St
 		switch {
 		case slices.Contains(parts, c.name):
 			fmt.Fprintf(&b, "p.%s AS %s", ident(c.name), ident(c.name))
+		case present[strings.ToLower(c.name)] && c.variant:
+			fmt.Fprintf(&b, "%s(d.%s.\"value\", d.%s.\"metadata\") AS %s", variantJSONFunc, ident(c.name), ident(c.name), ident(c.name))
 		case present[strings.ToLower(c.name)]:
 			fmt.Fprintf(&b, "CAST(d.%s AS %s) AS %s", ident(c.name), c.sqlType, ident(c.name))
 		default:
@@ -234,6 +236,7 @@ func sep(b *strings.Builder, i int) {
 type viewColumn struct {
 	name    string
 	sqlType string
+	variant bool // a top-level variant column, read as JSON text
 }
 
 // viewColumns lists the view's columns: the Delta schema's, in its order,
@@ -248,7 +251,11 @@ func viewColumns(schema *delta.StructType, md delta.Metadata) []viewColumn {
 	order := splitList(md.Configuration["kpipe.columnOrder"])
 	placed := map[string]bool{}
 	add := func(f *delta.StructField) {
-		cols = append(cols, viewColumn{name: f.Name, sqlType: duckType(f.Type)})
+		vc := viewColumn{name: f.Name, sqlType: duckType(f.Type), variant: f.Type == delta.TypeVariant}
+		if vc.variant {
+			vc.sqlType = "VARCHAR"
+		}
+		cols = append(cols, vc)
 		placed[strings.ToLower(f.Name)] = true
 	}
 	// Walk the schema, inserting each missing inferred column after the
@@ -360,6 +367,8 @@ func duckType(t delta.DataType) string {
 			return "TIMESTAMP WITH TIME ZONE"
 		case delta.TypeTimestampNTZ:
 			return "TIMESTAMP"
+		case delta.TypeVariant:
+			return `STRUCT("value" BLOB, "metadata" BLOB)`
 		}
 	case *delta.DecimalType:
 		return fmt.Sprintf("DECIMAL(%d,%d)", t.Precision, t.Scale)
