@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"slices"
@@ -447,5 +448,67 @@ func TestDVTableAppendCheckpointReread(t *testing.T) {
 	}
 	if strings.Contains(string(data), "deletionVector") {
 		t.Fatal("an append wrote a deletionVector")
+	}
+}
+
+// DVs in files: "u" (a random prefix and a Z85 UUID) and "p" (an absolute
+// path), two DVs in one file at their offsets; a bad checksum is a
+// corrupt log, not wrong rows.
+func TestDVFiles(t *testing.T) {
+	tb, store := dvTestTable(t, 10, nil, nil)
+	a, b := encodeTestBitmap([]uint64{0, 9}, false), encodeTestBitmap([]uint64{4}, false)
+	file := []byte{1}
+	offA := int32(len(file))
+	for _, bm := range [][]byte{a, b} {
+		file = binary.BigEndian.AppendUint32(file, uint32(len(bm)))
+		file = append(file, bm...)
+		file = binary.BigEndian.AppendUint32(file, crc32.ChecksumIEEE(bm))
+	}
+	offB := offA + 4 + int32(len(a)) + 4
+	uuid := []byte{0xd2, 0xc6, 0x39, 0xaa, 0x88, 0x16, 0x43, 0x1a, 0xaa, 0xf6, 0xd3, 0xfe, 0x25, 0x12, 0xff, 0x61}
+	name := filepath.Join(store.Location(), "ab", "deletion_vector_d2c639aa-8816-431a-aaf6-d3fe2512ff61.bin")
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(name, file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	snap, _ := tb.Snapshot(t.Context())
+	f := snap.Files()[0]
+	for _, c := range []struct {
+		dv   DeletionVector
+		want []int64
+	}{
+		{DeletionVector{StorageType: "u", PathOrInlineDv: "ab" + z85Encode(uuid), Offset: &offA, SizeInBytes: int32(len(a)), Cardinality: 2}, idsExcept(10, 0, 9)},
+		{DeletionVector{StorageType: "p", PathOrInlineDv: "file://" + name, Offset: &offB, SizeInBytes: int32(len(b)), Cardinality: 1}, idsExcept(10, 4)},
+	} {
+		g := f
+		g.DeletionVector, _ = json.Marshal(c.dv)
+		rows, err := ReadFile(t.Context(), store, snap, g)
+		if err != nil {
+			t.Fatalf("%s: %v", c.dv.StorageType, err)
+		}
+		var ids []int64
+		for _, r := range rows {
+			ids = append(ids, r["id"].(int64))
+		}
+		if !slices.Equal(ids, c.want) {
+			t.Fatalf("%s: %v, want %v", c.dv.StorageType, ids, c.want)
+		}
+	}
+	file[offA+5] ^= 0xFF
+	if err := os.WriteFile(name, file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := f
+	g.DeletionVector, _ = json.Marshal(DeletionVector{StorageType: "u", PathOrInlineDv: "ab" + z85Encode(uuid), Offset: &offA, SizeInBytes: int32(len(a)), Cardinality: 2})
+	if _, err := ReadFile(t.Context(), store, snap, g); !errors.Is(err, ErrCorruptLog) || !strings.Contains(err.Error(), "checksum") {
+		t.Fatalf("bad checksum: %v", err)
+	}
+	// A wrong cardinality is refused too.
+	g.DeletionVector = inlineDV([]uint64{1, 2})
+	g.DeletionVector = []byte(strings.Replace(string(g.DeletionVector), `"cardinality":2`, `"cardinality":3`, 1))
+	if _, err := ReadFile(t.Context(), store, snap, g); !errors.Is(err, ErrCorruptLog) {
+		t.Fatalf("wrong cardinality: %v", err)
 	}
 }
