@@ -218,3 +218,47 @@ func parquetTree(data []byte) (*pnode, error) {
 	}
 	return buildPTree(f.Metadata().Schema)
 }
+
+// On a partitioned Spark table, a checkpoint with stats only as structs
+// (stats_parsed, partitionValues_parsed) gives a fresh reader the same
+// files, stats and partition values.
+func TestCheckpointStatsStructPartitioned(t *testing.T) {
+	store := copyRefTable(t, "delta-golden", "dv-partitioned-with-checkpoint")
+	tb, err := Open(t.Context(), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, _ := tb.Snapshot(t.Context())
+	md := snap.Metadata()
+	md.Configuration[propStatsAsJSON] = "false"
+	md.Configuration[propStatsAsStruct] = "true"
+	writeCommit(t, tb, action{MetaData: &md})
+	snap, _ = tb.Snapshot(t.Context())
+	if err := tb.Checkpoint(t.Context(), snap); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := store.Read(t.Context(), checkpointKey(snap.Version()))
+	cols := parquetColumnPaths(t, data)
+	for _, c := range []string{"add.partitionValues_parsed.part", "add.stats_parsed.minValues.col1", "add.stats_parsed.nullCount.col2"} {
+		if !slices.Contains(cols, c) {
+			t.Fatalf("no column %s in %v", c, cols)
+		}
+	}
+	if slices.Contains(cols, "add.stats") {
+		t.Fatal("add.stats written with writeStatsAsJson false")
+	}
+	fresh, _ := Open(t.Context(), store)
+	fs, _ := fresh.Snapshot(t.Context())
+	if fs.checkpointVersion != snap.Version() {
+		t.Fatalf("replay from %d", fs.checkpointVersion)
+	}
+	a, b := snap.Files(), fs.Files()
+	if len(a) != len(b) {
+		t.Fatalf("%d files, want %d", len(b), len(a))
+	}
+	for i := range a {
+		if !reflect.DeepEqual(a[i].PartitionValues, b[i].PartitionValues) || !sameStats(a[i].Stats, b[i].Stats) || string(a[i].DeletionVector) != string(b[i].DeletionVector) {
+			t.Fatalf("file %s:\n%v %s\n%v %s", a[i].Path, a[i].PartitionValues, a[i].Stats, b[i].PartitionValues, b[i].Stats)
+		}
+	}
+}
