@@ -21,8 +21,8 @@ type Description struct {
 	PartitionColumns []string          `json:"partitionColumns"`
 	Properties       map[string]string `json:"properties"`
 	NumFiles         int               `json:"numFiles"`
-	// NumRows sums the files' numRecords stats; RowsExact is false when a
-	// file has no stats.
+	// NumRows sums the files' numRecords stats less the rows their
+	// deletion vectors remove; RowsExact is false when a file has no stats.
 	NumRows        int64            `json:"numRows"`
 	RowsExact      bool             `json:"rowsExact"`
 	SizeBytes      int64            `json:"sizeBytes"`
