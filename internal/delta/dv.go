@@ -128,7 +128,7 @@ func readDV(ctx context.Context, store Storage, d *DeletionVector) ([]uint64, er
 		if len(data) < int(d.SizeInBytes) {
 			return nil, fmt.Errorf("%w: inline deletion vector is %d bytes, sizeInBytes %d", ErrCorruptLog, len(data), d.SizeInBytes)
 		}
-		return decodeDVBitmap(data[:d.SizeInBytes])
+		return decodeDVBitmap(data[:d.SizeInBytes], d.Cardinality)
 	case "u", "p":
 		key, err := dvFileKey(store, d)
 		if err != nil {
@@ -142,7 +142,7 @@ func readDV(ctx context.Context, store Storage, d *DeletionVector) ([]uint64, er
 		if d.Offset != nil {
 			off = int(*d.Offset)
 		}
-		return dvFromFile(data, off, int(d.SizeInBytes), key)
+		return dvFromFile(data, off, int(d.SizeInBytes), key, d.Cardinality)
 	}
 	return nil, fmt.Errorf("%w: deletion vector storage type %q", ErrUnsupportedFeature, d.StorageType)
 }
@@ -173,7 +173,7 @@ func dvFileKey(store Storage, d *DeletionVector) (string, error) {
 // dvFromFile reads one DV of a DV file (PROTOCOL.md "Deletion Vector File
 // Storage Format"): a version byte 1, then per DV a big-endian size, the
 // bitmap and its big-endian CRC-32.
-func dvFromFile(data []byte, off, size int, key string) ([]uint64, error) {
+func dvFromFile(data []byte, off, size int, key string, limit int64) ([]uint64, error) {
 	if len(data) == 0 || data[0] != 1 {
 		return nil, fmt.Errorf("%w: deletion vector file %s: format version is not 1", ErrCorruptLog, key)
 	}
@@ -187,7 +187,7 @@ func dvFromFile(data []byte, off, size int, key string) ([]uint64, error) {
 	if crc := binary.BigEndian.Uint32(data[off+4+size:]); crc != crc32.ChecksumIEEE(bm) {
 		return nil, fmt.Errorf("%w: deletion vector file %s: checksum mismatch at offset %d", ErrCorruptLog, key, off)
 	}
-	return decodeDVBitmap(bm)
+	return decodeDVBitmap(bm, limit)
 }
 
 // dvMagic starts a serialized DV bitmap in the portable format (little
@@ -201,7 +201,7 @@ const dvMagic = 1681511377
 // are i.
 const dvMagicNative = 1681511376
 
-func decodeNativeDVBitmap(b []byte) ([]uint64, error) {
+func decodeNativeDVBitmap(b []byte, limit int64) ([]uint64, error) {
 	bad := func(why string) error { return fmt.Errorf("%w: deletion vector bitmap: %s", ErrCorruptLog, why) }
 	n := int(binary.BigEndian.Uint32(b))
 	b = b[4:]
@@ -215,7 +215,7 @@ func decodeNativeDVBitmap(b []byte) ([]uint64, error) {
 			return nil, bad("truncated bitmap")
 		}
 		var err error
-		if out, _, err = decodeRoaring32(b[4:4+size], uint64(i)<<32, out); err != nil {
+		if out, _, err = decodeRoaring32(b[4:4+size], uint64(i)<<32, out, limit); err != nil {
 			return nil, bad(err.Error())
 		}
 		b = b[4+size:]
@@ -226,13 +226,13 @@ func decodeNativeDVBitmap(b []byte) ([]uint64, error) {
 // decodeDVBitmap decodes the magic number and the 64-bit RoaringBitmap in
 // the "portable" format: a uint64 bucket count, then per bucket a uint32
 // key (the high 32 bits) and a 32-bit RoaringBitmap.
-func decodeDVBitmap(b []byte) ([]uint64, error) {
+func decodeDVBitmap(b []byte, limit int64) ([]uint64, error) {
 	bad := func(why string) error { return fmt.Errorf("%w: deletion vector bitmap: %s", ErrCorruptLog, why) }
 	if len(b) < 12 {
 		return nil, bad("too short")
 	}
 	if binary.BigEndian.Uint32(b) == dvMagicNative {
-		return decodeNativeDVBitmap(b[4:])
+		return decodeNativeDVBitmap(b[4:], limit)
 	}
 	if binary.LittleEndian.Uint32(b) != dvMagic {
 		return nil, bad("bad magic number")
@@ -253,7 +253,7 @@ func decodeDVBitmap(b []byte) ([]uint64, error) {
 		prev = int64(key)
 		var n int
 		var err error
-		out, n, err = decodeRoaring32(b[4:], uint64(key)<<32, out)
+		out, n, err = decodeRoaring32(b[4:], uint64(key)<<32, out, limit)
 		if err != nil {
 			return nil, bad(err.Error())
 		}
@@ -269,8 +269,10 @@ const (
 
 // decodeRoaring32 appends the values of one serialized 32-bit
 // RoaringBitmap (RoaringFormatSpec), each plus high, to out, and returns
-// the bytes it took.
-func decodeRoaring32(b []byte, high uint64, out []uint64) ([]uint64, int, error) {
+// the bytes it took. More than limit values in all (the descriptor's
+// cardinality; negative: no limit) is an error, so a corrupt run container
+// cannot expand without bound.
+func decodeRoaring32(b []byte, high uint64, out []uint64, limit int64) ([]uint64, int, error) {
 	p := 0
 	u16 := func() (uint16, error) {
 		if p+2 > len(b) {
@@ -349,6 +351,9 @@ func decodeRoaring32(b []byte, high uint64, out []uint64) ([]uint64, int, error)
 				l, err := u16()
 				if err != nil {
 					return nil, 0, err
+				}
+				if limit >= 0 && int64(len(out))+int64(l)+1 > limit {
+					return nil, 0, fmt.Errorf("more values than the cardinality %d", limit)
 				}
 				for v := int(start); v <= int(start)+int(l) && v <= 0xFFFF; v++ {
 					out = append(out, base|uint64(v))

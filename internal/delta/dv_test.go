@@ -51,7 +51,7 @@ func TestDVBitmapContainers(t *testing.T) {
 	}
 	want = append(want, 1<<33|5, 1<<33|6, 1<<33|7) // second bucket
 	b := encodeTestBitmap(want, true)
-	got, err := decodeDVBitmap(b)
+	got, err := decodeDVBitmap(b, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,15 +71,18 @@ func TestDVBitmapContainers(t *testing.T) {
 	runs = binary.LittleEndian.AppendUint16(runs, 4) // 10..14
 	runs = binary.LittleEndian.AppendUint16(runs, 100)
 	runs = binary.LittleEndian.AppendUint16(runs, 4) // 100..104
-	got, err = decodeDVBitmap(runs)
+	got, err = decodeDVBitmap(runs, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := []uint64{10, 11, 12, 13, 14, 100, 101, 102, 103, 104}; !slices.Equal(got, want) {
 		t.Fatalf("runs: %v", got)
 	}
+	if _, err := decodeDVBitmap(runs, 7); !errors.Is(err, ErrCorruptLog) {
+		t.Fatalf("runs beyond the cardinality: %v", err)
+	}
 	for _, bad := range [][]byte{runs[:len(runs)-1], append([]byte{0}, runs[1:]...), nil} {
-		if _, err := decodeDVBitmap(bad); !errors.Is(err, ErrCorruptLog) {
+		if _, err := decodeDVBitmap(bad, -1); !errors.Is(err, ErrCorruptLog) {
 			t.Fatalf("bad bitmap: %v", err)
 		}
 	}
