@@ -43,7 +43,7 @@ func checkReadable(snap *delta.Snapshot) error {
 // file has yet is a typed NULL. Partition values come from the log, never
 // from paths (hive_partitioning is off). A table without files is an empty
 // view with the same columns.
-func createView(ctx context.Context, conn *sql.Conn, name string, store delta.Storage, snap *delta.Snapshot) error {
+func createView(ctx context.Context, conn *sql.Conn, name string, resolve func(addPath string) (string, error), snap *delta.Snapshot) error {
 	md := snap.Metadata()
 	schema := snap.Schema()
 	if schema == nil {
@@ -71,7 +71,7 @@ func createView(ctx context.Context, conn *sql.Conn, name string, store delta.St
 
 	paths := make([]string, len(files))
 	for i, f := range files {
-		p, err := localPath(store, f.Path)
+		p, err := resolve(f.Path)
 		if err != nil {
 			return err
 		}
