@@ -52,7 +52,7 @@ func TestUpOnS3(t *testing.T) {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 	for _, l := range lines(out) {
-		if strings.Contains(l, "generated") || strings.Contains(l, "OK:") || strings.Contains(l, "rows") {
+		if strings.Contains(l, "events in") || strings.Contains(l, "OK:") || strings.HasPrefix(strings.TrimSpace(l), "rows") {
 			t.Log(strings.TrimSpace(l))
 		}
 	}
@@ -193,4 +193,27 @@ func copyDown(t *testing.T, srv *s3test.Server, prefix string) string {
 		t.Fatalf("no objects under %s", prefix)
 	}
 	return dir
+}
+
+// kpipe up's local state: --local-data, else a local --data, else a
+// folder under data/s3 named after the bucket and prefix.
+func TestUpLocalDir(t *testing.T) {
+	for _, tc := range []struct {
+		data, local, want string
+	}{
+		{"data", "", "data"},
+		{"/srv/kpipe", "", "/srv/kpipe"},
+		{"s3://b/p/q?endpoint=http://127.0.0.1:9000", "", filepath.Join("data", "s3", "b", "p", "q")},
+		{"s3://b", "", filepath.Join("data", "s3", "b")},
+		{"s3://b/../../etc", "", filepath.Join("data", "s3", "b", "etc")},
+		{"s3://b/p", "/var/lib/kpipe", "/var/lib/kpipe"},
+	} {
+		got, err := upLocalDir(upOptions{dataDir: tc.data, localData: tc.local})
+		if err != nil || got != tc.want {
+			t.Errorf("upLocalDir(--data %s --local-data %q) = %q, %v; want %q", tc.data, tc.local, got, err, tc.want)
+		}
+	}
+	if _, err := upLocalDir(upOptions{dataDir: "s3:///p"}); err == nil {
+		t.Error("s3:///p: no error")
+	}
 }
