@@ -64,7 +64,9 @@ func TestWorkerS3Outage(t *testing.T) {
 		t.Fatalf("kpipe_delta_storage_up = %v during the outage, want 0", testutil.ToFloat64(up))
 	}
 	// Several failed rounds, and no offset committed past the first half.
-	failures := func() float64 { return testutil.ToFloat64(e.metrics.WorkerDeltaWriteErrors.WithLabelValues(workerName)) }
+	failures := func() float64 {
+		return testutil.ToFloat64(e.metrics.WorkerDeltaWriteErrors.WithLabelValues(workerName))
+	}
 	before := failures()
 	moved := int64(-1)
 	waitFor(t, 60*time.Second, "retries during the outage", func() bool {
