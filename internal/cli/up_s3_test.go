@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -45,12 +46,14 @@ func TestUpOnS3(t *testing.T) {
 	t.Setenv("KPIPE_S3_FORCE_PATH_STYLE", "1")
 	data := "s3://" + srv.Bucket + "/runs/one"
 	local := t.TempDir()
+	start := time.Now()
 	code, out, errOut := runCLI(t, nil, "--config-dir", repoConfig(), "--log-level", "warn",
 		"up", "--events", strconv.Itoa(events), "--seed", "6", "--data", data, "--local-data", local,
 		"--kafka-port", "0", "--metrics-addr", "127.0.0.1:0")
 	if code != ExitOK {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
+	t.Logf("kpipe up --events %d on S3: %v", events, time.Since(start).Round(100*time.Millisecond))
 	for _, l := range lines(out) {
 		if strings.Contains(l, "events in") || strings.Contains(l, "OK:") || strings.HasPrefix(strings.TrimSpace(l), "rows") {
 			t.Log(strings.TrimSpace(l))
