@@ -23,6 +23,7 @@ func newQueryCmd(env *Env) *cobra.Command {
 		format string
 		file   string
 		view   string
+		cache  string
 	)
 	cmd := &cobra.Command{
 		Use:   "query [--table PATH] [--format table|csv|json] [--file F | SQL]",
@@ -36,9 +37,18 @@ plus Spark's two-argument DATEDIFF(end, start) in days, so SPEC.md's sample
 queries run as written.
 
 --file runs every statement of an SQL file in order, printing each result
-after its header comment; otherwise the arguments are one statement.`,
+after its header comment; otherwise the arguments are one statement.
+
+A table on S3 (--table s3://bucket/prefix/...) is read through a local cache
+of its snapshot's data files, fetched with the AWS SDK's credentials and
+endpoint (as kpipe table does; DuckDB's httpfs is not used): only the
+snapshot's files, each checked against the size the log records and reused
+by later runs. The cache is --cache-dir (default kpipe/tables under the
+user's cache folder, ~/.cache on Linux), one folder per table URL; files no
+snapshot has used for an hour are deleted.`,
 		Example: `  kpipe query "SELECT task_status, COUNT(*) FROM itel_cabinet_task_tracking GROUP BY ALL"
-  kpipe query --format csv --file scripts/delta_tables/itel_cabinet_queries.sql`,
+  kpipe query --format csv --file scripts/delta_tables/itel_cabinet_queries.sql
+  kpipe query --table s3://my-bucket/kpipe/delta/itel_cabinet_task_tracking "SELECT count(*) FROM itel_cabinet_task_tracking"`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := query.ParseFormat(format)
 			if err != nil {
@@ -69,6 +79,9 @@ after its header comment; otherwise the arguments are one statement.`,
 			if view != "" {
 				opts = append(opts, query.WithView(view))
 			}
+			if cache != "" {
+				opts = append(opts, query.WithCacheDir(cache))
+			}
 			db, err := query.Open(cmd.Context(), table, opts...)
 			if err != nil {
 				return err
@@ -98,7 +111,8 @@ after its header comment; otherwise the arguments are one statement.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&table, "table", defaultQueryTable, "Delta table folder")
+	fl.StringVar(&table, "table", defaultQueryTable, "Delta table folder or s3:// URL")
+	fl.StringVar(&cache, "cache-dir", "", "folder of the local copy of a table on S3 (default: kpipe/tables in the user's cache folder)")
 	fl.StringVar(&format, "format", string(query.FormatTable), "output format: table, csv or json")
 	fl.StringVar(&file, "file", "", "SQL file whose statements run in order")
 	fl.StringVar(&view, "view", "", "name of the view over the table (default: the table folder's name)")

@@ -30,6 +30,7 @@ func newReportCmd(env *Env) *cobra.Command {
 		asOf       string
 		taskID     int64
 		limit      int
+		cacheDir   string
 	)
 	cmd := &cobra.Command{
 		Use:   "report [--table PATH] [--format table|csv|json] [--sla 72h] [--stuck-after 72h] [--as-of RFC3339] [--task-id ID]",
@@ -53,7 +54,10 @@ first (at most --limit).
 --as-of defaults to now; pass it for data of another time, such as the
 simulator's. --task-id defaults to the task template the triggers of the
 enabled task_trigger plugins in --config-dir are keyed by; when they name
-several templates, or none, pass --task-id.`,
+several templates, or none, pass --task-id.
+
+A table on S3 is read through the local cache "kpipe query" uses
+(--cache-dir; see kpipe query --help).`,
 		Example: `  kpipe report
   kpipe report --as-of 2026-02-01T00:00:00Z --sla 48h --stuck-after 24h
   kpipe report --format json --table data/delta/itel_cabinet_task_tracking
@@ -98,7 +102,11 @@ several templates, or none, pass --task-id.`,
 				}
 				opts.TaskID = id
 			}
-			db, err := query.Open(cmd.Context(), table)
+			var qopts []query.Option
+			if cacheDir != "" {
+				qopts = append(qopts, query.WithCacheDir(cacheDir))
+			}
+			db, err := query.Open(cmd.Context(), table, qopts...)
 			if err != nil {
 				return err
 			}
@@ -114,7 +122,8 @@ several templates, or none, pass --task-id.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&table, "table", defaultQueryTable, "Delta table folder")
+	fl.StringVar(&table, "table", defaultQueryTable, "Delta table folder or s3:// URL")
+	fl.StringVar(&cacheDir, "cache-dir", "", "folder of the local copy of a table on S3 (default: kpipe/tables in the user's cache folder)")
 	fl.StringVar(&format, "format", string(query.FormatTable), "output format: table, csv or json")
 	fl.DurationVar(&sla, "sla", report.DefaultSLA, "time within which an assignment should be completed")
 	fl.DurationVar(&stuckAfter, "stuck-after", report.DefaultStuckAfter, "an open assignment is stuck when its status has lasted longer than this")

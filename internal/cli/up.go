@@ -24,6 +24,7 @@ type upOptions struct {
 	rate        float64
 	seed        int64
 	dataDir     string
+	localData   string
 	noGenerator bool
 	kafkaPort   int
 	kafka       string
@@ -82,11 +83,21 @@ is refused too.
 If any worker fails (fenced, authentication lost, storage refused), the
 others drain, the error is logged at ERROR and kpipe up exits 1: it never
 keeps running half alive. /metrics and /readyz answer until the workers have
-drained.`,
+drained.
+
+On S3: --data s3://bucket/prefix puts the table on S3
+(s3://bucket/prefix/delta/<table>), with credentials, region and endpoint
+from the AWS SDK's default chain (AWS_ACCESS_KEY_ID, AWS_PROFILE, ...,
+AWS_ENDPOINT_URL_S3; KPIPE_S3_FORCE_PATH_STYLE=1 for local servers) or the
+URL's ?endpoint=&path_style=true&region=. What cannot live on S3, the
+embedded broker's data and the lock file, goes to --local-data (default
+data/s3/<bucket>/<prefix>). The lock is local: run one kpipe up per S3
+location, nothing stops a second machine.`,
 		Example: `  kpipe up
   kpipe up --events 5000 --seed 1 --data /tmp/kpipe
   kpipe up --no-generator    # then: kcat -b 127.0.0.1:9092 -t claimx.events -P
-  kpipe up --kafka env       # the cluster of KAFKA_BOOTSTRAP_SERVERS and KAFKA_*`,
+  kpipe up --kafka env       # the cluster of KAFKA_BOOTSTRAP_SERVERS and KAFKA_*
+  kpipe up --events 20000 --seed 6 --data s3://my-bucket/kpipe`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runUp(cmd.Context(), env, o)
@@ -97,7 +108,8 @@ drained.`,
 	f.DurationVar(&o.duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
 	f.Float64Var(&o.rate, "rate", 0, fmt.Sprintf("events per second to generate (default: %d, or as fast as possible with --events)", stack.DefaultRate))
 	f.Int64Var(&o.seed, "seed", 1, "seed of the simulated ClaimX world")
-	f.StringVar(&o.dataDir, "data", "data", "folder for the Delta table (delta/<table>) and the broker's data (kafka/); created 0750")
+	f.StringVar(&o.dataDir, "data", "data", "folder for the Delta table (delta/<table>) and the broker's data (kafka/), created 0750; or s3://bucket/prefix for the table")
+	f.StringVar(&o.localData, "local-data", "", "folder for what cannot live on S3 with --data s3://...: the broker's data (kafka/) and the lock (default data/s3/<bucket>/<prefix>; with a local --data: --data)")
 	f.BoolVar(&o.noGenerator, "no-generator", false, "generate no events: feed claimx.events from outside")
 	f.IntVar(&o.kafkaPort, "kafka-port", kafka.DefaultPort, "port of the embedded broker; the next free one is taken when it is busy; 0: any free port")
 	f.StringVar(&o.kafka, "kafka", "", `use this cluster instead of an embedded broker (host:port,...; "env": KAFKA_BOOTSTRAP_SERVERS with the KAFKA_* TLS and SASL settings)`)
@@ -140,7 +152,11 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 	if err != nil {
 		return err
 	}
-	lock, err := acquireLock(env, o.dataDir, upLockFile, "kpipe up")
+	localDir, err := upLocalDir(o)
+	if err != nil {
+		return err
+	}
+	lock, err := acquireLock(env, localDir, upLockFile, "kpipe up")
 	if err != nil {
 		return err
 	}
@@ -159,6 +175,7 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 		},
 		ConfigDir:       env.ConfigDir,
 		DataDir:         o.dataDir,
+		LocalDir:        localDir,
 		FileMode:        env.FileMode,
 		DirMode:         env.DirMode,
 		Worker:          o.worker,

@@ -3,9 +3,13 @@ package delta
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/url"
 	"os"
 	"syscall"
+
+	"github.com/aws/smithy-go"
 )
 
 // IsRetryable reports whether err, from any call of this package, is a
@@ -29,6 +33,11 @@ import (
 //   - a *net.OpError or *net.DNSError (a failed dial, read or write of an
 //     object store's connection, a DNS lookup), and any net.Error that
 //     timed out;
+//   - io.EOF or io.ErrUnexpectedEOF inside a *url.Error (an HTTP
+//     request whose connection the server or a proxy closed before or
+//     during the response; S3Storage wraps an object's body cut short in
+//     one too) or a *smithy.DeserializationError (an AWS SDK response
+//     body cut short);
 //   - an error with HTTPStatusCode() int of 500, 502, 503 or 504 (server
 //     trouble), 429 (throttled) or 408 (request timeout), or with
 //     ErrorCode() string of an S3 throttling or timeout code (SlowDown,
@@ -70,6 +79,14 @@ func IsRetryable(err error) bool {
 	var oe *net.OpError
 	var de *net.DNSError
 	if errors.As(err, &oe) || errors.As(err, &de) {
+		return true
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) && (errors.Is(ue.Err, io.EOF) || errors.Is(ue.Err, io.ErrUnexpectedEOF)) {
+		return true
+	}
+	var dse *smithy.DeserializationError
+	if errors.As(err, &dse) && (errors.Is(dse.Err, io.EOF) || errors.Is(dse.Err, io.ErrUnexpectedEOF)) {
 		return true
 	}
 	var errno syscall.Errno

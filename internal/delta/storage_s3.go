@@ -179,7 +179,13 @@ func (s *S3Storage) get(ctx context.Context, k string) ([]byte, error) {
 		return nil, mapS3Error(err)
 	}
 	defer out.Body.Close()
-	return io.ReadAll(out.Body)
+	b, err := io.ReadAll(out.Body)
+	if err != nil {
+		// The body was cut short: a network failure, as IsRetryable
+		// knows it.
+		return nil, &url.Error{Op: "Get", URL: "s3://" + s.bucket + "/" + k, Err: err}
+	}
+	return b, nil
 }
 
 // List implements Storage with ListObjectsV2, page by page.

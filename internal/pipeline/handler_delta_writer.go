@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
@@ -263,7 +262,7 @@ func (c *DeltaWriterConfig) location(dataDir string) (string, error) {
 	if dataDir == "" {
 		return "", fmt.Errorf("table %s: no location configured and no data folder given", c.TableName)
 	}
-	return filepath.Join(dataDir, "delta", c.TableName), nil
+	return delta.JoinLocation(dataDir, "delta", c.TableName), nil
 }
 
 var deltaWriterFactory = TypedFactory(deltaWriterDefaults, func(cfg *DeltaWriterConfig, deps Deps) (Handler, error) {

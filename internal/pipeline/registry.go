@@ -151,7 +151,8 @@ type Deps struct {
 	// Logger is the worker's logger.
 	Logger *slog.Logger
 	// DataDir is the --data root: a table without a configured location
-	// lives at DataDir/delta/<table_name>.
+	// lives at DataDir/delta/<table_name>. A folder, or an s3:// URL
+	// (the table is then s3://bucket/prefix/delta/<table_name>).
 	DataDir string
 	// FileMode and DirMode are the permissions of the files and folders a
 	// local table writes (0: delta.DefaultFileMode, delta.DefaultDirMode).

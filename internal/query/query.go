@@ -49,7 +49,8 @@ func (e *NoTableError) Unwrap() error { return e.Err }
 type Option func(*options)
 
 type options struct {
-	view string
+	view     string
+	cacheDir string
 }
 
 // WithView names the view over the table; the default is the base name of
@@ -65,6 +66,7 @@ type DB struct {
 	view    string
 	version int64
 	files   int
+	cache   CacheStats
 }
 
 // sessionSetup runs on the connection before the view is created.
@@ -88,9 +90,11 @@ const datediffMacro = `CREATE OR REPLACE MACRO datediff(enddate, startdate) AS
 	date_diff('day', CAST(startdate AS DATE), CAST(enddate AS DATE)),
 	(part, startdate, enddate) AS system.main.date_diff(part, startdate, enddate)`
 
-// Open opens the Delta table at tablePath (a folder or file:// URL), reads
-// its latest snapshot and creates the view over it in a fresh in-memory
-// DuckDB. A path without a Delta log fails with *NoTableError.
+// Open opens the Delta table at tablePath (a folder, file:// URL or
+// s3:// URL), reads its latest snapshot and creates the view over it in a
+// fresh in-memory DuckDB. A table on S3 is read through a local cache of
+// the snapshot's files (WithCacheDir). A path without a Delta log fails
+// with *NoTableError.
 func Open(ctx context.Context, tablePath string, opts ...Option) (*DB, error) {
 	o := options{}
 	for _, fn := range opts {
@@ -140,7 +144,23 @@ func Open(ctx context.Context, tablePath string, opts ...Option) (*DB, error) {
 		d.Close()
 		return nil, fmt.Errorf("setting up duckdb: %w", err)
 	}
-	if err := createView(ctx, d.conn, o.view, store, snap); err != nil {
+	resolve := func(p string) (string, error) { return localPath(store, p) }
+	if _, local := store.(*delta.LocalStorage); !local {
+		if o.cacheDir == "" {
+			if o.cacheDir, err = DefaultCacheDir(); err != nil {
+				d.Close()
+				return nil, err
+			}
+		}
+		paths, st, err := cacheFiles(ctx, store, tablePath, o.cacheDir, snap.Files())
+		d.cache = st
+		if err != nil {
+			d.Close()
+			return nil, fmt.Errorf("table %s: %w", tablePath, err)
+		}
+		resolve = func(p string) (string, error) { return paths[p], nil }
+	}
+	if err := createView(ctx, d.conn, o.view, store, resolve, snap); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("table %s: %w", tablePath, err)
 	}
@@ -155,6 +175,10 @@ func (d *DB) Version() int64 { return d.version }
 
 // NumFiles returns the number of data files the view reads.
 func (d *DB) NumFiles() int { return d.files }
+
+// Cache says what Open fetched into, and reused from, the local cache of a
+// table on an object store; zero for a local table.
+func (d *DB) Cache() CacheStats { return d.cache }
 
 // Query runs one statement and returns its rows, for callers that consume
 // values rather than print them. The caller closes the rows.

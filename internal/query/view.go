@@ -47,7 +47,7 @@ func checkReadable(snap *delta.Snapshot) error {
 // view with the same columns. When files have deletion vectors, the rows
 // they delete are listed in a table the view anti-joins on (file,
 // file_row_number): DuckDB never returns them.
-func createView(ctx context.Context, conn *sql.Conn, name string, store delta.Storage, snap *delta.Snapshot) error {
+func createView(ctx context.Context, conn *sql.Conn, name string, store delta.Storage, resolve func(addPath string) (string, error), snap *delta.Snapshot) error {
 	md := snap.Metadata()
 	schema := snap.Schema()
 	if schema == nil {
@@ -75,7 +75,7 @@ func createView(ctx context.Context, conn *sql.Conn, name string, store delta.St
 
 	paths := make([]string, len(files))
 	for i, f := range files {
-		p, err := localPath(store, f.Path)
+		p, err := resolve(f.Path)
 		if err != nil {
 			return err
 		}

@@ -36,6 +36,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"kpipe/internal/config"
+	"kpipe/internal/delta"
 	"kpipe/internal/enrich"
 	"kpipe/internal/kafka"
 	"kpipe/internal/metrics"
@@ -75,8 +76,14 @@ type Options struct {
 	// ConfigDir holds topics.yaml and tables/. Required.
 	ConfigDir string
 	// DataDir holds the broker's data (kafka/) and the tables without a
-	// configured location (delta/<table>). Required.
+	// configured location (delta/<table>). Required. It may be an s3://
+	// URL (see delta.OpenLocation): then the tables are there and the
+	// broker's data in LocalDir.
 	DataDir string
+	// LocalDir holds what cannot live on an object store: the embedded
+	// broker's data (kafka/). Default DataDir; required when DataDir is a
+	// URL and the broker is embedded.
+	LocalDir string
 	// FileMode and DirMode are the permissions of the files and folders
 	// the stack creates (0: the defaults, 0640 and 0750).
 	FileMode, DirMode os.FileMode
@@ -191,6 +198,12 @@ func New(ctx context.Context, o Options) (_ *Stack, err error) {
 	}
 	if o.Out == nil {
 		o.Out = io.Discard
+	}
+	if o.LocalDir == "" {
+		if o.Kafka == nil && delta.IsObjectStoreLocation(o.DataDir) {
+			return nil, invalid(fmt.Errorf("stack: DataDir %s is not a folder: Options.LocalDir must say where the broker's data go", o.DataDir))
+		}
+		o.LocalDir = o.DataDir
 	}
 	s := &Stack{o: o, log: o.Logger, out: &lockedWriter{w: o.Out}}
 	defer func() {
@@ -336,7 +349,7 @@ func (s *Stack) startKafka(ctx context.Context) (kcfg kafka.Config, maxReplicati
 			return kcfg, 0, fmt.Errorf("finding a port for the embedded broker: %w", err)
 		}
 	}
-	broker, err := kafka.StartEmbedded(ctx, kafka.EmbeddedOptions{Port: port, DataDir: filepath.Join(s.o.DataDir, "kafka"), DirMode: s.o.DirMode, Logger: s.log})
+	broker, err := kafka.StartEmbedded(ctx, kafka.EmbeddedOptions{Port: port, DataDir: filepath.Join(s.o.LocalDir, "kafka"), DirMode: s.o.DirMode, Logger: s.log})
 	if err != nil {
 		return kcfg, 0, err
 	}
