@@ -56,6 +56,7 @@ func (t *Table) maybeCheckpoint(ctx context.Context, s *Snapshot) {
 			t.log.Warn("delta_checkpoint_failed", "version", s.version, "error", err)
 		} else {
 			t.log.Debug("delta_checkpoint_written", "version", s.version)
+			t.cleanupAfterCheckpoint(ctx, s)
 		}
 	}
 	if t.opts.asyncCheckpoints {
