@@ -91,7 +91,7 @@ func (t *Table) Checkpoint(ctx context.Context, s *Snapshot) error {
 	if err := t.store.PutIfAbsent(ctx, checkpointKey(s.version), data); err != nil && !errors.Is(err, ErrExist) {
 		return fmt.Errorf("delta: writing checkpoint %d: %w", s.version, err)
 	}
-	if h, ok := t.readLastCheckpoint(ctx); ok && h.Version >= s.version {
+	if h, ok := t.readLastCheckpoint(ctx); ok && h.Version >= s.version && t.checkpointExists(ctx, h.Version) {
 		return nil
 	}
 	lc, _ := json.Marshal(map[string]any{
