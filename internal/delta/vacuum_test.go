@@ -2,6 +2,7 @@ package delta
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -421,6 +422,38 @@ func TestVacuumS3(t *testing.T) {
 	for k := range keysOf(t, store) {
 		if strings.Contains(k, "orphan") {
 			t.Fatalf("%s left", k)
+		}
+	}
+}
+
+// BenchmarkVacuum measures a vacuum of a local table holding n orphans:
+// the dry run (listing and matching) and the run that deletes them.
+func BenchmarkVacuum(b *testing.B) {
+	for _, n := range []int{1000} {
+		for _, dry := range []bool{true, false} {
+			name := fmt.Sprintf("orphans=%d/dry_run=%v", n, dry)
+			b.Run(name, func(b *testing.B) {
+				b.ReportAllocs()
+				store, err := NewLocalStorage(b.TempDir())
+				if err != nil {
+					b.Fatal(err)
+				}
+				now := time.Now().Add(8 * 24 * time.Hour)
+				tb := createSpecTable(b, store, WithClock(func() time.Time { return now }))
+				for range b.N {
+					b.StopTimer()
+					for i := range n {
+						if err := store.Write(b.Context(), fmt.Sprintf("year=2026/month=1/day=%d/part-%05d.parquet", i%28+1, i), []byte("x")); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.StartTimer()
+					res, err := tb.Vacuum(b.Context(), VacuumOptions{DryRun: dry})
+					if err != nil || len(res.Files) != n {
+						b.Fatalf("%d files, %v", len(res.Files), err)
+					}
+				}
+			})
 		}
 	}
 }
