@@ -64,6 +64,8 @@ deletes those after a checkpoint (delta.logRetentionDuration, 30 days).`,
 			if err != nil {
 				return err
 			}
+			// A checkpoint its commits made due runs in the background.
+			defer tb.Close(cmd.Context())
 			res, err := tb.Vacuum(cmd.Context(), opts)
 			if errors.Is(err, delta.ErrRetentionTooShort) {
 				return usage(err)
