@@ -28,7 +28,7 @@ func newTableCmd(env *Env) *cobra.Command {
 		Use:   "table",
 		Short: "Create and inspect the Delta table",
 	}
-	cmd.AddCommand(newTableCreateCmd(env), newTableDescribeCmd(env), newTableHistoryCmd(env))
+	cmd.AddCommand(newTableCreateCmd(env), newTableDescribeCmd(env), newTableHistoryCmd(env), newTableVacuumCmd(env))
 	return cmd
 }
 

@@ -56,6 +56,7 @@ func (t *Table) maybeCheckpoint(ctx context.Context, s *Snapshot) {
 			t.log.Warn("delta_checkpoint_failed", "version", s.version, "error", err)
 		} else {
 			t.log.Debug("delta_checkpoint_written", "version", s.version)
+			t.cleanupAfterCheckpoint(ctx, s)
 		}
 	}
 	if t.opts.asyncCheckpoints {
@@ -94,7 +95,7 @@ func (t *Table) Checkpoint(ctx context.Context, s *Snapshot) error {
 	if err := t.store.PutIfAbsent(ctx, checkpointKey(s.version), data); err != nil && !errors.Is(err, ErrExist) {
 		return fmt.Errorf("delta: writing checkpoint %d: %w", s.version, err)
 	}
-	if h, ok := t.readLastCheckpoint(ctx); ok && h.Version >= s.version {
+	if h, ok := t.readLastCheckpoint(ctx); ok && h.Version >= s.version && t.checkpointExists(ctx, h.Version) {
 		return nil
 	}
 	lc, _ := json.Marshal(map[string]any{

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Version is the kpipe version, set by the build (-ldflags -X). It appears in
@@ -25,6 +26,7 @@ type options struct {
 	logger             *slog.Logger
 	checkpointInterval int // 0: table property or 10
 	asyncCheckpoints   bool
+	now                func() time.Time // nil: time.Now (WithClock)
 }
 
 // WithLogger sets the logger for background events (checkpoint failures,
