@@ -2,6 +2,7 @@ package delta
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -204,9 +205,6 @@ func checkVacuumable(s *Snapshot) error {
 			}
 		}
 	}
-	if s.configBool("delta.enableDeletionVectors") {
-		bad = append(bad, "delta.enableDeletionVectors")
-	}
 	if len(bad) > 0 {
 		return unsupported("vacuum of table with", dedupe(bad)...)
 	}
@@ -215,8 +213,9 @@ func checkVacuumable(s *Snapshot) error {
 
 // vacuumKeep returns the storage keys Vacuum must keep: the snapshot's
 // active files and the tombstones whose deletion is not older than cutoff
-// (snapshots within the retention still reference them), and the set of
-// every tombstone's key (to tell removed files from orphans).
+// (snapshots within the retention still reference them), with the
+// deletion-vector files either of them names, and the set of every
+// tombstone's key (to tell removed files from orphans).
 func vacuumKeep(store Storage, s *Snapshot, cutoff time.Time) (keep, tombstones map[string]bool, err error) {
 	keep = make(map[string]bool, len(s.files))
 	tombstones = make(map[string]bool, len(s.tombstones))
@@ -226,6 +225,9 @@ func vacuumKeep(store Storage, s *Snapshot, cutoff time.Time) (keep, tombstones 
 			continue // outside the table: never listed under it
 		}
 		keep[k] = true
+		if err := keepDVFile(store, f.DeletionVector, keep); err != nil {
+			return nil, nil, err
+		}
 	}
 	ms := cutoff.UnixMilli()
 	for _, r := range s.tombstones {
@@ -236,9 +238,35 @@ func vacuumKeep(store Storage, s *Snapshot, cutoff time.Time) (keep, tombstones 
 		tombstones[k] = true
 		if r.DeletionTimestamp != nil && *r.DeletionTimestamp >= ms {
 			keep[k] = true
+			if err := keepDVFile(store, r.DeletionVector, keep); err != nil {
+				return nil, nil, err
+			}
 		}
 	}
 	return keep, tombstones, nil
+}
+
+// keepDVFile adds to keep the DV file a deletionVector descriptor names
+// (storage types "u" and "p"; an inline DV has no file). A descriptor that
+// does not parse stops the vacuum: it could name a file Vacuum would
+// otherwise take for an orphan.
+func keepDVFile(store Storage, raw json.RawMessage, keep map[string]bool) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	d, err := parseDV(raw)
+	if err != nil || d == nil {
+		return err
+	}
+	if d.StorageType == "i" {
+		return nil
+	}
+	k, err := dvFileKey(store, d)
+	if err != nil {
+		return fmt.Errorf("vacuum: %w", err)
+	}
+	keep[k] = true
+	return nil
 }
 
 // vacuumHidden reports whether Vacuum must leave a key alone: a path

@@ -282,7 +282,8 @@ func TestVacuumRetentionBelowTheTablesIsRefused(t *testing.T) {
 }
 
 // vacuumProtocolCheck: vacuum checks the writer protocol of every table,
-// and runs on a table with the feature itself.
+// and runs on a table with the feature itself, and on one with deletion
+// vectors (whose files it keeps: TestVacuumKeepsDeletionVectorFiles).
 func TestVacuumProtocolCheck(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -291,7 +292,7 @@ func TestVacuumProtocolCheck(t *testing.T) {
 	}{
 		{"vacuumProtocolCheck", Protocol{MinReaderVersion: 3, MinWriterVersion: 7, ReaderFeatures: []string{"vacuumProtocolCheck"}, WriterFeatures: []string{"vacuumProtocolCheck", "appendOnly"}}, true},
 		{"unknown writer feature", Protocol{MinReaderVersion: 1, MinWriterVersion: 7, WriterFeatures: []string{"vacuumProtocolCheck", "someFutureFeature"}}, false},
-		{"deletion vectors", Protocol{MinReaderVersion: 3, MinWriterVersion: 7, ReaderFeatures: []string{"deletionVectors"}, WriterFeatures: []string{"deletionVectors"}}, false},
+		{"deletion vectors", Protocol{MinReaderVersion: 3, MinWriterVersion: 7, ReaderFeatures: []string{"deletionVectors"}, WriterFeatures: []string{"deletionVectors"}}, true},
 		{"writer version 8", Protocol{MinReaderVersion: 1, MinWriterVersion: 8}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -455,5 +456,67 @@ func BenchmarkVacuum(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// A table with deletion vectors stored in files: vacuum with no retention
+// at all deletes none of the DV files the snapshot names (they are not
+// data files of an add, and would look like orphans), and the table reads
+// the same rows after it. Without keepDVFile every DV file goes.
+func TestVacuumKeepsDeletionVectorFiles(t *testing.T) {
+	store := copyRefTable(t, "delta-golden", "dv-partitioned-with-checkpoint")
+	now := time.Now().Add(365 * 24 * time.Hour)
+	tb, err := Open(t.Context(), store, WithClock(func() time.Time { return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := tb.Snapshot(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := ReadRows(t.Context(), store, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dvFiles []string
+	for _, f := range snap.Files() {
+		d, err := f.DV()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d != nil && d.StorageType != "i" {
+			k, err := dvFileKey(store, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dvFiles = append(dvFiles, k)
+		}
+	}
+	if len(dvFiles) == 0 {
+		t.Fatal("the reference table has no DV files")
+	}
+	zero := time.Duration(0)
+	res, err := tb.Vacuum(t.Context(), VacuumOptions{Retention: &zero, Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Deleted == 0 {
+		t.Fatalf("nothing deleted: the table's older DV files and removed data files should go: %+v", res)
+	}
+	for _, k := range dvFiles {
+		if _, err := store.Read(t.Context(), k); err != nil {
+			t.Errorf("DV file %s the snapshot names was deleted: %v", k, err)
+		}
+	}
+	snap, err = tb.Snapshot(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := ReadRows(t.Context(), store, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Fatalf("%d rows after vacuum, %d before", len(after), len(before))
 	}
 }
