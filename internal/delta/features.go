@@ -6,7 +6,7 @@ import (
 )
 
 // Reader features this package implements (reader version 3).
-var supportedReaderFeatures = []string{"timestampNtz", "vacuumProtocolCheck"}
+var supportedReaderFeatures = []string{"timestampNtz", "vacuumProtocolCheck", "columnMapping", "typeWidening", "typeWidening-preview"}
 
 // Writer features this package implements (writer version 7). Appends honour
 // them: appendOnly (appends are allowed), changeDataFeed (appends need no
@@ -16,6 +16,8 @@ var supportedReaderFeatures = []string{"timestampNtz", "vacuumProtocolCheck"}
 var supportedWriterFeatures = []string{
 	"appendOnly", "invariants", "checkConstraints", "changeDataFeed", "generatedColumns",
 	"timestampNtz", "vacuumProtocolCheck", "domainMetadata",
+	// See docs/architecture.md "Writer features" (schema_mapping.go and others).
+	"columnMapping", "typeWidening", "typeWidening-preview",
 }
 
 // checkReadable returns an error wrapping ErrUnsupportedFeature naming what
@@ -33,7 +35,7 @@ func checkReadable(s *Snapshot) error {
 			}
 		}
 	}
-	if m := columnMappingMode(s); m != "" && m != "none" {
+	if m := columnMappingMode(s); m != "" && m != "none" && m != "name" && m != "id" {
 		bad = append(bad, "columnMapping (mode "+m+")")
 	}
 	for _, f := range s.files {
@@ -67,7 +69,7 @@ func checkWritable(s *Snapshot) error {
 		}
 	}
 	for _, k := range []string{"delta.enableDeletionVectors", "delta.enableRowTracking", "delta.enableInCommitTimestamps",
-		"delta.enableIcebergCompatV1", "delta.enableIcebergCompatV2", "delta.enableTypeWidening"} {
+		"delta.enableIcebergCompatV1", "delta.enableIcebergCompatV2"} {
 		if s.configBool(k) {
 			bad = append(bad, k)
 		}

@@ -193,10 +193,7 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 	}
 	var md *Metadata
 	if schemaChanged {
-		m := *snap.metadata
-		m.Schema = fit.schema
-		m.SchemaString = fit.schema.SchemaString()
-		md = &m
+		md = evolvedMetadata(snap, fit.schema)
 	}
 	now := time.Now()
 	acts := appendActions(snap, opts, md, files, res, now)
