@@ -17,7 +17,7 @@ var supportedWriterFeatures = []string{
 	"appendOnly", "invariants", "checkConstraints", "changeDataFeed", "generatedColumns",
 	"timestampNtz", "vacuumProtocolCheck", "domainMetadata",
 	// See docs/architecture.md "Writer features" (schema_mapping.go and others).
-	"columnMapping", "typeWidening", "typeWidening-preview",
+	"columnMapping", "typeWidening", "typeWidening-preview", "rowTracking", "inCommitTimestamp",
 }
 
 // checkReadable returns an error wrapping ErrUnsupportedFeature naming what
@@ -68,7 +68,7 @@ func checkWritable(s *Snapshot) error {
 			}
 		}
 	}
-	for _, k := range []string{"delta.enableDeletionVectors", "delta.enableRowTracking", "delta.enableInCommitTimestamps",
+	for _, k := range []string{"delta.enableDeletionVectors",
 		"delta.enableIcebergCompatV1", "delta.enableIcebergCompatV2"} {
 		if s.configBool(k) {
 			bad = append(bad, k)
