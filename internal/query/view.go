@@ -16,11 +16,11 @@ import (
 // any table column.
 const fileColumn = "__kpipe_file"
 
-// checkReadable refuses tables whose files DuckDB would read wrongly: deleted
-// rows still in files (deletion vectors) and physical column names
-// (column mapping).
+// checkReadable refuses tables whose files DuckDB would read wrongly:
+// deleted rows still in files (deletion vectors). Column mapping is read
+// by physical name (view_mapping.go).
 func checkReadable(snap *delta.Snapshot) error {
-	if m := snap.Metadata().Configuration["delta.columnMapping.mode"]; m != "" && m != "none" {
+	if m := snap.Metadata().Configuration["delta.columnMapping.mode"]; m != "" && m != "none" && mappingMode(snap.Metadata()) == "" {
 		return fmt.Errorf("%w: column mapping mode %s", delta.ErrUnsupportedFeature, m)
 	}
 	for _, f := range snap.Files() {
@@ -91,12 +91,16 @@ func createView(ctx context.Context, conn *sql.Conn, name string, store delta.St
 	if err != nil {
 		return fmt.Errorf("reading data file schemas: %w", err)
 	}
+	mode := mappingMode(md)
 	for i, c := range cols {
 		sep(&b, i)
+		f := schema.Field(c.name)
 		switch {
 		case slices.Contains(parts, c.name):
 			fmt.Fprintf(&b, "p.%s AS %s", ident(c.name), ident(c.name))
-		case present[strings.ToLower(c.name)]:
+		case mode != "" && f != nil && present[strings.ToLower(physicalName(f, mode))]:
+			fmt.Fprintf(&b, "%s AS %s", mappedColumn(f, mode), ident(c.name))
+		case mode == "" && present[strings.ToLower(c.name)]:
 			fmt.Fprintf(&b, "CAST(d.%s AS %s) AS %s", ident(c.name), c.sqlType, ident(c.name))
 		default:
 			fmt.Fprintf(&b, "CAST(NULL AS %s) AS %s", c.sqlType, ident(c.name))
@@ -104,7 +108,7 @@ func createView(ctx context.Context, conn *sql.Conn, name string, store delta.St
 	}
 	fmt.Fprintf(&b, "\nFROM %s AS d", src.String())
 	if len(parts) > 0 {
-		if err := createPartitionTable(ctx, conn, name, schema, parts, files, paths); err != nil {
+		if err := createPartitionTable(ctx, conn, name, schema, mode, parts, files, paths); err != nil {
 			return err
 		}
 		fmt.Fprintf(&b, "\nJOIN %s AS p ON d.%s = p.%s", ident(partitionTable(name)), ident(fileColumn), ident(fileColumn))
@@ -121,7 +125,7 @@ func partitionTable(view string) string { return "__kpipe_partitions_" + view }
 // table the view joins on the file path. A table rather than a VALUES list
 // inside the view: the view is bound again by every statement, and binding
 // thousands of literal rows each time costs more than the scan.
-func createPartitionTable(ctx context.Context, conn *sql.Conn, view string, schema *delta.StructType, parts []string, files []delta.AddFile, paths []string) error {
+func createPartitionTable(ctx context.Context, conn *sql.Conn, view string, schema *delta.StructType, mode string, parts []string, files []delta.AddFile, paths []string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "CREATE OR REPLACE TABLE %s (%s VARCHAR", ident(partitionTable(view)), ident(fileColumn))
 	for _, pc := range parts {
@@ -143,7 +147,12 @@ func createPartitionTable(ctx context.Context, conn *sql.Conn, view string, sche
 		}
 		b.WriteString("\n(" + literal(paths[i]))
 		for _, pc := range parts {
-			b.WriteString(", " + partitionLiteral(schema.Field(pc).Type, f.PartitionValues[pc]))
+			fl := schema.Field(pc)
+			v, ok := f.PartitionValues[physicalName(fl, mode)]
+			if !ok {
+				v = f.PartitionValues[pc]
+			}
+			b.WriteString(", " + partitionLiteral(fl.Type, v))
 		}
 		b.WriteString(")")
 	}
