@@ -17,7 +17,7 @@ var supportedWriterFeatures = []string{
 	"appendOnly", "invariants", "checkConstraints", "changeDataFeed", "generatedColumns",
 	"timestampNtz", "vacuumProtocolCheck", "domainMetadata",
 	// See docs/architecture.md "Writer features" (schema_mapping.go and others).
-	"columnMapping", "typeWidening", "typeWidening-preview", "rowTracking", "inCommitTimestamp",
+	"columnMapping", "typeWidening", "typeWidening-preview", "rowTracking", "inCommitTimestamp", "clustering",
 }
 
 // checkReadable returns an error wrapping ErrUnsupportedFeature naming what

@@ -3,6 +3,7 @@ package delta
 import (
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -123,14 +124,17 @@ func newWritePlan(data *StructType, numIndexedCols int) (*writePlan, error) {
 // newMappedWritePlan is newWritePlan for a table whose column mapping mode
 // is mode ("", "none", "name" or "id"): under name and id mode the Parquet
 // columns and the stats are named by physical name and carry field ids.
-func newMappedWritePlan(data *StructType, numIndexedCols int, mode string) (*writePlan, error) {
+func newMappedWritePlan(data *StructType, numIndexedCols int, mode string, forced ...[]string) (*writePlan, error) {
 	// Levels beyond a byte panic inside parquet-go: refuse the schema first.
 	if err := checkLevels(data); err != nil {
 		return nil, err
 	}
 	p := &writePlan{}
 	p.dictSeen.New = func() any { return make(map[uint64]struct{}, dictSample) }
-	b := &planBuilder{p: p, numIndexedCols: numIndexedCols, mapped: mode == "name" || mode == "id"}
+	b := &planBuilder{p: p, numIndexedCols: numIndexedCols, mapped: mode == "name" || mode == "id", forced: map[string]bool{}}
+	for _, f := range forced {
+		b.forced[strings.Join(f, "\x00")] = true
+	}
 	root := &wnode{kind: kindStruct, stat: -1}
 	g := orderedGroup{}
 	for _, f := range data.Fields {
@@ -163,6 +167,9 @@ type planBuilder struct {
 	col, leafIdx   int
 	// mapped: column mapping (name or id mode) is on.
 	mapped bool
+	// forced are stats paths (physical names joined by NUL) that get stats
+	// whatever numIndexedCols says: the clustering columns.
+	forced map[string]bool
 }
 
 // buildField plans struct field f at path: build, under the field's
@@ -250,7 +257,7 @@ func (b *planBuilder) buildStruct(n *wnode, t *StructType, def, rep int, statOK 
 func (b *planBuilder) buildList(n *wnode, t *ArrayType, def, rep int, statOK bool, sp []string) (parquet.Node, error) {
 	n.kind = kindList
 	n.rdef, n.rrep = def+1, rep+1
-	if b.indexed(statOK) {
+	if b.indexed(statOK, sp) {
 		b.addStat(n, sp, t) // null counts only
 	}
 	b.leafIdx++
@@ -265,7 +272,7 @@ func (b *planBuilder) buildList(n *wnode, t *ArrayType, def, rep int, statOK boo
 func (b *planBuilder) buildMap(n *wnode, t *MapType, def, rep int, statOK bool, sp []string) (parquet.Node, error) {
 	n.kind = kindMap
 	n.rdef, n.rrep = def+1, rep+1
-	if b.indexed(statOK) {
+	if b.indexed(statOK, sp) {
 		b.addStat(n, sp, t) // null counts only
 	}
 	b.leafIdx++
@@ -292,7 +299,7 @@ func (b *planBuilder) buildLeaf(n *wnode, t DataType, rep int, statOK bool, sp [
 	}
 	n.decLen = decLen
 	b.p.leafNodes = append(b.p.leafNodes, node)
-	if b.indexed(statOK) {
+	if b.indexed(statOK, sp) {
 		if statEligible(t) {
 			n.observe = true
 			b.addStat(n, sp, t)
@@ -305,8 +312,8 @@ func (b *planBuilder) buildLeaf(n *wnode, t DataType, rep int, statOK bool, sp [
 }
 
 // indexed reports whether the next stats candidate gets stats.
-func (b *planBuilder) indexed(statOK bool) bool {
-	return statOK && b.leafIdx < b.numIndexedCols
+func (b *planBuilder) indexed(statOK bool, sp []string) bool {
+	return statOK && (b.leafIdx < b.numIndexedCols || b.forced[strings.Join(sp, "\x00")])
 }
 
 // addStat gives n a stats column at path sp; typ nil collects null counts

@@ -395,7 +395,7 @@ func FilesFrom(snap *Snapshot, files []AddFile, column string, from time.Time) (
 	var out []AddFile
 	for _, f := range files {
 		if isPart {
-			v, err := parsePartitionValue(fl.Type, f.PartitionValues[column])
+			v, err := parsePartitionValue(fl.Type, partitionValue(snap, fl, f.PartitionValues))
 			if err != nil {
 				return nil, fmt.Errorf("data file %s: partition %s: %w", f.Path, column, err)
 			}
@@ -413,7 +413,7 @@ func FilesFrom(snap *Snapshot, files []AddFile, column string, from time.Time) (
 			}
 			continue
 		}
-		max, ok := statMaxTime(f.Stats, column)
+		max, ok := statMaxTime(f.Stats, physicalName(fl, mappingMode(snap)))
 		if !ok || max.Add(slack).After(from) {
 			out = append(out, f)
 		}

@@ -241,3 +241,25 @@ func equalFoldASCII(a, b string) bool {
 	}
 	return true
 }
+
+// domainClustering is the domain of a clustered table's clustering
+// columns (PROTOCOL.md "Clustered Table").
+const domainClustering = "delta.clustering"
+
+// clusteringColumns are the clustering columns of s as stats paths
+// (physical names under column mapping, as the domain records them).
+// Writers must write stats for them, whatever
+// delta.dataSkippingNumIndexedCols says.
+func clusteringColumns(s *Snapshot) [][]string {
+	d, ok := s.domains[domainClustering]
+	if !ok {
+		return nil
+	}
+	var c struct {
+		Columns [][]string `json:"clusteringColumns"`
+	}
+	if json.Unmarshal([]byte(d.Configuration), &c) != nil {
+		return nil
+	}
+	return c.Columns
+}

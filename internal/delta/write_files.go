@@ -48,6 +48,7 @@ type cachedPlan struct {
 	partCols []string
 	numIdx   int
 	mode     string
+	cluster  string
 	plan     *writePlan
 }
 
@@ -61,10 +62,11 @@ func (t *Table) writePlanFor(snap *Snapshot, schema *StructType) (*writePlan, er
 		numIdx = 1 << 30
 	}
 	mode := mappingMode(snap)
+	cluster := snap.domains[domainClustering].Configuration
 	t.planMu.Lock()
 	c := t.plan
 	t.planMu.Unlock()
-	if c != nil && c.schema == schema && c.numIdx == numIdx && c.mode == mode && slices.Equal(c.partCols, partCols) {
+	if c != nil && c.schema == schema && c.numIdx == numIdx && c.mode == mode && c.cluster == cluster && slices.Equal(c.partCols, partCols) {
 		return c.plan, nil
 	}
 	data := &StructType{}
@@ -76,13 +78,13 @@ func (t *Table) writePlanFor(snap *Snapshot, schema *StructType) (*writePlan, er
 			data.Fields = append(data.Fields, f)
 		}
 	}
-	plan, err := newMappedWritePlan(data, numIdx, mode)
+	plan, err := newMappedWritePlan(data, numIdx, mode, clusteringColumns(snap)...)
 	if err != nil {
 		return nil, err
 	}
 	plan.setIgnore(ignore)
 	t.planMu.Lock()
-	t.plan = &cachedPlan{schema: schema, partCols: slices.Clone(partCols), numIdx: numIdx, mode: mode, plan: plan}
+	t.plan = &cachedPlan{schema: schema, partCols: slices.Clone(partCols), numIdx: numIdx, mode: mode, cluster: cluster, plan: plan}
 	t.planMu.Unlock()
 	return plan, nil
 }

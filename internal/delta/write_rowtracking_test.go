@@ -300,3 +300,50 @@ func TestRowTrackingConcurrentWriters(t *testing.T) {
 	}
 	checkICT(t, dir, s.Version())
 }
+
+// TestClusteredTableAppend: on a clustered table (as Databricks creates
+// with CLUSTER BY, row tracking on) appends keep the delta.clustering
+// domain and write stats for the clustering columns even past
+// delta.dataSkippingNumIndexedCols.
+func TestClusteredTableAppend(t *testing.T) {
+	dir := t.TempDir()
+	store, _ := NewLocalStorage(dir)
+	tb, err := Create(t.Context(), store, featureDef(map[string]string{"delta.enableRowTracking": "true", "delta.dataSkippingNumIndexedCols": "1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s0, _ := tb.Snapshot(t.Context())
+	p := s0.Protocol()
+	p.WriterFeatures = append(slices.Clone(p.WriterFeatures), "clustering")
+	pj, _ := json.Marshal(map[string]any{"protocol": p})
+	entry := string(pj) + "\n" + `{"domainMetadata":{"domain":"delta.clustering","configuration":"{\"clusteringColumns\":[[\"at\"]]}","removed":false}}` + "\n" +
+		`{"commitInfo":{"operation":"CLUSTER BY"}}` + "\n"
+	if err := store.PutIfAbsent(t.Context(), commitKey(1), []byte(entry)); err != nil {
+		t.Fatal(err)
+	}
+	tb.Close(t.Context())
+	tb, err = Open(t.Context(), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.Append(t.Context(), featureRows(0, 5), AppendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := tb.Snapshot(t.Context())
+	if got := clusteringColumns(s); len(got) != 1 || got[0][0] != "at" {
+		t.Fatalf("clustering domain %v", s.domains)
+	}
+	for _, f := range s.Files() {
+		var st struct {
+			Min map[string]any `json:"minValues"`
+		}
+		_ = json.Unmarshal([]byte(f.Stats), &st)
+		if _, ok := st.Min["at"]; !ok {
+			t.Fatalf("no stats for clustering column at: %s", f.Stats)
+		}
+		if _, ok := st.Min["kind"]; ok {
+			t.Fatalf("stats past dataSkippingNumIndexedCols: %s", f.Stats)
+		}
+	}
+	checkRowTracking(t, s)
+}
