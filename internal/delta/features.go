@@ -18,6 +18,8 @@ var supportedWriterFeatures = []string{
 	"timestampNtz", "vacuumProtocolCheck", "domainMetadata",
 	// See docs/architecture.md "Writer features" (schema_mapping.go and others).
 	"columnMapping", "typeWidening", "typeWidening-preview", "rowTracking", "inCommitTimestamp", "clustering",
+	// Supported while no column uses them (checkWritable refuses those).
+	"identityColumns", "allowColumnDefaults",
 }
 
 // checkReadable returns an error wrapping ErrUnsupportedFeature naming what
