@@ -88,8 +88,6 @@ func checkWritable(s *Snapshot) error {
 				bad = append(bad, "invariant on "+path)
 			case k == "delta.generationExpression":
 				bad = append(bad, "generated column "+path)
-			case strings.HasPrefix(k, "delta.identity."):
-				bad = append(bad, "identity column "+path)
 			case k == "CURRENT_DEFAULT":
 				bad = append(bad, "default value of "+path)
 			}

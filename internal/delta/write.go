@@ -155,6 +155,10 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 	if err := checkCasts(snap.metadata.Schema, opts.Casts); err != nil {
 		return CommitResult{}, err
 	}
+	rows, marked, err := fillIdentity(snap.metadata.Schema, rows)
+	if err != nil {
+		return CommitResult{}, err
+	}
 	fit, err := t.fitRows(snap, rows, opts)
 	if err != nil {
 		return CommitResult{}, err
@@ -169,6 +173,11 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 		return CommitResult{Version: snap.version, Rejected: fit.rejected, Schema: snap.metadata.Schema}, nil
 	}
 	schemaChanged := fit.schema != snap.metadata.Schema && !TypesEqual(fit.schema, snap.metadata.Schema)
+	if marked != snap.metadata.Schema && fit.shred != nil {
+		// Identity values were generated: the high-water marks go into
+		// the commit's metadata (write_identity.go).
+		fit.schema, schemaChanged = withIdentityMarks(fit.schema, marked), true
+	}
 
 	files, err := t.writeDataFiles(ctx, fit.shred)
 	if err != nil {
