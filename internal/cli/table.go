@@ -38,6 +38,7 @@ func newTableCreateCmd(env *Env) *cobra.Command {
 		defFile      string
 		dryRun       bool
 		dropExisting bool
+		properties   []string
 	)
 	cmd := &cobra.Command{
 		Use:   "create",
@@ -46,7 +47,15 @@ func newTableCreateCmd(env *Env) *cobra.Command {
 (or --def) at --location: protocol (1, 4), the schema, year/month/day
 partitioning and the table properties. --dry-run prints the schema,
 partitioning, properties and the first commit, and writes nothing.
---drop-existing deletes a table already at the location first.`,
+--drop-existing deletes a table already at the location first.
+
+--property KEY=VALUE (repeatable) sets a table property over the
+definition's. Feature properties give the table the protocol Delta gives
+it (reader 3, writer 7 with table features): delta.columnMapping.mode=name
+or id (physical column names and ids), delta.enableRowTracking=true (row
+ids), delta.enableInCommitTimestamps=true, delta.enableTypeWidening=true.`,
+		Example: `  kpipe table create --location ./data/delta/t --property delta.columnMapping.mode=name
+  kpipe table create --location ./data/delta/t --property delta.enableRowTracking=true --property delta.enableInCommitTimestamps=true --dry-run`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if defFile == "" {
@@ -54,6 +63,9 @@ partitioning, properties and the first commit, and writes nothing.
 			}
 			def, err := delta.LoadTableDef(defFile)
 			if err != nil {
+				return usage(err)
+			}
+			if def.Properties, err = withProperties(def.Properties, properties); err != nil {
 				return usage(err)
 			}
 			store, err := delta.OpenLocationWith(location, env.storageOptions()...)
@@ -93,7 +105,28 @@ partitioning, properties and the first commit, and writes nothing.
 	f.StringVar(&defFile, "def", "", "table definition YAML (default <config-dir>/tables/itel_cabinet_task_tracking.yaml)")
 	f.BoolVar(&dryRun, "dry-run", false, "print what would be created and write nothing")
 	f.BoolVar(&dropExisting, "drop-existing", false, "delete the table at the location first")
+	f.StringArrayVar(&properties, "property", nil, "table property KEY=VALUE over the definition's (repeatable)")
 	return cmd
+}
+
+// withProperties returns props with the --property KEY=VALUE settings
+// applied over them.
+func withProperties(props map[string]string, settings []string) (map[string]string, error) {
+	if len(settings) == 0 {
+		return props, nil
+	}
+	out := make(map[string]string, len(props)+len(settings))
+	for k, v := range props {
+		out[k] = v
+	}
+	for _, s := range settings {
+		k, v, ok := strings.Cut(s, "=")
+		if k = strings.TrimSpace(k); !ok || k == "" {
+			return nil, fmt.Errorf("--property %q: want KEY=VALUE, e.g. delta.columnMapping.mode=name", s)
+		}
+		out[k] = strings.TrimSpace(v)
+	}
+	return out, nil
 }
 
 func printCreatePlan(w io.Writer, location string, def delta.TableDef, proto delta.Protocol, md delta.Metadata, commit []byte, drop bool) error {

@@ -38,17 +38,6 @@ func (s *Snapshot) configBoolDefault(key string, def bool) bool {
 	return def
 }
 
-// physicalName is the name of a column in data files, stats and partition
-// values: its column mapping physical name when the table maps columns.
-func physicalName(s *Snapshot, f *StructField) string {
-	if m := columnMappingMode(s); m == "id" || m == "name" {
-		if p, ok := f.Metadata["delta.columnMapping.physicalName"].(string); ok && p != "" {
-			return p
-		}
-	}
-	return f.Name
-}
-
 // statsParsedType is the type of add.stats_parsed for the table: numRecords,
 // minValues and maxValues of the data columns that have min/max stats,
 // nullCount of every data column, tightBounds.
@@ -78,7 +67,7 @@ func statsParsedType(s *Snapshot) *StructType {
 func statsFields(s *Snapshot, fields []*StructField, nulls bool) *StructType {
 	out := &StructType{}
 	for _, fl := range fields {
-		name := physicalName(s, fl)
+		name := physicalName(fl, mappingMode(s))
 		switch t := fl.Type.(type) {
 		case *StructType:
 			if inner := statsFields(s, t.Fields, nulls); len(inner.Fields) > 0 {
@@ -115,7 +104,7 @@ func partitionParsedType(s *Snapshot) *StructType {
 	out := &StructType{}
 	for _, pc := range s.metadata.PartitionColumns {
 		if fl := s.metadata.Schema.Field(pc); fl != nil {
-			out.Fields = append(out.Fields, &StructField{Name: physicalName(s, fl), Type: fl.Type, Nullable: true})
+			out.Fields = append(out.Fields, &StructField{Name: physicalName(fl, mappingMode(s)), Type: fl.Type, Nullable: true})
 		}
 	}
 	return out

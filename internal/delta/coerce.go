@@ -233,6 +233,8 @@ func toEntries(v any) ([][2]any, bool) {
 			out = append(out, [2]any{k, x})
 		}
 		return out, true
+	case [][2]any: // keys that cannot key a Go map (see readValue)
+		return m, true
 	}
 	return nil, false
 }

@@ -71,11 +71,11 @@ func (d TableDef) Validate() error {
 	}
 	for k, v := range d.Properties {
 		switch {
-		case k == "delta.columnMapping.mode" && v != "none",
-			k == "delta.enableDeletionVectors" && strings.EqualFold(v, "true"),
-			k == "delta.enableRowTracking" && strings.EqualFold(v, "true"),
-			k == "delta.enableInCommitTimestamps" && strings.EqualFold(v, "true"),
-			k == "delta.enableTypeWidening" && strings.EqualFold(v, "true"),
+		case k == propColumnMappingMode && !slices.Contains([]string{"none", "name", "id"}, strings.ToLower(v)):
+			errs = append(errs, fmt.Errorf("property %s=%s: the mode is none, name or id", k, v))
+		case k == propMaxColumnID:
+			errs = append(errs, fmt.Errorf("property %s: set by the table itself (column mapping), not by users", k))
+		case k == "delta.enableDeletionVectors" && strings.EqualFold(v, "true"),
 			k == "delta.checkpointPolicy" && v != "classic",
 			strings.HasPrefix(k, "delta.constraints."):
 			errs = append(errs, fmt.Errorf("property %s=%s: %w", k, v, ErrUnsupportedFeature))
@@ -127,7 +127,11 @@ func CreateCommit(def TableDef, now time.Time) (Protocol, Metadata, []byte, erro
 		Configuration:    conf,
 		CreatedTime:      &ms,
 	}
-	proto := Protocol{MinReaderVersion: 1, MinWriterVersion: 4}
+	proto, schema, err := createProtocol(conf, schema)
+	if err != nil {
+		return Protocol{}, Metadata{}, nil, err
+	}
+	md.Schema, md.SchemaString = schema, schema.SchemaString()
 	acts := []action{
 		{CommitInfo: map[string]any{
 			"timestamp": ms,
@@ -145,6 +149,9 @@ func CreateCommit(def TableDef, now time.Time) (Protocol, Metadata, []byte, erro
 		}},
 		{Protocol: &proto},
 		{MetaData: &md},
+	}
+	if ictOn(&proto, &md) {
+		acts[0].CommitInfo["inCommitTimestamp"] = ms
 	}
 	entry, err := encodeLogEntry(acts)
 	if err != nil {

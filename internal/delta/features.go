@@ -7,11 +7,13 @@ import (
 
 // Reader features this package implements (reader version 3):
 // timestampNtz, vacuumProtocolCheck (nothing to do for a reader),
-// deletionVectors (rows a DV removes are never returned, see DeletedRows)
-// and v2Checkpoint (UUID-named and classic V2 checkpoints, sidecars).
-// variantType (and its preview name) reads variant columns as JSON text.
+// deletionVectors (rows a DV removes are never returned, see DeletedRows),
+// v2Checkpoint (UUID-named and classic V2 checkpoints, sidecars),
+// columnMapping (name and id modes: schema_mapping.go) and typeWidening
+// (older files read in the wider type). variantType (and its preview name)
+// reads variant columns as JSON text.
 var supportedReaderFeatures = []string{"timestampNtz", "vacuumProtocolCheck", "deletionVectors", "v2Checkpoint",
-	"variantType", "variantType-preview"}
+	"variantType", "variantType-preview", "columnMapping", "typeWidening", "typeWidening-preview"}
 
 // Writer features this package implements (writer version 7). Appends honour
 // them: appendOnly (appends are allowed), changeDataFeed (appends need no
@@ -24,6 +26,10 @@ var supportedReaderFeatures = []string{"timestampNtz", "vacuumProtocolCheck", "d
 var supportedWriterFeatures = []string{
 	"appendOnly", "invariants", "checkConstraints", "changeDataFeed", "generatedColumns",
 	"timestampNtz", "vacuumProtocolCheck", "domainMetadata", "deletionVectors", "v2Checkpoint",
+	// See docs/architecture.md "Writer features" (schema_mapping.go and others).
+	"columnMapping", "typeWidening", "typeWidening-preview", "rowTracking", "inCommitTimestamp", "clustering",
+	// Supported while no column uses them (checkWritable refuses those).
+	"identityColumns", "allowColumnDefaults",
 }
 
 // featureHints explain refused features users meet.
@@ -63,7 +69,7 @@ func checkReadable(s *Snapshot) error {
 			}
 		}
 	}
-	if m := columnMappingMode(s); m != "" && m != "none" {
+	if m := columnMappingMode(s); m != "" && m != "none" && m != "name" && m != "id" {
 		bad = append(bad, "columnMapping (mode "+m+")")
 	}
 	if s.metadata != nil && s.metadata.schemaUnsupported != nil {
@@ -93,8 +99,7 @@ func checkWritable(s *Snapshot) error {
 			}
 		}
 	}
-	for _, k := range []string{"delta.enableRowTracking", "delta.enableInCommitTimestamps",
-		"delta.enableIcebergCompatV1", "delta.enableIcebergCompatV2", "delta.enableTypeWidening"} {
+	for _, k := range []string{"delta.enableIcebergCompatV1", "delta.enableIcebergCompatV2"} {
 		if s.configBool(k) {
 			bad = append(bad, k)
 		}
@@ -114,8 +119,6 @@ func checkWritable(s *Snapshot) error {
 				bad = append(bad, "invariant on "+path)
 			case k == "delta.generationExpression":
 				bad = append(bad, "generated column "+path)
-			case strings.HasPrefix(k, "delta.identity."):
-				bad = append(bad, "identity column "+path)
 			case k == "CURRENT_DEFAULT":
 				bad = append(bad, "default value of "+path)
 			}

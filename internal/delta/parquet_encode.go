@@ -390,11 +390,7 @@ func (e *fileEncoder) flush() error {
 		e.buf = bytes.NewBuffer(make([]byte, 0, max(4096, p.sizeHint.Load()*9/8)))
 		// A Writer is not reused: after a second Reset, parquet-go v0.32.0
 		// writes footers whose column chunks have an empty path_in_schema.
-		e.w = parquet.NewWriter(e.buf, p.schema,
-			parquet.Compression(zstdCodec),
-			parquet.CreatedBy("kpipe", Version, ""),
-			parquet.PageBufferSize(1<<20),
-		)
+		e.w = parquet.NewWriter(e.buf, append(writerOptions(), p.layout(e.chooseDictionary()))...)
 	}
 	if err := e.writeColumns(e.w); err != nil {
 		return fmt.Errorf("encoding parquet: %w", err)

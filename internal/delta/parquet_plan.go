@@ -3,6 +3,7 @@ package delta
 import (
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -46,8 +47,13 @@ const (
 
 // wnode is the write plan of one column: its levels and leaf range.
 type wnode struct {
-	kind     nodeKind
+	kind nodeKind
+	// name is the field's name in rows (the logical name); pname is its
+	// name in the Parquet file (the physical name under column mapping)
+	// and fid its Parquet field_id (0: none).
 	name     string
+	pname    string
+	fid      int
 	path     string
 	typ      DataType
 	nullable bool
@@ -80,7 +86,9 @@ type writePlan struct {
 	stats      []statCol
 	// repeated[c] is whether leaf column c is inside a list or map.
 	repeated []bool
-	nscratch int
+	// leafNodes[c] is the Parquet node of leaf column c.
+	leafNodes []parquet.Node
+	nscratch  int
 	// statTree is the stats paths as a tree with children sorted by name,
 	// the key order encoding/json gives the maps of the stats JSON.
 	statTree *statNode
@@ -89,6 +97,11 @@ type writePlan struct {
 	encoders sync.Pool // *fileEncoder
 	// sizeHint is the last file's size, to presize the output buffer.
 	sizeHint atomic.Int64
+	// layouts are the Parquet schemas by dictionary choice (see
+	// parquet_layout.go), built on first use.
+	layouts sync.Map // string -> *parquet.Schema
+	// dictSeen are the sets chooseDictionary counts distinct values in.
+	dictSeen sync.Pool // map[uint64]struct{}
 }
 
 func (p *writePlan) setIgnore(keys []string) {
@@ -105,21 +118,32 @@ type statCol struct {
 }
 
 func newWritePlan(data *StructType, numIndexedCols int) (*writePlan, error) {
+	return newMappedWritePlan(data, numIndexedCols, "")
+}
+
+// newMappedWritePlan is newWritePlan for a table whose column mapping mode
+// is mode ("", "none", "name" or "id"): under name and id mode the Parquet
+// columns and the stats are named by physical name and carry field ids.
+func newMappedWritePlan(data *StructType, numIndexedCols int, mode string, forced ...[]string) (*writePlan, error) {
 	// Levels beyond a byte panic inside parquet-go: refuse the schema first.
 	if err := checkLevels(data); err != nil {
 		return nil, err
 	}
 	p := &writePlan{}
-	b := &planBuilder{p: p, numIndexedCols: numIndexedCols}
+	p.dictSeen.New = func() any { return make(map[uint64]struct{}, dictSample) }
+	b := &planBuilder{p: p, numIndexedCols: numIndexedCols, mapped: mode == "name" || mode == "id", forced: map[string]bool{}}
+	for _, f := range forced {
+		b.forced[strings.Join(f, "\x00")] = true
+	}
 	root := &wnode{kind: kindStruct, stat: -1}
 	g := orderedGroup{}
 	for _, f := range data.Fields {
-		c, cn, err := b.build(f.Name, f.Name, f.Type, f.Nullable, 0, 0, true, nil)
+		c, cn, err := b.buildField(f, f.Name, 0, 0, true, nil)
 		if err != nil {
 			return nil, err
 		}
 		root.fields = append(root.fields, c)
-		g.fields = append(g.fields, namedNode{cn, f.Name})
+		g.fields = append(g.fields, namedNode{cn, c.pname})
 	}
 	root.hi = b.col
 	root.scr = p.nscratch
@@ -141,6 +165,32 @@ type planBuilder struct {
 	p              *writePlan
 	numIndexedCols int
 	col, leafIdx   int
+	// mapped: column mapping (name or id mode) is on.
+	mapped bool
+	// forced are stats paths (physical names joined by NUL) that get stats
+	// whatever numIndexedCols says: the clustering columns.
+	forced map[string]bool
+}
+
+// buildField plans struct field f at path: build, under the field's
+// physical name and id when column mapping is on.
+func (b *planBuilder) buildField(f *StructField, path string, def, rep int, statOK bool, statPath []string) (*wnode, parquet.Node, error) {
+	pname, fid := f.Name, 0
+	if b.mapped {
+		var err error
+		if pname, fid, err = physicalOf(f, path); err != nil {
+			return nil, nil, err
+		}
+	}
+	n, node, err := b.buildNamed(f.Name, pname, path, f.Type, f.Nullable, def, rep, statOK, statPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	n.fid = fid
+	if fid > 0 {
+		node = parquet.FieldID(node, fid)
+	}
+	return n, node, nil
 }
 
 // build plans the column name (path in errors) of type t and returns its
@@ -148,7 +198,12 @@ type planBuilder struct {
 // is whether the column may have stats, statPath the path of its parent in
 // the stats JSON.
 func (b *planBuilder) build(name, path string, t DataType, nullable bool, def, rep int, statOK bool, statPath []string) (*wnode, parquet.Node, error) {
-	n := &wnode{name: name, path: path, typ: t, nullable: nullable, stat: -1}
+	return b.buildNamed(name, name, path, t, nullable, def, rep, statOK, statPath)
+}
+
+// buildNamed is build of a column whose Parquet (and stats) name is pname.
+func (b *planBuilder) buildNamed(name, pname, path string, t DataType, nullable bool, def, rep int, statOK bool, statPath []string) (*wnode, parquet.Node, error) {
+	n := &wnode{name: name, pname: pname, path: path, typ: t, nullable: nullable, stat: -1}
 	if nullable {
 		def++
 	}
@@ -156,7 +211,7 @@ func (b *planBuilder) build(name, path string, t DataType, nullable bool, def, r
 	n.lo = b.col
 	var node parquet.Node
 	var err error
-	sp := append(append([]string(nil), statPath...), name)
+	sp := append(append([]string(nil), statPath...), pname)
 	switch t := t.(type) {
 	case *StructType:
 		node, err = b.buildStruct(n, t, def, rep, statOK, sp)
@@ -186,13 +241,13 @@ func (b *planBuilder) buildStruct(n *wnode, t *StructType, def, rep int, statOK 
 	}
 	g := orderedGroup{}
 	for _, f := range t.Fields {
-		c, cn, err := b.build(f.Name, joinPath(n.path, f.Name), f.Type, f.Nullable, def, rep, statOK, sp)
+		c, cn, err := b.buildField(f, joinPath(n.path, f.Name), def, rep, statOK, sp)
 		if err != nil {
 			return nil, err
 		}
 		n.fields = append(n.fields, c)
 		n.statsIn = append(n.statsIn, c.statsIn...)
-		g.fields = append(g.fields, namedNode{cn, f.Name})
+		g.fields = append(g.fields, namedNode{cn, c.pname})
 	}
 	n.scr = b.p.nscratch
 	b.p.nscratch += len(n.fields)
@@ -202,7 +257,7 @@ func (b *planBuilder) buildStruct(n *wnode, t *StructType, def, rep int, statOK 
 func (b *planBuilder) buildList(n *wnode, t *ArrayType, def, rep int, statOK bool, sp []string) (parquet.Node, error) {
 	n.kind = kindList
 	n.rdef, n.rrep = def+1, rep+1
-	if b.indexed(statOK) {
+	if b.indexed(statOK, sp) {
 		b.addStat(n, sp, t) // null counts only
 	}
 	b.leafIdx++
@@ -217,7 +272,7 @@ func (b *planBuilder) buildList(n *wnode, t *ArrayType, def, rep int, statOK boo
 func (b *planBuilder) buildMap(n *wnode, t *MapType, def, rep int, statOK bool, sp []string) (parquet.Node, error) {
 	n.kind = kindMap
 	n.rdef, n.rrep = def+1, rep+1
-	if b.indexed(statOK) {
+	if b.indexed(statOK, sp) {
 		b.addStat(n, sp, t) // null counts only
 	}
 	b.leafIdx++
@@ -243,7 +298,8 @@ func (b *planBuilder) buildLeaf(n *wnode, t DataType, rep int, statOK bool, sp [
 		return nil, fmt.Errorf("column %q: %w", n.path, err)
 	}
 	n.decLen = decLen
-	if b.indexed(statOK) {
+	b.p.leafNodes = append(b.p.leafNodes, node)
+	if b.indexed(statOK, sp) {
 		if statEligible(t) {
 			n.observe = true
 			b.addStat(n, sp, t)
@@ -256,8 +312,8 @@ func (b *planBuilder) buildLeaf(n *wnode, t DataType, rep int, statOK bool, sp [
 }
 
 // indexed reports whether the next stats candidate gets stats.
-func (b *planBuilder) indexed(statOK bool) bool {
-	return statOK && b.leafIdx < b.numIndexedCols
+func (b *planBuilder) indexed(statOK bool, sp []string) bool {
+	return statOK && (b.leafIdx < b.numIndexedCols || b.forced[strings.Join(sp, "\x00")])
 }
 
 // addStat gives n a stats column at path sp; typ nil collects null counts

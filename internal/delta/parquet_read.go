@@ -26,6 +26,44 @@ type pnode struct {
 	lo, hi   int // leaf column range
 	maxDef   int
 	maxRep   int
+	// mode is the table's column mapping mode, by which fieldChild
+	// resolves fields (see setMappingMode).
+	mode string
+}
+
+// setMappingMode sets the column mapping mode of n and its descendants.
+func (n *pnode) setMappingMode(mode string) {
+	n.mode = mode
+	for _, c := range n.children {
+		c.setMappingMode(mode)
+	}
+}
+
+// fieldChild returns the child of n holding field f: by field_id in id
+// mode, by physical name in name mode, by name otherwise (PROTOCOL.md,
+// "Reader Requirements for Column Mapping"); nil when the file lacks it.
+func (n *pnode) fieldChild(f *StructField) *pnode {
+	switch n.mode {
+	case "id":
+		if id := fieldID(f); id > 0 {
+			for _, c := range n.children {
+				if int(c.elem.FieldID) == id {
+					return c
+				}
+			}
+			return nil
+		}
+	case "name":
+		if pn, _ := f.Metadata[metaPhysicalName].(string); pn != "" {
+			for _, c := range n.children {
+				if c.name == pn {
+					return c
+				}
+			}
+			return nil
+		}
+	}
+	return n.child(f.Name)
 }
 
 func (n *pnode) child(name string) *pnode {
@@ -100,6 +138,12 @@ func (v levelVals) col(i int) []parquet.Value { return v.cols[i-v.base] }
 // readParquetRows reads every row of a Parquet file as a map typed by
 // schema; columns missing from the file read as null.
 func readParquetRows(data []byte, schema *StructType) ([]map[string]any, error) {
+	return readMappedParquetRows(data, schema, "")
+}
+
+// readMappedParquetRows is readParquetRows for a table whose column
+// mapping mode is mode.
+func readMappedParquetRows(data []byte, schema *StructType, mode string) ([]map[string]any, error) {
 	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
 		return nil, fmt.Errorf("opening parquet: %w", err)
@@ -108,6 +152,7 @@ func readParquetRows(data []byte, schema *StructType) ([]map[string]any, error) 
 	if err != nil {
 		return nil, err
 	}
+	root.setMappingMode(mode)
 	out := make([]map[string]any, 0, f.NumRows())
 	buf := make([]parquet.Row, 128)
 	cols := make([][]parquet.Value, root.hi)
@@ -151,7 +196,7 @@ func readParquetRows(data []byte, schema *StructType) ([]map[string]any, error) 
 func readStruct(n *pnode, t *StructType, vals levelVals) (map[string]any, error) {
 	m := make(map[string]any, len(t.Fields))
 	for _, f := range t.Fields {
-		c := n.child(f.Name)
+		c := n.fieldChild(f)
 		if c == nil {
 			m[f.Name] = nil
 			continue
@@ -272,8 +317,13 @@ func readValue(n *pnode, t DataType, vals levelVals) (any, error) {
 		}
 		ms := map[string]any{}
 		ma := map[any]any{}
-		_, strKeys := t.KeyType.(PrimitiveType)
-		strKeys = strKeys && t.KeyType == TypeString
+		// Keys that are arrays, maps or structs cannot key a Go map: such
+		// a map reads as its entries, [][2]any{{key, value}, ...}.
+		var entries [][2]any
+		_, primKeys := t.KeyType.(PrimitiveType)
+		_, decKeys := t.KeyType.(*DecimalType)
+		strKeys := primKeys && t.KeyType == TypeString
+		entryKeys := !primKeys && !decKeys || t.KeyType == TypeBinary
 		_, err := readRepeated(kv, vals, func(ev levelVals) (any, error) {
 			k, err := readField(kn, t.KeyType, ev)
 			if err != nil {
@@ -285,16 +335,25 @@ func readValue(n *pnode, t DataType, vals levelVals) (any, error) {
 					return nil, err
 				}
 			}
-			if strKeys {
+			switch {
+			case strKeys:
 				ks, _ := k.(string)
 				ms[ks] = v
-			} else {
+			case entryKeys:
+				entries = append(entries, [2]any{k, v})
+			default:
 				ma[k] = v
 			}
 			return nil, nil
 		})
 		if err != nil {
 			return nil, err
+		}
+		if entryKeys {
+			if entries == nil {
+				entries = [][2]any{}
+			}
+			return entries, nil
 		}
 		if strKeys {
 			return ms, nil
@@ -354,6 +413,8 @@ func convertLeaf(n *pnode, t DataType, v parquet.Value) (any, error) {
 				return v.Double(), nil
 			case format.Float:
 				return float64(v.Float()), nil
+			case format.Int32: // type widening: byte, short, int -> double
+				return float64(v.Int32()), nil
 			}
 		case TypeDate:
 			if n.ptype == format.Int32 {
@@ -361,6 +422,10 @@ func convertLeaf(n *pnode, t DataType, v parquet.Value) (any, error) {
 			}
 		case TypeTimestamp, TypeTimestampNTZ:
 			switch n.ptype {
+			case format.Int32: // type widening: date -> timestamp_ntz
+				if t == TypeTimestampNTZ {
+					return time.Unix(int64(v.Int32())*86400, 0).UTC(), nil
+				}
 			case format.Int96:
 				i := v.Int96()
 				nanos := int64(uint64(i[0]) | uint64(i[1])<<32)
@@ -378,13 +443,23 @@ func convertLeaf(n *pnode, t DataType, v parquet.Value) (any, error) {
 			}
 		}
 	case *DecimalType:
+		// The file's scale: older files of a widened column (type
+		// widening) have a smaller one, or are integers (scale 0).
+		fs := fileDecimalScale(n)
+		var u *big.Int
 		switch n.ptype {
 		case format.Int32:
-			return Decimal{Unscaled: big.NewInt(int64(v.Int32())), Scale: t.Scale}, nil
+			u = big.NewInt(int64(v.Int32()))
 		case format.Int64:
-			return Decimal{Unscaled: big.NewInt(v.Int64()), Scale: t.Scale}, nil
+			u = big.NewInt(v.Int64())
 		case format.ByteArray, format.FixedLenByteArray:
-			return Decimal{Unscaled: decimalFromBytes(v.ByteArray()), Scale: t.Scale}, nil
+			u = decimalFromBytes(v.ByteArray())
+		}
+		if u != nil {
+			if fs >= 0 && fs < t.Scale {
+				u.Mul(u, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(t.Scale-fs)), nil))
+			}
+			return Decimal{Unscaled: u, Scale: t.Scale}, nil
 		}
 	}
 	return nil, mismatch()
@@ -405,4 +480,22 @@ func timeUnit(e format.SchemaElement) byte {
 		return 'm'
 	}
 	return 'u'
+}
+
+// fileDecimalScale is the scale of a Parquet decimal column: 0 for an
+// integer column, -1 when unknown (the table's scale is then assumed).
+func fileDecimalScale(n *pnode) int {
+	if d, ok := n.elem.LogicalType.Value.(*format.DecimalType); ok {
+		return int(d.Scale)
+	}
+	if s, ok := n.elem.Scale.Get(); ok {
+		return int(s)
+	}
+	if ct, ok := n.elem.ConvertedType.Get(); ok && ct == deprecated.Decimal {
+		return 0
+	}
+	if n.ptype == format.Int32 || n.ptype == format.Int64 {
+		return 0
+	}
+	return -1
 }

@@ -49,7 +49,7 @@ func ReadFile(ctx context.Context, store Storage, snap *Snapshot, f AddFile) ([]
 			dataSchema.Fields = append(dataSchema.Fields, fl)
 		}
 	}
-	rows, err := readParquetRows(data, dataSchema)
+	rows, err := readMappedParquetRows(data, dataSchema, mappingMode(snap))
 	if err != nil {
 		return nil, fmt.Errorf("data file %s: %w", f.Path, err)
 	}
@@ -61,7 +61,7 @@ func ReadFile(ctx context.Context, store Storage, snap *Snapshot, f AddFile) ([]
 		if fl == nil {
 			return nil, fmt.Errorf("%w: partition column %q not in schema", ErrCorruptLog, pc)
 		}
-		v, err := parsePartitionValue(fl.Type, f.PartitionValues[pc])
+		v, err := parsePartitionValue(fl.Type, partitionValue(snap, fl, f.PartitionValues))
 		if err != nil {
 			return nil, fmt.Errorf("data file %s: partition %s: %w", f.Path, pc, err)
 		}

@@ -166,7 +166,7 @@ func readFileColumns(ctx context.Context, store Storage, snap *Snapshot, f *AddF
 		c := &b.cols[i]
 		c.name, c.typ = name, types[i]
 		if slices.Contains(snap.metadata.PartitionColumns, name) {
-			v, err := parsePartitionValue(c.typ, f.PartitionValues[name])
+			v, err := parsePartitionValue(c.typ, partitionValue(snap, snap.metadata.Schema.Field(name), f.PartitionValues))
 			if err != nil {
 				return fmt.Errorf("data file %s: partition %s: %w", f.Path, name, err)
 			}
@@ -211,12 +211,18 @@ func readFileColumns(ctx context.Context, store Storage, snap *Snapshot, f *AddF
 	if err != nil {
 		return fmt.Errorf("data file %s: %w", f.Path, err)
 	}
+	root.setMappingMode(mappingMode(snap))
 	for i := range b.cols {
 		c := &b.cols[i]
 		if slices.Contains(snap.metadata.PartitionColumns, c.name) {
 			continue
 		}
-		n := root.child(c.name)
+		var n *pnode
+		if sf := snap.metadata.Schema.Field(c.name); sf != nil {
+			n = root.fieldChild(sf)
+		} else {
+			n = root.child(c.name)
+		}
 		if n == nil {
 			continue // added to the schema after this file: null
 		}
@@ -430,7 +436,7 @@ func FilesFrom(snap *Snapshot, files []AddFile, column string, from time.Time) (
 	var out []AddFile
 	for _, f := range files {
 		if isPart {
-			v, err := parsePartitionValue(fl.Type, f.PartitionValues[column])
+			v, err := parsePartitionValue(fl.Type, partitionValue(snap, fl, f.PartitionValues))
 			if err != nil {
 				return nil, fmt.Errorf("data file %s: partition %s: %w", f.Path, column, err)
 			}
@@ -448,7 +454,7 @@ func FilesFrom(snap *Snapshot, files []AddFile, column string, from time.Time) (
 			}
 			continue
 		}
-		max, ok := statMaxTime(f.Stats, column)
+		max, ok := statMaxTime(f.Stats, physicalName(fl, mappingMode(snap)))
 		if !ok || max.Add(slack).After(from) {
 			out = append(out, f)
 		}

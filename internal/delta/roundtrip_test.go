@@ -212,7 +212,10 @@ func assertSameState(t *testing.T, a, b *Snapshot) {
 
 func sortRows(rows []map[string]any) {
 	key := func(r map[string]any) string {
-		b, _ := json.Marshal(r)
+		b, err := json.Marshal(r)
+		if err != nil { // map[any]any values
+			return fmt.Sprint(r)
+		}
 		return string(b)
 	}
 	slices.SortFunc(rows, func(a, b map[string]any) int { return strings.Compare(key(a), key(b)) })

@@ -398,13 +398,13 @@ func vacuumCommitInfo(op string, now time.Time, readVersion int64, params map[st
 // (retried at the next version when a concurrent commit takes it).
 func (t *Table) commitInfoOnly(ctx context.Context, s *Snapshot, ci map[string]any) error {
 	acts := []action{{CommitInfo: ci}}
-	base, version, err := t.commitActions(ctx, s, acts, nil)
+	base, version, stamped, err := t.commitActions(ctx, s, acts, nil)
 	if err != nil {
 		return err
 	}
 	ns := base.clone()
 	ns.history = nil
-	ns.apply(version, acts, t.now())
+	ns.apply(version, stamped, t.now())
 	t.setLatest(ns)
 	t.maybeCheckpoint(ctx, ns)
 	return nil

@@ -22,7 +22,7 @@ func commitTest(t *testing.T, tb *Table, ts time.Time, op string, acts ...action
 		t.Fatal(err)
 	}
 	all := append([]action{{CommitInfo: map[string]any{"timestamp": ts.UnixMilli(), "operation": op, "txnId": newUUID()}}}, acts...)
-	base, v, err := tb.commitActions(t.Context(), snap, all, nil)
+	base, v, all, err := tb.commitActions(t.Context(), snap, all, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

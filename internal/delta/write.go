@@ -155,6 +155,10 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 	if err := checkCasts(snap.metadata.Schema, opts.Casts); err != nil {
 		return CommitResult{}, err
 	}
+	rows, marked, err := fillIdentity(snap.metadata.Schema, rows)
+	if err != nil {
+		return CommitResult{}, err
+	}
 	fit, err := t.fitRows(snap, rows, opts)
 	if err != nil {
 		return CommitResult{}, err
@@ -169,6 +173,11 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 		return CommitResult{Version: snap.version, Rejected: fit.rejected, Schema: snap.metadata.Schema}, nil
 	}
 	schemaChanged := fit.schema != snap.metadata.Schema && !TypesEqual(fit.schema, snap.metadata.Schema)
+	if marked != snap.metadata.Schema && fit.shred != nil {
+		// Identity values were generated: the high-water marks go into
+		// the commit's metadata (write_identity.go).
+		fit.schema, schemaChanged = withIdentityMarks(fit.schema, marked), true
+	}
 
 	files, err := t.writeDataFiles(ctx, fit.shred)
 	if err != nil {
@@ -193,14 +202,11 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 	}
 	var md *Metadata
 	if schemaChanged {
-		m := *snap.metadata
-		m.Schema = fit.schema
-		m.SchemaString = fit.schema.SchemaString()
-		md = &m
+		md = evolvedMetadata(snap, fit.schema)
 	}
 	now := time.Now()
 	acts := appendActions(snap, opts, md, files, res, now)
-	base, version, err := t.commitActions(ctx, snap, acts, opts.Txns)
+	base, version, acts, err := t.commitActions(ctx, snap, acts, opts.Txns)
 	if err != nil {
 		return CommitResult{}, err
 	}
@@ -263,30 +269,37 @@ func appendActions(snap *Snapshot, opts AppendOptions, md *Metadata, files []Add
 // commitActions commits acts as the version after snap, put-if-absent.
 // A version a concurrent writer took first is checked (applyWinner) and
 // the next one tried, up to maxCommitAttempts. It returns the snapshot the
-// commit landed on (snap with the winners applied) and its version.
-func (t *Table) commitActions(ctx context.Context, snap *Snapshot, acts []action, txns []Txn) (*Snapshot, int64, error) {
-	entry, err := encodeLogEntry(acts)
-	if err != nil {
-		return nil, 0, err
-	}
+// commit landed on (snap with the winners applied), its version, and the
+// actions as committed: stampCommit recomputes, for every attempt, what
+// depends on the version and the table before it (row ids, row commit
+// versions, the in-commit timestamp).
+func (t *Table) commitActions(ctx context.Context, snap *Snapshot, acts []action, txns []Txn) (*Snapshot, int64, []action, error) {
 	base := snap
 	version := snap.version + 1
 	for attempt := 0; ; attempt++ {
 		if attempt >= maxCommitAttempts {
-			return nil, 0, fmt.Errorf("delta: commit gave up after %d concurrent commits", attempt)
+			return nil, 0, nil, fmt.Errorf("delta: commit gave up after %d concurrent commits", attempt)
 		}
-		err := t.store.PutIfAbsent(ctx, commitKey(version), entry)
+		stamped, err := stampCommit(base, version, acts, time.Now())
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		entry, err := encodeLogEntry(stamped)
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		err = t.store.PutIfAbsent(ctx, commitKey(version), entry)
 		if err == nil {
-			return base, version, nil
+			return base, version, stamped, nil
 		}
 		if !errors.Is(err, ErrExist) {
-			return nil, 0, fmt.Errorf("delta: committing version %d: %w", version, err)
+			return nil, 0, nil, fmt.Errorf("delta: committing version %d: %w", version, err)
 		}
 		// Lost the race: check the winner, then try the next version.
 		next := base.clone()
 		next.history = nil
 		if err := t.applyWinner(ctx, next, version, txns); err != nil {
-			return nil, 0, err
+			return nil, 0, nil, err
 		}
 		t.setLatest(next)
 		base = next

@@ -27,6 +27,9 @@ type dataFile struct {
 type shreddedRows struct {
 	plan     *writePlan
 	partCols []string
+	// physCols are the partition columns' physical names under column
+	// mapping (the keys of partition values and directories), else nil.
+	physCols []string
 	files    []*dataFile
 }
 
@@ -44,6 +47,8 @@ type cachedPlan struct {
 	schema   *StructType
 	partCols []string
 	numIdx   int
+	mode     string
+	cluster  string
 	plan     *writePlan
 }
 
@@ -56,10 +61,12 @@ func (t *Table) writePlanFor(snap *Snapshot, schema *StructType) (*writePlan, er
 	if numIdx < 0 {
 		numIdx = 1 << 30
 	}
+	mode := mappingMode(snap)
+	cluster := snap.domains[domainClustering].Configuration
 	t.planMu.Lock()
 	c := t.plan
 	t.planMu.Unlock()
-	if c != nil && c.schema == schema && c.numIdx == numIdx && slices.Equal(c.partCols, partCols) {
+	if c != nil && c.schema == schema && c.numIdx == numIdx && c.mode == mode && c.cluster == cluster && slices.Equal(c.partCols, partCols) {
 		return c.plan, nil
 	}
 	data := &StructType{}
@@ -71,13 +78,13 @@ func (t *Table) writePlanFor(snap *Snapshot, schema *StructType) (*writePlan, er
 			data.Fields = append(data.Fields, f)
 		}
 	}
-	plan, err := newWritePlan(data, numIdx)
+	plan, err := newMappedWritePlan(data, numIdx, mode, clusteringColumns(snap)...)
 	if err != nil {
 		return nil, err
 	}
 	plan.setIgnore(ignore)
 	t.planMu.Lock()
-	t.plan = &cachedPlan{schema: schema, partCols: slices.Clone(partCols), numIdx: numIdx, plan: plan}
+	t.plan = &cachedPlan{schema: schema, partCols: slices.Clone(partCols), numIdx: numIdx, mode: mode, cluster: cluster, plan: plan}
 	t.planMu.Unlock()
 	return plan, nil
 }
@@ -100,7 +107,7 @@ func (t *Table) shredRows(snap *Snapshot, schema *StructType, rows []map[string]
 		return nil, err
 	}
 	files := splitGroups(groups, minRowsPerFile, runtime.GOMAXPROCS(0))
-	sh := &shreddedRows{plan: plan, partCols: partCols, files: files}
+	sh := &shreddedRows{plan: plan, partCols: partCols, physCols: physicalPartitionColumns(snap), files: files}
 	errs := make([]error, len(files))
 	forEachGroup(len(files), func(fi int) {
 		f := files[fi]
@@ -201,7 +208,7 @@ func (t *Table) writeDataFiles(ctx context.Context, sh *shreddedRows) ([]AddFile
 	keys := make([]string, len(sh.files))
 	errs := make([]error, len(sh.files))
 	forEachGroup(len(sh.files), func(fi int) {
-		files[fi], keys[fi], errs[fi] = t.writeFile(ctx, sh.partCols, fi, sh.files[fi], ds)
+		files[fi], keys[fi], errs[fi] = t.writeFile(ctx, sh.partCols, sh.physCols, fi, sh.files[fi], ds)
 	})
 	if err := firstError(errs); err != nil {
 		return nil, err
@@ -216,7 +223,7 @@ func (t *Table) writeDataFiles(ctx context.Context, sh *shreddedRows) ([]AddFile
 
 // writeFile encodes and writes data file f, the idx-th of its commit, and
 // returns its add action and storage key.
-func (t *Table) writeFile(ctx context.Context, partCols []string, idx int, f *dataFile, ds dirSyncer) (AddFile, string, error) {
+func (t *Table) writeFile(ctx context.Context, partCols, physCols []string, idx int, f *dataFile, ds dirSyncer) (AddFile, string, error) {
 	data, err := f.enc.encode()
 	if err != nil {
 		return AddFile{}, "", err
@@ -224,7 +231,16 @@ func (t *Table) writeFile(ctx context.Context, partCols []string, idx int, f *da
 	stats := f.enc.statsJSON()
 	f.enc.release()
 	f.enc = nil
-	dirKey, dirPath := partitionDir(partCols, f.g.values)
+	pv := f.g.values
+	if physCols != nil && pv != nil {
+		// Column mapping: partition values and folders by physical name.
+		m := make(map[string]string, len(pv))
+		for i, pc := range partCols {
+			m[physCols[i]] = pv[pc]
+		}
+		pv, partCols = m, physCols
+	}
+	dirKey, dirPath := partitionDir(partCols, pv)
 	name := fmt.Sprintf("part-%05d-%s.c000.zstd.parquet", idx, newUUID())
 	key := dirKey + name
 	if ds != nil {
@@ -235,7 +251,6 @@ func (t *Table) writeFile(ctx context.Context, partCols []string, idx int, f *da
 	if err != nil {
 		return AddFile{}, "", fmt.Errorf("delta: writing data file: %w", err)
 	}
-	pv := f.g.values
 	switch {
 	case pv == nil:
 		pv = map[string]string{}

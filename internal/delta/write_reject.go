@@ -61,7 +61,7 @@ func (t *Table) checkRows(snap *Snapshot, rows []map[string]any, evolve bool, ca
 		ns := schema
 		if evolve {
 			var err error
-			if ns, err = evolveRow(schema, r, order); err != nil {
+			if ns, err = evolveRowFor(snap, schema, r, order); err != nil {
 				return reject(i, err)
 			}
 		}
@@ -376,7 +376,7 @@ func (t *Table) evolveRows(snap *Snapshot, rows []map[string]any, opts AppendOpt
 	// as null, as by an Append of its own (see checkRows).
 	checkedWith := make([]*StructType, len(rows))
 	for i, r := range rows {
-		ns, eerr := evolveRow(schema, r, order)
+		ns, eerr := evolveRowFor(snap, schema, r, order)
 		if eerr == nil && ns != schema {
 			eerr = checkLevels(ns)
 		}

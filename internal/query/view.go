@@ -21,13 +21,14 @@ const fileColumn = "__kpipe_file"
 
 // checkReadable refuses tables kpipe cannot read (delta.CheckReadable:
 // protocol versions and reader features, named) and tables whose files
-// DuckDB would read wrongly: physical column names (column mapping).
-// Deletion vectors are honoured by the view (see createView).
+// DuckDB would read wrongly: a column mapping mode it does not know.
+// Column mapping is read by physical name (view_mapping.go); deletion
+// vectors are honoured by the view (see createView).
 func checkReadable(snap *delta.Snapshot) error {
 	if err := delta.CheckReadable(snap); err != nil {
 		return err
 	}
-	if m := snap.Metadata().Configuration["delta.columnMapping.mode"]; m != "" && m != "none" {
+	if m := snap.Metadata().Configuration["delta.columnMapping.mode"]; m != "" && m != "none" && mappingMode(snap.Metadata()) == "" {
 		return fmt.Errorf("%w: column mapping mode %s", delta.ErrUnsupportedFeature, m)
 	}
 	return nil
@@ -103,14 +104,18 @@ func createView(ctx context.Context, conn *sql.Conn, name string, store delta.St
 	if err != nil {
 		return fmt.Errorf("reading data file schemas: %w", err)
 	}
+	mode := mappingMode(md)
 	for i, c := range cols {
 		sep(&b, i)
+		f := schema.Field(c.name)
 		switch {
 		case slices.Contains(parts, c.name):
 			fmt.Fprintf(&b, "p.%s AS %s", ident(c.name), ident(c.name))
-		case present[strings.ToLower(c.name)] && c.variant:
+		case mode == "" && present[strings.ToLower(c.name)] && c.variant:
 			fmt.Fprintf(&b, "%s(d.%s.\"value\", d.%s.\"metadata\") AS %s", variantJSONFunc, ident(c.name), ident(c.name), ident(c.name))
-		case present[strings.ToLower(c.name)]:
+		case mode != "" && f != nil && present[strings.ToLower(physicalName(f, mode))]:
+			fmt.Fprintf(&b, "%s AS %s", mappedColumn(f, mode), ident(c.name))
+		case mode == "" && present[strings.ToLower(c.name)]:
 			fmt.Fprintf(&b, "CAST(d.%s AS %s) AS %s", ident(c.name), c.sqlType, ident(c.name))
 		default:
 			fmt.Fprintf(&b, "CAST(NULL AS %s) AS %s", c.sqlType, ident(c.name))
@@ -124,7 +129,7 @@ func createView(ctx context.Context, conn *sql.Conn, name string, store delta.St
 		fmt.Fprintf(&b, "\nANTI JOIN %s AS x ON d.%s = x.%s AND d.file_row_number = x.row", ident(deletedTable(name)), ident(fileColumn), ident(fileColumn))
 	}
 	if len(parts) > 0 {
-		if err := createPartitionTable(ctx, conn, name, schema, parts, files, paths); err != nil {
+		if err := createPartitionTable(ctx, conn, name, schema, mode, parts, files, paths); err != nil {
 			return err
 		}
 		fmt.Fprintf(&b, "\nJOIN %s AS p ON d.%s = p.%s", ident(partitionTable(name)), ident(fileColumn), ident(fileColumn))
@@ -196,7 +201,7 @@ func partitionTable(view string) string { return "__kpipe_partitions_" + view }
 // table the view joins on the file path. A table rather than a VALUES list
 // inside the view: the view is bound again by every statement, and binding
 // thousands of literal rows each time costs more than the scan.
-func createPartitionTable(ctx context.Context, conn *sql.Conn, view string, schema *delta.StructType, parts []string, files []delta.AddFile, paths []string) error {
+func createPartitionTable(ctx context.Context, conn *sql.Conn, view string, schema *delta.StructType, mode string, parts []string, files []delta.AddFile, paths []string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "CREATE OR REPLACE TABLE %s (%s VARCHAR", ident(partitionTable(view)), ident(fileColumn))
 	for _, pc := range parts {
@@ -218,7 +223,12 @@ func createPartitionTable(ctx context.Context, conn *sql.Conn, view string, sche
 		}
 		b.WriteString("\n(" + literal(paths[i]))
 		for _, pc := range parts {
-			b.WriteString(", " + partitionLiteral(schema.Field(pc).Type, f.PartitionValues[pc]))
+			fl := schema.Field(pc)
+			v, ok := f.PartitionValues[physicalName(fl, mode)]
+			if !ok {
+				v = f.PartitionValues[pc]
+			}
+			b.WriteString(", " + partitionLiteral(fl.Type, v))
 		}
 		b.WriteString(")")
 	}
