@@ -24,6 +24,8 @@ func TestTableCreateWithFeatureProperties(t *testing.T) {
 		{[]string{"delta.enableRowTracking=true"}, "rowTracking"},
 		{[]string{"delta.enableInCommitTimestamps=true"}, "inCommitTimestamp"},
 		{[]string{"delta.enableTypeWidening=true"}, "typeWidening"},
+		{[]string{"delta.enableDeletionVectors=true"}, "deletionVectors"},
+		{[]string{"delta.checkpointPolicy=v2"}, "v2Checkpoint"},
 	}
 	for _, c := range cases {
 		t.Run(c.props[0], func(t *testing.T) {

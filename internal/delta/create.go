@@ -75,9 +75,9 @@ func (d TableDef) Validate() error {
 			errs = append(errs, fmt.Errorf("property %s=%s: the mode is none, name or id", k, v))
 		case k == propMaxColumnID:
 			errs = append(errs, fmt.Errorf("property %s: set by the table itself (column mapping), not by users", k))
-		case k == "delta.enableDeletionVectors" && strings.EqualFold(v, "true"),
-			k == "delta.checkpointPolicy" && v != "classic",
-			strings.HasPrefix(k, "delta.constraints."):
+		case k == "delta.checkpointPolicy" && v != "classic" && v != "v2":
+			errs = append(errs, fmt.Errorf("property %s=%s: the policy is classic or v2", k, v))
+		case strings.HasPrefix(k, "delta.constraints."):
 			errs = append(errs, fmt.Errorf("property %s=%s: %w", k, v, ErrUnsupportedFeature))
 		case strings.HasPrefix(k, "kpipe."):
 			errs = append(errs, fmt.Errorf("property %s: the kpipe. prefix is reserved", k))

@@ -156,6 +156,10 @@ var featureProperties = []struct {
 	{propEnableTypeWidening, "true", "typeWidening", true},
 	{"delta.enableChangeDataFeed", "true", "changeDataFeed", false},
 	{"delta.appendOnly", "true", "appendOnly", false},
+	// An append never writes a DV and checkpoints stay single-file V2 spec
+	// (docs/architecture.md "Table features and log replay").
+	{"delta.enableDeletionVectors", "true", "deletionVectors", true},
+	{"delta.checkpointPolicy", "v2", "v2Checkpoint", true},
 }
 
 // createProtocol returns the protocol of a new table with configuration
