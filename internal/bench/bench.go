@@ -80,6 +80,9 @@ type Options struct {
 	// variables for it (KEY=VALUE).
 	Exe string
 	Env []string
+	// Worker settings changed in the copy of workers.yaml (a field of the
+	// worker, such as batch_size or polls_in_flight, to its YAML value).
+	Set map[string]string
 	// Seed makes the simulator's world.
 	Seed int64
 	// Timeout bounds the wait for the table (DefaultTimeout).
@@ -243,7 +246,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer stopAPI()
 
 	cfgDir := filepath.Join(r.dir, "config")
-	if err := writeConfig(o.ConfigDir, cfgDir, o.Worker, r.topics, o.Keys > 1); err != nil {
+	if err := writeConfig(o.ConfigDir, cfgDir, o.Worker, r.topics, o.Keys > 1, o.Set); err != nil {
 		return nil, err
 	}
 	res := &Result{Events: o.Events, Keys: o.Keys, Partitions: o.Partitions, Rate: o.Rate, Latency: o.Latency}

@@ -16,7 +16,7 @@ import (
 // run's own, and with manyKeys its lookup asks for each event's
 // assignment (GET /customTasks/assignment/{id}) instead of the one task
 // template. Nothing else changes: the worker runs the chain as shipped.
-func writeConfig(src, dst, worker string, t topics, manyKeys bool) error {
+func writeConfig(src, dst, worker string, t topics, manyKeys bool, extra map[string]string) error {
 	found := false
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -35,7 +35,7 @@ func writeConfig(src, dst, worker string, t topics, manyKeys bool) error {
 			return err
 		}
 		if d.Name() == "workers.yaml" {
-			nb, ok, err := rewriteWorkers(b, worker, t, manyKeys)
+			nb, ok, err := rewriteWorkers(b, worker, t, manyKeys, extra)
 			if err != nil {
 				return fmt.Errorf("bench: %s: %w", p, err)
 			}
@@ -55,7 +55,7 @@ func writeConfig(src, dst, worker string, t topics, manyKeys bool) error {
 
 // rewriteWorkers returns b with worker's topics replaced (ok false when b
 // does not define the worker).
-func rewriteWorkers(b []byte, worker string, t topics, manyKeys bool) ([]byte, bool, error) {
+func rewriteWorkers(b []byte, worker string, t topics, manyKeys bool, extra map[string]string) ([]byte, bool, error) {
 	var doc struct {
 		Workers map[string]struct {
 			Handlers []struct {
@@ -97,13 +97,25 @@ func rewriteWorkers(b []byte, worker string, t topics, manyKeys bool) ([]byte, b
 		set[cfg+".endpoint"] = "/customTasks/assignment/{task_id}"
 		set[cfg+".path_params.task_id"] = "assignment_id"
 	}
+	for k, v := range extra {
+		set[base+"."+k] = v
+	}
 	for p, v := range set {
 		path, err := yaml.PathString(p)
 		if err != nil {
 			return nil, false, err
 		}
 		if _, err := path.FilterFile(f); err != nil {
-			return nil, false, fmt.Errorf("%s: not found (%w)", p, err)
+			// Not in the file: add it to the mapping that should hold it.
+			i := strings.LastIndex(p, ".")
+			parent, perr := yaml.PathString(p[:i])
+			if perr != nil {
+				return nil, false, perr
+			}
+			if merr := parent.MergeFromReader(f, strings.NewReader(p[i+1:]+": "+v)); merr != nil {
+				return nil, false, fmt.Errorf("%s: not found (%w), and cannot be added: %w", p, err, merr)
+			}
+			continue
 		}
 		if err := path.ReplaceWithReader(f, strings.NewReader(v)); err != nil {
 			return nil, false, fmt.Errorf("%s: %w", p, err)
