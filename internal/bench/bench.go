@@ -112,8 +112,9 @@ type Result struct {
 	PeakRSS int64
 	// P50, P99 and Max are produce-to-visible latencies (Rate > 0 only).
 	P50, P90, P99, Max time.Duration
-	// APICalls counts the requests the simulator answered.
-	APICalls int64
+	// APICalls counts the requests the simulator answered, APIMaxInFlight
+	// the most it had at once.
+	APICalls, APIMaxInFlight int64
 	// Rows are the table's rows, Distinct their distinct event ids of this
 	// run, Duplicates the rows beyond one per event id, Missing the events
 	// without a row, ErrorRecords the records on the error topic.
@@ -330,7 +331,7 @@ func Print(w io.Writer, res *Result) {
 		fmt.Fprintf(w, "latency         p50 %s, p90 %s, p99 %s, max %s (produce to visible in the table)\n",
 			res.P50.Round(time.Millisecond), res.P90.Round(time.Millisecond), res.P99.Round(time.Millisecond), res.Max.Round(time.Millisecond))
 	}
-	fmt.Fprintf(w, "api calls       %d\n", res.APICalls)
+	fmt.Fprintf(w, "api calls       %d (at most %d at once)\n", res.APICalls, res.APIMaxInFlight)
 	fmt.Fprintf(w, "table           %d rows, %d distinct events, %d duplicates, %d missing, %d commits; %d error records\n",
 		res.Rows, res.Distinct, res.Duplicates, res.Missing, res.Commits, res.ErrorRecords)
 	if res.OK() {

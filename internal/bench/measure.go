@@ -177,7 +177,8 @@ func (r *run) measure(ctx context.Context, cfgDir string, admin *kadm.Client, re
 	seen, werr := r.watch(ctx, w, store, prod, prodDone)
 	stopErr := w.stop(60 * time.Second)
 	res.CPU, res.PeakRSS = w.usage()
-	res.APICalls = r.world.Stats().Requests
+	st := r.world.Stats()
+	res.APICalls, res.APIMaxInFlight = st.Requests, st.MaxInFlight
 	if werr != nil {
 		return errors.Join(werr, stopErr)
 	}
