@@ -155,6 +155,7 @@ func (w *Worker) drainInflight(ctx context.Context) error {
 		j := w.inflight[0]
 		<-j.done
 		w.inflight = w.inflight[1:]
+		w.drained.Add(1)
 		if err := w.completePoll(ctx, j); err != nil {
 			w.abandonInflightLocked()
 			return err

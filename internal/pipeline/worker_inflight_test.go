@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"kpipe/internal/dlq"
@@ -156,4 +158,77 @@ func TestInflightRowsEqualSerial(t *testing.T) {
 	if evolved == 0 {
 		t.Fatal("no row carries the evolved struct field: the test input is wrong")
 	}
+}
+
+// inflightRegistry is registryWith(tbl) with the lookup asking for each
+// event's assignment, uncached, so that polls wait on the API.
+func inflightRegistry(tbl table) *Registry {
+	lf := lookupFactory.(*typedFactory[LookupConfig, *LookupConfig])
+	r := NewRegistry()
+	r.MustRegister(TypeTransform, transformFactory)
+	r.MustRegister(TypeValidation, validationFactory)
+	r.MustRegister(TypeLookup, TypedFactory(lookupDefaults, func(c *LookupConfig, d Deps) (Handler, error) {
+		c.Endpoint = "/customTasks/assignment/{assignment_id}"
+		c.PathParams = map[string]string{"assignment_id": "assignment_id"}
+		c.CacheTTL = 0
+		return lf.build(c, d)
+	}))
+	r.MustRegister(TypeDeltaWriter, TypedFactory(deltaWriterDefaults, func(cfg *DeltaWriterConfig, deps Deps) (Handler, error) {
+		return newDeltaWriter(cfg, tbl, deps), nil
+	}))
+	return r
+}
+
+// A second worker joins the group while the first has many polls in
+// flight, each waiting on a slow API call: the revoke completes them before
+// its flush, and every event lands once, in each assignment's order.
+func TestInflightRevoke(t *testing.T) {
+	ctx := t.Context()
+	e := newEnv(t, sim.Options{Seed: 3, Projects: 60})
+	want := e.entries()
+	half := min(len(want)/2, 240)
+	if err := e.sim.SetFaults(sim.Faults{LatencyMin: 500 * time.Millisecond, LatencyMax: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	tbl := newMemTable()
+	wcfg := *e.worker
+	wcfg.BatchSize = 3
+	wcfg.PollsInFlight = 32
+	newW := func() *Worker {
+		w, err := NewWorker(ctx, &wcfg, e.kopts(), inflightRegistry(tbl), e.deps())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = w.Close(context.Background()) })
+		return w
+	}
+	a := newW()
+	stopA := runWorker(t, ctx, a)
+	e.produceTracking(ctx, want[:half])
+	// Many polls of 3 records, 32 API calls at a time of 0.5–1 s each: the
+	// first half takes seconds, so the rebalance meets polls in flight.
+	waitFor(t, 60*time.Second, "worker a's API calls", func() bool { return e.sim.Stats().InFlight > 0 })
+	b := newW()
+	stopB := runWorker(t, ctx, b)
+	adm := kadm.NewClient(e.prod)
+	waitFor(t, 60*time.Second, "the group of two", func() bool {
+		gs, err := adm.DescribeGroups(ctx, wcfg.ConsumerGroup)
+		g, ok := gs[wcfg.ConsumerGroup]
+		return err == nil && ok && g.State == "Stable" && len(g.Members) == 2
+	})
+	if err := e.sim.SetFaults(sim.Faults{LatencyMin: time.Millisecond, LatencyMax: 3 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	e.produceTracking(ctx, want[half:])
+	waitFor(t, 120*time.Second, "every row", func() bool { return len(tbl.snapshot()) >= len(want) })
+	if err := stopB(); err != nil {
+		t.Fatalf("worker b: %v", err)
+	}
+	if err := stopA(); err != nil {
+		t.Fatalf("worker a: %v", err)
+	}
+	if a.drained.Load() == 0 {
+		t.Error("the rebalance completed no poll in flight: the test did not exercise the drain")
+	}
+	checkTimeline(t, tbl.snapshot(), want)
 }
