@@ -5,6 +5,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"kpipe/internal/kafka"
 )
 
 // TestBenchVerifiesTable runs kpipe bench as an OS process, which runs the
@@ -49,5 +54,36 @@ func TestBenchVerifiesTable(t *testing.T) {
 				t.Errorf("no latency line:\n%s", out)
 			}
 		})
+	}
+}
+
+// TestBenchExistingBroker runs kpipe bench --kafka against a broker it did
+// not start: the run is verified and its topics are deleted after.
+func TestBenchExistingBroker(t *testing.T) {
+	b, err := kafka.StartEmbedded(t.Context(), kafka.EmbeddedOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	p := startKpipe(t, nil, "--config-dir", "../../config", "--log-level", "warn", "bench", "--events", "500", "--kafka", b.Addrs()[0])
+	if code := p.exitCode(); code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, p.out, p.errOut)
+	}
+	if !strings.Contains(p.out.String(), "verified        OK") {
+		t.Fatalf("not verified:\n%s", p.out)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	topics, err := kadm.NewClient(cl).ListTopics(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range topics {
+		if strings.HasPrefix(name, "kpipe.bench.") {
+			t.Errorf("topic %s left on the broker", name)
+		}
 	}
 }
