@@ -42,6 +42,13 @@ import (
 // DefaultBatchSize is a worker's batch_size when the file gives none.
 const DefaultBatchSize = 100
 
+// DefaultPollsInFlight is a worker's polls_in_flight when the file gives
+// none; MaxPollsInFlight is the most it may say.
+const (
+	DefaultPollsInFlight = 8
+	MaxPollsInFlight     = 256
+)
+
 // Worker message limits: the defaults of max_message_bytes and
 // max_nesting_depth, and the most max_nesting_depth may be (a Parquet
 // column has at most 255 definition levels, and a nested array can take 3
@@ -476,6 +483,9 @@ func (l *loader) validate(cfg *Config) {
 		}
 		if w.MaxNestingDepth < 1 || w.MaxNestingDepth > MaxNestingDepthLimit {
 			l.probs.add(pos, "%s max_nesting_depth must be between 1 and %d, not %d", where, MaxNestingDepthLimit, w.MaxNestingDepth)
+		}
+		if w.PollsInFlight < 1 || w.PollsInFlight > MaxPollsInFlight {
+			l.probs.add(pos, "%s polls_in_flight must be between 1 and %d, not %d", where, MaxPollsInFlight, w.PollsInFlight)
 		}
 		if w.EnableAutoCommit {
 			l.probs.add(pos, "%s enable_auto_commit must be false: kpipe commits offsets only after the rows they cover are durable", where)

@@ -94,6 +94,13 @@ type Worker struct {
 	// the error topic as class too_deep. Default 64, at most 80 (a
 	// Parquet column has at most 255 definition levels).
 	MaxNestingDepth int `yaml:"max_nesting_depth"`
+	// PollsInFlight is how many polls the worker has in its chain at once
+	// (decoding, transform, validation, lookups): a slow lookup in one poll
+	// does not stop the next polls, whose rows then wait only to reach the
+	// writer in offset order. It bounds memory: about PollsInFlight ×
+	// batch_size records are decoded at a time. Default
+	// DefaultPollsInFlight, between 1 and MaxPollsInFlight.
+	PollsInFlight int `yaml:"polls_in_flight"`
 
 	// File is where the worker was read from.
 	File string `yaml:"-"`

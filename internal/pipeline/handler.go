@@ -15,9 +15,14 @@ import (
 // of the batch carries on. An error that means the handler cannot work at all
 // (ctx done) stops the batch.
 //
-// The chain calls Handle for the events of one partition in offset order,
-// and for different partitions from different goroutines, so a Handler must
-// be safe for concurrent use. Handle may block (a lookup waits on the API)
+// The chain calls Handle for the events of one poll's partition batch in
+// offset order, and for different batches from different goroutines: with
+// several polls in flight (the worker's polls_in_flight), a handler before
+// the buffering one may see a partition's next batch while the previous one
+// is still in it. The buffering handler (a Flusher, last) sees each
+// partition's events in offset order, one poll at a time. So a Handler must
+// be safe for concurrent use and keep no order-dependent state unless it
+// buffers. Handle may block (a lookup waits on the API)
 // and must honour ctx. Close releases resources after the last Handle.
 type Handler interface {
 	Handle(ctx context.Context, ev *Event) ([]*Event, error)

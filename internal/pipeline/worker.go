@@ -98,6 +98,11 @@ type Worker struct {
 	storageDown atomic.Bool
 	// flushes schedules the flushes. Guarded by mu.
 	flushes flushes
+	// inflight are the polls in flight, oldest first (worker_inflight.go).
+	// Guarded by mu.
+	inflight []*pollJob
+	// drained counts the jobs a rebalance completed before its flush.
+	drained atomic.Int64
 	// fieldHint is the most fields an event had after the chain: new events
 	// are decoded into maps with room for them.
 	fieldHint atomic.Int64

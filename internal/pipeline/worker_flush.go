@@ -375,6 +375,9 @@ func (w *Worker) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[strin
 	}
 	fctx, cancel := context.WithTimeout(ctx, w.shutdown)
 	defer cancel()
+	if err := w.drainInflight(fctx); err != nil {
+		w.log.Warn("completing_polls_on_revoke_failed", "error", err)
+	}
 	if err := w.flushAndCommit(fctx); err != nil {
 		w.log.Warn("flush_on_revoke_failed", "error", err)
 	}
@@ -389,6 +392,7 @@ func (w *Worker) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int3
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.dropInflight(lost[w.cfg.InputTopic])
 	w.forget(lost[w.cfg.InputTopic])
 }
 

@@ -3,8 +3,6 @@ package pipeline
 import (
 	"context"
 	"errors"
-	"fmt"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -17,10 +15,14 @@ import (
 // This file is the worker's consume path: the poll loop, decoding, the
 // chain run a goroutine per partition, and the error records of a poll.
 
-// loop polls until ctx ends, a fatal error or a test hook's kill; each
-// poll is processed and may start a flush, with w.mu held, then the
-// rebalance it blocked is allowed.
+// loop polls until ctx ends, a fatal error or a test hook's kill. Each
+// poll becomes a job in flight (worker_inflight.go); with w.mu held the
+// jobs whose chain head has run are completed in order and a flush may
+// start, then the rebalance the poll blocked is allowed (a rebalance
+// drains the jobs in flight first). Jobs still in flight when it returns
+// are dropped: their records were never marked.
 func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
+	defer w.abandonInflight()
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -32,14 +34,20 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 				pctx, cancel = context.WithDeadline(ctx, next)
 			}
 		}
-		// A background flush ending cuts the poll short, so that its
-		// success records and offsets go out at once.
+		// A background flush ending, or the oldest job in flight finishing
+		// its chain head, cuts the poll short, so that its success records
+		// and offsets, or its rows, go on at once.
 		w.mu.Lock()
 		j := w.flushes.running()
+		head := w.headJob()
 		w.mu.Unlock()
 		stop := func() bool { return false }
 		if j != nil {
 			stop = context.AfterFunc(j.doneCtx, cancel)
+		}
+		stopHead := func() bool { return false }
+		if head != nil {
+			stopHead = context.AfterFunc(head.doneCtx, cancel)
 		}
 		w.mu.Lock()
 		if len(w.toPause) > 0 {
@@ -49,6 +57,7 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 		w.mu.Unlock()
 		fetches := cl.PollRecords(pctx, w.batchLimit())
 		stop()
+		stopHead()
 		cancel()
 		if fetches.IsClientClosed() {
 			return nil
@@ -59,7 +68,10 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 			return nil
 		}
 		w.mu.Lock()
-		err := w.processPoll(ctx, fetches)
+		err := w.startPoll(ctx, fetches)
+		if err == nil {
+			err = w.completeReady(ctx)
+		}
 		if err == nil {
 			err = w.maybeFlush(ctx)
 		}
@@ -78,8 +90,10 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 type partBatch struct {
 	part int32
 	st   *partState
-	recs []*kgo.Record
-	evs  []*Event
+	// floor is st.floor when the poll was taken.
+	floor int64
+	recs  []*kgo.Record
+	evs   []*Event
 	// malformed counts the records that did not decode, inTable those
 	// dropped because the table holds them.
 	malformed, inTable int
@@ -146,119 +160,6 @@ func (w *Worker) part(p int32) *partState {
 // message with many fields does not make every map large.
 const maxFieldHint = 64
 
-// processPoll runs a poll's records through the chain, a goroutine per
-// partition (decoding included), and publishes their error records. A
-// partition's state moves on only when all of that is done.
-func (w *Worker) processPoll(ctx context.Context, fetches kgo.Fetches) error {
-	now := time.Now()
-	var batches []*partBatch
-	var fatal error
-	fetches.EachError(func(topic string, p int32, err error) {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return
-		}
-		if isFatalKafka(err) {
-			if fatal == nil {
-				fatal = fmt.Errorf("%w: worker %s: kafka: %w", ErrFatal, w.cfg.Name, err)
-			}
-			return
-		}
-		w.log.Warn("fetch_failed", "topic", topic, "partition", p, "error", err)
-	})
-	if fatal != nil {
-		return fatal
-	}
-	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-		if len(p.Records) == 0 {
-			return
-		}
-		st := w.part(p.Partition)
-		if st.stopped {
-			return // offsets mismatch: paused, what was fetched is not handled
-		}
-		recs, lastData := dataRecords(p.Records)
-		last := p.Records[len(p.Records)-1]
-		w.health.consumed(p.Partition, last.Offset, lastData, p.HighWatermark)
-		if len(recs) == 0 {
-			return // only transaction markers
-		}
-		batches = append(batches, &partBatch{part: p.Partition, st: st, recs: recs, last: recs[len(recs)-1], n: len(recs)})
-	})
-	if len(batches) == 0 {
-		return nil
-	}
-	n := 0
-	for _, b := range batches {
-		n += b.n
-	}
-	w.consumed.Add(float64(n))
-	w.batchSize.Observe(float64(n))
-
-	hint := int(w.fieldHint.Load())
-	run := func(b *partBatch) {
-		w.decode(b, hint, now)
-		b.out, b.failed, b.err = w.chain.Process(ctx, b.evs, b.failed)
-		most := 0
-		for _, ev := range b.out {
-			most = max(most, len(ev.Fields))
-		}
-		most = min(most, maxFieldHint)
-		if int64(most) > w.fieldHint.Load() {
-			w.fieldHint.Store(int64(most)) // a racy max is good enough for a size hint
-		}
-	}
-	if len(batches) == 1 {
-		run(batches[0])
-	} else {
-		var wg sync.WaitGroup
-		for _, b := range batches {
-			wg.Go(func() { run(b) })
-		}
-		wg.Wait()
-	}
-	var firstErr error
-	for _, b := range batches {
-		if b.inTable > 0 {
-			w.skipped.WithLabelValues(SkipInTable).Add(float64(b.inTable))
-		}
-		if b.malformed > 0 {
-			for _, ev := range b.failed {
-				if he := ev.Errors[0]; he.Handler == handlerDecode {
-					w.errs.WithLabelValues(he.Class).Inc()
-				}
-			}
-		}
-		if b.err != nil && firstErr == nil {
-			firstErr = b.err
-		}
-	}
-	if firstErr == nil {
-		firstErr = w.publishErrors(ctx, batches)
-	}
-	if firstErr != nil {
-		// The consumer has moved past records whose rows are buffered but
-		// not marked: drop them and stop; the next run resumes from the
-		// table.
-		for _, b := range batches {
-			w.discardUnmarked(b.part, b.st)
-		}
-		return firstErr
-	}
-	for _, b := range batches {
-		b.st.last = b.last
-		w.failedC.Add(float64(len(b.failed)))
-	}
-	if w.flusher == nil {
-		w.succeeded(ctx, batches, "", -1)
-	}
-	if w.hooks.AfterBatch != nil {
-		if err := w.hooks.AfterBatch(n); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // decode turns b's records into events (one allocation for all of them),
 // dropping those the table already holds; the ones that are not JSON
 // objects go to b.failed.
@@ -266,7 +167,7 @@ func (w *Worker) decode(b *partBatch, hint int, now time.Time) {
 	slab := make([]Event, len(b.recs))
 	b.evs = make([]*Event, 0, len(b.recs))
 	for i, r := range b.recs {
-		if r.Offset <= b.st.floor {
+		if r.Offset <= b.floor {
 			b.inTable++
 			continue // already in the table
 		}
