@@ -92,5 +92,5 @@ func runEnrich(ctx context.Context, env *Env, metricsAddr string, o enrich.Optio
 	}
 	// The cause of a non-zero exit (fenced, refused credentials, a record
 	// Kafka keeps refusing) is a typed error from enrich, logged at ERROR.
-	return runService(ctx, w, runOptions{metricsAddr: metricsAddr, gatherer: reg, ready: w.Ready, log: log, failure: "enrich_failed"})
+	return runService(ctx, w, runOptions{metricsAddr: metricsAddr, gatherer: reg, ready: w.Ready, status: []metrics.StatusProvider{w}, log: log, failure: "enrich_failed"})
 }

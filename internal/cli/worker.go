@@ -124,5 +124,5 @@ func runWorker(ctx context.Context, env *Env, name string, o workerOptions) erro
 	if err != nil {
 		return usage(err)
 	}
-	return runService(ctx, w, runOptions{metricsAddr: o.metricsAddr, gatherer: reg, ready: w.Ready, log: log, failure: "worker_failed"})
+	return runService(ctx, w, runOptions{metricsAddr: o.metricsAddr, gatherer: reg, ready: w.Ready, status: []metrics.StatusProvider{w}, log: log, failure: "worker_failed"})
 }
