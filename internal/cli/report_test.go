@@ -156,7 +156,7 @@ func TestReportHTMLAndAsOf(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	for _, want := range []string{"<!DOCTYPE html>", `id="funnel-chart"`, `<tr id="a-2" data-assignment="2">`, `"timelines":true`,
-		"as of <b>2026-01-06T06:00:00Z</b> — as of: newest event (the newest event is"} {
+		"as of <b>2026-01-06T06:00:00Z</b> — newest event: the newest event is"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the page lacks %q", want)
 		}

@@ -37,7 +37,6 @@ var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 // htmlPage is what report.html is executed with.
 type htmlPage struct {
 	R             *Report
-	AsOfLine      string
 	Funnel        template.HTML
 	Distributions template.HTML
 	Breaches      template.HTML
@@ -60,7 +59,6 @@ func WriteHTML(w io.Writer, r *Report) error {
 	breaches := SLABreaches(r)
 	p := htmlPage{
 		R:             r,
-		AsOfLine:      asOfLine(r),
 		Funnel:        funnelSVG(Funnel(r), r.Summary.Assignments),
 		Distributions: distributionsSVG(Distributions(r)),
 		Breaches:      breachesSVG(breaches),
