@@ -50,7 +50,7 @@ leaves the group and exits 0. Another process with the same transactional id
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (host:port); empty: no HTTP")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve the live page (/), /status.json, /metrics, /healthz and /readyz on this address (host:port); empty: no HTTP")
 	f.StringVar(&o.enrich.TransactionalID, "transactional-id", "", "Kafka transactional id (default <group>-<hostname>)")
 	f.StringVar(&o.enrich.InstanceID, "instance-id", "", `static group membership id (default: the transactional id; "-": dynamic membership)`)
 	f.DurationVar(&o.enrich.SessionTimeout, "session-timeout", enrich.DefaultSessionTimeout, "how long the group waits for a silent member before moving its partitions")

@@ -62,7 +62,7 @@ kpipe cannot write) exits non-zero with the cause logged at ERROR.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.dataDir, "data", "data", "folder holding delta/<table> for tables without a configured location")
-	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (empty: off)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve the live page (/), /status.json, /metrics, /healthz and /readyz on this address (empty: off)")
 	f.StringVar(&o.resetOffsets, "reset-offsets", "", "where to start a partition whose stored offsets do not fit its log: earliest or latest (default: stop that partition)")
 	f.DurationVar(&o.stallTimeout, "stall-timeout", pipeline.DefaultStallTimeout, "report not ready when records wait this long with nothing made durable")
 	f.StringVar(&o.instanceID, "instance-id", "", "static group member id (a pod name): a restarted worker takes its partitions back at once; unique per running process ($KPIPE_INSTANCE_ID)")

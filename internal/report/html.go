@@ -218,7 +218,8 @@ func breachesSVG(days []BreachDay) template.HTML {
 	for _, d := range days {
 		i := int(d.Day.Sub(first) / (24 * time.Hour))
 		x := float64(left) + float64(i)*slot
-		bw := math.Max(1, slot-2)
+		bw := math.Min(math.Max(1, slot-2), 48)
+		x += (slot - 2 - bw) / 2
 		hl := plotH * float64(d.CompletedLate) / float64(most)
 		ho := plotH * float64(d.StillOpen) / float64(most)
 		base := float64(top) + plotH
@@ -251,7 +252,7 @@ func stuckSVG(st []Stuck) template.HTML {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="chart" id="stuck-chart" viewBox="0 0 %d %d" role="img" aria-label="stuck assignments">`, w, rowH*len(st)+4)
-	barMax := float64(w - labelW - 90)
+	barMax := float64(w - labelW - 180)
 	for i, s := range st {
 		y := i*rowH + 2
 		bw := math.Max(2, barMax*float64(s.For)/float64(max(longest, 1)))
