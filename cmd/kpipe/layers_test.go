@@ -31,7 +31,7 @@ func TestLayering(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}
-	testOnly := map[string]bool{"internal/chaos": true, "internal/deploytest": true}
+	testOnly := map[string]bool{"internal/chaos": true, "internal/deploytest": true, "internal/browsertest": true}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		pkg, imports, _ := strings.Cut(line, ":")
 		pkg = strings.TrimPrefix(pkg, "kpipe/")

@@ -50,7 +50,7 @@ leaves the group and exits 0. Another process with the same transactional id
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (host:port); empty: no HTTP")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve the live page (/), /status.json, /metrics, /healthz and /readyz on this address (host:port); empty: no HTTP")
 	f.StringVar(&o.enrich.TransactionalID, "transactional-id", "", "Kafka transactional id (default <group>-<hostname>)")
 	f.StringVar(&o.enrich.InstanceID, "instance-id", "", `static group membership id (default: the transactional id; "-": dynamic membership)`)
 	f.DurationVar(&o.enrich.SessionTimeout, "session-timeout", enrich.DefaultSessionTimeout, "how long the group waits for a silent member before moving its partitions")
@@ -92,5 +92,5 @@ func runEnrich(ctx context.Context, env *Env, metricsAddr string, o enrich.Optio
 	}
 	// The cause of a non-zero exit (fenced, refused credentials, a record
 	// Kafka keeps refusing) is a typed error from enrich, logged at ERROR.
-	return runService(ctx, w, runOptions{metricsAddr: metricsAddr, gatherer: reg, ready: w.Ready, log: log, failure: "enrich_failed"})
+	return runService(ctx, w, runOptions{metricsAddr: metricsAddr, gatherer: reg, ready: w.Ready, status: []metrics.StatusProvider{w}, log: log, failure: "enrich_failed"})
 }

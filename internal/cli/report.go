@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,9 +32,10 @@ func newReportCmd(env *Env) *cobra.Command {
 		taskID     int64
 		limit      int
 		cacheDir   string
+		section    string
 	)
 	cmd := &cobra.Command{
-		Use:   "report [--table PATH] [--format table|csv|json] [--sla 72h] [--stuck-after 72h] [--as-of RFC3339] [--task-id ID]",
+		Use:   "report [--table PATH] [--format table|csv|json|html] [--section NAME] [--sla 72h] [--stuck-after 72h] [--as-of auto|now|latest|RFC3339] [--task-id ID]",
 		Short: "Task lifecycles: time in each status, SLA, stuck tasks",
 		Long: `Report the lifecycles of one task template's assignments from the Delta
 table's current snapshot (DuckDB over the same view as "kpipe query").
@@ -51,8 +53,23 @@ assignments completed within --sla and the open ones already past it, and the
 open assignments whose current status has lasted over --stuck-after, oldest
 first (at most --limit).
 
---as-of defaults to now; pass it for data of another time, such as the
-simulator's. --task-id defaults to the task template the triggers of the
+--as-of is auto by default: now, unless the table's newest event of the
+template is older than --stuck-after (simulated or historical data, which
+measured against now would make every open assignment stuck): then that
+newest event's time. "now" and "latest" (the newest event) choose one rule;
+an RFC 3339 time is used as it is. Every format says which was used.
+
+--format html writes one self-contained page (no external assets): summary,
+status funnel, time-in-status distributions, SLA breaches by day and stuck
+assignments as inline SVG charts, and every assignment's timeline, shown
+when its id is clicked or the page is opened at #a-<assignment_id>.
+
+--format csv writes one table, loadable as it is: --section names it
+(default assignments, one row per assignment): summary, current_status,
+time_in_status, stuck, assignments, funnel, time_in_status_distribution,
+sla_breaches, timeline (one row per event of each assignment).
+
+--task-id defaults to the task template the triggers of the
 enabled task_trigger plugins in --config-dir are keyed by; when they name
 several templates, or none, pass --task-id.
 
@@ -61,22 +78,38 @@ A table on S3 is read through the local cache "kpipe query" uses
 		Example: `  kpipe report
   kpipe report --as-of 2026-02-01T00:00:00Z --sla 48h --stuck-after 24h
   kpipe report --format json --table data/delta/itel_cabinet_task_tracking
+  kpipe report --format html > report.html
+  kpipe report --format csv --section stuck > stuck.csv
   kpipe report --task-id 40001`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := query.ParseFormat(format)
-			if err != nil {
-				return usage(fmt.Errorf("--format: %w", err))
+			f := report.FormatHTML
+			if format != string(report.FormatHTML) {
+				var err error
+				if f, err = query.ParseFormat(format); err != nil {
+					return usage(fmt.Errorf("--format: %w (or html)", err))
+				}
 			}
-			opts := report.Options{TaskID: taskID, SLA: sla, StuckAfter: stuckAfter, Limit: limit, AsOf: time.Now()}
+			opts := report.Options{TaskID: taskID, SLA: sla, StuckAfter: stuckAfter, Limit: limit}
 			var errs []error
-			if asOf != "" {
+			switch asOf {
+			case report.AsOfAuto, report.AsOfNow, report.AsOfLatest:
+				opts.AsOfRule = asOf
+			default:
 				t, err := time.Parse(time.RFC3339Nano, asOf)
 				if err != nil {
-					errs = append(errs, fmt.Errorf("--as-of %q: want an RFC 3339 time such as 2026-02-01T00:00:00Z", asOf))
+					errs = append(errs, fmt.Errorf("--as-of %q: want auto, now, latest or an RFC 3339 time such as 2026-02-01T00:00:00Z", asOf))
 				}
 				opts.AsOf = t
 			}
+			if cmd.Flags().Changed("section") {
+				if f != query.FormatCSV {
+					errs = append(errs, fmt.Errorf("--section %s: only --format csv writes one section; the other formats hold them all", section))
+				} else if !slices.Contains(report.Sections, section) {
+					errs = append(errs, fmt.Errorf("--section %q: want one of %s", section, strings.Join(report.Sections, ", ")))
+				}
+			}
+			opts.Timelines = f == report.FormatHTML || (f == query.FormatCSV && report.NeedsTimelines(section))
 			if sla <= 0 {
 				errs = append(errs, fmt.Errorf("--sla %v: want a positive duration", sla))
 			}
@@ -118,16 +151,20 @@ A table on S3 is read through the local cache "kpipe query" uses
 			if r.DroppedDuplicates, err = droppedDuplicates(cmd.Context(), table, r.TableVersion); err != nil {
 				return err
 			}
+			if f == query.FormatCSV {
+				return report.WriteCSV(env.Stdout, r, section)
+			}
 			return report.Write(env.Stdout, r, f)
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&table, "table", defaultQueryTable, "Delta table folder or s3:// URL")
 	fl.StringVar(&cacheDir, "cache-dir", "", "folder of the local copy of a table on S3 (default: kpipe/tables in the user's cache folder)")
-	fl.StringVar(&format, "format", string(query.FormatTable), "output format: table, csv or json")
+	fl.StringVar(&format, "format", string(query.FormatTable), "output format: table, csv, json or html")
+	fl.StringVar(&section, "section", report.DefaultSection, "with --format csv, the one section written: "+strings.Join(report.Sections, ", "))
 	fl.DurationVar(&sla, "sla", report.DefaultSLA, "time within which an assignment should be completed")
 	fl.DurationVar(&stuckAfter, "stuck-after", report.DefaultStuckAfter, "an open assignment is stuck when its status has lasted longer than this")
-	fl.StringVar(&asOf, "as-of", "", "report time, RFC 3339 (default now): open intervals end here, later events are left out")
+	fl.StringVar(&asOf, "as-of", report.AsOfAuto, "report time: auto, now, latest (the newest event) or RFC 3339; open intervals end here, later events are left out")
 	fl.Int64Var(&taskID, "task-id", 0, "task template id (default: the one the plugins' triggers in --config-dir are keyed by)")
 	fl.IntVar(&limit, "limit", report.DefaultLimit, "most stuck assignments listed (0: all)")
 	return cmd

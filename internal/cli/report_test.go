@@ -88,18 +88,21 @@ func TestReportFormats(t *testing.T) {
 		}
 	})
 	t.Run("csv", func(t *testing.T) {
-		code, out, errOut := runCLI(t, nil, "--config-dir", repoConfig(), "report", "--table", dir, "--as-of", reportAsOf, "--format", "csv", "--sla", "24h", "--stuck-after", "100h")
+		code, out, errOut := runCLI(t, nil, "--config-dir", repoConfig(), "report", "--table", dir, "--as-of", reportAsOf, "--format", "csv")
 		if code != ExitOK {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
-		blocks := strings.Split(out, "\n\n")
-		if len(blocks) != 5 || !strings.HasPrefix(blocks[0], "-- summary\n") || !strings.HasPrefix(blocks[4], "-- assignments\n") {
-			t.Fatalf("sections:\n%s", out)
+		recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+		if err != nil || len(recs) != 3 || recs[0][0] != "assignment_id" || recs[1][0] != "1" {
+			t.Fatalf("default section, want assignments (%v):\n%s", err, out)
 		}
-		_, body, _ := strings.Cut(blocks[0], "\n")
-		recs, err := csv.NewReader(strings.NewReader(body)).ReadAll()
-		if err != nil {
-			t.Fatal(err)
+		code, out, errOut = runCLI(t, nil, "--config-dir", repoConfig(), "report", "--table", dir, "--as-of", reportAsOf, "--format", "csv", "--section", "summary", "--sla", "24h", "--stuck-after", "100h")
+		if code != ExitOK {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		recs, err = csv.NewReader(strings.NewReader(out)).ReadAll()
+		if err != nil || len(recs) != 2 {
+			t.Fatalf("summary section (%v):\n%s", err, out)
 		}
 		got := map[string]string{}
 		for i, k := range recs[0] {
@@ -143,9 +146,34 @@ func TestReportFormats(t *testing.T) {
 	})
 }
 
+// TestReportHTMLAndAsOf: --format html writes one page with its charts and
+// timelines; without --as-of the report of old data is as of its newest
+// event, and says so.
+func TestReportHTMLAndAsOf(t *testing.T) {
+	dir := reportFixture(t)
+	code, out, errOut := runCLI(t, nil, "--config-dir", repoConfig(), "report", "--table", dir, "--format", "html")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"<!DOCTYPE html>", `id="funnel-chart"`, `<tr id="a-2" data-assignment="2">`, `"timelines":true`,
+		"as of <b>2026-01-06T06:00:00Z</b> — newest event: the newest event is"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+	code, out, _ = runCLI(t, nil, "--config-dir", repoConfig(), "report", "--table", dir)
+	if code != ExitOK || !strings.Contains(out, "lifecycles as of 2026-01-06T06:00:00Z") || !strings.Contains(out, "as of: newest event (") {
+		t.Errorf("default as-of: exit %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, nil, "--config-dir", repoConfig(), "report", "--table", dir, "--as-of", "now", "--format", "csv", "--section", "timeline")
+	if code != ExitOK || !strings.HasPrefix(out, "assignment_id,seq,event_timestamp,status,changed,lasted_seconds\n1,1,2026-01-05T00:00:00Z,assigned,true,21600\n") {
+		t.Errorf("timeline section: exit %d\n%s", code, out)
+	}
+}
+
 func TestReportEmptyTable(t *testing.T) {
 	dir := lifecycleTable(t)
-	for _, f := range []string{"table", "csv", "json"} {
+	for _, f := range []string{"table", "csv", "json", "html"} {
 		code, out, errOut := runCLI(t, nil, "--config-dir", repoConfig(), "report", "--table", dir, "--format", f)
 		if code != ExitOK {
 			t.Fatalf("%s: exit %d: %s", f, code, errOut)
@@ -166,6 +194,8 @@ func TestReportUsage(t *testing.T) {
 	}{
 		{"bad as-of", []string{"--as-of", "yesterday"}, ExitUsage, "--as-of"},
 		{"bad format", []string{"--format", "xml"}, ExitUsage, "--format"},
+		{"section without csv", []string{"--section", "stuck"}, ExitUsage, "only --format csv"},
+		{"unknown section", []string{"--format", "csv", "--section", "nope"}, ExitUsage, "want one of summary, current_status"},
 		{"zero sla", []string{"--sla", "0s"}, ExitUsage, "--sla"},
 		{"negative limit", []string{"--limit", "-1"}, ExitUsage, "--limit"},
 		{"zero task id", []string{"--task-id", "0"}, ExitUsage, "--task-id 0"},

@@ -28,7 +28,9 @@ type runOptions struct {
 	metricsAddr string
 	gatherer    prometheus.Gatherer
 	ready       metrics.ReadyFunc
-	log         *slog.Logger
+	// status supplies the live page's sections (metrics.StatusProvider).
+	status []metrics.StatusProvider
+	log    *slog.Logger
 	// failure, when set, logs the error that ends the service at ERROR
 	// with this message ("worker_failed"); empty when the service logs its
 	// failures itself.
@@ -74,6 +76,7 @@ func serveWhileRunning(ctx context.Context, run func(context.Context) error, o r
 	g, gctx := errgroup.WithContext(ctx)
 	if o.metricsAddr != "" {
 		srv := metrics.NewServer(o.metricsAddr, o.gatherer, o.ready, o.log)
+		srv.AddStatus(o.status...)
 		if err := srv.Start(); err != nil {
 			return err
 		}

@@ -116,7 +116,7 @@ location, nothing stops a second machine.`,
 	f.StringVar(&o.idPrefix, "id-prefix", defaultUpPrefix, `prefix of the consumer groups and transactional id ("": the same as kpipe enrich and kpipe worker)`)
 	f.StringVar(&o.txnID, "transactional-id", "", "the enrichment worker's transactional id (default <id-prefix>claimx_enrichment_worker)")
 	f.StringVar(&o.apiAddr, "api-addr", "127.0.0.1:0", "address of the ClaimX simulator's API")
-	f.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9464", "address for /metrics, /healthz and /readyz (empty: none)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9464", "address for the live page (/), /status.json, /metrics, /healthz and /readyz (empty: none)")
 	f.StringVar(&o.faults, "faults", "", "faults the simulator injects, e.g. latency=20ms,500=0.05 (see kpipe sim --help)")
 	f.StringVar(&o.worker, "worker", "itel_cabinet_tracking_worker", "the plugin action worker of workers.yaml to run")
 	f.StringVar(&o.resetOffsets, "reset-offsets", "", "where the tracking worker starts a partition whose stored offsets do not fit its log (a table kept from a run whose broker data is gone): earliest or latest (default: stop that partition and say so)")

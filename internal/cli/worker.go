@@ -62,7 +62,7 @@ kpipe cannot write) exits non-zero with the cause logged at ERROR.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.dataDir, "data", "data", "folder (or s3://bucket/prefix) holding delta/<table> for tables without a configured location")
-	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (empty: off)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve the live page (/), /status.json, /metrics, /healthz and /readyz on this address (empty: off)")
 	f.StringVar(&o.resetOffsets, "reset-offsets", "", "where to start a partition whose stored offsets do not fit its log: earliest or latest (default: stop that partition)")
 	f.DurationVar(&o.stallTimeout, "stall-timeout", pipeline.DefaultStallTimeout, "report not ready when records wait this long with nothing made durable")
 	f.StringVar(&o.instanceID, "instance-id", "", "static group member id (a pod name): a restarted worker takes its partitions back at once; unique per running process ($KPIPE_INSTANCE_ID)")
@@ -124,5 +124,5 @@ func runWorker(ctx context.Context, env *Env, name string, o workerOptions) erro
 	if err != nil {
 		return usage(err)
 	}
-	return runService(ctx, w, runOptions{metricsAddr: o.metricsAddr, gatherer: reg, ready: w.Ready, log: log, failure: "worker_failed"})
+	return runService(ctx, w, runOptions{metricsAddr: o.metricsAddr, gatherer: reg, ready: w.Ready, status: []metrics.StatusProvider{w}, log: log, failure: "worker_failed"})
 }

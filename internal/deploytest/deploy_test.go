@@ -240,10 +240,9 @@ type dashboard struct {
 	Panels        []panel `json:"panels"`
 	Templating    struct {
 		List []struct {
-			Name       string `json:"name"`
-			Type       string `json:"type"`
-			Query      any    `json:"query"`
-			Definition string `json:"definition"`
+			Name  string `json:"name"`
+			Type  string `json:"type"`
+			Query any    `json:"query"`
 		} `json:"list"`
 	} `json:"templating"`
 }
@@ -541,9 +540,15 @@ func TestMetricNames(t *testing.T) {
 			if v.Type != "query" {
 				continue
 			}
-			m := labelValues.FindStringSubmatch(v.Definition)
+			// The query of a Prometheus query variable: {"query": "label_values(…)", …}
+			// (Grafana's "definition" repeats it, and is not in its schema).
+			def := ""
+			if q, ok := v.Query.(map[string]any); ok {
+				def, _ = q["query"].(string)
+			}
+			m := labelValues.FindStringSubmatch(def)
 			if m == nil {
-				t.Errorf("%s variable %s: definition %q is not label_values(metric, label)", d.file, v.Name, v.Definition)
+				t.Errorf("%s variable %s: query %q is not label_values(metric, label)", d.file, v.Name, def)
 				continue
 			}
 			qs = append(qs, query{fmt.Sprintf("%s variable %s", d.file, v.Name), fmt.Sprintf("sum by (%s) (%s)", m[2], m[1])})

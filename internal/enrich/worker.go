@@ -270,6 +270,9 @@ type Worker struct {
 	sess   *kgo.GroupTransactSession
 	stats  workerStats
 	health health
+	// recent keeps the last transactions and newest records for the live
+	// page (Status, status.go).
+	recent *metrics.Recent
 
 	// kopts build a session; client is the current session's client, for
 	// the broker health check (the session is replaced when kgo cannot
@@ -311,7 +314,7 @@ func New(o Options) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{o: o, log: log, proc: proc}
+	w := &Worker{o: o, log: log, proc: proc, recent: newRecent(o)}
 	w.stats.consumed = o.Metrics.EnrichEventsConsumed.WithLabelValues(o.Name)
 	w.stats.lag = o.Metrics.ConsumerLag
 	w.health.ready = o.Metrics.Ready.WithLabelValues(o.Name)

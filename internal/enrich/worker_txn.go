@@ -83,6 +83,7 @@ func (w *Worker) transact(ctx context.Context, fetches kgo.Fetches, b *batch) er
 func (w *Worker) done(fetches kgo.Fetches, b *batch) {
 	w.kafkaOK()
 	w.stats.consumed.Add(float64(len(w.proc.items)))
+	w.recordTxn(b)
 	w.proc.committed(b)
 	w.updateLag(fetches)
 }

@@ -48,7 +48,8 @@ const readyTimeout = 5 * time.Second
 // shutdownTimeout bounds the graceful shutdown after the context is done.
 const shutdownTimeout = 5 * time.Second
 
-// Server serves /metrics, /healthz and /readyz over HTTP.
+// Server serves /metrics, /healthz, /readyz and the live page (/ and
+// /status.json, see AddStatus) over HTTP.
 //
 //	reg := metrics.NewRegistry()
 //	m := metrics.New(reg)
@@ -58,11 +59,14 @@ const shutdownTimeout = 5 * time.Second
 // /metrics exposes the injected gatherer; /healthz answers 200 "ok" while the
 // process is alive; /readyz answers 200 "ok" when the ReadyFunc returns nil,
 // 200 with the reason when its error wraps ErrDegraded, and 503 with the
-// reason otherwise.
+// reason otherwise. / is a page that shows throughput, lag, errors by
+// class, tables, readiness and what the StatusProviders added with
+// AddStatus supply, refreshed from /status.json.
 type Server struct {
 	addr   string
 	logger *slog.Logger
 	srv    *http.Server
+	page   *pageState
 
 	mu sync.Mutex
 	ln net.Listener
@@ -78,6 +82,9 @@ func NewServer(addr string, g prometheus.Gatherer, ready ReadyFunc, logger *slog
 		ready = func(context.Context) error { return nil }
 	}
 	mux := http.NewServeMux()
+	page := &pageState{g: g, ready: ready}
+	mux.HandleFunc("GET /{$}", page.servePage)
+	mux.HandleFunc("GET /status.json", page.serveStatus)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelError),
 		ErrorHandling: promhttp.ContinueOnError,
@@ -101,6 +108,7 @@ func NewServer(addr string, g prometheus.Gatherer, ready ReadyFunc, logger *slog
 	return &Server{
 		addr:   addr,
 		logger: logger,
+		page:   page,
 		srv: &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,
@@ -160,6 +168,9 @@ func (s *Server) Run(ctx context.Context) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(ln) }()
+	pctx, stopSampling := context.WithCancel(ctx)
+	defer stopSampling()
+	go s.page.sampleLoop(pctx)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("metrics server: %w", err)

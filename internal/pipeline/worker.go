@@ -52,6 +52,9 @@ type Worker struct {
 	log      *slog.Logger
 	hooks    Hooks
 	shutdown time.Duration
+	// recent keeps the last commits and newest rows for the live page
+	// (Status, worker_status.go).
+	recent *metrics.Recent
 
 	consumed, processed, failedC, deltaWrites, deltaErrs prometheus.Counter
 	latency, batchSize                                   prometheus.Observer
@@ -272,6 +275,7 @@ func newWorker(cfg *config.Worker, kopts []kgo.Opt, chain *Chain, deps Deps, opt
 	if w.maxDepth <= 0 {
 		w.maxDepth = config.DefaultMaxNestingDepth
 	}
+	w.recent = newRecent(cfg)
 	w.health = newHealth(name, cfg.ConsumerGroup, cfg.InputTopic, m, w.log, DefaultStallTimeout)
 	if cp, ok := w.flusher.(commitPublishing); ok {
 		cp.SetCommitPublisher(w.publishCommit)

@@ -247,6 +247,7 @@ func (w *Worker) completeFlush(ctx context.Context, j *flushJob, res *FlushResul
 			w.errs.WithLabelValues(ev.Errors[len(ev.Errors)-1].Class).Inc()
 		}
 	}
+	w.recordFlush(res)
 	if res.Skipped > 0 {
 		w.skipped.WithLabelValues(SkipInTable).Add(float64(res.Skipped))
 	}

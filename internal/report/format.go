@@ -3,6 +3,7 @@ package report
 import (
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -16,12 +17,12 @@ import (
 // Write writes r to w in format f:
 //
 //   - table: titled sections of aligned text, durations as 2d6h30m;
-//   - csv: one CSV block per section (summary, current_status,
-//     time_in_status, stuck, assignments), each after a "-- name" line and
-//     separated by a blank line, as `kpipe query --file` prints several
-//     results; durations in seconds, times RFC 3339;
+//   - csv: the DefaultSection (assignments), one loadable table; WriteCSV
+//     writes any other of Sections; durations in seconds, times RFC 3339;
 //   - json: one object, durations in seconds (keys ending in _seconds),
-//     times RFC 3339, missing values null.
+//     times RFC 3339, missing values null;
+//   - html (FormatHTML): one self-contained page, charts as inline SVG
+//     (WriteHTML).
 func Write(w io.Writer, r *Report, f query.Format) error {
 	switch f {
 	case query.FormatTable:
@@ -30,8 +31,10 @@ func Write(w io.Writer, r *Report, f query.Format) error {
 		return writeCSV(w, r)
 	case query.FormatJSON:
 		return writeJSON(w, r)
+	case FormatHTML:
+		return WriteHTML(w, r)
 	}
-	return fmt.Errorf("format %q: want table, csv or json", f)
+	return fmt.Errorf("format %q: want table, csv, json or html", f)
 }
 
 // human formats d rounded to the second as days, hours, minutes and
@@ -93,6 +96,9 @@ func writeTable(w io.Writer, r *Report) error {
 	s := &r.Summary
 	p := func(format string, args ...any) { fmt.Fprintf(tw, format, args...) }
 	p("Task %d lifecycles as of %s (table version %d)\n", r.TaskID, stamp(r.AsOf), r.TableVersion)
+	if line := asOfLine(r); line != "" {
+		p("%s\n", line)
+	}
 	p("events %d, duplicates ignored %d, after as-of ignored %d\n", r.Events, r.DuplicateEvents, r.LaterEvents)
 	if r.DroppedDuplicates >= 0 {
 		p("deliveries dropped as duplicates by the writer %d\n", r.DroppedDuplicates)
@@ -167,7 +173,48 @@ func writeTable(w io.Writer, r *Report) error {
 	return tw.Flush()
 }
 
-func writeCSV(w io.Writer, r *Report) error {
+// CSV sections, for WriteCSV. Each is one table with a header row, loadable
+// as it is (DuckDB's read_csv, a spreadsheet).
+const (
+	SectionSummary       = "summary"
+	SectionCurrentStatus = "current_status"
+	SectionTimeInStatus  = "time_in_status"
+	SectionStuck         = "stuck"
+	SectionAssignments   = "assignments"
+	SectionFunnel        = "funnel"
+	SectionDistribution  = "time_in_status_distribution"
+	SectionSLABreaches   = "sla_breaches"
+	SectionTimeline      = "timeline"
+	// DefaultSection is what Write writes as CSV: one row per assignment.
+	DefaultSection = SectionAssignments
+)
+
+// Sections lists the CSV sections, in the order of the table format.
+var Sections = []string{SectionSummary, SectionCurrentStatus, SectionTimeInStatus, SectionStuck, SectionAssignments,
+	SectionFunnel, SectionDistribution, SectionSLABreaches, SectionTimeline}
+
+// ErrUnknownSection is returned by WriteCSV for a section not in Sections.
+var ErrUnknownSection = errors.New("unknown report section")
+
+// NeedsTimelines reports whether section needs a Report built with
+// Options.Timelines.
+func NeedsTimelines(section string) bool { return section == SectionTimeline }
+
+func writeCSV(w io.Writer, r *Report) error { return WriteCSV(w, r, DefaultSection) }
+
+// WriteCSV writes one section of r (one of Sections) as CSV: a header row
+// and its rows; durations in seconds, times RFC 3339, unknown values empty.
+// The timeline section needs a Report built with Options.Timelines.
+func WriteCSV(w io.Writer, r *Report, section string) error {
+	recs, err := csvSection(r, section)
+	if err != nil {
+		return err
+	}
+	cw := csv.NewWriter(w)
+	return cw.WriteAll(recs)
+}
+
+func csvSection(r *Report, section string) ([][]string, error) {
 	s := &r.Summary
 	optSec := func(d *time.Duration) string {
 		if d == nil {
@@ -175,58 +222,80 @@ func writeCSV(w io.Writer, r *Report) error {
 		}
 		return seconds(*d)
 	}
-	share := ""
-	if s.SLAShare != nil {
-		share = strconv.FormatFloat(*s.SLAShare, 'f', -1, 64)
-	}
-	sections := []struct {
-		name string
-		recs [][]string
-	}{
-		{"summary", [][]string{
+	var recs [][]string
+	switch section {
+	case SectionSummary:
+		share := ""
+		if s.SLAShare != nil {
+			share = strconv.FormatFloat(*s.SLAShare, 'f', -1, 64)
+		}
+		recs = [][]string{
 			{"task_id", "as_of", "table_version", "events", "duplicate_events", "later_events", "dropped_duplicates", "sla_seconds", "stuck_after_seconds",
 				"assignments", "open", "completed", "cancelled", "median_time_to_complete_seconds", "p90_time_to_complete_seconds",
-				"completed_within_sla", "sla_share", "open_past_sla", "stuck"},
+				"completed_within_sla", "sla_share", "open_past_sla", "stuck", "as_of_source", "as_of_note"},
 			{itoa(r.TaskID), stamp(r.AsOf), itoa(r.TableVersion), itoa(r.Events), itoa(r.DuplicateEvents), itoa(r.LaterEvents), optCount(r.DroppedDuplicates), seconds(r.SLA), seconds(r.StuckAfter),
 				itoa(s.Assignments), itoa(s.Open), itoa(s.Completed), itoa(s.Cancelled), optSec(s.MedianTimeToComplete), optSec(s.P90TimeToComplete),
-				itoa(s.CompletedWithinSLA), share, itoa(s.OpenPastSLA), itoa(s.Stuck)},
-		}},
-		{"current_status", [][]string{{"status", "assignments"}}},
-		{"time_in_status", [][]string{{"status", "assignments", "median_seconds", "p90_seconds", "total_seconds"}}},
-		{"stuck", [][]string{{"assignment_id", "project_id", "status", "since", "for_seconds"}}},
-		{"assignments", [][]string{{"assignment_id", "project_id", "created_at", "first_seen", "last_event", "status", "status_since",
-			"events", "transitions", "reassigned", "reopened", "completed", "cancelled", "closed_at", "time_open_seconds", "time_in_status_seconds"}}},
-	}
-	for _, c := range s.ByStatus {
-		sections[1].recs = append(sections[1].recs, []string{c.Status, itoa(c.Assignments)})
-	}
-	for _, st := range r.Statuses {
-		sections[2].recs = append(sections[2].recs, []string{st.Status, itoa(st.Assignments), seconds(st.Median), seconds(st.P90), seconds(st.Total)})
-	}
-	for _, st := range r.Stuck {
-		sections[3].recs = append(sections[3].recs, []string{itoa(st.AssignmentID), st.ProjectID, st.Status, stamp(st.Since), seconds(st.For)})
-	}
-	for _, a := range r.Assignments {
-		sections[4].recs = append(sections[4].recs, []string{itoa(a.AssignmentID), a.ProjectID, stamp(a.CreatedAt), stamp(a.FirstSeen), stamp(a.LastEvent),
-			a.Status, stamp(a.StatusSince), itoa(a.Events), itoa(a.Transitions), itoa(a.Reassigned), itoa(a.Reopened),
-			strconv.FormatBool(a.Completed), strconv.FormatBool(a.Cancelled), stamp(a.ClosedAt), seconds(a.TimeOpen),
-			statusTimes(a.TimeInStatus, seconds, ";")})
-	}
-	for i, sec := range sections {
-		if i > 0 {
-			if _, err := io.WriteString(w, "\n"); err != nil {
-				return err
+				itoa(s.CompletedWithinSLA), share, itoa(s.OpenPastSLA), itoa(s.Stuck), r.AsOfSource, r.AsOfNote},
+		}
+	case SectionCurrentStatus:
+		recs = [][]string{{"status", "assignments"}}
+		for _, c := range s.ByStatus {
+			recs = append(recs, []string{c.Status, itoa(c.Assignments)})
+		}
+	case SectionTimeInStatus:
+		recs = [][]string{{"status", "assignments", "median_seconds", "p90_seconds", "total_seconds"}}
+		for _, st := range r.Statuses {
+			recs = append(recs, []string{st.Status, itoa(st.Assignments), seconds(st.Median), seconds(st.P90), seconds(st.Total)})
+		}
+	case SectionStuck:
+		recs = [][]string{{"assignment_id", "project_id", "status", "since", "for_seconds"}}
+		for _, st := range r.Stuck {
+			recs = append(recs, []string{itoa(st.AssignmentID), st.ProjectID, st.Status, stamp(st.Since), seconds(st.For)})
+		}
+	case SectionAssignments:
+		recs = [][]string{{"assignment_id", "project_id", "created_at", "first_seen", "last_event", "status", "status_since",
+			"events", "transitions", "reassigned", "reopened", "completed", "cancelled", "closed_at", "time_open_seconds", "time_in_status_seconds"}}
+		for _, a := range r.Assignments {
+			recs = append(recs, []string{itoa(a.AssignmentID), a.ProjectID, stamp(a.CreatedAt), stamp(a.FirstSeen), stamp(a.LastEvent),
+				a.Status, stamp(a.StatusSince), itoa(a.Events), itoa(a.Transitions), itoa(a.Reassigned), itoa(a.Reopened),
+				strconv.FormatBool(a.Completed), strconv.FormatBool(a.Cancelled), stamp(a.ClosedAt), seconds(a.TimeOpen),
+				statusTimes(a.TimeInStatus, seconds, ";")})
+		}
+	case SectionFunnel:
+		recs = [][]string{{"status", "assignments_reached"}}
+		for _, f := range Funnel(r) {
+			recs = append(recs, []string{f.Status, itoa(f.Assignments)})
+		}
+	case SectionDistribution:
+		recs = [][]string{{"status", "bucket", "from_seconds", "to_seconds", "assignments"}}
+		for _, d := range Distributions(r) {
+			for _, b := range d.Buckets {
+				to := ""
+				if b.To > 0 {
+					to = seconds(b.To)
+				}
+				recs = append(recs, []string{d.Status, b.Label, seconds(b.From), to, itoa(b.Assignments)})
 			}
 		}
-		if _, err := io.WriteString(w, "-- "+sec.name+"\n"); err != nil {
-			return err
+	case SectionSLABreaches:
+		recs = [][]string{{"day", "completed_late", "still_open"}}
+		for _, d := range SLABreaches(r) {
+			recs = append(recs, []string{d.Day.Format(time.DateOnly), itoa(d.CompletedLate), itoa(d.StillOpen)})
 		}
-		cw := csv.NewWriter(w)
-		if err := cw.WriteAll(sec.recs); err != nil {
-			return err
+	case SectionTimeline:
+		recs = [][]string{{"assignment_id", "seq", "event_timestamp", "status", "changed", "lasted_seconds"}}
+		for _, a := range r.Assignments {
+			if a.History == nil {
+				return nil, errors.New("report: the timeline section needs a report built with Options.Timelines")
+			}
+			for i, c := range a.History {
+				recs = append(recs, []string{itoa(a.AssignmentID), strconv.Itoa(i + 1), stamp(c.Time), c.Status, strconv.FormatBool(c.Changed), optSec(c.Lasted)})
+			}
 		}
+	default:
+		return nil, fmt.Errorf("%w %q: want one of %s", ErrUnknownSection, section, strings.Join(Sections, ", "))
 	}
-	return nil
+	return recs, nil
 }
 
 // JSON shapes of the report.
@@ -234,6 +303,8 @@ type (
 	jsonReport struct {
 		TaskID            int64            `json:"task_id"`
 		AsOf              string           `json:"as_of"`
+		AsOfSource        string           `json:"as_of_source"`
+		AsOfNote          string           `json:"as_of_note,omitempty"`
 		TableVersion      int64            `json:"table_version"`
 		SLASeconds        float64          `json:"sla_seconds"`
 		StuckAfterSeconds float64          `json:"stuck_after_seconds"`
@@ -315,6 +386,8 @@ func writeJSON(w io.Writer, r *Report) error {
 	out := jsonReport{
 		TaskID:            r.TaskID,
 		AsOf:              stamp(r.AsOf),
+		AsOfSource:        r.AsOfSource,
+		AsOfNote:          r.AsOfNote,
 		TableVersion:      r.TableVersion,
 		SLASeconds:        r.SLA.Seconds(),
 		StuckAfterSeconds: r.StuckAfter.Seconds(),
@@ -369,6 +442,18 @@ func writeJSON(w io.Writer, r *Report) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
+}
+
+// asOfLine says where r's as-of came from, "" when it was given.
+func asOfLine(r *Report) string {
+	if r.AsOfSource == "" || r.AsOfSource == AsOfSourceGiven {
+		return ""
+	}
+	line := "as of: " + r.AsOfSource
+	if r.AsOfNote != "" {
+		line += " (" + r.AsOfNote + ")"
+	}
+	return line
 }
 
 // optCount is n, or "" when it is unknown (negative).

@@ -68,9 +68,17 @@ type Options struct {
 	// TaskID is the task template whose assignments are reported (the
 	// template id the plugin's trigger is keyed by). Required.
 	TaskID int64
-	// AsOf is the moment the report describes; zero means now. Open
-	// intervals run to it and later events are left out.
+	// AsOf is the moment the report describes; when zero, AsOfRule picks
+	// it. Open intervals run to it and later events are left out.
 	AsOf time.Time
+	// AsOfRule picks AsOf when it is zero: AsOfNow (also ""), AsOfLatest or
+	// AsOfAuto. Report.AsOfSource says which was used.
+	AsOfRule string
+	// Now is the clock AsOfNow and AsOfAuto read; nil means time.Now.
+	Now func() time.Time
+	// Timelines fills Assignment.History (every counted row of every
+	// assignment), which the HTML page and the timeline CSV section show.
+	Timelines bool
 	// SLA is the time within which an assignment should be completed; 0
 	// means DefaultSLA.
 	SLA time.Duration
@@ -82,10 +90,36 @@ type Options struct {
 	Limit int
 }
 
+// Rules of Options.AsOfRule.
+const (
+	// AsOfNow reports as of the current time.
+	AsOfNow = "now"
+	// AsOfLatest reports as of the newest event of the task template in
+	// the table (now when it has none).
+	AsOfLatest = "latest"
+	// AsOfAuto is AsOfNow, unless the table's newest event of the task
+	// template is older than StuckAfter: then the data ends long before now
+	// (simulated or historical data), measuring it against now would call
+	// every open assignment stuck, and AsOfLatest is used.
+	AsOfAuto = "auto"
+)
+
+// Values of Report.AsOfSource.
+const (
+	AsOfSourceGiven  = "given"
+	AsOfSourceNow    = "now"
+	AsOfSourceLatest = "newest event"
+)
+
 // Report is the lifecycle report of one task template.
 type Report struct {
-	TaskID       int64
-	AsOf         time.Time
+	TaskID int64
+	AsOf   time.Time
+	// AsOfSource says where AsOf came from: AsOfSourceGiven (Options.AsOf),
+	// AsOfSourceNow or AsOfSourceLatest; AsOfNote says why when a rule
+	// chose ("the newest event is 330d before now").
+	AsOfSource   string
+	AsOfNote     string
 	SLA          time.Duration
 	StuckAfter   time.Duration
 	Limit        int
@@ -187,6 +221,20 @@ type Assignment struct {
 	// TimeInStatus is the time spent in each status, in the order first
 	// entered; the final status of a closed assignment is left out.
 	TimeInStatus []StatusTime
+	// History is every counted row of the assignment in order, with
+	// Options.Timelines; nil otherwise.
+	History []Change
+}
+
+// Change is one row of an assignment's history.
+type Change struct {
+	Time   time.Time
+	Status string
+	// Changed is false for a row that kept the previous row's status.
+	Changed bool
+	// Lasted is how long the status lasted from this row (to the next row,
+	// or to AsOf); nil for the final status of a closed assignment.
+	Lasted *time.Duration
 }
 
 // Open reports whether the assignment is neither completed nor cancelled.
@@ -205,10 +253,9 @@ type StatusTime struct {
 var ErrInvalidOptions = errors.New("invalid report options")
 
 func (o *Options) normalize() error {
-	if o.AsOf.IsZero() {
-		o.AsOf = time.Now()
+	if o.Now == nil {
+		o.Now = time.Now
 	}
-	o.AsOf = o.AsOf.UTC().Truncate(time.Microsecond)
 	if o.SLA == 0 {
 		o.SLA = DefaultSLA
 	}
@@ -227,6 +274,11 @@ func (o *Options) normalize() error {
 	}
 	if o.StuckAfter < 0 {
 		errs = append(errs, fmt.Errorf("%w: stuck-after %v is negative", ErrInvalidOptions, o.StuckAfter))
+	}
+	switch o.AsOfRule {
+	case "", AsOfNow, AsOfLatest, AsOfAuto:
+	default:
+		errs = append(errs, fmt.Errorf("%w: as-of rule %q: want %s, %s or %s", ErrInvalidOptions, o.AsOfRule, AsOfAuto, AsOfNow, AsOfLatest))
 	}
 	return errors.Join(errs...)
 }
@@ -252,9 +304,15 @@ func Build(ctx context.Context, db *query.DB, opts Options) (*Report, error) {
 	if err := opts.normalize(); err != nil {
 		return nil, err
 	}
+	source, note, err := pickAsOf(ctx, db, &opts)
+	if err != nil {
+		return nil, fmt.Errorf("report: finding the newest event: %w", err)
+	}
 	r := &Report{
 		TaskID:            opts.TaskID,
 		AsOf:              opts.AsOf,
+		AsOfSource:        source,
+		AsOfNote:          note,
 		SLA:               opts.SLA,
 		StuckAfter:        opts.StuckAfter,
 		Limit:             opts.Limit,
@@ -274,6 +332,12 @@ func Build(ctx context.Context, db *query.DB, opts Options) (*Report, error) {
 		{"timing statuses", b.statuses},
 		{"listing stuck assignments", b.stuck},
 		{"listing assignments", b.assignments},
+	}
+	if opts.Timelines {
+		steps = append(steps, struct {
+			name string
+			fn   func(context.Context, *Report) error
+		}{"reading timelines", b.histories})
 	}
 	for _, s := range steps {
 		if err := s.fn(ctx, r); err != nil {
@@ -528,6 +592,76 @@ ORDER BY first_seen, assignment_id`
 		st.Time = time.Duration(us) * time.Microsecond
 		if i, ok := index[id]; ok {
 			r.Assignments[i].TimeInStatus = append(r.Assignments[i].TimeInStatus, st)
+		}
+		return nil
+	})
+}
+
+// pickAsOf sets o.AsOf by o.AsOfRule when it is zero, and says where it
+// came from.
+func pickAsOf(ctx context.Context, db *query.DB, o *Options) (source, note string, err error) {
+	defer func() { o.AsOf = o.AsOf.UTC().Truncate(time.Microsecond) }()
+	if !o.AsOf.IsZero() {
+		return AsOfSourceGiven, "", nil
+	}
+	now := o.Now()
+	if o.AsOfRule == "" || o.AsOfRule == AsOfNow {
+		o.AsOf = now
+		return AsOfSourceNow, "", nil
+	}
+	var newest sql.NullTime
+	rows, err := db.Query(ctx, `SELECT max(event_timestamp) FROM `+ident(db.View())+` WHERE task_id = $1 AND assignment_id IS NOT NULL`, o.TaskID)
+	if err != nil {
+		return "", "", err
+	}
+	defer rows.Close()
+	if rows.Next() {
+		if err := rows.Scan(&newest); err != nil {
+			return "", "", err
+		}
+	}
+	if err := rows.Close(); err != nil {
+		return "", "", err
+	}
+	if !newest.Valid {
+		o.AsOf = now
+		return AsOfSourceNow, "the table has no event of the task", nil
+	}
+	age := now.Sub(newest.Time)
+	if o.AsOfRule == AsOfAuto && age <= o.StuckAfter {
+		o.AsOf = now
+		return AsOfSourceNow, "", nil
+	}
+	o.AsOf = newest.Time
+	note = "--as-of latest"
+	if o.AsOfRule == AsOfAuto {
+		note = fmt.Sprintf("the newest event is %s before now, more than --stuck-after: simulated or historical data", human(age))
+	}
+	return AsOfSourceLatest, note, nil
+}
+
+// histories fills each assignment's History.
+func (b *builder) histories(ctx context.Context, r *Report) error {
+	index := make(map[int64]int, len(r.Assignments))
+	for i, a := range r.Assignments {
+		index[a.AssignmentID] = i
+		r.Assignments[i].History = []Change{}
+	}
+	stmt := `SELECT assignment_id, ts, status, changed, us FROM ` + rowsTable + ` ORDER BY assignment_id, seq`
+	return b.each(ctx, stmt, nil, func(rows *sql.Rows) error {
+		var id int64
+		var c Change
+		var us sql.NullInt64
+		if err := rows.Scan(&id, &c.Time, &c.Status, &c.Changed, &us); err != nil {
+			return err
+		}
+		c.Time = c.Time.UTC()
+		if us.Valid {
+			d := time.Duration(us.Int64) * time.Microsecond
+			c.Lasted = &d
+		}
+		if i, ok := index[id]; ok {
+			r.Assignments[i].History = append(r.Assignments[i].History, c)
 		}
 		return nil
 	})

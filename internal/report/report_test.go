@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"io"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -376,22 +377,33 @@ func TestWrite(t *testing.T) {
 		}
 	})
 	t.Run("csv", func(t *testing.T) {
-		var b bytes.Buffer
-		if err := Write(&b, r, query.FormatCSV); err != nil {
-			t.Fatal(err)
-		}
-		blocks := strings.Split(b.String(), "\n\n")
-		if len(blocks) != 5 {
-			t.Fatalf("got %d sections:\n%s", len(blocks), b.String())
-		}
 		recs := map[string][][]string{}
-		for _, bl := range blocks {
-			name, body, _ := strings.Cut(bl, "\n")
-			rr, err := csv.NewReader(strings.NewReader(body)).ReadAll()
-			if err != nil {
+		for _, name := range Sections {
+			if NeedsTimelines(name) {
+				continue
+			}
+			var b bytes.Buffer
+			if err := WriteCSV(&b, r, name); err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
-			recs[strings.TrimPrefix(name, "-- ")] = rr
+			rr, err := csv.NewReader(strings.NewReader(b.String())).ReadAll()
+			if err != nil {
+				t.Fatalf("%s: %v\n%s", name, err, b.String())
+			}
+			recs[name] = rr
+		}
+		var def bytes.Buffer
+		if err := Write(&def, r, query.FormatCSV); err != nil {
+			t.Fatal(err)
+		}
+		if rr, err := csv.NewReader(strings.NewReader(def.String())).ReadAll(); err != nil || !reflect.DeepEqual(rr, recs[DefaultSection]) {
+			t.Errorf("Write csv is not the %s section (%v):\n%s", DefaultSection, err, def.String())
+		}
+		if err := WriteCSV(io.Discard, r, SectionTimeline); err == nil {
+			t.Error("the timeline section of a report built without timelines: no error")
+		}
+		if err := WriteCSV(io.Discard, r, "nope"); !errors.Is(err, ErrUnknownSection) || !strings.Contains(err.Error(), "summary, current_status") {
+			t.Errorf("unknown section: %v", err)
 		}
 		sum := recs["summary"]
 		col := func(name string) string {

@@ -179,6 +179,9 @@ type Stack struct {
 	ran      atomic.Bool
 	closeMu  sync.Once
 	closeErr error
+
+	// pub is Run's publisher of generated events, for the live page.
+	pub atomic.Pointer[kafka.Publisher]
 }
 
 // New starts the simulator's API, the broker (or checks the cluster),
@@ -367,6 +370,7 @@ func (s *Stack) serveMetrics(ctx context.Context) {
 	srv := metrics.NewServer(s.o.MetricsAddr, s.reg, func(ctx context.Context) error {
 		return errors.Join(s.enrich.Ready(ctx), s.tracker.Ready(ctx))
 	}, s.log)
+	srv.AddStatus(metrics.StatusFunc(s.status), s.enrich, s.tracker)
 	if err := srv.Start(); err != nil {
 		// A busy metrics port must not stop a local run.
 		s.log.Warn("metrics_server_not_started", "err", err)
@@ -412,6 +416,7 @@ func (s *Stack) Run(ctx context.Context) error {
 	ws.start("tracking worker "+s.trackName, s.tracker.Run)
 
 	pub := kafka.NewPublisher(s.admin, kafka.TopicEvents)
+	s.pub.Store(pub)
 	prog := newProgress(s.out, s.o.Out, s.reg, pub.Published)
 	progDone := make(chan struct{})
 	go func() { prog.run(workersCtx); close(progDone) }()
