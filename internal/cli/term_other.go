@@ -5,7 +5,7 @@ package cli
 import "io"
 
 // isTerminal reports false where kpipe cannot ask: plain lines.
-func isTerminal(io.Writer) bool { return false }
+func isTerminal(any) bool { return false }
 
 // termWidth is 0: unknown.
 func termWidth(io.Writer) int { return 0 }

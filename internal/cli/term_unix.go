@@ -9,9 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// isTerminal reports whether w is a terminal: a character device that
+// isTerminal reports whether w (a stream) is a terminal: a character device that
 // answers the terminal ioctl (so /dev/null is not one).
-func isTerminal(w io.Writer) bool {
+func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
