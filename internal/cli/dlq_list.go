@@ -19,13 +19,13 @@ import (
 
 // dlqReadFlags are the filters dlq list and dlq show share.
 type dlqReadFlags struct {
-	worker, topic  string
-	classes        string
-	since, until   string
-	partition      int32
-	offset         int64
-	limit          int
-	timeout        time.Duration
+	worker, topic string
+	classes       string
+	since, until  string
+	partition     int32
+	offset        int64
+	limit         int
+	timeout       time.Duration
 }
 
 func (f *dlqReadFlags) register(cmd *cobra.Command, limit int) {
