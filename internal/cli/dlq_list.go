@@ -49,7 +49,7 @@ func (f *dlqReadFlags) topics(env *Env) ([]string, error) {
 	case f.topic != "":
 		return []string{f.topic}, nil
 	}
-	cfg, err := loadConfig(env, "")
+	cfg, err := loadWorkersConfig(env)
 	if err != nil {
 		return nil, err
 	}
