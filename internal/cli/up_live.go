@@ -123,10 +123,10 @@ func statusBlock(sn stack.Snapshot, elapsed time.Duration, table string, stopped
 	}
 	return []string{
 		fmt.Sprintf("%s · %s · %s ──────────", blockTitle, elapsed.Truncate(time.Second), state),
-		fmt.Sprintf("  events   generated %d · enriched %d · triggered %d · written %d", sn.Generated, sn.Enriched, sn.Triggered, sn.Written),
-		fmt.Sprintf("  lag      %d", sn.Lag),
-		fmt.Sprintf("  errors   %s", errs),
-		fmt.Sprintf("  table    version %s · %d files written · %s", version, sn.Files, table),
+		fmt.Sprintf("│ events   generated %d · enriched %d · triggered %d · written %d", sn.Generated, sn.Enriched, sn.Triggered, sn.Written),
+		fmt.Sprintf("│ lag      %d", sn.Lag),
+		fmt.Sprintf("│ errors   %s", errs),
+		fmt.Sprintf("│ table    version %s · %d files written · %s", version, sn.Files, table),
 	}
 }
 
