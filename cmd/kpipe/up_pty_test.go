@@ -198,4 +198,3 @@ func checkLiveView(t *testing.T, out string) {
 		}
 	}
 }
-
