@@ -38,7 +38,7 @@ func newProduceCmd(env *Env) *cobra.Command {
 
   kpipe produce '{"event_id":...}'   one event given as an argument ("-": read stdin)
   kpipe produce --file events.jsonl  a file of events: JSON lines, or one JSON array
-  kpipe produce --example 1000016    an event of an existing task assignment
+  kpipe produce --example 1000017    an event of an existing task assignment
 
 Events for claimx.events are checked first (event_id and event_type are
 required) and keyed by project_id, as the simulator and ClaimX do; nothing
@@ -51,7 +51,7 @@ assignment; --example prints the event as well.
 
 Kafka settings come from KAFKA_BOOTSTRAP_SERVERS and the other KAFKA_*
 variables. It prints the partition and offset of each event.`,
-		Example: `  kpipe produce --example 1000016
+		Example: `  kpipe produce --example 1000017
   kpipe produce --file events.jsonl
   echo '{"event_id":"e1","event_type":"PROJECT_CREATED","project_id":"5000001"}' | kpipe produce -`,
 		Args: cobra.MaximumNArgs(1),
