@@ -26,6 +26,7 @@ echo "== go test -race"
 # testreport prints what go test prints without -v, then every skipped test
 # and the reason it gave; with pipefail the exit code is go test's (or
 # testreport's, which fails when a test did).
-go build -o "${TMPDIR:-/tmp}/kpipe-testreport.$$" ./scripts/testreport
-trap 'rm -f "${TMPDIR:-/tmp}/kpipe-testreport.$$"' EXIT
-go test -race -p 2 -timeout 25m -count=1 -json "$@" ./... | "${TMPDIR:-/tmp}/kpipe-testreport.$$"
+report=$(mktemp)
+trap 'rm -f "$report"' EXIT
+go build -o "$report" ./scripts/testreport
+go test -race -p 2 -timeout 25m -count=1 -json "$@" ./... | "$report"

@@ -80,11 +80,24 @@ kpipe up per data folder: a second one is refused (lock file
 --kafka, a second kpipe up whose groups already have members on that cluster
 is refused too.
 
+On a terminal, a status block (events generated, enriched, triggered and
+written, lag, errors by class, table version and files) is redrawn in place
+every half second; the plugins' log lines (SPEC's "iTel Cabinet task event
+tracked | ...") and warnings are printed above it, the Kafka client's lines
+only with --log-level debug. --log-file PATH gets every record in full.
+When stdout is not a terminal: a progress line every 5 s, logs on stderr.
+Without --events the simulated world keeps producing (it grows when its
+events run out) until Ctrl-C or --duration; Ctrl-C at any moment, also while
+starting, exits 0, with a summary naming the table and the kpipe query and
+kpipe report commands to run on it.
+
 If any worker fails (fenced, authentication lost, storage refused), the
 others drain, the error is logged at ERROR and kpipe up exits 1: it never
 keeps running half alive. /metrics and /readyz answer until the workers have
 drained.`,
 		Example: `  kpipe up
+  kpipe up --log-file up.log
+  kpipe up --kafka 127.0.0.1:9092   # an existing cluster (kpipe broker, or a real one)
   kpipe up --events 5000 --seed 1 --data /tmp/kpipe
   kpipe up --no-generator    # then: kcat -b 127.0.0.1:9092 -t claimx.events -P
   kpipe up --kafka env       # the cluster of KAFKA_BOOTSTRAP_SERVERS and KAFKA_*`,
