@@ -23,4 +23,10 @@ go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 echo "== go test -race"
 # -p 2 matches the two cores of CI's machine; the timeout bounds a hung test.
-go test -race -p 2 -timeout 25m -count=1 "$@" ./...
+# testreport prints what go test prints without -v, then every skipped test
+# and the reason it gave; with pipefail the exit code is go test's (or
+# testreport's, which fails when a test did).
+report=$(mktemp)
+trap 'rm -f "$report"' EXIT
+go build -o "$report" ./scripts/testreport
+go test -race -p 2 -timeout 25m -count=1 -json "$@" ./... | "$report"

@@ -22,6 +22,10 @@ func init() { register(newBrokerCmd) }
 // connections; what follows is the host:port to connect to.
 const brokerReadyPrefix = "broker listening on "
 
+// brokerExportPrefix starts the line after it: the shell line to copy into
+// the terminals of the other processes.
+const brokerExportPrefix = "export KAFKA_BOOTSTRAP_SERVERS="
+
 type brokerOptions struct {
 	addr         string
 	port         int
@@ -50,12 +54,15 @@ protocol, consumer groups and transactions) as a process of its own, so that
 against it (KAFKA_BOOTSTRAP_SERVERS=<the address>).
 
 Readiness: once the broker accepts connections (and, with --create-topics,
-the topics exist) it prints exactly one line to stdout:
+the topics exist) it prints two lines to stdout:
 
   broker listening on HOST:PORT
+  export KAFKA_BOOTSTRAP_SERVERS=HOST:PORT
 
-Wait for that line before connecting; with --addr HOST:0 (or --port 0) it is
-the only way to learn the port. Logs go to stderr.
+Wait for the first before connecting; with --addr HOST:0 (or --port 0) it is
+the only way to learn the port. Copy the second into the shells of "kpipe
+enrich", "kpipe worker", "kpipe sim --kafka env" and "kpipe produce". Logs go
+to stderr.
 
 With --data-dir the broker keeps topics, records, committed offsets and
 transaction state in that folder (created 0750) and a restart on the same
@@ -175,6 +182,7 @@ func runBroker(cmd *cobra.Command, env *Env, o brokerOptions) error {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "%s%s\n", brokerReadyPrefix, strings.Join(addrs, ","))
+	fmt.Fprintf(env.Stdout, "%s%s\n", brokerExportPrefix, strings.Join(addrs, ","))
 	env.Logger.Info("broker_ready", "addr", strings.Join(addrs, ","), "data_dir", o.dataDir)
 
 	<-ctx.Done()

@@ -106,8 +106,12 @@ func TestUnknownCommandIsUsageError(t *testing.T) {
 	if _, _, errOut := runCLI(t, nil, "table", "desribe"); !strings.Contains(errOut, "did you mean describe?") {
 		t.Errorf("no suggestion: %q", errOut)
 	}
-	if code, out, _ := runCLI(t, nil, "table"); code != ExitOK || !strings.Contains(out, "Available Commands") {
-		t.Errorf("kpipe table: exit %d, want its help:\n%s", code, out)
+	// A missing subcommand is a usage error too, with the group's usage.
+	if code, _, errOut := runCLI(t, nil, "table"); code != ExitUsage || !strings.Contains(errOut, "kpipe table needs a subcommand") || !strings.Contains(errOut, "Available Commands") {
+		t.Errorf("kpipe table: exit %d, want 2 and its usage:\n%s", code, errOut)
+	}
+	if code, out, _ := runCLI(t, nil, "table", "--help"); code != ExitOK || !strings.Contains(out, "Available Commands") {
+		t.Errorf("kpipe table --help: exit %d, want its help:\n%s", code, out)
 	}
 }
 

@@ -37,8 +37,10 @@ log_and_continue) are skipped unless --include-written: replaying them would
 write their row twice, unless the worker's delta_writer has dedupe (the
 shipped iTel worker does), which drops rows the table holds. The consumer
 group --group remembers how far replays have got, so running replay again
-re-injects only newer records. A replayed message that fails again is
-recorded with attempt + 1.
+re-injects only newer records. --class replays some classes and leaves the
+records of the others for a later replay (the group <group>.<class> keeps
+how far each class has got). A replayed message that fails again is
+recorded with attempt + 1. kpipe dlq list shows the records first.
 
 Kafka settings come from KAFKA_BOOTSTRAP_SERVERS and the other KAFKA_*
 variables.`,
@@ -100,14 +102,14 @@ variables.`,
 	f := replay.Flags()
 	f.StringVar(&worker, "worker", "", "replay this worker's error_topic (from workers.yaml)")
 	f.StringVar(&o.ErrorTopic, "topic", "", "the error topic to replay (e.g. claimx.enrichment.errors)")
-	f.StringVar(&classes, "class", "", "only these error classes, comma-separated (malformed, validation, lookup, schema_conflict, ...)")
+	f.StringVar(&classes, "class", "", "only these error classes, comma-separated (malformed, validation, lookup, schema_conflict, ...); the others stay for a later replay")
 	f.StringVar(&since, "since", "", "only records that failed at or after this RFC 3339 time")
 	f.StringVar(&o.To, "to", "", "replay into this topic instead of each record's own")
 	f.BoolVar(&o.IncludeWritten, "include-written", false, "also replay records whose row was written (written twice unless the writer has dedupe)")
 	f.IntVar(&o.Limit, "limit", 0, "replay at most this many records (0: all)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "count what would be replayed; produce and commit nothing")
 	f.StringVar(&o.Group, "group", "kpipe-dlq-replay", "consumer group that remembers how far replays have got")
-	cmd.AddCommand(replay)
+	cmd.AddCommand(replay, newDLQListCmd(env), newDLQShowCmd(env))
 	return cmd
 }
 

@@ -30,6 +30,9 @@ const (
 // Env is what every subcommand gets: its output streams, the logger built
 // from the global flags, and the global flag values.
 type Env struct {
+	// Stdin is where a command asks for a confirmation (nil: nowhere; it
+	// is checked for a terminal).
+	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
 	// Logger is built from --log-format and --log-level before a command
@@ -56,8 +59,12 @@ var commands []func(*Env) *cobra.Command
 func register(f func(*Env) *cobra.Command) { commands = append(commands, f) }
 
 // usageError marks an error caused by the user's input: Run exits with
-// ExitUsage for it.
-type usageError struct{ err error }
+// ExitUsage for it. showUsage: the command line itself is wrong (a flag,
+// an argument, a subcommand), so Run prints the command's usage after it.
+type usageError struct {
+	err       error
+	showUsage bool
+}
 
 func (e *usageError) Error() string { return e.err.Error() }
 func (e *usageError) Unwrap() error { return e.err }
@@ -67,13 +74,22 @@ func usage(err error) error {
 	if err == nil {
 		return nil
 	}
-	return &usageError{err}
+	return &usageError{err: err}
+}
+
+// cmdLineUsage wraps err like usage, and Run prints the command's usage
+// after it.
+func cmdLineUsage(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &usageError{err: err, showUsage: true}
 }
 
 // Run executes kpipe with args (without the program name) and returns the
 // process exit code. ctx is cancelled on the first SIGINT or SIGTERM.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	env := &Env{Stdout: stdout, Stderr: stderr, Getenv: os.LookupEnv}
+	env := &Env{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr, Getenv: os.LookupEnv}
 	return run(ctx, env, args)
 }
 
@@ -82,11 +98,14 @@ func run(ctx context.Context, env *Env, args []string) int {
 	root.SetArgs(args)
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return ExitOK
 	}
 	fmt.Fprintf(env.Stderr, "kpipe: %v\n", err)
+	if ue := (*usageError)(nil); errors.As(err, &ue) && ue.showUsage && cmd != nil {
+		fmt.Fprintf(env.Stderr, "\n%s", cmd.UsageString())
+	}
 	return exitCode(err)
 }
 
@@ -108,11 +127,11 @@ func exitCode(err error) int {
 // usage errors: bad flags (the flag error function, inherited by every
 // subcommand) and bad positional arguments (each command's Args).
 func markUsageErrors(c *cobra.Command) {
-	c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
+	c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cmdLineUsage(err) })
 	var walk func(*cobra.Command)
 	walk = func(c *cobra.Command) {
 		if check := c.Args; check != nil {
-			c.Args = func(cmd *cobra.Command, args []string) error { return usage(check(cmd, args)) }
+			c.Args = func(cmd *cobra.Command, args []string) error { return cmdLineUsage(check(cmd, args)) }
 		}
 		for _, sub := range c.Commands() {
 			walk(sub)
@@ -157,8 +176,9 @@ Start everything on one machine with "kpipe up".`,
 		root.AddCommand(f(env))
 	}
 	// The root, and every group of subcommands (table, topics, dlq, …),
-	// runs only for an unknown command or none: an unknown one is a usage
-	// error (cobra would print the group's help and exit 0), none is help.
+	// runs only for an unknown command or none: both are usage errors
+	// (cobra would print the group's help and exit 0, and a cron job of
+	// "kpipe table optimiz" would "succeed").
 	groups(root, func(c *cobra.Command) {
 		c.Args = cobra.ArbitraryArgs
 		c.SuggestionsMinimumDistance = 2
@@ -179,17 +199,18 @@ func groups(c *cobra.Command, fn func(*cobra.Command)) {
 	}
 }
 
-// unknownCommand is the RunE of a command group: help without arguments,
-// else a usage error naming the unknown command and the nearest ones.
+// unknownCommand is the RunE of a command group: a usage error saying a
+// subcommand is missing, or naming the unknown one and the nearest ones.
+// "kpipe help" and --help still print the help and exit 0.
 func unknownCommand(cmd *cobra.Command, args []string) error {
 	if len(args) == 0 {
-		return cmd.Help()
+		return cmdLineUsage(fmt.Errorf("%s needs a subcommand", cmd.CommandPath()))
 	}
 	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
 	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
 		msg += "; did you mean " + strings.Join(s, " or ") + "?"
 	}
-	return usage(errors.New(msg))
+	return cmdLineUsage(errors.New(msg))
 }
 
 // envOr returns the environment variable name, or def when it is unset or

@@ -13,7 +13,10 @@ func TestExitCodes(t *testing.T) {
 		args []string
 		want int
 	}{
-		{nil, ExitOK},
+		{nil, ExitUsage},
+		{[]string{"help"}, ExitOK},
+		{[]string{"--help"}, ExitOK},
+		{[]string{"topics"}, ExitUsage},
 		{[]string{"nosuchcommand"}, ExitUsage},
 		{[]string{"tpoics"}, ExitUsage},
 		{[]string{"up", "--no-such-flag"}, ExitUsage},
@@ -30,6 +33,12 @@ func TestExitCodes(t *testing.T) {
 	code, _, errOut := runCLI(t, nil, "tpoics")
 	if code != ExitUsage || !strings.Contains(errOut, "did you mean topics") {
 		t.Errorf("kpipe tpoics: exit %d, %s", code, errOut)
+	}
+
+	// An argument error shows the command's usage.
+	code, _, errOut = runCLI(t, nil, "--config-dir", repoConfig(), "worker")
+	if code != ExitUsage || !strings.Contains(errOut, "accepts 1 arg(s), received 0") || !strings.Contains(errOut, "Usage:\n  kpipe worker") {
+		t.Errorf("kpipe worker: exit %d, want its usage after the error:\n%s", code, errOut)
 	}
 
 	// Text that looks like a usage error does not make one, and a wrapped

@@ -39,6 +39,7 @@ func newTableCreateCmd(env *Env) *cobra.Command {
 		dryRun       bool
 		dropExisting bool
 		properties   []string
+		yes          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "create",
@@ -47,14 +48,19 @@ func newTableCreateCmd(env *Env) *cobra.Command {
 (or --def) at --location: protocol (1, 4), the schema, year/month/day
 partitioning and the table properties. --dry-run prints the schema,
 partitioning, properties and the first commit, and writes nothing.
---drop-existing deletes a table already at the location first.
+--drop-existing deletes a table already at the location first: it says how
+many rows and files that is, and asks on a terminal; elsewhere it needs --yes.
 
 --property KEY=VALUE (repeatable) sets a table property over the
 definition's. Feature properties give the table the protocol Delta gives
 it (reader 3, writer 7 with table features): delta.columnMapping.mode=name
 or id (physical column names and ids), delta.enableRowTracking=true (row
-ids), delta.enableInCommitTimestamps=true, delta.enableTypeWidening=true.`,
-		Example: `  kpipe table create --location ./data/delta/t --property delta.columnMapping.mode=name
+ids), delta.enableInCommitTimestamps=true, delta.enableTypeWidening=true,
+delta.enableDeletionVectors=true, delta.checkpointPolicy=v2.`,
+		Example: `  kpipe table create --dry-run
+  kpipe table create
+  kpipe table create --drop-existing --yes   # in a script
+  kpipe table create --location ./data/delta/t --property delta.columnMapping.mode=name
   kpipe table create --location ./data/delta/t --property delta.enableRowTracking=true --property delta.enableInCommitTimestamps=true --dry-run`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -72,15 +78,27 @@ ids), delta.enableInCommitTimestamps=true, delta.enableTypeWidening=true.`,
 			if err != nil {
 				return usage(err)
 			}
+			ctx := cmd.Context()
+			var plan dropPlan
+			if dropExisting {
+				if plan, err = planDrop(ctx, store); err != nil {
+					return err
+				}
+			}
 			if dryRun {
 				proto, md, commit, err := delta.CreateCommit(def, time.Now())
 				if err != nil {
 					return usage(err)
 				}
+				if dropExisting {
+					fmt.Fprintf(env.Stdout, "--drop-existing: %s\n", plan)
+				}
 				return printCreatePlan(env.Stdout, location, def, proto, md, commit, dropExisting)
 			}
-			ctx := cmd.Context()
 			if dropExisting {
+				if err := confirmDrop(env, store.Location(), plan, yes); err != nil {
+					return err
+				}
 				if err := delta.Drop(ctx, store); err != nil {
 					return err
 				}
@@ -104,7 +122,8 @@ ids), delta.enableInCommitTimestamps=true, delta.enableTypeWidening=true.`,
 	f.StringVar(&location, "location", defaultTableLocation, "table location: a local folder")
 	f.StringVar(&defFile, "def", "", "table definition YAML (default <config-dir>/tables/itel_cabinet_task_tracking.yaml)")
 	f.BoolVar(&dryRun, "dry-run", false, "print what would be created and write nothing")
-	f.BoolVar(&dropExisting, "drop-existing", false, "delete the table at the location first")
+	f.BoolVar(&dropExisting, "drop-existing", false, "delete the table at the location first (says how many rows and files; asks, or needs --yes off a terminal)")
+	f.BoolVar(&yes, "yes", false, "with --drop-existing: drop without asking")
 	f.StringArrayVar(&properties, "property", nil, "table property KEY=VALUE over the definition's (repeatable)")
 	return cmd
 }
@@ -174,15 +193,16 @@ func openTable(cmd *cobra.Command, env *Env, location string) (*delta.Table, del
 func newTableDescribeCmd(env *Env) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "describe PATH",
+		Use:   "describe [PATH]",
 		Short: "Show a Delta table's version, protocol, schema, files and txn versions",
-		Long: `Show the latest snapshot of the Delta table at PATH: version, protocol,
+		Long: `Show the latest snapshot of the Delta table at PATH (default ` + defaultQueryTable + `,
+where kpipe up and kpipe worker write it, as for kpipe query): version, protocol,
 schema, partition columns, properties, number of files, rows and bytes, the
 txn version of every application id, and the last checkpoint. --json prints
 a stable JSON object (fields are only ever added) for other tools.`,
-		Args: cobra.ExactArgs(1),
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			tb, store, err := openTable(cmd, env, args[0])
+			tb, store, err := openTable(cmd, env, tableArg(args))
 			if err != nil {
 				return err
 			}
@@ -249,14 +269,17 @@ func printDescription(w io.Writer, d delta.Description, schema *delta.StructType
 func newTableHistoryCmd(env *Env) *cobra.Command {
 	var limit int
 	cmd := &cobra.Command{
-		Use:   "history PATH",
+		Use:   "history [PATH]",
 		Short: "List a Delta table's commits, newest first",
-		Args:  cobra.ExactArgs(1),
+		Long: `List the commits of the Delta table at PATH (default ` + defaultQueryTable + `),
+newest first: version, time, operation, the engine that wrote it (kpipe/VERSION
+for kpipe's) and the operation's metrics.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if limit < 0 {
 				return usage(fmt.Errorf("--limit %d: want 0 (all) or more", limit))
 			}
-			tb, _, err := openTable(cmd, env, args[0])
+			tb, _, err := openTable(cmd, env, tableArg(args))
 			if err != nil {
 				return err
 			}
@@ -285,4 +308,13 @@ func newTableHistoryCmd(env *Env) *cobra.Command {
 	}
 	cmd.Flags().IntVar(&limit, "limit", 0, "show at most N commits (0: all)")
 	return cmd
+}
+
+// tableArg is the table path of a command's optional PATH argument: the
+// one given, else where kpipe up and kpipe worker write the table.
+func tableArg(args []string) string {
+	if len(args) > 0 {
+		return args[0]
+	}
+	return defaultQueryTable
 }

@@ -18,7 +18,7 @@ func newTopicsCmd(env *Env) *cobra.Command {
 		Use:   "topics",
 		Short: "Manage kpipe's Kafka topics",
 	}
-	cmd.AddCommand(newTopicsCreateCmd(env))
+	cmd.AddCommand(newTopicsCreateCmd(env), newTopicsListCmd(env))
 	return cmd
 }
 
@@ -59,17 +59,17 @@ capped at the number of brokers (or --max-replication).`,
 				return err
 			}
 			defer cl.Close()
-			created, err := kafka.EnsureTopics(ctx, cl, specs, maxReplication)
-			isNew := make(map[string]bool, len(created))
-			for _, n := range created {
-				isNew[n] = true
-			}
-			for _, s := range specs {
-				state := "exists"
-				if isNew[s.Name] {
-					state = "created"
+			// A topic is reported as existing only when the brokers listed
+			// it; when they cannot be asked, nothing is reported but the
+			// error.
+			res, err := kafka.EnsureTopicsEach(ctx, cl, specs, maxReplication)
+			for i, r := range res {
+				s := specs[i]
+				if r.State == kafka.TopicFailed {
+					fmt.Fprintf(env.Stdout, "%-8s %s: %v\n", r.State, s.Name, r.Err)
+					continue
 				}
-				fmt.Fprintf(env.Stdout, "%-8s %s (partitions %d, retention %s)\n", state, s.Name, s.Partitions, time.Duration(s.Retention))
+				fmt.Fprintf(env.Stdout, "%-8s %s (partitions %d, retention %s)\n", r.State, s.Name, s.Partitions, time.Duration(s.Retention))
 			}
 			return err
 		},

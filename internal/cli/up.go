@@ -37,6 +37,7 @@ type upOptions struct {
 	waitTimeout time.Duration
 	// resetOffsets is the tracking worker's --reset-offsets.
 	resetOffsets string
+	logFile      string
 }
 
 // defaultUpPrefix starts the consumer groups and the transactional id of
@@ -80,6 +81,17 @@ kpipe up per data folder: a second one is refused (lock file
 --kafka, a second kpipe up whose groups already have members on that cluster
 is refused too.
 
+On a terminal, a status block (events generated, enriched, triggered and
+written, lag, errors by class, table version and files) is redrawn in place
+every half second; the plugins' log lines (SPEC's "iTel Cabinet task event
+tracked | ...") and warnings are printed above it, the Kafka client's lines
+only with --log-level debug. --log-file PATH gets every record in full.
+When stdout is not a terminal: a progress line every 5 s, logs on stderr.
+Without --events the simulated world keeps producing (it grows when its
+events run out) until Ctrl-C or --duration; Ctrl-C at any moment, also while
+starting, exits 0, with a summary naming the table and the kpipe query and
+kpipe report commands to run on it.
+
 If any worker fails (fenced, authentication lost, storage refused), the
 others drain, the error is logged at ERROR and kpipe up exits 1: it never
 keeps running half alive. /metrics and /readyz answer until the workers have
@@ -94,6 +106,8 @@ embedded broker's data and the lock file, goes to --local-data (default
 data/s3/<bucket>/<prefix>). The lock is local: run one kpipe up per S3
 location, nothing stops a second machine.`,
 		Example: `  kpipe up
+  kpipe up --log-file up.log
+  kpipe up --kafka 127.0.0.1:9092   # an existing cluster (kpipe broker, or a real one)
   kpipe up --events 5000 --seed 1 --data /tmp/kpipe
   kpipe up --no-generator    # then: kcat -b 127.0.0.1:9092 -t claimx.events -P
   kpipe up --kafka env       # the cluster of KAFKA_BOOTSTRAP_SERVERS and KAFKA_*
@@ -120,6 +134,7 @@ location, nothing stops a second machine.`,
 	f.StringVar(&o.faults, "faults", "", "faults the simulator injects, e.g. latency=20ms,500=0.05 (see kpipe sim --help)")
 	f.StringVar(&o.worker, "worker", "itel_cabinet_tracking_worker", "the plugin action worker of workers.yaml to run")
 	f.StringVar(&o.resetOffsets, "reset-offsets", "", "where the tracking worker starts a partition whose stored offsets do not fit its log (a table kept from a run whose broker data is gone): earliest or latest (default: stop that partition and say so)")
+	f.StringVar(&o.logFile, "log-file", "", "append every log record, the Kafka client's included, to this file (the console shows warnings and the plugins' lines)")
 	f.DurationVar(&o.waitTimeout, "wait-timeout", 2*time.Minute, "with --events: give up when neither the table nor what is left in Kafka has changed for this long")
 	return cmd
 }
@@ -162,6 +177,20 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 	}
 	defer lock.release()
 
+	// On a terminal: a status block redrawn in place, log lines above it
+	// (upLogger); otherwise plain lines, the logs on stderr.
+	var term *liveTerm
+	out, console := env.Stdout, env.Stderr
+	if isTerminal(env.Stdout) {
+		term = newLiveTerm(env.Stdout)
+		out, console = term, term
+	}
+	log, closeLog, err := upLogger(env, console, term != nil, o.logFile)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+
 	s, err := stack.New(ctx, stack.Options{
 		LoadConfig: func(getenv func(string) (string, bool)) (*config.Config, error) {
 			upEnv := *env
@@ -194,23 +223,50 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 		NoGenerator:     o.noGenerator,
 		WaitTimeout:     o.waitTimeout,
 		MetricsAddr:     o.metricsAddr,
-		Out:             env.Stdout,
-		Logger:          env.Logger,
+		Out:             out,
+		Logger:          log,
+		NoProgress:      term != nil,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			// Ctrl-C while starting: nothing ran, nothing is lost.
+			fmt.Fprintln(out, "kpipe up: stopped while starting (Ctrl-C); nothing was generated")
+			return nil
+		}
 		return stackErr(err)
 	}
 	in := s.Info()
 	brokers := strings.Join(in.Brokers, ",")
-	fmt.Fprintf(env.Stdout, "kpipe up\n  kafka    %s (KAFKA_BOOTSTRAP_SERVERS=%s)\n  claimx   %s (simulator, seed %d)\n  table    %s\n  groups   %s, %s (transactional id %s)\n",
+	fmt.Fprintf(out, "kpipe up\n  kafka    %s (KAFKA_BOOTSTRAP_SERVERS=%s)\n  claimx   %s (simulator, seed %d)\n  table    %s\n  groups   %s, %s (transactional id %s)\n",
 		brokers, brokers, in.APIURL, in.Seed, in.Table, in.EnrichGroup, in.TrackGroup, in.TransactionalID)
 	if in.Metrics != nil {
-		fmt.Fprintf(env.Stdout, "  metrics  http://%s/metrics\n", in.Metrics)
+		fmt.Fprintf(out, "  metrics  http://%s/metrics\n", in.Metrics)
 	}
-	fmt.Fprintln(env.Stdout)
+	if o.logFile != "" {
+		fmt.Fprintf(out, "  log      %s (every record; the console shows warnings and the plugins' lines)\n", o.logFile)
+	}
+	fmt.Fprintln(out)
+	stopStatus := func() {}
+	if term != nil {
+		sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		start := time.Now()
+		go func() { defer close(done); showStatus(sctx, term, s, in.Table, 500*time.Millisecond) }()
+		stopStatus = func() {
+			stop()
+			<-done
+			term.SetBlock(statusBlock(s.Snapshot(), time.Since(start), in.Table, true))
+			term.Freeze()
+		}
+	}
 	// The stack logs each worker's failure itself, and serves its own
 	// metrics endpoint (its address is printed above).
-	return runService(ctx, s, runOptions{log: env.Logger})
+	err = runService(ctx, s, runOptions{log: log})
+	stopStatus()
+	if err == nil && o.events == 0 {
+		upSummary(out, s.Snapshot(), in.Table)
+	}
+	return err
 }
 
 // upKafka returns the cluster of --kafka, nil for the embedded broker.

@@ -109,11 +109,23 @@ func TestUpStopsCleanly(t *testing.T) {
 	// between the workers, so triggered events may still wait in Kafka
 	// (written <= triggered), but every row counted written is in the
 	// table.
+	// The summary comes after it, naming the table and how to query it.
 	var generated, enriched, triggered, nWritten, lag, errs int
 	ls := lines(out.String())
-	if _, err := fmt.Sscanf(ls[len(ls)-1], "generated %d  enriched %d  triggered %d  written %d  lag %d  errors %d",
+	last := ""
+	for _, l := range ls {
+		if strings.HasPrefix(l, "generated ") {
+			last = l
+		}
+	}
+	if _, err := fmt.Sscanf(last, "generated %d  enriched %d  triggered %d  written %d  lag %d  errors %d",
 		&generated, &enriched, &triggered, &nWritten, &lag, &errs); err != nil {
-		t.Fatalf("last line %q: %v", ls[len(ls)-1], err)
+		t.Fatalf("last progress line %q: %v\n%s", last, err, out)
+	}
+	for _, want := range []string{"kpipe up stopped:", "kpipe query --table " + filepath.Join(data, "delta", "itel_cabinet_task_tracking"), "kpipe report --table "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the summary lacks %q:\n%s", want, out)
+		}
 	}
 	if nWritten == 0 || nWritten > triggered {
 		t.Fatalf("triggered %d, written %d, errors %d: want 0 < written <= triggered\n%s\nstderr:\n%s", triggered, nWritten, errs, out, errOut)

@@ -6,15 +6,53 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 )
 
-// Version is the kpipe version, set by the build (-ldflags -X). It appears in
-// commitInfo.engineInfo as "kpipe/<Version>".
-var Version = "dev"
+// Version is the kpipe version. It appears in commitInfo.engineInfo as
+// "kpipe/<Version>". A build may set it (-ldflags "-X
+// kpipe/internal/delta.Version=1.2.3"); otherwise it comes from the
+// binary's build info (see BuildVersion).
+var Version = ""
+
+func init() {
+	if Version == "" {
+		Version = BuildVersion()
+	}
+}
+
+// BuildVersion is the version the Go toolchain recorded in the binary: the
+// module version of "go install kpipe@v1.2.3", else "dev+" and the first 12
+// hex digits of the VCS commit it was built from ("-dirty" when the tree
+// had changes), else "dev".
+func BuildVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "-dirty"
+			}
+		}
+	}
+	if rev == "" {
+		return "dev"
+	}
+	return "dev+" + rev[:min(len(rev), 12)] + dirty
+}
 
 // EngineInfo returns the engineInfo written into every commit.
 func EngineInfo() string { return "kpipe/" + Version }

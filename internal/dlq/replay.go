@@ -25,7 +25,11 @@ type ReplayOptions struct {
 	// Group remembers how far replays have got, so that a second replay
 	// does not re-inject the same records. Default "kpipe-dlq-replay".
 	Group string
-	// Classes, when set, replays only records of these error classes.
+	// Classes, when set, replays only records of these error classes; the
+	// records of other classes stay for a later replay. How far each class
+	// has been replayed is kept by the group Group + "." + class (see
+	// ClassGroup); a replay of every class skips what those have done and
+	// commits Group.
 	Classes []string
 	// Since, when set, replays only records that failed at or after it.
 	Since time.Time
@@ -114,22 +118,16 @@ func Replay(ctx context.Context, cl *kgo.Client, seeds []kgo.Opt, o ReplayOption
 	if err := ends.Error(); err != nil {
 		return st, fmt.Errorf("dlq replay: %s: %w", o.ErrorTopic, err)
 	}
-	committed, err := adm.FetchOffsets(ctx, o.Group)
-	if errors.Is(err, kerr.GroupIDNotFound) {
-		// A group that never replayed anything starts at the beginning.
-		committed, err = kadm.OffsetResponses{}, nil
-	}
+	cur, err := readCursors(ctx, adm, o)
 	if err != nil {
-		return st, fmt.Errorf("dlq replay: reading group %s: %w", o.Group, err)
+		return st, err
 	}
-	// Where to start in each partition, and where to stop.
+	// Where to start in each partition (the lowest cursor of the classes
+	// replayed), and where to stop.
 	start := map[int32]kgo.Offset{}
 	end := map[int32]int64{}
 	ends.Each(func(e kadm.ListedOffset) {
-		from := int64(0)
-		if c, ok := committed.Lookup(o.ErrorTopic, e.Partition); ok && c.At >= 0 {
-			from = c.At
-		}
+		from := cur.start(e.Partition)
 		if from < e.Offset {
 			start[e.Partition] = kgo.NewOffset().At(from)
 			end[e.Partition] = e.Offset
@@ -177,9 +175,18 @@ func Replay(ctx context.Context, cl *kgo.Client, seeds []kgo.Opt, o ReplayOption
 				stop = true
 				return
 			}
-			st.Read++
 			var rec Record
-			if out, reason := replayable(r, &rec, o); reason != "" {
+			out, reason := replayable(r, &rec, o)
+			if reason != "class" && r.Offset < cur.at(r.Partition, rec.Class) {
+				// Replayed already, by a replay of its class alone.
+				reached[r.Partition] = r.Offset + 1
+				if r.Offset+1 == end[r.Partition] {
+					remaining--
+				}
+				return
+			}
+			st.Read++
+			if reason != "" {
 				st.Skipped[reason]++
 				if reason == "truncated" {
 					st.Truncated = append(st.Truncated, TruncatedOriginal{ErrorPartition: r.Partition, ErrorOffset: r.Offset,
@@ -205,14 +212,89 @@ func Replay(ctx context.Context, cl *kgo.Client, seeds []kgo.Opt, o ReplayOption
 	for p, at := range reached {
 		offsets.AddOffset(o.ErrorTopic, p, at, -1)
 	}
-	resp, err := adm.CommitOffsets(ctx, o.Group, offsets)
-	if err == nil {
-		err = resp.Error()
+	// A replay of some classes moves only their cursors: the other
+	// classes' records stay for a later replay.
+	groups := []string{o.Group}
+	if len(o.Classes) > 0 {
+		groups = groups[:0]
+		for _, c := range o.Classes {
+			groups = append(groups, ClassGroup(o.Group, c))
+		}
 	}
-	if err != nil {
-		return st, fmt.Errorf("dlq replay: the records were replayed but the group %s could not record it: %w", o.Group, err)
+	for _, g := range groups {
+		resp, err := adm.CommitOffsets(ctx, g, offsets)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			return st, fmt.Errorf("dlq replay: the records were replayed but the group %s could not record it: %w", g, err)
+		}
 	}
 	return st, nil
+}
+
+// ClassGroup is the consumer group that keeps how far the records of one
+// error class have been replayed by replays of chosen classes (--class).
+func ClassGroup(group, class string) string { return group + "." + class }
+
+// cursors are where replays have got in each partition: the group's
+// offset for every class, and each class group's.
+type cursors struct {
+	o       ReplayOptions
+	base    map[int32]int64
+	byClass map[string]map[int32]int64
+}
+
+// readCursors reads the offsets of o.Group and of the class groups.
+func readCursors(ctx context.Context, adm *kadm.Client, o ReplayOptions) (*cursors, error) {
+	c := &cursors{o: o, base: map[int32]int64{}, byClass: map[string]map[int32]int64{}}
+	classes := o.Classes
+	if len(classes) == 0 {
+		classes = Classes()
+	}
+	groups := []string{o.Group}
+	for _, cl := range classes {
+		groups = append(groups, ClassGroup(o.Group, cl))
+	}
+	fetched := adm.FetchManyOffsets(ctx, groups...)
+	for i, g := range groups {
+		r, ok := fetched[g]
+		if ok && r.Err != nil && !errors.Is(r.Err, kerr.GroupIDNotFound) {
+			return nil, fmt.Errorf("dlq replay: reading group %s: %w", g, r.Err)
+		}
+		// A group that never replayed anything starts at the beginning.
+		m := c.base
+		if i > 0 {
+			m = map[int32]int64{}
+			c.byClass[classes[i-1]] = m
+		}
+		r.Fetched.Each(func(or kadm.OffsetResponse) {
+			if or.Topic == o.ErrorTopic && or.Err == nil && or.At >= 0 {
+				m[or.Partition] = or.At
+			}
+		})
+	}
+	return c, nil
+}
+
+// at is where the records of class have been replayed to in partition p.
+func (c *cursors) at(p int32, class string) int64 {
+	return max(c.base[p], c.byClass[class][p])
+}
+
+// start is where a replay starts reading partition p: the lowest cursor
+// of the classes it replays.
+func (c *cursors) start(p int32) int64 {
+	if len(c.o.Classes) == 0 {
+		return c.base[p]
+	}
+	from := int64(-1)
+	for _, cl := range c.o.Classes {
+		if a := c.at(p, cl); from < 0 || a < from {
+			from = a
+		}
+	}
+	return max(from, 0)
 }
 
 // replayable decodes the error record r into rec and returns the record to

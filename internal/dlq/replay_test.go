@@ -118,16 +118,32 @@ func TestReplay(t *testing.T) {
 		delete(want, string(r.Value))
 	}
 
-	// The group remembers: a second replay re-injects nothing.
+	// The replay of two classes left the others unconsumed: a replay of
+	// every class re-injects the schema_conflict record, and not again the
+	// two replayed already.
 	again, err := Replay(t.Context(), cl, seeds, ReplayOptions{ErrorTopic: errTopic})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.Read != 0 || again.Total() != 0 {
+	if again.Total() != 1 || again.Replayed["schema_conflict"] != 1 {
 		t.Fatalf("second replay %+v", again)
 	}
-	if n := len(readInput(t, seeds, 2)); n != 2 {
-		t.Fatalf("input holds %d records after a second replay, want 2", n)
+	if n := len(readInput(t, seeds, 3)); n != 3 {
+		t.Fatalf("input holds %d records after a second replay, want 3", n)
+	}
+	// The group remembers: a third replay, of a class or of all,
+	// re-injects nothing.
+	for _, classes := range [][]string{{"validation"}, {"schema_conflict"}, nil} {
+		third, err := Replay(t.Context(), cl, seeds, ReplayOptions{ErrorTopic: errTopic, Classes: classes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if third.Total() != 0 {
+			t.Fatalf("replay %v after all: %+v", classes, third)
+		}
+	}
+	if n := len(readInput(t, seeds, 3)); n != 3 {
+		t.Fatalf("input holds %d records after a third replay, want 3", n)
 	}
 }
 

@@ -15,7 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Topic names kpipe's code refers to; the rest come from configuration.
@@ -172,31 +171,14 @@ func ParseTopics(b []byte) ([]TopicSpec, error) {
 // they have fewer and get the spec's retention and cleanup policy. It returns
 // the names of the topics it created; calling it again creates nothing.
 func EnsureTopics(ctx context.Context, cl *kgo.Client, specs []TopicSpec, maxReplication int) (created []string, err error) {
-	adm := kadm.NewClient(cl)
-	// Ask the brokers directly: kadm answers metadata from the client's
-	// cache, which may predate topics created a moment ago.
-	req := kmsg.NewPtrMetadataRequest()
-	resp, err := req.RequestWith(ctx, cl)
-	if err != nil {
-		return nil, fmt.Errorf("listing topics: %w", err)
-	}
-	if maxReplication <= 0 {
-		maxReplication = max(len(resp.Brokers), 1)
-	}
-	existing := make(map[string]int32, len(resp.Topics))
-	for _, t := range resp.Topics {
-		if t.Topic != nil && t.ErrorCode == 0 {
-			existing[*t.Topic] = int32(len(t.Partitions))
-		}
-	}
-	var errs []error
-	for _, s := range specs {
-		if err := ensureTopic(ctx, adm, s, existing, maxReplication, &created); err != nil {
-			errs = append(errs, fmt.Errorf("topic %q: %w", s.Name, err))
+	res, err := EnsureTopicsEach(ctx, cl, specs, maxReplication)
+	for _, r := range res {
+		if r.State == TopicCreated {
+			created = append(created, r.Name)
 		}
 	}
 	slices.Sort(created)
-	return created, errors.Join(errs...)
+	return created, err
 }
 
 func ensureTopic(ctx context.Context, adm *kadm.Client, s TopicSpec, existing map[string]int32, maxReplication int, created *[]string) error {

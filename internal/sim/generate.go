@@ -10,18 +10,18 @@ import (
 )
 
 // Len is the number of events of the world.
-func (s *Sim) Len() int { return len(s.w.events) }
+func (s *Sim) Len() int { return len(s.cur().events) }
 
 // Events returns every event of the world, ordered by ingested_at. It builds
 // a fresh slice on each call; for large worlds prefer Generate.
 func (s *Sim) Events() []claimx.Event {
-	out := make([]claimx.Event, len(s.w.events))
+	out := make([]claimx.Event, len(s.cur().events))
 	var buf []byte
-	for i := range s.w.events {
+	for i := range s.cur().events {
 		if cap(buf)-len(buf) < 1024 {
 			buf = make([]byte, 0, 64<<10)
 		}
-		out[i], buf = s.w.event(&s.w.events[i], buf)
+		out[i], buf = s.cur().event(&s.cur().events[i], buf)
 	}
 	return out
 }
@@ -52,7 +52,7 @@ type Manifest struct {
 
 // Manifest returns the ground truth of the world's task events.
 func (s *Sim) Manifest() Manifest {
-	w := s.w
+	w := s.cur()
 	m := Manifest{Assignments: make(map[int64][]ManifestEntry, len(w.assigns)), Templates: make(map[int64]int64, len(w.assigns))}
 	for i := range w.assigns {
 		a := &w.assigns[i]
@@ -117,6 +117,11 @@ type GenerateOptions struct {
 	ReorderWindow int
 	// Seed varies duplication and reordering (the world stays the same).
 	Seed int64
+	// Forever grows the world when its events run out: as many projects
+	// again, created after the last event, so that generation goes on
+	// until ctx is done (kpipe up's "until Ctrl-C"). Limit still stops it.
+	// The world, and the manifest, grow by about 250 bytes an event.
+	Forever bool
 }
 
 // Sink receives one event: the key is the project id (so a project's events
@@ -128,69 +133,104 @@ type Sink func(ctx context.Context, key, value []byte) error
 // clock (rewound first to the start of the timeline) to each event's
 // ingested_at. It stops at the first sink error, or when ctx is done.
 func (s *Sim) Generate(ctx context.Context, o GenerateOptions, sink Sink) error {
-	n := len(s.w.events)
-	if o.Limit > 0 && o.Limit < n {
-		n = o.Limit
+	w := s.cur()
+	if s.nowFn == nil && len(w.events) > 0 {
+		s.SetNow(w.events[0].at.Add(-time.Millisecond))
 	}
-	order := deliveryOrder(n, o)
-	if s.nowFn == nil && n > 0 {
-		s.SetNow(s.w.events[0].at.Add(-time.Millisecond))
+	g := generator{s: s, o: o, start: time.Now(), sink: sink}
+	step := min(len(w.projects), maxGrow)
+	defer g.stop()
+	for from := 0; ; {
+		n := len(w.events)
+		if o.Limit > 0 && o.Limit < n {
+			n = o.Limit
+		}
+		if err := g.deliver(ctx, w, from, n); err != nil {
+			return err
+		}
+		if !o.Forever || (o.Limit > 0 && n >= o.Limit) || len(w.projects) == 0 {
+			return nil
+		}
+		from = n
+		w = w.grow(step)
+		s.w.Store(w)
 	}
-	var timer *time.Timer
-	start := time.Now()
-	var scratch []byte
-	for i, idx := range order {
-		if o.Rate > 0 {
-			due := start.Add(time.Duration(float64(i) / o.Rate * float64(time.Second)))
+}
+
+// maxGrow caps how many projects a world grows by at once.
+const maxGrow = 1000
+
+// generator delivers events at a rate across the world's growths.
+type generator struct {
+	s       *Sim
+	o       GenerateOptions
+	start   time.Time
+	sent    int
+	timer   *time.Timer
+	scratch []byte
+	sink    Sink
+}
+
+func (g *generator) stop() {
+	if g.timer != nil {
+		g.timer.Stop()
+	}
+}
+
+// deliver sends the timeline events from..n-1 of w.
+func (g *generator) deliver(ctx context.Context, w *world, from, n int) error {
+	for _, idx := range deliveryOrder(from, n, g.o) {
+		if g.o.Rate > 0 {
+			due := g.start.Add(time.Duration(float64(g.sent) / g.o.Rate * float64(time.Second)))
 			if d := time.Until(due); d > 0 {
-				if timer == nil {
-					timer = time.NewTimer(d)
-					defer timer.Stop()
+				if g.timer == nil {
+					g.timer = time.NewTimer(d)
 				} else {
-					timer.Reset(d)
+					g.timer.Reset(d)
 				}
 				select {
 				case <-ctx.Done():
 					return ctx.Err()
-				case <-timer.C:
+				case <-g.timer.C:
 				}
 			}
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		e := &s.w.events[idx]
+		g.sent++
+		e := &w.events[idx]
 		var ev claimx.Event
-		ev, scratch = s.w.event(e, scratch[:0])
-		value := ev.AppendJSON(make([]byte, 0, len(scratch)+320))
+		ev, g.scratch = w.event(e, g.scratch[:0])
+		value := ev.AppendJSON(make([]byte, 0, len(g.scratch)+320))
 		key := []byte(ev.ProjectID)
-		if s.nowFn == nil {
-			s.advance(e.at)
+		if g.s.nowFn == nil {
+			g.s.advance(e.at)
 		}
-		if err := sink(ctx, key, value); err != nil {
+		if err := g.sink(ctx, key, value); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// deliveryOrder returns the timeline indices 0..n-1 in delivery order.
-func deliveryOrder(n int, o GenerateOptions) []int32 {
+// deliveryOrder returns the timeline indices from..n-1 in delivery order.
+func deliveryOrder(from, n int, o GenerateOptions) []int32 {
 	if o.ReorderWindow <= 0 && o.DuplicateRate <= 0 {
-		out := make([]int32, n)
-		for i := range out {
-			out[i] = int32(i)
+		out := make([]int32, 0, n-from)
+		for i := from; i < n; i++ {
+			out = append(out, int32(i))
 		}
 		return out
 	}
-	r := rand.New(rand.NewPCG(uint64(o.Seed), 0x6b70697065))
+	r := rand.New(rand.NewPCG(uint64(o.Seed), 0x6b70697065^uint64(from)))
 	type slot struct {
 		pos float64
 		idx int32
 	}
-	slots := make([]slot, 0, n+int(float64(n)*o.DuplicateRate)+1)
+	slots := make([]slot, 0, n-from+int(float64(n-from)*o.DuplicateRate)+1)
 	w := float64(max(o.ReorderWindow, 0))
-	for i := range n {
+	for i := from; i < n; i++ {
 		slots = append(slots, slot{float64(i) + r.Float64()*w, int32(i)})
 		if o.DuplicateRate > 0 && r.Float64() < o.DuplicateRate {
 			slots = append(slots, slot{float64(i) + 0.5 + r.Float64()*(w+3), int32(i)})

@@ -90,7 +90,9 @@ type Options struct {
 
 // Sim is the simulator. It is an http.Handler, safe for concurrent use.
 type Sim struct {
-	w      *world
+	// w is the world; Generate with Forever replaces it by a grown copy
+	// (see world.grow), so readers load it once per request.
+	w      atomic.Pointer[world]
 	token  []byte
 	nowFn  func() time.Time
 	vclock atomic.Int64 // unix nanos of the virtual clock
@@ -127,8 +129,9 @@ func New(opts Options) *Sim {
 	if tok == "" {
 		tok = DefaultToken
 	}
-	s := &Sim{w: buildWorld(opts.Seed, n, tpls, base), token: []byte("Bearer " + tok), nowFn: opts.Now}
-	s.vclock.Store(s.w.end.Add(time.Millisecond).UnixNano())
+	s := &Sim{token: []byte("Bearer " + tok), nowFn: opts.Now}
+	s.w.Store(buildWorld(opts.Seed, n, tpls, base))
+	s.vclock.Store(s.cur().end.Add(time.Millisecond).UnixNano())
 	s.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
 	if s.SetFaults(opts.Faults) != nil {
 		s.SetFaults(Faults{})
@@ -140,6 +143,9 @@ func New(opts Options) *Sim {
 	s.mux.HandleFunc("GET /api/v1/projects/{id}", s.serveProject)
 	return s
 }
+
+// cur returns the world as it is now.
+func (s *Sim) cur() *world { return s.w.Load() }
 
 // SetFaults replaces the injected faults; outage windows count from now.
 func (s *Sim) SetFaults(f Faults) error {
@@ -176,10 +182,10 @@ func (s *Sim) advance(t time.Time) {
 }
 
 // Start and End are the first and last event times of the timeline.
-func (s *Sim) Start() time.Time { return s.w.base }
+func (s *Sim) Start() time.Time { return s.cur().base }
 
 // End is the time of the last event.
-func (s *Sim) End() time.Time { return s.w.end }
+func (s *Sim) End() time.Time { return s.cur().end }
 
 // Stats are request counters since New.
 type Stats struct {
@@ -331,7 +337,7 @@ func (s *Sim) serveAssignment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "assignmentId must be an integer")
 		return
 	}
-	a := s.w.assignmentByID(id)
+	a := s.cur().assignmentByID(id)
 	si := -1
 	if a != nil {
 		si = a.stateAt(s.Now())
@@ -341,12 +347,12 @@ func (s *Sim) serveAssignment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	full := r.URL.RawQuery == "full=true" || r.URL.Query().Get("full") == "true"
-	s.reply(w, r, func(b []byte) []byte { return s.w.renderAssignment(b, a, si, full) })
+	s.reply(w, r, func(b []byte) []byte { return s.cur().renderAssignment(b, a, si, full) })
 }
 
 func (s *Sim) project(w http.ResponseWriter, r *http.Request) (*project, time.Time) {
 	now := s.Now()
-	p := s.w.projectByID(r.PathValue("id"))
+	p := s.cur().projectByID(r.PathValue("id"))
 	if p == nil || p.created.After(now) {
 		writeError(w, http.StatusNotFound, "project not found")
 		return nil, now
@@ -356,20 +362,20 @@ func (s *Sim) project(w http.ResponseWriter, r *http.Request) (*project, time.Ti
 
 func (s *Sim) serveExport(w http.ResponseWriter, r *http.Request) {
 	if p, now := s.project(w, r); p != nil {
-		s.reply(w, r, func(b []byte) []byte { return s.w.renderExport(b, p, now) })
+		s.reply(w, r, func(b []byte) []byte { return s.cur().renderExport(b, p, now) })
 	}
 }
 
 func (s *Sim) serveProject(w http.ResponseWriter, r *http.Request) {
 	if p, now := s.project(w, r); p != nil {
-		s.reply(w, r, func(b []byte) []byte { return s.w.renderProject(b, p, now) })
+		s.reply(w, r, func(b []byte) []byte { return s.cur().renderProject(b, p, now) })
 	}
 }
 
 func (s *Sim) serveTemplate(w http.ResponseWriter, r *http.Request) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	known := false
-	for _, t := range s.w.templates {
+	for _, t := range s.cur().templates {
 		known = known || t == id
 	}
 	if err != nil || !known {
@@ -377,7 +383,7 @@ func (s *Sim) serveTemplate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.Now()
-	s.reply(w, r, func(b []byte) []byte { return s.w.renderTemplate(b, templateFor(id), now) })
+	s.reply(w, r, func(b []byte) []byte { return s.cur().renderTemplate(b, templateFor(id), now) })
 }
 
 func (s *Sim) serveAdmin(w http.ResponseWriter, r *http.Request) {
@@ -401,7 +407,7 @@ func (s *Sim) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(s.Faults())
 	case r.URL.Path == "/admin/clock" && r.Method == http.MethodGet:
-		writeJSON(map[string]any{"now": s.Now().Format(time.RFC3339Nano), "start": s.w.base, "end": s.w.end})
+		writeJSON(map[string]any{"now": s.Now().Format(time.RFC3339Nano), "start": s.cur().base, "end": s.cur().end})
 	case r.URL.Path == "/admin/clock" && r.Method == http.MethodPut:
 		var c struct {
 			Now time.Time `json:"now"`

@@ -33,7 +33,7 @@ type AssignmentState struct {
 // or before t. It reports false for an unknown id, and for a t before the
 // assignment was created.
 func (s *Sim) AssignmentAt(id int64, t time.Time) (AssignmentState, bool) {
-	a := s.w.assignmentByID(id)
+	a := s.cur().assignmentByID(id)
 	if a == nil {
 		return AssignmentState{}, false
 	}
@@ -45,7 +45,7 @@ func (s *Sim) AssignmentAt(id int64, t time.Time) (AssignmentState, bool) {
 	return AssignmentState{
 		AssignmentID:   a.id,
 		TaskID:         a.template,
-		ProjectID:      s.w.projects[a.project].id,
+		ProjectID:      s.cur().projects[a.project].id,
 		EventType:      st.eventType,
 		Status:         st.status,
 		PreviousStatus: st.prev,

@@ -205,16 +205,39 @@ func between(r *rand.Rand, lo, hi time.Duration) time.Duration {
 
 // buildWorld creates the deterministic world of the options.
 func buildWorld(seed int64, n int, templates []int64, base time.Time) *world {
-	w := &world{seed: seed, base: base, templates: templates, projects: make([]project, n)}
+	w := &world{seed: seed, base: base, templates: templates}
 	w.assigns = make([]assignment, 0, n*2)
 	w.events = make([]wevent, 0, n*14)
+	w.addProjects(n, base)
+	return w
+}
+
+// grow returns a copy of w with n more projects, created from just after
+// w.end on, so that the timeline goes on where it ended: Generate with
+// Forever calls it when the events run out. Ids continue where w's end
+// (project i keeps the ids of the layout above), so lookups of old and new
+// ids both work. w itself is not changed: the copy's slices only append
+// past w's lengths, which readers of w never look at.
+func (w *world) grow(n int) *world {
+	g := *w
+	g.addProjects(n, w.end.Add(time.Millisecond))
+	return &g
+}
+
+// addProjects appends n projects, the first created at about base, with
+// their events, sorted among themselves after the events already there.
+func (w *world) addProjects(n int, base time.Time) {
+	seed, templates := w.seed, w.templates
+	first := len(w.projects)
+	firstEvent := len(w.events)
+	w.projects = append(w.projects, make([]project, n)...)
 	weight32513 := slices.Contains(templates, TemplateITelCabinet) && len(templates) > 1
-	for i := range n {
+	for i := first; i < first+n; i++ {
 		r := rand.New(rand.NewPCG(uint64(seed), uint64(i)))
 		p := &w.projects[i]
 		p.idx = int32(i)
 		p.id = strconv.Itoa(projectBase + i)
-		p.created = ms(base.Add(time.Duration(i)*90*time.Second + between(r, 0, 60*time.Second)))
+		p.created = ms(base.Add(time.Duration(i-first)*90*time.Second + between(r, 0, 60*time.Second)))
 		c := cities[r.IntN(len(cities))]
 		p.city, p.state, p.zip = c.city, c.state, c.zip
 		p.street = strconv.Itoa(100+r.IntN(9800)) + " " + streets[r.IntN(len(streets))]
@@ -285,7 +308,7 @@ func buildWorld(seed int64, n int, templates []int64, base time.Time) *world {
 			p.assigns = append(p.assigns, ai)
 		}
 	}
-	slices.SortStableFunc(w.events, func(a, b wevent) int {
+	slices.SortStableFunc(w.events[firstEvent:], func(a, b wevent) int {
 		if c := a.at.Compare(b.at); c != 0 {
 			return c
 		}
@@ -294,7 +317,7 @@ func buildWorld(seed int64, n int, templates []int64, base time.Time) *world {
 		}
 		return int(a.seq - b.seq)
 	})
-	for i := range w.events {
+	for i := firstEvent; i < len(w.events); i++ {
 		e := &w.events[i]
 		e.id = eventID(seed, e.project, e.seq)
 		if e.assign >= 0 {
@@ -309,7 +332,6 @@ func buildWorld(seed int64, n int, templates []int64, base time.Time) *world {
 	} else {
 		w.end = base
 	}
-	return w
 }
 
 // transitions is the lifecycle state machine: the statuses that may follow

@@ -135,6 +135,9 @@ type Options struct {
 	// for a terminal (one rewritten progress line).
 	Out    io.Writer
 	Logger *slog.Logger
+	// NoProgress: Run prints no progress lines, the caller shows Snapshot
+	// itself (kpipe up's status block on a terminal).
+	NoProgress bool
 }
 
 // Info says where the parts of a Stack are: what kpipe up prints.
@@ -162,6 +165,7 @@ type Stack struct {
 	world   *sim.Sim
 	reg     *prometheus.Registry
 	admin   *kgo.Client
+	pub     *kafka.Publisher // the generator's, to claimx.events
 	tracker *pipeline.Worker
 	enrich  *Enricher
 	// trackName is the tracking worker's name in logs and errors.
@@ -179,9 +183,6 @@ type Stack struct {
 	ran      atomic.Bool
 	closeMu  sync.Once
 	closeErr error
-
-	// pub is Run's publisher of generated events, for the live page.
-	pub atomic.Pointer[kafka.Publisher]
 }
 
 // New starts the simulator's API, the broker (or checks the cluster),
@@ -262,6 +263,7 @@ func New(ctx context.Context, o Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	s.onClose(func(context.Context) error { s.admin.Close(); return nil })
+	s.pub = kafka.NewPublisher(s.admin, kafka.TopicEvents)
 	if o.Kafka != nil {
 		// The embedded broker is ours (its folder is locked); a shared
 		// cluster may already run another stack with these groups.
@@ -415,11 +417,14 @@ func (s *Stack) Run(ctx context.Context) error {
 	ws.start("enrichment worker", s.enrich.Run)
 	ws.start("tracking worker "+s.trackName, s.tracker.Run)
 
-	pub := kafka.NewPublisher(s.admin, kafka.TopicEvents)
-	s.pub.Store(pub)
+	pub := s.pub
 	prog := newProgress(s.out, s.o.Out, s.reg, pub.Published)
 	progDone := make(chan struct{})
-	go func() { prog.run(workersCtx); close(progDone) }()
+	if s.o.NoProgress {
+		close(progDone)
+	} else {
+		go func() { prog.run(workersCtx); close(progDone) }()
+	}
 
 	var runErr error
 	switch {
@@ -430,7 +435,9 @@ func (s *Stack) Run(ctx context.Context) error {
 		if rate == 0 {
 			rate = DefaultRate
 		}
-		err := s.world.Generate(runCtx, sim.GenerateOptions{Rate: rate}, pub.Publish)
+		// Forever: the world grows when its events run out, so that
+		// kpipe up produces until Ctrl-C or --duration.
+		err := s.world.Generate(runCtx, sim.GenerateOptions{Rate: rate, Forever: true}, pub.Publish)
 		if err != nil && runCtx.Err() == nil {
 			runErr = fmt.Errorf("generating events: %w", err)
 		}
@@ -445,13 +452,13 @@ func (s *Stack) Run(ctx context.Context) error {
 	stopWorkers()
 	workerErr := ws.wait()
 	<-progDone
-	if b := ErrorBreakdown(s.reg); b != "" {
-		fmt.Fprintf(s.out, "errors by kind: %s (the records are on the error topics; see kpipe dlq replay --help)\n", b)
-	}
+	s.printErrors()
 	if n, ok := metricSum(s.reg, DuplicatesDroppedMetric); ok && s.o.Events == 0 {
 		fmt.Fprintf(s.out, "duplicates dropped: %.0f (%s)\n", n, DuplicatesDroppedMetric)
 	}
-	prog.print(true)
+	if !s.o.NoProgress {
+		prog.print(true)
+	}
 	if workerErr != nil {
 		// A worker's failure is the cause; what it cut short is not.
 		return workerErr

@@ -16,7 +16,7 @@ func (e *Enricher) Status() metrics.Status { return e.w.Status() }
 func (s *Stack) status() metrics.Status {
 	st := metrics.Status{Title: "kpipe up"}
 	generated := "0"
-	if p := s.pub.Load(); p != nil {
+	if p := s.pub; p != nil {
 		generated = fmt.Sprint(p.Published())
 	}
 	st.Facts = []metrics.Fact{
