@@ -744,3 +744,75 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+// blockingStorage blocks reads of data files (keys outside _delta_log)
+// once armed, until the reader's context ends.
+type blockingStorage struct {
+	Storage
+	armed   atomic.Bool
+	blocked chan struct{} // closed when a read first blocks
+	once    sync.Once
+	ended   atomic.Pointer[error]
+}
+
+func (s *blockingStorage) Read(ctx context.Context, key string) ([]byte, error) {
+	if s.armed.Load() && !strings.HasPrefix(key, "_delta_log/") {
+		s.once.Do(func() { close(s.blocked) })
+		<-ctx.Done()
+		err := ctx.Err()
+		s.ended.Store(&err)
+		return nil, err
+	}
+	return s.Storage.Read(ctx, key)
+}
+
+// A background compaction that is stuck does not hold appends back, and
+// Close cancels it.
+func TestAutoCompactNeverBlocksAppendsAndStopsOnClose(t *testing.T) {
+	ctx := t.Context()
+	local, err := NewLocalStorage(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := &blockingStorage{Storage: local, blocked: make(chan struct{})}
+	tb := createSpecTable(t, bs, WithAutoCompact(AutoCompact{MinFiles: 3, TargetSize: 1 << 20}))
+	if _, err := tb.Append(ctx, []map[string]any{optRow("e0", 10, 0, "open", time.Unix(0, 0))}, AppendOptions{SchemaEvolution: true}); err != nil {
+		t.Fatal(err)
+	}
+	bs.armed.Store(true)
+	for i := 1; i < 3; i++ {
+		if _, err := tb.Append(ctx, []map[string]any{optRow(fmt.Sprint("e", i), 10, i, "open", time.Unix(int64(i), 0))}, AppendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-bs.blocked // the compaction is reading, and stays stuck
+	for i := 3; i < 10; i++ {
+		if _, err := tb.Append(ctx, []map[string]any{optRow(fmt.Sprint("e", i), 10, i, "open", time.Unix(int64(i), 0))}, AppendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := tb.Close(cctx); err != nil {
+		t.Fatalf("Close: %v (the compaction was not cancelled)", err)
+	}
+	if e := bs.ended.Load(); e == nil || !errors.Is(*e, context.Canceled) {
+		t.Fatalf("the compaction's read ended with %v, want context.Canceled", e)
+	}
+	bs.armed.Store(false)
+	tb2, err := Open(ctx, local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, _ := tb2.Snapshot(ctx)
+	if snap.NumFiles() != 10 || len(tableRows(t, tb2, local)) != 10 {
+		t.Fatalf("%d files after Close, want the 10 appended", snap.NumFiles())
+	}
+	// A closed Table starts no compaction.
+	if _, err := tb.Append(ctx, []map[string]any{optRow("late", 10, 99, "open", time.Unix(99, 0))}, AppendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := tb.Snapshot(ctx); s.NumFiles() != 11 {
+		t.Fatalf("%d files, want 11", s.NumFiles())
+	}
+}
