@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"os"
 	"reflect"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -331,7 +333,7 @@ func zorderTable(t *testing.T, tb *Table, commits, rowsPer int) {
 }
 
 // filesToRead counts the files the predicate cannot skip by statistics,
-// on average over the first 200 (task_id, task_status) pairs the table
+// on average over the first 100 (task_id, task_status) pairs the table
 // holds (by event id).
 func filesToRead(t *testing.T, snap *Snapshot, rows map[string]map[string]any) float64 {
 	t.Helper()
@@ -339,7 +341,7 @@ func filesToRead(t *testing.T, snap *Snapshot, rows map[string]map[string]any) f
 	pairs := map[string]bool{}
 	total, queries := 0, 0
 	for _, id := range slices.Sorted(maps.Keys(rows)) {
-		if queries == 200 {
+		if queries == 100 {
 			break
 		}
 		r := rows[id]
@@ -518,10 +520,13 @@ func TestOptimizeRaces(t *testing.T) {
 // the target size.
 func TestAutoCompactLongRun(t *testing.T) {
 	const (
-		commits  = 400
-		perDay   = 100 // commits per simulated day
+		perDay   = 50 // commits per simulated day
 		minFiles = 10
 	)
+	commits := 200
+	if n, err := strconv.Atoi(os.Getenv("KPIPE_COMPACT_SOAK_COMMITS")); err == nil && n > 0 {
+		commits = n // a soak: KPIPE_COMPACT_SOAK_COMMITS=5000
+	}
 	ctx := t.Context()
 	// The target is about 200 rows' worth, from the size of a 100-row file.
 	probe, _ := newSpecTable(t, WithAutoCompact(AutoCompact{Disable: true}))
@@ -602,7 +607,7 @@ func TestAutoCompactLongRun(t *testing.T) {
 // store, each auto-compacting in the background, plus explicit OPTIMIZEs,
 // and reads back every row exactly once.
 func TestAutoCompactRacesAppends(t *testing.T) {
-	const writers, commits = 3, 40
+	const writers, commits = 3, 25
 	ctx := t.Context()
 	local, err := NewLocalStorage(t.TempDir())
 	if err != nil {
