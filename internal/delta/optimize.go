@@ -535,19 +535,17 @@ func optimizeActions(snap *Snapshot, opts OptimizeOptions, bins []optimizeBin, a
 		"txnId":            newUUID(),
 	}}}
 	ms := now.UnixMilli()
-	ext := true
 	for _, b := range bins {
 		for _, f := range b.files {
 			size := f.Size
 			acts = append(acts, action{Remove: &RemoveFile{
-				Path:                 f.Path,
-				DeletionTimestamp:    &ms,
-				DataChange:           false,
-				ExtendedFileMetadata: &ext,
-				PartitionValues:      f.PartitionValues,
-				Size:                 &size,
-				Stats:                f.Stats,
-				Tags:                 f.Tags,
+				Path:              f.Path,
+				DeletionTimestamp: &ms,
+				DataChange:        false,
+				PartitionValues:   f.PartitionValues,
+				Size:              &size,
+				Stats:             f.Stats,
+				Tags:              f.Tags,
 			}})
 		}
 	}
