@@ -341,19 +341,18 @@ func planOptimize(snap *Snapshot, opts OptimizeOptions, target int64) ([]optimiz
 		if len(cands) < minFiles {
 			continue
 		}
-		// Bins are filled by estimated output size: small files are
-		// mostly fixed overhead, which merging them does not repeat.
-		bpr := bytesPerRow(files)
-		est := int64(0)
+		// Bins are filled by estimated output size (see sizeModel).
+		model := fitSizeModel(files)
+		est := int64(model.fixed)
 		cur := optimizeBin{values: values}
 		flush := func() {
 			if len(cur.files) > 1 {
 				bins = append(bins, cur)
 			}
-			cur, est = optimizeBin{values: values}, 0
+			cur, est = optimizeBin{values: values}, int64(model.fixed)
 		}
 		for _, f := range cands {
-			e := estimatedSize(f, bpr)
+			e := estimatedSize(f, model)
 			if len(cur.files) > 0 && est+e > target {
 				flush()
 			}
@@ -620,27 +619,46 @@ func jsonStringPlain(v any) string {
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
-// bytesPerRow estimates the bytes a row of files takes once compacted: the
-// smallest size per row among them (the file that amortises its fixed
-// overhead best, usually an earlier compaction's), 0 when no file counts
-// its rows.
-func bytesPerRow(files []AddFile) float64 {
+// sizeModel estimates the size of a file of n rows as fixed + perRow×n,
+// fitted (least squares) to the sizes and row counts of files: small files
+// are mostly fixed Parquet overhead (footer, column chunk metadata), which
+// a merged file does not repeat.
+type sizeModel struct{ fixed, perRow float64 }
+
+func fitSizeModel(files []AddFile) sizeModel {
+	var n, sx, sy, sxx, sxy float64
 	best := 0.0
 	for _, f := range files {
-		if n, ok := f.NumRecords(); ok && n > 0 {
-			if b := float64(f.Size) / float64(n); best == 0 || b < best {
-				best = b
-			}
+		r, ok := f.NumRecords()
+		if !ok || r <= 0 {
+			continue
+		}
+		x, y := float64(r), float64(f.Size)
+		n++
+		sx, sy, sxx, sxy = sx+x, sy+y, sxx+x*x, sxy+x*y
+		if b := y / x; best == 0 || b < best {
+			best = b
 		}
 	}
-	return best
+	if d := n*sxx - sx*sx; n >= 2 && d > 0 {
+		slope := (n*sxy - sx*sy) / d
+		fixed := (sy - slope*sx) / n
+		if slope > 0 && fixed >= 0 {
+			return sizeModel{fixed: fixed, perRow: slope}
+		}
+	}
+	// Every file the same row count, or no fit: the best bytes per row.
+	return sizeModel{perRow: best}
 }
 
-// estimatedSize is f's share of a compacted file: its rows at bpr bytes
-// each, never more than its own size.
-func estimatedSize(f AddFile, bpr float64) int64 {
-	if n, ok := f.NumRecords(); ok && bpr > 0 {
-		return min(f.Size, int64(float64(n)*bpr))
+// bytesPerRow is the model's marginal bytes per row, 0 when unknown.
+func bytesPerRow(files []AddFile) float64 { return fitSizeModel(files).perRow }
+
+// estimatedSize is f's share of a merged file: its rows at the model's
+// bytes per row, never more than its own size.
+func estimatedSize(f AddFile, m sizeModel) int64 {
+	if n, ok := f.NumRecords(); ok && m.perRow > 0 {
+		return min(f.Size, int64(float64(n)*m.perRow))
 	}
 	return f.Size
 }

@@ -580,8 +580,24 @@ func TestAutoCompactLongRun(t *testing.T) {
 	snap, _ := tb.Snapshot(ctx)
 	bytes, rows, _ := snap.Totals()
 	mean := bytes / int64(snap.NumFiles())
+	// The days written to the end, without the last one (still filling).
+	var doneBytes, doneFiles int64
+	last := fmt.Sprint(10 + (commits-1)/perDay)
+	for _, f := range snap.Files() {
+		if f.PartitionValues["day"] != last {
+			doneBytes += f.Size
+			doneFiles++
+		}
+	}
+	t.Logf("finished days: %d files, mean %d bytes (%.2f of the target)", doneFiles, doneBytes/doneFiles, float64(doneBytes)/float64(doneFiles)/float64(target))
 	t.Logf("%d commits, %d rows, %d compactions: %d files, mean %d bytes (target %d, a 100-row file %d); at most %d files in a partition",
 		commits, rows, compactions.Load(), snap.NumFiles(), mean, target, hundred, maxFiles)
+	// Files of half the target or more are left alone (as Delta's
+	// autoCompact.minFileSize), so a finished day's files sit between
+	// half and all of the target, but for its last few commits' rows.
+	if doneMean := doneBytes / doneFiles; doneMean < target*2/5 {
+		t.Fatalf("finished days' mean file size %d, want at least 2/5 of the target %d", doneMean, target)
+	}
 	if rows != int64(n) || mean < target/4 || maxFiles > 2*minFiles {
 		t.Fatalf("%d rows of %d, mean file %d bytes for a target of %d, %d files in a partition", rows, n, mean, target, maxFiles)
 	}
