@@ -95,9 +95,9 @@ func TestConfigShowRedactsSecrets(t *testing.T) {
 }
 
 // An unknown command is a usage error at every level: cobra alone prints a
-// group's help and exits 0 for "kpipe table optimize".
+// group's help and exits 0 for "kpipe table frobnicate".
 func TestUnknownCommandIsUsageError(t *testing.T) {
-	for _, args := range [][]string{{"nonsense"}, {"table", "optimize"}, {"table", "desribe"}, {"topics", "nonsense"}, {"dlq", "nonsense"}} {
+	for _, args := range [][]string{{"nonsense"}, {"table", "frobnicate"}, {"table", "desribe"}, {"topics", "nonsense"}, {"dlq", "nonsense"}} {
 		code, _, errOut := runCLI(t, nil, args...)
 		if code != ExitUsage || !strings.Contains(errOut, fmt.Sprintf("unknown command %q", args[len(args)-1])) {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)

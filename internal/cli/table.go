@@ -26,9 +26,9 @@ const defaultTableLocation = "./data/delta/itel_cabinet_task_tracking"
 func newTableCmd(env *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "table",
-		Short: "Create and inspect the Delta table",
+		Short: "Create, inspect and optimize the Delta table",
 	}
-	cmd.AddCommand(newTableCreateCmd(env), newTableDescribeCmd(env), newTableHistoryCmd(env), newTableVacuumCmd(env))
+	cmd.AddCommand(newTableCreateCmd(env), newTableDescribeCmd(env), newTableHistoryCmd(env), newTableVacuumCmd(env), newTableOptimizeCmd(env))
 	return cmd
 }
 

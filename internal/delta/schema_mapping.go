@@ -80,6 +80,15 @@ func physicalPartitionColumns(s *Snapshot) []string {
 	return out
 }
 
+// partitionKeyColumns returns the names of the partition columns in
+// partitionValues and partition folders: physical under column mapping.
+func partitionKeyColumns(s *Snapshot) []string {
+	if pc := physicalPartitionColumns(s); pc != nil {
+		return pc
+	}
+	return s.metadata.PartitionColumns
+}
+
 // partitionValue returns the serialized partition value of column pc in an
 // add's partitionValues, looked up by physical name under column mapping.
 func partitionValue(s *Snapshot, f *StructField, values map[string]string) string {

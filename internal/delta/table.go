@@ -65,6 +65,7 @@ type options struct {
 	checkpointInterval int // 0: table property or 10
 	asyncCheckpoints   bool
 	now                func() time.Time // nil: time.Now (WithClock)
+	autoCompact        AutoCompact
 }
 
 // WithLogger sets the logger for background events (checkpoint failures,
@@ -99,6 +100,8 @@ type Table struct {
 
 	planMu sync.Mutex
 	plan   *cachedPlan
+
+	ac autoCompactor
 }
 
 // Open opens the table at store and loads its latest snapshot. A location
@@ -154,10 +157,12 @@ func (t *Table) SnapshotAt(ctx context.Context, v int64) (*Snapshot, error) {
 	return readable(t.load(ctx, v))
 }
 
-// Close waits for background checkpoints to finish.
+// Close waits for background checkpoints to finish, and cancels a running
+// auto-compaction and waits for it (see AutoCompact).
 func (t *Table) Close(ctx context.Context) error {
+	t.stopAutoCompact()
 	done := make(chan struct{})
-	go func() { t.ckptWG.Wait(); close(done) }()
+	go func() { t.ckptWG.Wait(); t.waitAutoCompact(); close(done) }()
 	select {
 	case <-done:
 		return nil

@@ -30,8 +30,9 @@ type AppendOptions struct {
 	Operation string
 	// MinRowsPerFile is the fewest rows a partition's file gets when its
 	// rows are split across several files to encode them on several cores;
-	// 0 means DefaultMinRowsPerFile and a negative value never splits. See
-	// Append for the rule.
+	// 0 means DefaultMinRowsPerFile (never splitting on a table whose
+	// delta.autoOptimize.optimizeWrite is true) and a negative value never
+	// splits. See Append for the rule.
 	MinRowsPerFile int
 	// RejectBadRows leaves out the rows that do not fit the schema (after
 	// evolution, when SchemaEvolution is set) instead of failing the call:
@@ -217,6 +218,7 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 	res.Version = version
 	res.Schema = ns.metadata.Schema
 	t.maybeCheckpoint(ctx, ns)
+	t.maybeAutoCompact(ctx, ns, files)
 	return res, nil
 }
 

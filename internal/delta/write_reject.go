@@ -331,7 +331,10 @@ type fittedRows struct {
 func (t *Table) fitRows(snap *Snapshot, rows []map[string]any, opts AppendOptions) (fittedRows, error) {
 	schema := snap.metadata.Schema
 	minRows := opts.MinRowsPerFile
-	if minRows == 0 {
+	switch {
+	case minRows == 0 && snap.configBool(propOptimizeWrite):
+		minRows = -1 // one file per partition per write
+	case minRows == 0:
 		minRows = DefaultMinRowsPerFile
 	}
 	shred, err := t.shredRows(snap, schema, rows, minRows, opts.Casts)

@@ -29,7 +29,8 @@ func testConcurrentWriters(t *testing.T, store Storage, writers, commits int) {
 		go func() {
 			defer wg.Done()
 			// Each writer is its own Table, as separate processes would be.
-			tb, err := Open(t.Context(), store)
+			// No auto-compaction: its commits would add versions.
+			tb, err := Open(t.Context(), store, WithAutoCompact(AutoCompact{Disable: true}))
 			if err != nil {
 				errs <- err
 				return

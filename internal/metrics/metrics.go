@@ -91,6 +91,9 @@ type Metrics struct {
 	DeltaTableVersion     *prometheus.GaugeVec
 	DeltaSchemaEvolutions *prometheus.CounterVec
 	DeltaCommitConflicts  *prometheus.CounterVec
+	// DeltaCompactions counts the auto-compactions of a table this
+	// process ran; labels: table, result (committed, gave_way, failed).
+	DeltaCompactions *prometheus.CounterVec
 	// DeltaStorageUp is 1 while the table's storage answers, 0 while the
 	// writer is retrying against unavailable storage; label: table.
 	DeltaStorageUp *prometheus.GaugeVec
@@ -179,6 +182,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		DeltaTableVersion:     gauge("kpipe_delta_table_version", "Latest table version this process committed or read.", "table"),
 		DeltaSchemaEvolutions: counter("kpipe_delta_schema_evolutions_total", "Commits that changed the table schema.", "table"),
 		DeltaCommitConflicts:  counter("kpipe_delta_commit_conflicts_total", "Commits that lost a race and were retried or refused.", "table"),
+		DeltaCompactions:      counter("kpipe_delta_compactions_total", "Auto-compactions of small files: committed, gave way to a concurrent commit, or failed.", "table", "result"),
 		DeltaStorageUp:        gauge("kpipe_delta_storage_up", "1 while the table storage answers, 0 while writes are retried.", "table"),
 		DuplicatesDropped:     counter("kpipe_duplicates_dropped_total", "Rows not written because the table already held their dedupe key.", "worker", "table"),
 

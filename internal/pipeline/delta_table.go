@@ -67,11 +67,16 @@ func openDeltaTable(location, name string, deps Deps) (table, error) {
 		return nil, fmt.Errorf("table %s: %w", name, err)
 	}
 	m := deps.Metrics
+	compactions := m.DeltaCompactions.MustCurryWith(prometheus.Labels{"table": name})
 	return &deltaTable{
-		name:          name,
-		store:         store,
-		defs:          deps.TableDefs,
-		opts:          []delta.Option{delta.WithLogger(deps.Logger.With("table", name))},
+		name:  name,
+		store: store,
+		defs:  deps.TableDefs,
+		opts: []delta.Option{delta.WithLogger(deps.Logger.With("table", name)), delta.WithAutoCompact(delta.AutoCompact{
+			// The table's delta.autoOptimize.autoCompact decides whether
+			// it runs; this only counts what it does.
+			OnCompact: func(_ delta.OptimizeResult, err error) { compactions.WithLabelValues(compactionResult(err)).Inc() },
+		})},
 		hooks:         delta.Hooks{AfterDataFiles: deps.AfterDataFiles},
 		commitLatency: m.DeltaCommitLatency.WithLabelValues(name),
 		files:         m.DeltaFilesWritten.WithLabelValues(name),
@@ -225,4 +230,16 @@ func (d *deltaTable) Close(ctx context.Context) error {
 		return nil
 	}
 	return t.Close(ctx)
+}
+
+// compactionResult is the result label of kpipe_delta_compactions_total.
+func compactionResult(err error) string {
+	var ce *delta.ConflictError
+	switch {
+	case err == nil:
+		return "committed"
+	case errors.As(err, &ce):
+		return "gave_way"
+	}
+	return "failed"
 }
