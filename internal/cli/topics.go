@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"kpipe/internal/kafka"
 )
@@ -20,6 +21,32 @@ func newTopicsCmd(env *Env) *cobra.Command {
 	}
 	cmd.AddCommand(newTopicsCreateCmd(env), newTopicsListCmd(env))
 	return cmd
+}
+
+// topicsClient loads the topics file (default <config-dir>/topics.yaml) and
+// connects to the cluster of KAFKA_BOOTSTRAP_SERVERS, checked first: what
+// "topics create" and "topics list" both start with. A bad file or
+// setting is a usage error.
+func topicsClient(ctx context.Context, env *Env, file string) ([]kafka.TopicSpec, *kgo.Client, error) {
+	if file == "" {
+		file = filepath.Join(env.ConfigDir, "topics.yaml")
+	}
+	specs, err := kafka.LoadTopics(file)
+	if err != nil {
+		return nil, nil, usage(err)
+	}
+	kcfg, err := kafka.ConfigFromEnv(env.Getenv)
+	if err != nil {
+		return nil, nil, usage(err)
+	}
+	if err := kcfg.Validate(); err != nil {
+		return nil, nil, usage(err)
+	}
+	cl, err := checkedClient(ctx, kcfg, env.Logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	return specs, cl, nil
 }
 
 func newTopicsCreateCmd(env *Env) *cobra.Command {
@@ -38,23 +65,9 @@ cleanup policy. Running it again changes nothing. The replication factor is
 capped at the number of brokers (or --max-replication).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if file == "" {
-				file = filepath.Join(env.ConfigDir, "topics.yaml")
-			}
-			specs, err := kafka.LoadTopics(file)
-			if err != nil {
-				return usage(err)
-			}
-			kcfg, err := kafka.ConfigFromEnv(env.Getenv)
-			if err != nil {
-				return usage(err)
-			}
-			if err := kcfg.Validate(); err != nil {
-				return usage(err)
-			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			cl, err := checkedClient(ctx, kcfg, env.Logger)
+			specs, cl, err := topicsClient(ctx, env, file)
 			if err != nil {
 				return err
 			}

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -32,23 +31,9 @@ cluster, kpipe's or not. Exits 1 when a topic of topics.yaml is missing.`,
   KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 kpipe topics list --all`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if file == "" {
-				file = filepath.Join(env.ConfigDir, "topics.yaml")
-			}
-			specs, err := kafka.LoadTopics(file)
-			if err != nil {
-				return usage(err)
-			}
-			kcfg, err := kafka.ConfigFromEnv(env.Getenv)
-			if err != nil {
-				return usage(err)
-			}
-			if err := kcfg.Validate(); err != nil {
-				return usage(err)
-			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			cl, err := checkedClient(ctx, kcfg, env.Logger)
+			specs, cl, err := topicsClient(ctx, env, file)
 			if err != nil {
 				return err
 			}
