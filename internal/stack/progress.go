@@ -75,30 +75,10 @@ func (p *progress) print(final bool) {
 // worker's by reason, the workers' by class, sorted ("not_found=2
 // validation=1"); "" when there were none.
 func ErrorBreakdown(g prometheus.Gatherer) string {
-	mfs, err := g.Gather()
-	if err != nil {
-		return ""
-	}
-	var parts []string
-	for _, mf := range mfs {
-		var label string
-		switch mf.GetName() {
-		case "kpipe_enrich_events_failed_total":
-			label = "reason"
-		case "kpipe_worker_errors_total":
-			label = "class"
-		default:
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if v := m.GetCounter().GetValue(); v > 0 {
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == label {
-						parts = append(parts, fmt.Sprintf("%s=%.0f", lp.GetValue(), v))
-					}
-				}
-			}
-		}
+	byKind := errorsByKind(g)
+	parts := make([]string, 0, len(byKind))
+	for kind, n := range byKind {
+		parts = append(parts, fmt.Sprintf("%s=%d", kind, n))
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, " ")
