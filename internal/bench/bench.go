@@ -80,6 +80,10 @@ type Options struct {
 	// variables for it (KEY=VALUE).
 	Exe string
 	Env []string
+	// CPUProfile, when set, is the file the worker writes its CPU profile
+	// to (kpipe worker --cpu-profile): an older --worker-bin must have the
+	// flag.
+	CPUProfile string
 	// Worker settings changed in the copy of workers.yaml (a field of the
 	// worker, such as batch_size or polls_in_flight, to its YAML value).
 	Set map[string]string

@@ -44,6 +44,9 @@ func (r *run) startWorker(cfgDir, dataDir, metricsAddr string) (*worker, error) 
 	}
 	cmd := exec.Command(r.o.Exe, "--config-dir", cfgDir, "--log-level", "warn",
 		"worker", r.o.Worker, "--data", dataDir, "--metrics-addr", metricsAddr)
+	if r.o.CPUProfile != "" {
+		cmd.Args = append(cmd.Args, "--cpu-profile", r.o.CPUProfile)
+	}
 	cmd.Env = append(os.Environ(),
 		"KAFKA_BOOTSTRAP_SERVERS="+joinAddrs(r.brokers),
 		"CLAIMX_API_BASE_URL="+r.apiURL,

@@ -79,6 +79,7 @@ fails.`,
 	f.StringVar(&o.WorkDir, "work-dir", "", "keep the config copy, the table and worker.log here (default: a temporary folder, removed)")
 	f.StringVar(&o.Exe, "worker-bin", "", "the kpipe binary to run the worker with (default: this one), e.g. an older build to compare")
 	f.StringArrayVar(&o.Env, "worker-env", nil, "KEY=VALUE set in the worker's environment (repeatable), e.g. GOMEMLIMIT=120MiB")
+	f.StringVar(&o.CPUProfile, "cpu-profile", "", "have the worker write a CPU profile of its run to this file (go tool pprof kpipe FILE)")
 	f.StringToStringVar(&o.Set, "set", nil, "worker fields changed in the copy of workers.yaml, e.g. --set batch_size=1000,polls_in_flight=4")
 	f.Int64Var(&o.Seed, "seed", 1, "simulator world seed")
 	f.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "give up when the table does not hold every event by then")

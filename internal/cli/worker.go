@@ -20,6 +20,7 @@ type workerOptions struct {
 	stallTimeout   time.Duration
 	instanceID     string
 	sessionTimeout time.Duration
+	cpuProfile     string
 }
 
 func newWorkerCmd(env *Env) *cobra.Command {
@@ -67,6 +68,7 @@ kpipe cannot write) exits non-zero with the cause logged at ERROR.`,
 	f.DurationVar(&o.stallTimeout, "stall-timeout", pipeline.DefaultStallTimeout, "report not ready when records wait this long with nothing made durable")
 	f.StringVar(&o.instanceID, "instance-id", "", "static group member id (a pod name): a restarted worker takes its partitions back at once; unique per running process ($KPIPE_INSTANCE_ID)")
 	f.DurationVar(&o.sessionTimeout, "session-timeout", pipeline.DefaultSessionTimeout, "how long the group waits for a worker that stopped heartbeating before moving its partitions")
+	f.StringVar(&o.cpuProfile, "cpu-profile", "", "write a CPU profile of the whole run to this file (go tool pprof reads it), for finding where the time goes")
 	return cmd
 }
 
@@ -100,6 +102,13 @@ func runWorker(ctx context.Context, env *Env, name string, o workerOptions) erro
 	policy, err := pipeline.ParseResetPolicy(o.resetOffsets)
 	if err != nil {
 		return usage(err)
+	}
+	if o.cpuProfile != "" {
+		stop, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return usage(err)
+		}
+		defer stop()
 	}
 	if o.instanceID == "" {
 		o.instanceID, _ = env.Getenv("KPIPE_INSTANCE_ID")

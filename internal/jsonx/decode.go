@@ -63,6 +63,13 @@ type DecodeOptions struct {
 	// top-level object counting as 1; deeper input is an error wrapping
 	// ErrTooDeep. 0 (or less) means DefaultMaxDepth; at most 10000.
 	MaxDepth int
+	// Lazy names top-level keys whose value, when it is an object, is
+	// checked as DecodeObject checks everything (syntax, UTF-8, depth,
+	// number range) but left undecoded: the map holds a *RawObject
+	// instead of a map[string]any, and whoever needs the object reads it
+	// with RawObject.Reader or decodes it with RawObject.Map. A value
+	// that is not an object decodes as usual.
+	Lazy map[string]bool
 }
 
 // DecodeObject is DecodeObjectOpts with the default options: nesting up to
@@ -98,11 +105,13 @@ func DecodeObjectOpts(b []byte, hint int, o DecodeOptions) (map[string]any, erro
 		decoderPool.Put(d)
 	}()
 	d.b, d.i, d.src = b, 0, ""
+	defer func() { d.lazy = nil }()
 	d.maxDepth = o.MaxDepth
 	if d.maxDepth <= 0 {
 		d.maxDepth = DefaultMaxDepth
 	}
 	d.maxDepth = min(d.maxDepth, hardMaxDepth)
+	d.lazy = o.Lazy
 	d.ws()
 	if d.i >= len(d.b) {
 		return nil, errEnd
@@ -141,6 +150,8 @@ type decoder struct {
 	b        []byte
 	i        int
 	maxDepth int
+	// lazy are DecodeOptions.Lazy: top-level keys left as *RawObject.
+	lazy map[string]bool
 	keys     map[string]string
 	// src is b as a string, made on the first string value: values
 	// without escapes are substrings of it, one allocation per message.
@@ -294,7 +305,12 @@ func (d *decoder) object(depth, hint int) (map[string]any, error) {
 			return nil, d.fail("after object key")
 		}
 		d.i++
-		v, err := d.value(depth)
+		var v any
+		if depth == 1 && d.lazy[k] {
+			v, err = d.lazyValue(depth)
+		} else {
+			v, err = d.value(depth)
+		}
 		if err != nil {
 			return nil, err
 		}
