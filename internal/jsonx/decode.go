@@ -152,7 +152,7 @@ type decoder struct {
 	maxDepth int
 	// lazy are DecodeOptions.Lazy: top-level keys left as *RawObject.
 	lazy map[string]bool
-	keys     map[string]string
+	keys map[string]string
 	// src is b as a string, made on the first string value: values
 	// without escapes are substrings of it, one allocation per message.
 	src string
