@@ -7,6 +7,7 @@ import (
 	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // errNotObject is the cause of input that is JSON but not an object.
@@ -70,6 +71,10 @@ type DecodeOptions struct {
 	// with RawObject.Reader or decodes it with RawObject.Map. A value
 	// that is not an object decodes as usual.
 	Lazy map[string]bool
+	// Alias lets the strings of the result (and RawObjects) share b's
+	// memory instead of one copy of it: the caller promises never to
+	// change b afterwards. It saves a copy of every message.
+	Alias bool
 }
 
 // DecodeObject is DecodeObjectOpts with the default options: nesting up to
@@ -112,6 +117,9 @@ func DecodeObjectOpts(b []byte, hint int, o DecodeOptions) (map[string]any, erro
 	}
 	d.maxDepth = min(d.maxDepth, hardMaxDepth)
 	d.lazy = o.Lazy
+	if o.Alias && len(b) > 0 {
+		d.src = unsafe.String(&b[0], len(b))
+	}
 	d.ws()
 	if d.i >= len(d.b) {
 		return nil, errEnd

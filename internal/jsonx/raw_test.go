@@ -85,6 +85,11 @@ func checkLazy(t *testing.T, b []byte) {
 	if m := Materialize(got); !reflect.DeepEqual(m, any(want)) {
 		t.Fatalf("%q: materialized %#v, want %#v", b, m, want)
 	}
+	buf := append([]byte(nil), b...)
+	aliased, err := DecodeObjectOpts(buf, 0, DecodeOptions{Lazy: lazy, Alias: true})
+	if err != nil || !reflect.DeepEqual(Materialize(aliased), any(want)) {
+		t.Fatalf("%q: Alias: %#v (err %v), want %#v", b, aliased, err, want)
+	}
 	for k, v := range got {
 		r, ok := v.(*RawObject)
 		if !ok {

@@ -23,7 +23,9 @@ const (
 //
 // Fields is the message decoded once (JSON numbers as int64 when integral,
 // float64 otherwise; objects as map[string]any, arrays as []any); handlers
-// read and change it in place and never re-encode it. Values a lookup put in
+// read and change it in place and never re-encode it. A top-level object
+// that no handler reads into may be a *jsonx.RawObject instead of a map
+// (the worker's rawFields; docs/architecture.md, "Objects left raw"). Values a lookup put in
 // Fields may be shared with its cache: handlers replace them, never mutate
 // them.
 type Event struct {

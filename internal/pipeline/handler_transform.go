@@ -68,8 +68,13 @@ func newMapping(to, from string) mapping {
 }
 
 // setPath sets the field at the dotted path segs inside m's nested
-// objects; it does nothing when a parent is absent or not an object.
+// objects; it does nothing when a parent is absent or not an object. A
+// top-level parent may be a *jsonx.RawObject (rawFields).
 func setPath(m map[string]any, segs []string, v any) {
+	if len(segs) == 2 {
+		setMember(m, segs[0], segs[1], v)
+		return
+	}
 	cur := m
 	for _, k := range segs[:len(segs)-1] {
 		next, ok := cur[k].(map[string]any)

@@ -77,6 +77,9 @@ type Worker struct {
 	// maxBytes and maxDepth are the message limits (max_message_bytes,
 	// max_nesting_depth).
 	maxBytes, maxDepth int
+	// raw are the top-level fields decoded as *jsonx.RawObject when they
+	// hold an object (rawFields); nil: none.
+	raw map[string]bool
 	// prePublish is set when the flusher calls publishCommit before each
 	// commit: rejected rows' error records and success records are then
 	// durable before the commit, not published after it.
@@ -173,6 +176,11 @@ type WorkerOption func(*Worker)
 
 // WithHooks installs test hooks.
 func WithHooks(h Hooks) WorkerOption { return func(w *Worker) { w.hooks = h } }
+
+// WithEagerDecode makes the worker decode every field of every message
+// into maps, leaving none raw (see rawFields): the rows are the same, at
+// a higher cost; for comparing the two.
+func WithEagerDecode() WorkerOption { return func(w *Worker) { w.raw = nil } }
 
 // WithShutdownTimeout bounds the final flush and commit of a graceful stop.
 func WithShutdownTimeout(d time.Duration) WorkerOption { return func(w *Worker) { w.shutdown = d } }
@@ -276,6 +284,7 @@ func newWorker(cfg *config.Worker, kopts []kgo.Opt, chain *Chain, deps Deps, opt
 		w.maxDepth = config.DefaultMaxNestingDepth
 	}
 	w.recent = newRecent(cfg)
+	w.raw = rawFields(chain, cfg)
 	w.health = newHealth(name, cfg.ConsumerGroup, cfg.InputTopic, m, w.log, DefaultStallTimeout)
 	if cp, ok := w.flusher.(commitPublishing); ok {
 		cp.SetCommitPublisher(w.publishCommit)

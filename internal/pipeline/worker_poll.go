@@ -177,7 +177,9 @@ func (w *Worker) decode(b *partBatch, hint int, now time.Time) {
 			b.reject(ev, w.tooLarge(n))
 			continue
 		}
-		fields, err := jsonx.DecodeObjectOpts(r.Value, hint, jsonx.DecodeOptions{MaxDepth: w.maxDepth})
+		// Alias: a record's value is never changed after the poll (the
+		// client pools no buffers), so its strings need no copy.
+		fields, err := jsonx.DecodeObjectOpts(r.Value, hint, jsonx.DecodeOptions{MaxDepth: w.maxDepth, Lazy: w.raw, Alias: true})
 		if err != nil {
 			b.reject(ev, w.undecodable(err))
 			continue
