@@ -98,6 +98,7 @@ func (w *DeltaWriter) Commit(ctx context.Context, b FlushBatch, marks []Mark) (*
 	for i, p := range keep {
 		res.Written[i] = p.ev
 	}
+	recycleRows(buf) // committed, skipped, dropped or rejected: done with
 	return res, nil
 }
 

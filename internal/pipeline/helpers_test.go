@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -130,7 +131,9 @@ func (m *memTable) Append(_ context.Context, rows []map[string]any, txns map[str
 	for app, v := range txns {
 		m.txns[app] = v
 	}
-	m.rows = append(m.rows, rows...)
+	for _, r := range rows {
+		m.rows = append(m.rows, maps.Clone(r)) // the writer recycles its row maps
+	}
 	m.version++
 	m.appends++
 	return m.version, rejected, nil
