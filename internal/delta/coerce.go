@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strconv"
 	"time"
+
+	"kpipe/internal/jsonx"
 )
 
 // CoerceRow checks a row against schema and returns a copy holding the
@@ -69,7 +71,7 @@ func coerceStruct(t *StructType, m map[string]any, path string) (map[string]any,
 // the row: nothing can be inferred from it, and the field joins the schema
 // when a value with a type arrives.
 func untypeable(x any) bool {
-	switch v := x.(type) {
+	switch v := decoded(x).(type) {
 	case nil:
 		return true
 	case []any:
@@ -104,7 +106,7 @@ func goTypeName(v any) string {
 		return it.String()
 	}
 	switch v.(type) {
-	case map[string]any:
+	case map[string]any, *jsonx.RawObject:
 		return "object"
 	case []any:
 		return "array"
@@ -116,6 +118,7 @@ func coerceValue(t DataType, v any, path string) (any, error) {
 	if v == nil {
 		return nil, nil
 	}
+	v = decoded(v)
 	switch t := t.(type) {
 	case PrimitiveType:
 		return coercePrimitive(t, v, path)
