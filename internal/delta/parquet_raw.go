@@ -152,6 +152,10 @@ func (e *fileEncoder) readField(n *wnode, rd *jsonx.Reader, rep, parentDef int, 
 				if e.leafInt(n, x, rep, observe) {
 					return nil
 				}
+			case TypeDouble:
+				// As coercion converts it (toFloat64).
+				e.leafDouble(n, float64(x), rep, observe)
+				return nil
 			}
 			return e.writeField(n, x, rep, parentDef, inRep)
 		}

@@ -432,7 +432,15 @@ func TestAppendRawObjectsCustomTable(t *testing.T) {
 						r["st"] = r["st"].(*jsonx.RawObject).With("a", nil)
 					}
 				}},
-				{msgs: customBatch(60, 20, plain), fast: true},
+				// RawObjects as the values of a map column's map.
+				{msgs: customBatch(60, 5, plain), fast: true, with: func(i int, r map[string]any) {
+					q, err := jsonx.NewRawObject(fmt.Sprintf(`{"q":"in map %d"}`, i))
+					if err != nil {
+						t.Fatal(err)
+					}
+					r["mc"] = map[string]any{"k": q}
+				}},
+				{msgs: customBatch(70, 20, plain), fast: true},
 			})
 		})
 	}
@@ -466,4 +474,91 @@ func FuzzAppendRawObjects(f *testing.F) {
 			{msgs: msgs[2:]},
 		})
 	})
+}
+
+// TestRawObjectCoerceAndEvolve: CoerceRow, ValidateRow, CoerceColumn,
+// CoerceValue, InferType and schema evolution treat a RawObject as its
+// map, at any depth.
+func TestRawObjectCoerceAndEvolve(t *testing.T) {
+	schema, err := ParseSchema(`{"type":"struct","fields":[` +
+		`{"name":"id","type":"string","nullable":false,"metadata":{}},` +
+		`{"name":"st","type":{"type":"struct","fields":[` +
+		`{"name":"a","type":"string","nullable":false,"metadata":{}},` +
+		`{"name":"n","type":"long","nullable":true,"metadata":{}},` +
+		`{"name":"l","type":{"type":"array","elementType":{"type":"struct","fields":[{"name":"x","type":"string","nullable":true,"metadata":{}}]},"containsNull":true},"nullable":true,"metadata":{}}` +
+		`]},"nullable":true,"metadata":{}},` +
+		`{"name":"s","type":"string","nullable":true,"metadata":{}},` +
+		`{"name":"arr","type":{"type":"array","elementType":"long","containsNull":true},"nullable":true,"metadata":{}},` +
+		`{"name":"m","type":{"type":"map","keyType":"string","valueType":"long","valueContainsNull":true},"nullable":true,"metadata":{}}]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := func(s string) *jsonx.RawObject {
+		r, err := jsonx.NewRawObject(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	values := []any{
+		raw(`{"a":"x","n":1,"l":[{"x":"y"},null]}`),
+		raw(`{"a":"x","n":1.5}`),
+		raw(`{"a":null}`),
+		raw(`{"n":2}`),
+		raw(`{"a":"x","new":{"deep":[1,2]}}`),
+		raw(`{"a":"x","new":[],"none":null,"obj":{"e":{}}}`),
+		raw(`{"a":"x","a":"dup"}`),
+		raw(`{"a":"x"}`).With("l", []any{raw(`{"x":"set"}`), raw(`{"x":1}`)}),
+		raw(`{"a":"x"}`).With("a", nil),
+		raw(`{}`),
+	}
+	for vi, v := range values {
+		mat := jsonx.Materialize(v)
+		for _, col := range []string{"st", "s", "arr", "m"} {
+			if m, _ := mat.(map[string]any); col == "m" && len(m) > 1 {
+				// Which entry of a map a conflict names depends on
+				// map order, for maps too.
+				continue
+			}
+			row := map[string]any{"id": "i", col: v}
+			mrow := map[string]any{"id": "i", col: mat}
+			got, gerr := CoerceRow(schema, row)
+			want, werr := CoerceRow(schema, mrow)
+			if fmt.Sprint(gerr) != fmt.Sprint(werr) || !reflect.DeepEqual(got, want) {
+				t.Errorf("value %d in %s: CoerceRow %v %v, map %v %v", vi, col, got, gerr, want, werr)
+			}
+			if fmt.Sprint(ValidateRow(schema, row)) != fmt.Sprint(werr) {
+				t.Errorf("value %d in %s: ValidateRow differs", vi, col)
+			}
+			ft := schema.Field(col).Type
+			gc, gerr := CoerceColumn(ft, v, col, CastToString)
+			wc, werr := CoerceColumn(ft, mat, col, CastToString)
+			if fmt.Sprint(gerr) != fmt.Sprint(werr) || (gerr == nil && !reflect.DeepEqual(jsonx.Materialize(gc), wc)) {
+				t.Errorf("value %d in %s: CoerceColumn %v %v, map %v %v", vi, col, gc, gerr, wc, werr)
+			}
+			gv, gerr := CoerceValue(ft, v, col, CastNone)
+			wv, werr := CoerceValue(ft, mat, col, CastNone)
+			if fmt.Sprint(gerr) != fmt.Sprint(werr) || !reflect.DeepEqual(gv, wv) {
+				t.Errorf("value %d in %s: CoerceValue %v %v, map %v %v", vi, col, gv, gerr, wv, werr)
+			}
+			gs, gerr := evolveRow(schema, row, nil)
+			ws, werr := evolveRow(schema, mrow, nil)
+			if fmt.Sprint(gerr) != fmt.Sprint(werr) || (gerr == nil && !TypesEqual(gs, ws)) {
+				t.Errorf("value %d in %s: evolveRow %v %v, map %v %v", vi, col, gs, gerr, ws, werr)
+			}
+			if untypeable(v) != untypeable(mat) {
+				t.Errorf("value %d: untypeable differs", vi)
+			}
+		}
+		gt, gok := InferType(v)
+		wt, wok := InferType(mat)
+		if gok != wok || (gok && !TypesEqual(gt, wt)) {
+			t.Errorf("value %d: InferType %v %v, map %v %v", vi, gt, gok, wt, wok)
+		}
+	}
+	// A RawObject is an object in messages.
+	_, err = CoerceColumn(&ArrayType{ElementType: TypeLong}, values[0], "arr", CastNone)
+	if err == nil || !strings.Contains(err.Error(), "object value is not an array") {
+		t.Fatalf("CoerceColumn: %v", err)
+	}
 }
