@@ -46,10 +46,14 @@ func schemaErr(path, format string, args ...any) *SchemaError {
 
 func coerceStruct(t *StructType, m map[string]any, path string) (map[string]any, error) {
 	out := make(map[string]any, len(t.Fields))
+	unknown, has := "", false // the first unknown key in key order
 	for k, x := range m {
-		if t.Field(k) == nil && !untypeable(x) {
-			return nil, &SchemaError{Row: -1, Path: joinPath(path, k), Reason: "column not in table schema", Err: errUnknownField}
+		if t.Field(k) == nil && !untypeable(x) && (!has || k < unknown) {
+			unknown, has = k, true
 		}
+	}
+	if has {
+		return nil, &SchemaError{Row: -1, Path: joinPath(path, unknown), Reason: "column not in table schema", Err: errUnknownField}
 	}
 	for _, f := range t.Fields {
 		p := joinPath(path, f.Name)

@@ -132,17 +132,22 @@ func (e *fileEncoder) writeStruct(n *wnode, m map[string]any, rep int, inRep, ro
 		}
 	}
 	if found != len(m) {
+		// The error names the first unknown key in key order, so that it
+		// does not depend on the map's order.
+		unknown, has := "", false
 		for k, x := range m {
-			if n.hasField(k) || untypeable(x) {
+			if n.hasField(k) || untypeable(x) || root && e.plan.ignore[k] {
 				continue
 			}
-			if root {
-				if !e.plan.ignore[k] {
-					return &SchemaError{Row: -1, Path: k, Reason: "column not in table schema", Err: errUnknownField}
-				}
-				continue
+			if !has || k < unknown {
+				unknown, has = k, true
 			}
-			return &SchemaError{Row: -1, Path: joinPath(n.path, k), Reason: "field not in table schema", Err: errUnknownField}
+		}
+		if has && root {
+			return &SchemaError{Row: -1, Path: unknown, Reason: "column not in table schema", Err: errUnknownField}
+		}
+		if has {
+			return &SchemaError{Row: -1, Path: joinPath(n.path, unknown), Reason: "field not in table schema", Err: errUnknownField}
 		}
 	}
 	for i, f := range n.fields {
