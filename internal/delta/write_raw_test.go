@@ -460,6 +460,8 @@ func FuzzAppendRawObjects(f *testing.F) {
 	} {
 		f.Add(s, `{"n":5,"x":"y"}`)
 	}
+	// Two unknown typed columns in a row: the error names the same one.
+	f.Add(`{"l":[{"x":1},{"x":"conflict"}],"m":{}}`, `{}`)
 	f.Fuzz(func(t *testing.T, a, b string) {
 		var msgs []string
 		for i, obj := range []string{a, b, a, b} {
