@@ -73,7 +73,8 @@ func coerceStruct(t *StructType, m map[string]any, path string) (map[string]any,
 // array or object holding nothing but such values (e.g. "media": []). A key
 // the schema lacks with such a value is stored as null instead of refusing
 // the row: nothing can be inferred from it, and the field joins the schema
-// when a value with a type arrives.
+// when a value with a type arrives. A *jsonx.RawObject is judged by its
+// Map.
 func untypeable(x any) bool {
 	switch v := decoded(x).(type) {
 	case nil:

@@ -16,10 +16,12 @@ import (
 // would have decoded it and goes through writeField, so values, coercions
 // and stats are those of the object's Map.
 //
-// What this path does not know to write exactly as writeStruct would
-// write the Map (a key the struct lacks, which may be dropped, evolve the
-// schema or be rejected; a key given twice, of which a map keeps the last)
-// fails it with errRawFallback, and the caller (fitRows) shreds the rows
+// A key the struct lacks is skipped when its value carries no type (null,
+// [] or {} of such values: untypeable), as writeStruct skips it. What this
+// path does not know to write exactly as writeStruct would write the Map
+// (a key the struct lacks with a typed value, which evolves the schema or
+// is an error; a key given twice, of which a map keeps the last) fails it
+// with errRawFallback, and the caller (fitRows) shreds the rows
 // again with their RawObjects materialized. An error of this path is only
 // ever a signal to do so: the error the caller reports comes from the maps.
 
