@@ -457,11 +457,15 @@ func FuzzAppendRawObjects(f *testing.F) {
 		`{"l":[{"x":1},{"x":"conflict"}],"m":{}}`,
 		`{"deep":{"deeper":{"deepest":[[1],[2,3]]}},"t":true,"z":false}`,
 		`{}`,
+		`{"a":"x","n":3000000000,"i":3000000000,"d":1,"b":null,"m":{"k":1.5},"l":[{"x":"y","y":2},null,{}],"inner":{"z":null}}`,
+		`{"a":"x","ts":"2026-01-10T00:00:00Z","dec":"1.25","l":[],"m":{}}`,
 	} {
 		f.Add(s, `{"n":5,"x":"y"}`)
 	}
 	// Two unknown typed columns in a row: the error names the same one.
 	f.Add(`{"l":[{"x":1},{"x":"conflict"}],"m":{}}`, `{}`)
+	// Keys that differ by case only.
+	f.Add(`{"l":[{"x":1}]}`, `{"X":0,"x":"0"}`)
 	f.Fuzz(func(t *testing.T, a, b string) {
 		var msgs []string
 		for i, obj := range []string{a, b, a, b} {
@@ -474,6 +478,13 @@ func FuzzAppendRawObjects(f *testing.F) {
 			{msgs: msgs[:2], opts: AppendOptions{SchemaEvolution: true, RejectBadRows: true}},
 			{msgs: msgs[2:], opts: AppendOptions{SchemaEvolution: true, RejectBadRows: true}},
 			{msgs: msgs[2:]},
+		})
+		// The same objects as the struct of a fixed schema (NOT NULL,
+		// integer, map and list fields).
+		cm := []string{customMsg(0, a), customMsg(1, b), customMsg(2, customSt(2, ""))}
+		rawTwin(t, customTable(nil), []string{"st", "mc"}, []rawBatch{
+			{msgs: cm, opts: AppendOptions{RejectBadRows: true}},
+			{msgs: cm},
 		})
 	})
 }
