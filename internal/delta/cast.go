@@ -105,14 +105,18 @@ func CoerceValue(t DataType, v any, path string, cast Cast) (any, error) {
 // returned as it is, because Append coerces its contents after schema
 // evolution may have added fields to the column's type. It is what a
 // caller that checks values as they arrive (the pipeline's delta_writer)
-// uses, so that it and Append apply the same rules.
+// uses, so that it and Append apply the same rules. A *jsonx.RawObject is
+// an object (returned as it is, like a map); CoerceColumn, CoerceValue and
+// CoerceRow treat one, at any depth, exactly as its jsonx.Materialize.
 func CoerceColumn(t DataType, v any, path string, cast Cast) (any, error) {
 	if v == nil {
 		return nil, nil
 	}
 	switch t.(type) {
 	case *StructType:
-		if _, ok := v.(map[string]any); !ok {
+		switch v.(type) {
+		case map[string]any, *jsonx.RawObject:
+		default:
 			return nil, kindConflict(v, path, "an object")
 		}
 		return v, nil

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strconv"
 	"time"
+
+	"kpipe/internal/jsonx"
 )
 
 // CoerceRow checks a row against schema and returns a copy holding the
@@ -44,10 +46,14 @@ func schemaErr(path, format string, args ...any) *SchemaError {
 
 func coerceStruct(t *StructType, m map[string]any, path string) (map[string]any, error) {
 	out := make(map[string]any, len(t.Fields))
+	unknown, has := "", false // the first unknown key in key order
 	for k, x := range m {
-		if t.Field(k) == nil && !untypeable(x) {
-			return nil, &SchemaError{Row: -1, Path: joinPath(path, k), Reason: "column not in table schema", Err: errUnknownField}
+		if t.Field(k) == nil && !untypeable(x) && (!has || k < unknown) {
+			unknown, has = k, true
 		}
+	}
+	if has {
+		return nil, &SchemaError{Row: -1, Path: joinPath(path, unknown), Reason: "column not in table schema", Err: errUnknownField}
 	}
 	for _, f := range t.Fields {
 		p := joinPath(path, f.Name)
@@ -67,9 +73,10 @@ func coerceStruct(t *StructType, m map[string]any, path string) (map[string]any,
 // array or object holding nothing but such values (e.g. "media": []). A key
 // the schema lacks with such a value is stored as null instead of refusing
 // the row: nothing can be inferred from it, and the field joins the schema
-// when a value with a type arrives.
+// when a value with a type arrives. A *jsonx.RawObject is judged by its
+// Map.
 func untypeable(x any) bool {
-	switch v := x.(type) {
+	switch v := decoded(x).(type) {
 	case nil:
 		return true
 	case []any:
@@ -104,7 +111,7 @@ func goTypeName(v any) string {
 		return it.String()
 	}
 	switch v.(type) {
-	case map[string]any:
+	case map[string]any, *jsonx.RawObject:
 		return "object"
 	case []any:
 		return "array"
@@ -116,6 +123,7 @@ func coerceValue(t DataType, v any, path string) (any, error) {
 	if v == nil {
 		return nil, nil
 	}
+	v = decoded(v)
 	switch t := t.(type) {
 	case PrimitiveType:
 		return coercePrimitive(t, v, path)

@@ -7,6 +7,8 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
+	"kpipe/internal/jsonx"
+
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress/zstd"
 )
@@ -21,7 +23,10 @@ type fileEncoder struct {
 	cols    [][]parquet.Value
 	stats   []colStats
 	scratch []any
-	n       int64
+	// seen marks, per struct field (at the node's scr, as scratch), the
+	// fields of the RawObject being shredded that were written.
+	seen []bool
+	n    int64
 	// w writes the file into buf; rows are flushed to it every flushRows.
 	//lint:ignore SA1019 the untyped Writer takes a schema built at run time from the Delta schema; GenericWriter needs a Go type.
 	w   *parquet.Writer
@@ -45,6 +50,7 @@ func newFileEncoder(p *writePlan, capRows int) *fileEncoder {
 		cols:    make([][]parquet.Value, p.ncols),
 		stats:   make([]colStats, len(p.stats)),
 		scratch: make([]any, p.nscratch),
+		seen:    make([]bool, p.nscratch),
 	}
 	for c := range e.cols {
 		e.cols[c] = make([]parquet.Value, 0, min(capRows, flushRows))
@@ -67,6 +73,7 @@ func (e *fileEncoder) reset() {
 	}
 	clear(e.stats)
 	clear(e.scratch)
+	clear(e.seen)
 	e.n = 0
 	e.w, e.buf = nil, nil
 }
@@ -125,17 +132,22 @@ func (e *fileEncoder) writeStruct(n *wnode, m map[string]any, rep int, inRep, ro
 		}
 	}
 	if found != len(m) {
+		// The error names the first unknown key in key order, so that it
+		// does not depend on the map's order.
+		unknown, has := "", false
 		for k, x := range m {
-			if n.hasField(k) || untypeable(x) {
+			if n.hasField(k) || untypeable(x) || root && e.plan.ignore[k] {
 				continue
 			}
-			if root {
-				if !e.plan.ignore[k] {
-					return &SchemaError{Row: -1, Path: k, Reason: "column not in table schema", Err: errUnknownField}
-				}
-				continue
+			if !has || k < unknown {
+				unknown, has = k, true
 			}
-			return &SchemaError{Row: -1, Path: joinPath(n.path, k), Reason: "field not in table schema", Err: errUnknownField}
+		}
+		if has && root {
+			return &SchemaError{Row: -1, Path: unknown, Reason: "column not in table schema", Err: errUnknownField}
+		}
+		if has {
+			return &SchemaError{Row: -1, Path: joinPath(n.path, unknown), Reason: "field not in table schema", Err: errUnknownField}
 		}
 	}
 	for i, f := range n.fields {
@@ -169,6 +181,9 @@ func (e *fileEncoder) writeField(n *wnode, v any, rep, parentDef int, inRep bool
 	case kindLeaf:
 		return e.writeLeaf(n, v, rep, !inRep && n.observe)
 	case kindStruct:
+		if r, ok := v.(*jsonx.RawObject); ok {
+			return e.writeRaw(n, r, rep, inRep)
+		}
 		m, ok := v.(map[string]any)
 		if !ok {
 			return conflict(n.typ, v, n.path, "")
@@ -193,6 +208,9 @@ func (e *fileEncoder) writeField(n *wnode, v any, rep, parentDef int, inRep bool
 			}
 		}
 	case kindMap:
+		if r, ok := v.(*jsonx.RawObject); ok {
+			v = r.Map() // a map's entries are few: decode them
+		}
 		entries, ok := toEntries(v)
 		if !ok {
 			return conflict(n.typ, v, n.path, "")
@@ -224,65 +242,80 @@ func (e *fileEncoder) writeField(n *wnode, v any, rep, parentDef int, inRep bool
 // folds it into the column statistics. The common Go types are converted
 // here without boxing; the others go through coerceValue.
 func (e *fileEncoder) writeLeaf(n *wnode, v any, rep int, observe bool) error {
-	var pv parquet.Value
 	switch n.typ {
 	case TypeString:
-		s, ok := v.(string)
-		if !ok {
-			return e.writeCoerced(n, v, rep, observe)
-		}
-		if !utf8.ValidString(s) {
-			return schemaErr(n.path, "string is not valid UTF-8")
-		}
-		pv = parquet.ByteArrayValue(unsafeBytes(s))
-		if observe {
-			e.observeString(n.stat, s)
+		if s, ok := v.(string); ok {
+			return e.leafString(n, s, rep, observe)
 		}
 	case TypeLong, TypeInteger, TypeShort, TypeByte:
-		x, ok, err := toInt64(v)
-		lo, hi := intRange(n.typ.(PrimitiveType))
-		if !ok || err != nil || x < lo || x > hi {
-			return e.writeCoerced(n, v, rep, observe) // reports the error
-		}
-		if n.typ == TypeLong {
-			pv = parquet.Int64Value(x)
-		} else {
-			pv = parquet.Int32Value(int32(x))
-		}
-		if observe {
-			e.observeInt(n.stat, x)
+		if x, ok, err := toInt64(v); ok && err == nil && e.leafInt(n, x, rep, observe) {
+			return nil
 		}
 	case TypeTimestamp, TypeTimestampNTZ:
-		t, ok := v.(time.Time)
-		if !ok {
-			return e.writeCoerced(n, v, rep, observe)
-		}
-		// UnixMicro rounds down, as Truncate(time.Microsecond) does.
-		x := t.UnixMicro()
-		pv = parquet.Int64Value(x)
-		if observe {
-			e.observeInt(n.stat, x)
+		if t, ok := v.(time.Time); ok {
+			// UnixMicro rounds down, as Truncate(time.Microsecond) does.
+			x := t.UnixMicro()
+			e.appendValue(n.col, parquet.Int64Value(x), rep, n.def)
+			if observe {
+				e.observeInt(n.stat, x)
+			}
+			return nil
 		}
 	case TypeDouble:
-		f, ok := v.(float64)
-		if !ok {
-			return e.writeCoerced(n, v, rep, observe)
-		}
-		pv = parquet.DoubleValue(f)
-		if observe {
-			e.observeFloat(n.stat, f)
+		if f, ok := v.(float64); ok {
+			e.leafDouble(n, f, rep, observe)
+			return nil
 		}
 	case TypeBoolean:
-		b, ok := v.(bool)
-		if !ok {
-			return e.writeCoerced(n, v, rep, observe)
+		if b, ok := v.(bool); ok {
+			e.leafBool(n, b, rep)
+			return nil
 		}
-		pv = parquet.BooleanValue(b)
-	default:
-		return e.writeCoerced(n, v, rep, observe)
 	}
-	e.appendValue(n.col, pv, rep, n.def)
+	return e.writeCoerced(n, v, rep, observe) // converts, or reports the error
+}
+
+// leafString is writeLeaf of a string s into n, a string column.
+func (e *fileEncoder) leafString(n *wnode, s string, rep int, observe bool) error {
+	if !utf8.ValidString(s) {
+		return schemaErr(n.path, "string is not valid UTF-8")
+	}
+	e.appendValue(n.col, parquet.ByteArrayValue(unsafeBytes(s)), rep, n.def)
+	if observe {
+		e.observeString(n.stat, s)
+	}
 	return nil
+}
+
+// leafInt is writeLeaf of an integer x into n, a byte, short, integer or
+// long column; false (nothing written) when x is out of the column's range.
+func (e *fileEncoder) leafInt(n *wnode, x int64, rep int, observe bool) bool {
+	lo, hi := intRange(n.typ.(PrimitiveType))
+	if x < lo || x > hi {
+		return false
+	}
+	if n.typ == TypeLong {
+		e.appendValue(n.col, parquet.Int64Value(x), rep, n.def)
+	} else {
+		e.appendValue(n.col, parquet.Int32Value(int32(x)), rep, n.def)
+	}
+	if observe {
+		e.observeInt(n.stat, x)
+	}
+	return true
+}
+
+// leafDouble is writeLeaf of f into n, a double column.
+func (e *fileEncoder) leafDouble(n *wnode, f float64, rep int, observe bool) {
+	e.appendValue(n.col, parquet.DoubleValue(f), rep, n.def)
+	if observe {
+		e.observeFloat(n.stat, f)
+	}
+}
+
+// leafBool is writeLeaf of b into n, a boolean column.
+func (e *fileEncoder) leafBool(n *wnode, b bool, rep int) {
+	e.appendValue(n.col, parquet.BooleanValue(b), rep, n.def)
 }
 
 // appendValue appends v with its levels to column c. Setting the levels in

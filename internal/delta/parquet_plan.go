@@ -72,6 +72,8 @@ type wnode struct {
 	observe bool
 	// scr: struct nodes' offset into fileEncoder.scratch (one slot per field).
 	scr int
+	// index: a struct node's field positions by name (fieldIndex).
+	index map[string]int
 }
 
 // writePlan encodes rows of one data schema to Parquet.
@@ -247,6 +249,10 @@ func (b *planBuilder) buildStruct(n *wnode, t *StructType, def, rep int, statOK 
 		}
 		n.fields = append(n.fields, c)
 		n.statsIn = append(n.statsIn, c.statsIn...)
+		if n.index == nil {
+			n.index = make(map[string]int, len(t.Fields))
+		}
+		n.index[c.name] = len(n.fields) - 1
 		g.fields = append(g.fields, namedNode{cn, c.pname})
 	}
 	n.scr = b.p.nscratch

@@ -48,7 +48,7 @@ func isIdentifier(key string) bool {
 
 // infer is inferColumn (exact false) or valueType (exact true).
 func infer(key string, v any, exact bool) (DataType, bool) {
-	switch x := v.(type) {
+	switch x := decoded(v).(type) {
 	case nil:
 		return nil, false
 	case string:
@@ -329,6 +329,7 @@ func mergeValue(existing DataType, v any, path string) (DataType, bool, error) {
 	if v == nil {
 		return existing, false, nil
 	}
+	v = decoded(v)
 	switch e := existing.(type) {
 	case *StructType:
 		m, ok := v.(map[string]any)
@@ -454,6 +455,7 @@ func hasStruct(t DataType) bool {
 // fitsType reports, without allocating, whether every object key in v names
 // a field of the corresponding struct type (so evolution has nothing to add).
 func fitsType(t DataType, v any) bool {
+	v = decoded(v)
 	switch t := t.(type) {
 	case *StructType:
 		m, ok := v.(map[string]any)

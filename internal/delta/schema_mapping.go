@@ -256,6 +256,9 @@ func evolveRowFor(snap *Snapshot, schema *StructType, row map[string]any, order 
 	if err != nil || ns == schema {
 		return ns, err
 	}
+	if err := checkCaseClash(ns, ""); err != nil {
+		return nil, err
+	}
 	if mappingMode(snap) == "" {
 		if err := checkNewColumnNames(schema, ns, ""); err != nil {
 			return nil, err
@@ -264,6 +267,33 @@ func evolveRowFor(snap *Snapshot, schema *StructType, row map[string]any, order 
 	}
 	maxID := maxColumnID(snap.metadata.Configuration, ns)
 	return assignColumnMapping(ns, &maxID), nil
+}
+
+// checkCaseClash returns a *SchemaError for a struct in t with two fields
+// whose names differ only by case, such as a new struct column inferred
+// from {"X":0,"x":"0"}: ParseSchema refuses that schema, so a commit of it
+// would leave the table unreadable.
+func checkCaseClash(t DataType, path string) error {
+	switch t := t.(type) {
+	case *StructType:
+		seen := make(map[string]string, len(t.Fields))
+		for _, f := range t.Fields {
+			p := joinPath(path, f.Name)
+			l := strings.ToLower(f.Name)
+			if prev, ok := seen[l]; ok {
+				return &SchemaError{Row: -1, Path: p, Reason: "field name differs from field " + prev + " only by case"}
+			}
+			seen[l] = f.Name
+			if err := checkCaseClash(f.Type, p); err != nil {
+				return err
+			}
+		}
+	case *ArrayType:
+		return checkCaseClash(t.ElementType, path+"[]")
+	case *MapType:
+		return checkCaseClash(t.ValueType, path+".value")
+	}
+	return nil
 }
 
 // evolvedMetadata is the metaData action of a commit that changes the

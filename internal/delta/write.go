@@ -139,6 +139,18 @@ const maxCommitAttempts = 10000
 //
 // Errors that a later call may not meet again (storage outages, lost
 // races) are those IsRetryable reports; the others will come back.
+//
+// A row may hold a *jsonx.RawObject (an object its decoder left undecoded)
+// wherever it may hold a JSON object, map[string]any: as a struct column's
+// value, inside a struct, array or map, or as a map column's value. The
+// result (the files and their stats, the commit, rejections, schema
+// evolution, errors) is exactly the one of the same rows with every
+// RawObject materialized (jsonx.Materialize). The rows' struct columns are
+// shredded from the RawObjects' bytes without building maps; a batch the
+// fast path cannot write as the maps would be written (a key the schema
+// lacks, a key given twice, a value that does not fit) is done again with
+// the RawObjects materialized, in copies of the rows: Append never changes
+// the caller's rows.
 func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOptions) (CommitResult, error) {
 	snap, err := t.update(ctx)
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"kpipe/internal/jsonx"
 )
 
 // checkRows is Append's row-by-row pass for RejectBadRows: it evolves the
@@ -191,6 +193,10 @@ func dropUntypeableValue(t DataType, v any) (any, bool) {
 	if !hasStruct(t) {
 		return v, false
 	}
+	if r, ok := v.(*jsonx.RawObject); ok {
+		m, _ := dropUntypeableValue(t, r.Map())
+		return m, true
+	}
 	switch t := t.(type) {
 	case *StructType:
 		if m, ok := v.(map[string]any); ok {
@@ -328,6 +334,10 @@ type fittedRows struct {
 // for a row with a non-null key the schema lacks, which shredding
 // rejects), so the per-row evolution pass runs only on failure, and its
 // errors still come first.
+//
+// Rows holding *jsonx.RawObject values that fail to shred are materialized
+// (materializeRows) and shredded again before anything else, so the rest
+// sees only maps.
 func (t *Table) fitRows(snap *Snapshot, rows []map[string]any, opts AppendOptions) (fittedRows, error) {
 	schema := snap.metadata.Schema
 	minRows := opts.MinRowsPerFile
@@ -338,6 +348,16 @@ func (t *Table) fitRows(snap *Snapshot, rows []map[string]any, opts AppendOption
 		minRows = DefaultMinRowsPerFile
 	}
 	shred, err := t.shredRows(snap, schema, rows, minRows, opts.Casts)
+	if err != nil {
+		// The fast path of *jsonx.RawObject values (parquet_raw.go) gives
+		// up on what it does not write as their maps would be: everything
+		// from here on sees the maps, as if the caller had given them.
+		if mat, ok := materializeRows(rows); ok {
+			rawFallbacks.Add(1)
+			rows = mat
+			shred, err = t.shredRows(snap, schema, rows, minRows, opts.Casts)
+		}
+	}
 	switch {
 	case err == nil:
 		return fittedRows{schema: schema, shred: shred}, nil

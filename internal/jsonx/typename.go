@@ -22,7 +22,7 @@ func TypeName(v any) string {
 		return "number"
 	case bool:
 		return "boolean"
-	case map[string]any:
+	case map[string]any, *RawObject:
 		return "object"
 	case []any:
 		return "array"
