@@ -13,22 +13,30 @@ import (
 // the nested objects as maps (lazy=false) or as *jsonx.RawObject
 // (lazy=true, DecodeOptions.Lazy), which Append shreds from their bytes.
 // shape=big gives claimx_task_full 60 more fields and an array of 20
-// structs, the size of a production task. Only Append is timed.
+// structs, the size of a production task; bad=1 makes one row of the
+// batch a type conflict, rejected (RejectBadRows), so that the batch with
+// RawObjects is shredded again from their maps. Only Append is timed.
 func BenchmarkAppendRaw(b *testing.B) {
 	for _, c := range []struct {
 		store string
 		big   bool
 		lazy  bool
+		bad   bool
 	}{
-		{"mem", false, false}, {"mem", false, true},
-		{"mem", true, false}, {"mem", true, true},
-		{"local", true, false}, {"local", true, true},
+		{"mem", false, false, false}, {"mem", false, true, false},
+		{"mem", true, false, false}, {"mem", true, true, false},
+		{"local", true, false, false}, {"local", true, true, false},
+		{"mem", true, false, true}, {"mem", true, true, true},
 	} {
 		shape := "spec"
 		if c.big {
 			shape = "big"
 		}
-		b.Run(fmt.Sprintf("store=%s/shape=%s/lazy=%v", c.store, shape, c.lazy), func(b *testing.B) {
+		name := fmt.Sprintf("store=%s/shape=%s/lazy=%v", c.store, shape, c.lazy)
+		if c.bad {
+			name += "/bad=1"
+		}
+		b.Run(name, func(b *testing.B) {
 			var tb *Table
 			if c.store == "mem" {
 				def, err := LoadTableDef(specTableDef)
@@ -42,19 +50,29 @@ func BenchmarkAppendRaw(b *testing.B) {
 				tb, _ = newSpecTable(b, WithCheckpointInterval(1<<30))
 			}
 			rows := benchJSONRows(b, 10000, c.big, c.lazy)
-			if _, err := tb.Append(b.Context(), rows, AppendOptions{SchemaEvolution: true}); err != nil {
+			opts := AppendOptions{SchemaEvolution: true}
+			if _, err := tb.Append(b.Context(), rows, opts); err != nil {
 				b.Fatal(err)
+			}
+			if c.bad {
+				// One row of a type conflict, rejected: with RawObjects,
+				// the batch falls back to the maps.
+				bad := benchJSONRows(b, 1, c.big, c.lazy)[0]
+				bad["claimx_task_full"] = map[string]any{"status": 1.5}
+				rows[len(rows)/2] = bad
+				opts.RejectBadRows = true
 			}
 			falls := rawFallbacks.Load()
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if _, err := tb.Append(b.Context(), rows, AppendOptions{SchemaEvolution: true}); err != nil {
-					b.Fatal(err)
+				res, err := tb.Append(b.Context(), rows, opts)
+				if err != nil || len(res.Rejected) != btoi(c.bad) {
+					b.Fatal(res.Rejected, err)
 				}
 			}
 			b.ReportMetric(float64(len(rows)*b.N)/b.Elapsed().Seconds(), "rows/s")
-			if rawFallbacks.Load() != falls {
+			if !c.bad && rawFallbacks.Load() != falls {
 				b.Fatal("the RawObjects were materialized: the fast path was not taken")
 			}
 		})
