@@ -15,18 +15,23 @@ import (
 // shape=big gives claimx_task_full 60 more fields and an array of 20
 // structs, the size of a production task; bad=1 makes one row of the
 // batch a type conflict, rejected (RejectBadRows), so that the batch with
-// RawObjects is shredded again from their maps. Only Append is timed.
+// RawObjects is shredded again from their maps. Only Append is timed,
+// unless decode=1: then decoding the messages is too.
 func BenchmarkAppendRaw(b *testing.B) {
 	for _, c := range []struct {
 		store string
 		big   bool
 		lazy  bool
 		bad   bool
+		// decode: the messages are decoded in the timed loop too.
+		decode bool
 	}{
-		{"mem", false, false, false}, {"mem", false, true, false},
-		{"mem", true, false, false}, {"mem", true, true, false},
-		{"local", true, false, false}, {"local", true, true, false},
-		{"mem", true, false, true}, {"mem", true, true, true},
+		{"mem", false, false, false, false}, {"mem", false, true, false, false},
+		{"mem", true, false, false, false}, {"mem", true, true, false, false},
+		{"local", true, false, false, false}, {"local", true, true, false, false},
+		{"mem", true, false, true, false}, {"mem", true, true, true, false},
+		{"mem", true, false, false, true}, {"mem", true, true, false, true},
+		{"mem", true, false, true, true}, {"mem", true, true, true, true},
 	} {
 		shape := "spec"
 		if c.big {
@@ -35,6 +40,9 @@ func BenchmarkAppendRaw(b *testing.B) {
 		name := fmt.Sprintf("store=%s/shape=%s/lazy=%v", c.store, shape, c.lazy)
 		if c.bad {
 			name += "/bad=1"
+		}
+		if c.decode {
+			name += "/decode=1"
 		}
 		b.Run(name, func(b *testing.B) {
 			var tb *Table
@@ -49,7 +57,8 @@ func BenchmarkAppendRaw(b *testing.B) {
 			} else {
 				tb, _ = newSpecTable(b, WithCheckpointInterval(1<<30))
 			}
-			rows := benchJSONRows(b, 10000, c.big, c.lazy)
+			msgs := benchJSONMsgs(b, 10000, c.big)
+			rows := decodeBenchRows(b, msgs, c.lazy)
 			opts := AppendOptions{SchemaEvolution: true}
 			if _, err := tb.Append(b.Context(), rows, opts); err != nil {
 				b.Fatal(err)
@@ -57,15 +66,20 @@ func BenchmarkAppendRaw(b *testing.B) {
 			if c.bad {
 				// One row of a type conflict, rejected: with RawObjects,
 				// the batch falls back to the maps.
-				bad := benchJSONRows(b, 1, c.big, c.lazy)[0]
-				bad["claimx_task_full"] = map[string]any{"status": 1.5}
-				rows[len(rows)/2] = bad
+				// (one key the schema has, of another type).
+				m, _ := jsonx.DecodeObject(msgs[len(msgs)/2], 0)
+				m["claimx_task_full"] = map[string]any{"status": 1.5}
+				msgs[len(msgs)/2], _ = json.Marshal(m)
+				rows = decodeBenchRows(b, msgs, c.lazy)
 				opts.RejectBadRows = true
 			}
 			falls := rawFallbacks.Load()
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
+				if c.decode {
+					rows = decodeBenchRows(b, msgs, c.lazy)
+				}
 				res, err := tb.Append(b.Context(), rows, opts)
 				if err != nil || len(res.Rejected) != btoi(c.bad) {
 					b.Fatal(res.Rejected, err)
@@ -79,16 +93,28 @@ func BenchmarkAppendRaw(b *testing.B) {
 	}
 }
 
-// benchJSONRows are n SPEC rows of one day as JSON messages decoded by
-// jsonx, their nested objects left raw when lazy.
-func benchJSONRows(b *testing.B, n int, big, lazy bool) []map[string]any {
-	start := time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC)
+// decodeBenchRows decodes msgs with jsonx, their nested objects left raw
+// when lazy.
+func decodeBenchRows(b *testing.B, msgs [][]byte, lazy bool) []map[string]any {
 	opts := jsonx.DecodeOptions{}
 	if lazy {
 		opts.Lazy = map[string]bool{"claimx_task_full": true, "original_event": true, "project_data": true}
 	}
-	rows := make([]map[string]any, n)
-	for i := range rows {
+	rows := make([]map[string]any, len(msgs))
+	for i, m := range msgs {
+		var err error
+		if rows[i], err = jsonx.DecodeObjectOpts(m, 0, opts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return rows
+}
+
+// benchJSONMsgs are n SPEC rows of one day as JSON messages.
+func benchJSONMsgs(b *testing.B, n int, big bool) [][]byte {
+	start := time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC)
+	msgs := make([][]byte, n)
+	for i := range msgs {
 		r := specRow(3, i, start.Add(time.Duration(i)*time.Second))
 		if big {
 			task := r["claimx_task_full"].(map[string]any)
@@ -108,13 +134,10 @@ func benchJSONRows(b *testing.B, n int, big, lazy bool) []map[string]any {
 			}
 			task["items"] = items
 		}
-		msg, err := json.Marshal(r)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if rows[i], err = jsonx.DecodeObjectOpts(msg, 0, opts); err != nil {
+		var err error
+		if msgs[i], err = json.Marshal(r); err != nil {
 			b.Fatal(err)
 		}
 	}
-	return rows
+	return msgs
 }
