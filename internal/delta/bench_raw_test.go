@@ -13,22 +13,38 @@ import (
 // the nested objects as maps (lazy=false) or as *jsonx.RawObject
 // (lazy=true, DecodeOptions.Lazy), which Append shreds from their bytes.
 // shape=big gives claimx_task_full 60 more fields and an array of 20
-// structs, the size of a production task. Only Append is timed.
+// structs, the size of a production task; bad=1 makes one row of the
+// batch a type conflict, rejected (RejectBadRows), so that the batch with
+// RawObjects is shredded again from their maps. Only Append is timed,
+// unless decode=1: then decoding the messages is too.
 func BenchmarkAppendRaw(b *testing.B) {
 	for _, c := range []struct {
 		store string
 		big   bool
 		lazy  bool
+		bad   bool
+		// decode: the messages are decoded in the timed loop too.
+		decode bool
 	}{
-		{"mem", false, false}, {"mem", false, true},
-		{"mem", true, false}, {"mem", true, true},
-		{"local", true, false}, {"local", true, true},
+		{"mem", false, false, false, false}, {"mem", false, true, false, false},
+		{"mem", true, false, false, false}, {"mem", true, true, false, false},
+		{"local", true, false, false, false}, {"local", true, true, false, false},
+		{"mem", true, false, true, false}, {"mem", true, true, true, false},
+		{"mem", true, false, false, true}, {"mem", true, true, false, true},
+		{"mem", true, false, true, true}, {"mem", true, true, true, true},
 	} {
 		shape := "spec"
 		if c.big {
 			shape = "big"
 		}
-		b.Run(fmt.Sprintf("store=%s/shape=%s/lazy=%v", c.store, shape, c.lazy), func(b *testing.B) {
+		name := fmt.Sprintf("store=%s/shape=%s/lazy=%v", c.store, shape, c.lazy)
+		if c.bad {
+			name += "/bad=1"
+		}
+		if c.decode {
+			name += "/decode=1"
+		}
+		b.Run(name, func(b *testing.B) {
 			var tb *Table
 			if c.store == "mem" {
 				def, err := LoadTableDef(specTableDef)
@@ -41,36 +57,64 @@ func BenchmarkAppendRaw(b *testing.B) {
 			} else {
 				tb, _ = newSpecTable(b, WithCheckpointInterval(1<<30))
 			}
-			rows := benchJSONRows(b, 10000, c.big, c.lazy)
-			if _, err := tb.Append(b.Context(), rows, AppendOptions{SchemaEvolution: true}); err != nil {
+			msgs := benchJSONMsgs(b, 10000, c.big)
+			rows := decodeBenchRows(b, msgs, c.lazy)
+			opts := AppendOptions{SchemaEvolution: true}
+			if _, err := tb.Append(b.Context(), rows, opts); err != nil {
 				b.Fatal(err)
+			}
+			if c.bad {
+				// One row of a type conflict, rejected: with RawObjects,
+				// the batch falls back to the maps.
+				// (one key the schema has, of another type).
+				m, _ := jsonx.DecodeObject(msgs[len(msgs)/2], 0)
+				m["claimx_task_full"] = map[string]any{"status": 1.5}
+				msgs[len(msgs)/2], _ = json.Marshal(m)
+				rows = decodeBenchRows(b, msgs, c.lazy)
+				opts.RejectBadRows = true
 			}
 			falls := rawFallbacks.Load()
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if _, err := tb.Append(b.Context(), rows, AppendOptions{SchemaEvolution: true}); err != nil {
-					b.Fatal(err)
+				if c.decode {
+					rows = decodeBenchRows(b, msgs, c.lazy)
+				}
+				res, err := tb.Append(b.Context(), rows, opts)
+				if err != nil || len(res.Rejected) != btoi(c.bad) {
+					b.Fatal(res.Rejected, err)
 				}
 			}
 			b.ReportMetric(float64(len(rows)*b.N)/b.Elapsed().Seconds(), "rows/s")
-			if rawFallbacks.Load() != falls {
+			if !c.bad && rawFallbacks.Load() != falls {
 				b.Fatal("the RawObjects were materialized: the fast path was not taken")
 			}
 		})
 	}
 }
 
-// benchJSONRows are n SPEC rows of one day as JSON messages decoded by
-// jsonx, their nested objects left raw when lazy.
-func benchJSONRows(b *testing.B, n int, big, lazy bool) []map[string]any {
-	start := time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC)
+// decodeBenchRows decodes msgs with jsonx, their nested objects left raw
+// when lazy.
+func decodeBenchRows(b *testing.B, msgs [][]byte, lazy bool) []map[string]any {
 	opts := jsonx.DecodeOptions{}
 	if lazy {
 		opts.Lazy = map[string]bool{"claimx_task_full": true, "original_event": true, "project_data": true}
 	}
-	rows := make([]map[string]any, n)
-	for i := range rows {
+	rows := make([]map[string]any, len(msgs))
+	for i, m := range msgs {
+		var err error
+		if rows[i], err = jsonx.DecodeObjectOpts(m, 0, opts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return rows
+}
+
+// benchJSONMsgs are n SPEC rows of one day as JSON messages.
+func benchJSONMsgs(b *testing.B, n int, big bool) [][]byte {
+	start := time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC)
+	msgs := make([][]byte, n)
+	for i := range msgs {
 		r := specRow(3, i, start.Add(time.Duration(i)*time.Second))
 		if big {
 			task := r["claimx_task_full"].(map[string]any)
@@ -90,13 +134,10 @@ func benchJSONRows(b *testing.B, n int, big, lazy bool) []map[string]any {
 			}
 			task["items"] = items
 		}
-		msg, err := json.Marshal(r)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if rows[i], err = jsonx.DecodeObjectOpts(msg, 0, opts); err != nil {
+		var err error
+		if msgs[i], err = json.Marshal(r); err != nil {
 			b.Fatal(err)
 		}
 	}
-	return rows
+	return msgs
 }

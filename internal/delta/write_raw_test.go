@@ -218,8 +218,8 @@ func readByID(t *testing.T, tb *Table) []map[string]any {
 }
 
 func rawSpecTable(t *testing.T) *Table {
-	tb, _ := newSpecTable(t, WithAutoCompact(AutoCompact{Disable: true}))
-	return tb
+	t.Helper()
+	return createSpecTable(t, newMemStorage(), WithAutoCompact(AutoCompact{Disable: true}))
 }
 
 // specMsg is a SPEC message of event i with the given nested objects.
