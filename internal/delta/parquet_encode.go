@@ -26,6 +26,9 @@ type fileEncoder struct {
 	// seen marks, per struct field (at the node's scr, as scratch), the
 	// fields of the RawObject being shredded that were written.
 	seen []bool
+	// memo remembers the shredded values of top-level struct maps
+	// (parquet_memo.go); nil until the first.
+	memo map[*wnode]*memoCol
 	n    int64
 	// w writes the file into buf; rows are flushed to it every flushRows.
 	//lint:ignore SA1019 the untyped Writer takes a schema built at run time from the Delta schema; GenericWriter needs a Go type.
@@ -74,6 +77,7 @@ func (e *fileEncoder) reset() {
 	clear(e.stats)
 	clear(e.scratch)
 	clear(e.seen)
+	e.memo = nil
 	e.n = 0
 	e.w, e.buf = nil, nil
 }
@@ -151,6 +155,14 @@ func (e *fileEncoder) writeStruct(n *wnode, m map[string]any, rep int, inRep, ro
 		}
 	}
 	for i, f := range n.fields {
+		if root && f.kind == kindStruct {
+			if m, ok := vals[i].(map[string]any); ok {
+				if err := e.writeTopStruct(f, m, n.def); err != nil {
+					return err
+				}
+				continue
+			}
+		}
 		if err := e.writeField(f, vals[i], rep, n.def, inRep); err != nil {
 			return err
 		}
