@@ -31,10 +31,8 @@ type AppendOptions struct {
 	// MinRowsPerFile is the fewest rows a partition's file gets when its
 	// rows are split across several files to encode them on several cores;
 	// 0 means DefaultMinRowsPerFile (never splitting on a table whose
-	// delta.autoOptimize.optimizeWrite is true, unless its
-	// delta.autoOptimize.autoCompact is on too: then the small files a
-	// split leaves are compacted) and a negative value never splits. See
-	// Append for the rule.
+	// delta.autoOptimize.optimizeWrite is true) and a negative value never
+	// splits. See Append for the rule.
 	MinRowsPerFile int
 	// RejectBadRows leaves out the rows that do not fit the schema (after
 	// evolution, when SchemaEvolution is set) instead of failing the call:

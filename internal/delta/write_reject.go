@@ -342,12 +342,8 @@ func (t *Table) fitRows(snap *Snapshot, rows []map[string]any, opts AppendOption
 	schema := snap.metadata.Schema
 	minRows := opts.MinRowsPerFile
 	switch {
-	case minRows == 0 && snap.configBool(propOptimizeWrite) && (!autoCompactOn(snap) || t.opts.autoCompact.Disable):
-		// One file per partition per write; with auto-compaction on
-		// (and not disabled for this Table), a large partition is still
-		// split to encode on several cores, and the compaction merges
-		// the files.
-		minRows = -1
+	case minRows == 0 && snap.configBool(propOptimizeWrite):
+		minRows = -1 // one file per partition per write
 	case minRows == 0:
 		minRows = DefaultMinRowsPerFile
 	}
