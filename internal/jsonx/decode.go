@@ -537,19 +537,8 @@ func (d *decoder) number() (any, error) {
 		}
 	}
 	s := d.b[start:d.i]
-	if integral && len(s) < 19 { // fits int64 without overflow checks
-		var n int64
-		k := 0
-		if s[0] == '-' {
-			k = 1
-		}
-		for ; k < len(s); k++ {
-			n = n*10 + int64(s[k]-'0')
-		}
-		if s[0] == '-' {
-			n = -n
-		}
-		return d.boxInt(n), nil
+	if integral && len(s) < 19 {
+		return d.boxInt(shortInt(s)), nil
 	}
 	if integral {
 		if n, err := strconv.ParseInt(string(s), 10, 64); err == nil {
@@ -565,4 +554,21 @@ func (d *decoder) number() (any, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// shortInt is the value of s, an integer literal of fewer than 19 bytes
+// (so it fits int64 without overflow checks).
+func shortInt[T string | []byte](s T) int64 {
+	var n int64
+	k := 0
+	if s[0] == '-' {
+		k = 1
+	}
+	for ; k < len(s); k++ {
+		n = n*10 + int64(s[k]-'0')
+	}
+	if s[0] == '-' {
+		n = -n
+	}
+	return n
 }

@@ -353,17 +353,7 @@ func (rd *Reader) Number() (n int64, f float64, isInt bool) {
 	rd.i = j
 	s := rd.s[start:j]
 	if integral && len(s) < 19 {
-		k := 0
-		if s[0] == '-' {
-			k = 1
-		}
-		for ; k < len(s); k++ {
-			n = n*10 + int64(s[k]-'0')
-		}
-		if s[0] == '-' {
-			n = -n
-		}
-		return n, 0, true
+		return shortInt(s), 0, true
 	}
 	if integral {
 		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
