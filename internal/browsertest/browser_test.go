@@ -147,10 +147,22 @@ func eval[T any](t *testing.T, b *browser, expr string) T {
 	return v
 }
 
-// waitFor polls expr in the page until it is truthy.
+// waitFor polls expr in the page until it is truthy. A poll begun just
+// after a navigation can run in the execution context the navigation
+// replaced ("Cannot find context with specified id"): it is started again
+// in the new one, until the same overall timeout.
 func waitFor(t *testing.T, b *browser, what, expr string) {
 	t.Helper()
-	if _, err := chromedp.Run(b.ctx, chromedp.Poll[any](expr, chromedp.WithPollingTimeout(2*time.Minute))); err != nil {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		_, err := chromedp.Run(b.ctx, chromedp.Poll[any](expr, chromedp.WithPollingTimeout(time.Until(deadline))))
+		if err == nil {
+			return
+		}
+		if strings.Contains(err.Error(), "Cannot find context with specified id") && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond) // the new document's context is being created
+			continue
+		}
 		t.Fatalf("waiting for %s (%s): %v\nconsole: %q", what, expr, err, b.problems())
 	}
 }
