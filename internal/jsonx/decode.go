@@ -104,13 +104,8 @@ func DecodeObject(b []byte, hint int) (map[string]any, error) {
 // keep and to use from any goroutine; DecodeObject is safe for concurrent
 // use.
 func DecodeObjectOpts(b []byte, hint int, o DecodeOptions) (map[string]any, error) {
-	d := decoderPool.Get().(*decoder)
-	defer func() {
-		d.b, d.src = nil, ""
-		decoderPool.Put(d)
-	}()
-	d.b, d.i, d.src = b, 0, ""
-	defer func() { d.lazy = nil }()
+	d := getDecoder(b, 0, "")
+	defer putDecoder(d)
 	d.maxDepth = o.MaxDepth
 	if d.maxDepth <= 0 {
 		d.maxDepth = DefaultMaxDepth
@@ -143,6 +138,20 @@ func DecodeObjectOpts(b []byte, hint int, o DecodeOptions) (map[string]any, erro
 }
 
 var decoderPool = sync.Pool{New: func() any { return &decoder{keys: make(map[string]string, 64)} }}
+
+// getDecoder takes a decoder from the pool, positioned at b[i] (src: b as
+// a string, or "" to make it on the first string value).
+func getDecoder(b []byte, i int, src string) *decoder {
+	d := decoderPool.Get().(*decoder)
+	d.b, d.i, d.src = b, i, src
+	return d
+}
+
+// putDecoder returns d to the pool, holding nothing of its input.
+func putDecoder(d *decoder) {
+	d.b, d.src, d.lazy = nil, "", nil
+	decoderPool.Put(d)
+}
 
 // boxCacheSize is the number of boxed scalars a decoder remembers.
 const boxCacheSize = 256

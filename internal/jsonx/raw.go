@@ -440,14 +440,9 @@ func unsafeBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), le
 // decodeAt decodes the value at src[i:] and returns it and the offset
 // after it; strings are substrings of src.
 func decodeAt(src string, i int) (any, int, error) {
-	d := decoderPool.Get().(*decoder)
-	defer func() {
-		d.b, d.src = nil, ""
-		decoderPool.Put(d)
-	}()
-	d.b, d.i, d.src = unsafeBytes(src), i, src
+	d := getDecoder(unsafeBytes(src), i, src)
+	defer putDecoder(d)
 	d.maxDepth = hardMaxDepth
-	d.lazy = nil
 	v, err := d.value(0)
 	return v, d.i, err
 }
