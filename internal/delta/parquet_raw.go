@@ -215,18 +215,19 @@ func decoded(v any) any {
 }
 
 // materializeRows returns rows with every *jsonx.RawObject in them decoded
-// (jsonx.Materialize), copying the slice and the rows that hold one; false
+// (jsonx.MaterializeMap), copying the slice and the rows that hold one; false
 // when there is none.
 func materializeRows(rows []map[string]any) ([]map[string]any, bool) {
 	var out []map[string]any
 	for i, r := range rows {
-		if !jsonx.HasRaw(r) {
+		m, changed := jsonx.MaterializeMap(r)
+		if !changed {
 			continue
 		}
 		if out == nil {
 			out = append([]map[string]any(nil), rows...)
 		}
-		out[i] = jsonx.Materialize(r).(map[string]any)
+		out[i] = m
 	}
 	return out, out != nil
 }

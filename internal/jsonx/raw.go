@@ -94,6 +94,13 @@ func Materialize(v any) any {
 	return m
 }
 
+// MaterializeMap is Materialize of a map, and whether it held a
+// RawObject: m itself when it held none.
+func MaterializeMap(m map[string]any) (map[string]any, bool) {
+	v, changed := materialize(m)
+	return v.(map[string]any), changed
+}
+
 // materialize is Materialize, and whether the result differs from v.
 func materialize(v any) (any, bool) {
 	switch t := v.(type) {

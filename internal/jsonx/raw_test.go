@@ -159,6 +159,12 @@ func TestRawObjectWith(t *testing.T) {
 	if !HasRaw([]any{map[string]any{"x": r}}) || HasRaw(want) {
 		t.Fatal("HasRaw")
 	}
+	if got, changed := MaterializeMap(want); changed || !reflect.DeepEqual(got, want) {
+		t.Fatalf("MaterializeMap of a map without RawObjects: changed %v, %v", changed, got)
+	}
+	if got, changed := MaterializeMap(map[string]any{"t": r2}); !changed || !reflect.DeepEqual(got, map[string]any{"t": want}) {
+		t.Fatalf("MaterializeMap: changed %v, %#v", changed, got)
+	}
 	if _, err := NewRawObject(`[1]`); err == nil {
 		t.Fatal("NewRawObject accepted an array")
 	}
