@@ -25,6 +25,16 @@ var (
 	tableStruct   = regexp.MustCompile(`table has struct<.*>, value`)
 )
 
+// rawFieldNames lists rawFields' fields, sorted.
+func rawFieldNames(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for f := range m {
+		out = append(out, f)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // canonicalType is t's string with struct fields in name order.
 func canonicalType(t delta.DataType) string {
 	switch t := t.(type) {

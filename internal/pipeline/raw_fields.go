@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"sort"
 	"strings"
 
 	"kpipe/internal/config"
@@ -84,16 +83,6 @@ func rawFields(c *Chain, cfg *config.Worker) map[string]bool {
 	return out
 }
 
-// rawFieldNames lists rawFields' fields, sorted, for the log.
-func rawFieldNames(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for f := range m {
-		out = append(out, f)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // topField is the first element of a dotted path.
 func topField(p string) string {
 	if i := strings.IndexByte(p, '.'); i >= 0 {
@@ -102,7 +91,7 @@ func topField(p string) string {
 	return p
 }
 
-// splitUse sorts paths into whole fields (no dot) and paths read inside.
+// add sorts paths into whole fields (no dot) and paths read inside.
 func (u *fieldUse) add(paths ...string) {
 	for _, p := range paths {
 		if strings.IndexByte(p, '.') < 0 {
