@@ -50,7 +50,7 @@ func rawTwin(t *testing.T, newTable func(t *testing.T) *Table, lazy []string, ba
 			rawRows = append(rawRows, r)
 			mapRows = append(mapRows, jsonx.Materialize(r).(map[string]any))
 		}
-		if !slices.ContainsFunc(rawRows, func(r map[string]any) bool { return jsonx.HasRaw(r) }) {
+		if !slices.ContainsFunc(rawRows, func(r map[string]any) bool { _, raw := jsonx.MaterializeMap(r); return raw }) {
 			t.Fatalf("batch %d: no RawObject in the rows", bi)
 		}
 		var before []map[string]any

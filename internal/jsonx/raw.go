@@ -45,10 +45,6 @@ func NewRawObject(s string) (*RawObject, error) {
 	return &RawObject{src: s, off: off, end: end}, nil
 }
 
-// JSON returns the object's bytes as they were in the message, without
-// the members With set.
-func (r *RawObject) JSON() string { return r.src[r.off:r.end] }
-
 // Set returns the members With set over the object, in the order set; a
 // member whose key repeats is replaced in place. The slice must not be
 // changed.
@@ -141,27 +137,6 @@ func materialize(v any) (any, bool) {
 		}
 	}
 	return v, false
-}
-
-// HasRaw reports whether v holds a *RawObject at any depth.
-func HasRaw(v any) bool {
-	switch t := v.(type) {
-	case *RawObject:
-		return true
-	case map[string]any:
-		for _, e := range t {
-			if HasRaw(e) {
-				return true
-			}
-		}
-	case []any:
-		for _, e := range t {
-			if HasRaw(e) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // Reader returns a reader positioned before the object (its set members
