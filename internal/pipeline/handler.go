@@ -59,8 +59,12 @@ type FlushResult struct {
 	Table   string
 	Version int64
 	// Written are the events whose rows the flush committed, per partition in
-	// offset order.
+	// offset order. Their Fields may hold only what the worker retained
+	// (fieldRetaining).
 	Written []*Event
+	// Rows are the last rows the flush committed (at most maxRecentRows),
+	// column by column as the table got them, for the live page.
+	Rows []map[string]any
 	// Rejected are events the destination refused at flush time (a
 	// schema_conflict found only while committing); each carries its error in
 	// Errors. They are not written.
@@ -108,6 +112,14 @@ type CommitPublisher func(ctx context.Context, c *PendingCommit) error
 // before each commit.
 type commitPublishing interface {
 	SetCommitPublisher(CommitPublisher)
+}
+
+// fieldRetaining is implemented by flushers that can drop the fields of a
+// buffered event the worker does not read after the commit: the worker
+// names the top-level fields it reads (success record fields, the status
+// field), and the rest of the decoded event is freed while its row waits.
+type fieldRetaining interface {
+	RetainFields(names []string)
 }
 
 // Flusher is implemented by handlers that buffer what they accept (the Delta

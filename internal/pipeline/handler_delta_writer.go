@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -172,10 +173,39 @@ type DeltaWriter struct {
 	resets map[partKey]offsetReset
 	// dedupe is the deduplication state (nil: off); used under flushMu.
 	dedupe *dedupeState
+	// retain, when trim is set, are the top-level fields a buffered event
+	// keeps once its row is built (RetainFields).
+	retain []string
+	trim   bool
 }
 
 // SetCommitPublisher implements commitPublishing.
 func (w *DeltaWriter) SetCommitPublisher(p CommitPublisher) { w.publish = p }
+
+// RetainFields implements fieldRetaining: once an event's row is built,
+// the writer keeps only these top-level fields of it (for the worker's
+// success records and status counts after the commit), so that a buffered
+// row does not also hold its event's decoded map. Call it before the
+// first batch.
+func (w *DeltaWriter) RetainFields(names []string) {
+	w.retain = slices.Clone(names)
+	w.trim = true
+}
+
+// retainFields returns the members of m named by keep, in a new map; nil
+// when none is present.
+func retainFields(m map[string]any, keep []string) map[string]any {
+	var out map[string]any
+	for _, k := range keep {
+		if v, ok := m[k]; ok {
+			if out == nil {
+				out = make(map[string]any, len(keep))
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
 
 // rowPlan is the writer's columns resolved against one table schema, so
 // that building a row looks nothing up by name in the schema.
@@ -400,6 +430,9 @@ func (w *DeltaWriter) HandleBatch(ctx context.Context, evs []*Event) ([]Result, 
 		}
 		rows = append(rows, pendingRow{ev: ev, row: row})
 		size += int64(len(ev.Raw)) + 256
+		if w.trim {
+			ev.Fields = retainFields(ev.Fields, w.retain)
+		}
 		results[i].Events = evs[i : i+1 : i+1]
 	}
 	if len(rows) > 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 
 	"kpipe/internal/delta"
@@ -97,6 +98,9 @@ func (w *DeltaWriter) Commit(ctx context.Context, b FlushBatch, marks []Mark) (*
 	res.Written = make([]*Event, len(keep))
 	for i, p := range keep {
 		res.Written[i] = p.ev
+	}
+	for _, p := range keep[max(0, len(keep)-maxRecentRows):] {
+		res.Rows = append(res.Rows, maps.Clone(p.row))
 	}
 	recycleRows(buf) // committed, skipped, dropped or rejected: done with
 	return res, nil

@@ -290,6 +290,9 @@ func newWorker(cfg *config.Worker, kopts []kgo.Opt, chain *Chain, deps Deps, opt
 		cp.SetCommitPublisher(w.publishCommit)
 		w.prePublish = true
 	}
+	if fr, ok := w.flusher.(fieldRetaining); ok {
+		fr.RetainFields(retainedFields(cfg))
+	}
 	w.pub = &publisher{
 		name: name, errorTopic: cfg.ErrorTopic, successTopic: cfg.SuccessTopic,
 		fields: newSuccessFields(cfg.SuccessRecord.Fields),

@@ -116,6 +116,7 @@ func (w *Worker) startPoll(ctx context.Context, fetches kgo.Fetches) error {
 		run := func(b *partBatch) {
 			w.decode(b, hint, now)
 			b.out, b.failed, b.err = w.chain.processHead(ctx, b.evs, b.failed)
+			w.noteFieldCount(b.out)
 		}
 		if len(batches) == 1 {
 			run(batches[0])
@@ -128,6 +129,20 @@ func (w *Worker) startPoll(ctx context.Context, fetches kgo.Fetches) error {
 		wg.Wait()
 	}()
 	return nil
+}
+
+// noteFieldCount raises the decode's map size hint to the most fields an
+// event of evs has after the chain's head; the tail's buffering handler
+// may trim what it keeps of an event (RetainFields).
+func (w *Worker) noteFieldCount(evs []*Event) {
+	most := 0
+	for _, ev := range evs {
+		most = max(most, len(ev.Fields))
+	}
+	most = min(most, maxFieldHint)
+	if int64(most) > w.fieldHint.Load() {
+		w.fieldHint.Store(int64(most)) // a racy max is good enough for a size hint
+	}
 }
 
 // completeReady completes the jobs at the front of the queue whose head
@@ -212,14 +227,6 @@ func (w *Worker) completePoll(ctx context.Context, j *pollJob) error {
 			return
 		}
 		b.out, b.failed, b.err = w.chain.processTail(ctx, b.out, b.failed)
-		most := 0
-		for _, ev := range b.out {
-			most = max(most, len(ev.Fields))
-		}
-		most = min(most, maxFieldHint)
-		if int64(most) > w.fieldHint.Load() {
-			w.fieldHint.Store(int64(most)) // a racy max is good enough for a size hint
-		}
 	}
 	if len(batches) == 1 {
 		tail(batches[0])

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"kpipe/internal/config"
@@ -34,17 +36,33 @@ func (w *Worker) recordFlush(res *FlushResult) {
 		note = fmt.Sprintf("%d duplicates dropped, %d rejected", res.Duplicates, len(res.Rejected))
 	}
 	w.recent.Commit(metrics.Commit{Time: time.Now(), Target: res.Table, Version: res.Version, Rows: len(res.Written), Note: note})
-	if n := len(res.Written); n > 0 {
-		evs := res.Written[max(0, n-10):]
-		rows := make([]map[string]any, len(evs))
-		for i, ev := range evs {
-			rows[i] = ev.Fields
-		}
-		w.recent.Rows(rows...)
-	}
+	w.recent.Rows(res.Rows...)
 }
 
 // Status implements metrics.StatusProvider: the worker's last table
 // commits and the newest rows it wrote, for the live page of its metrics
 // endpoint.
 func (w *Worker) Status() metrics.Status { return w.recent.Status() }
+
+// maxRecentRows is how many of a flush's last rows the live page is given.
+const maxRecentRows = 10
+
+// retainedFields are the top-level event fields the worker reads after a
+// commit: the success record's fields (a dotted path's first element, and
+// the whole path, which as a top-level key wins) and the status field.
+func retainedFields(cfg *config.Worker) []string {
+	var names []string
+	add := func(n string) {
+		if n != "" && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	for _, f := range cfg.SuccessRecord.Fields {
+		add(f)
+		if i := strings.IndexByte(f, '.'); i >= 0 {
+			add(f[:i])
+		}
+	}
+	add(cfg.StatusField)
+	return names
+}

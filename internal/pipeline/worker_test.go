@@ -3,6 +3,8 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"testing"
@@ -124,6 +126,45 @@ func testTracksEveryEvent(t *testing.T, mk func(*env) sink) {
 	}
 	if sr.Fields["event_id"] != want[0].EventID || sr.Table != "itel_cabinet_task_tracking" || sr.TableVersion < 0 || sr.ProcessedAt.IsZero() {
 		t.Fatalf("success record %+v", sr)
+	}
+	// The writer keeps only the fields the worker reads after a commit
+	// (RetainFields): each success record still carries its event's
+	// configured fields, as the row has them, and the status counts add up.
+	rowOf := map[any]map[string]any{}
+	statuses := map[string]float64{}
+	for _, r := range s.rows() {
+		rowOf[r["event_id"]] = r
+		statuses[r["task_status"].(string)]++
+	}
+	for _, rec := range succ {
+		var sr SuccessRecord
+		if err := json.Unmarshal(rec.Value, &sr); err != nil {
+			t.Fatal(err)
+		}
+		row := rowOf[sr.Fields["event_id"]]
+		if row == nil || len(sr.Fields) != len(e.worker.SuccessRecord.Fields) {
+			t.Fatalf("success record %s: fields %v, no row or not the %d configured", rec.Value, sr.Fields, len(e.worker.SuccessRecord.Fields))
+		}
+		for _, f := range e.worker.SuccessRecord.Fields {
+			got := sr.Fields[f]
+			if x, ok := got.(float64); ok && x == math.Trunc(x) {
+				got = int64(x) // JSON numbers decode as float64
+			}
+			if fmt.Sprint(got) != fmt.Sprint(row[f]) {
+				t.Fatalf("success record %s: %s = %v, the row has %v", rec.Value, f, sr.Fields[f], row[f])
+			}
+		}
+	}
+	for status, n := range statuses {
+		if got := testutil.ToFloat64(e.metrics.RowsByStatus.WithLabelValues(workerName, status)); got != n {
+			t.Fatalf("rows with status %s: metric %v, table %v", status, got, n)
+		}
+	}
+	// The live page's newest rows are table rows: the status column first,
+	// and the table's columns.
+	st := w.Status()
+	if len(st.Rows) == 0 || len(st.Columns) < 5 || st.Columns[0] != "task_status" || !slices.Contains(st.Columns, "event_id") {
+		t.Fatalf("live page rows: columns %q, %d rows", st.Columns, len(st.Rows))
 	}
 	if errs := e.readTopic(ctx, errorTopic, -1, 500*time.Millisecond); len(errs) != 0 {
 		t.Fatalf("got %d error records, want none: %s", len(errs), errs[0].Value)
