@@ -168,7 +168,7 @@ func redactSecrets(v any) any {
 // UnmarshalYAML applies the worker defaults, then decodes strictly.
 func (w *Worker) UnmarshalYAML(node ast.Node) error {
 	type plain Worker
-	p := plain{BatchSize: DefaultBatchSize, MaxMessageBytes: DefaultMaxMessageBytes, MaxNestingDepth: DefaultMaxNestingDepth, PollsInFlight: DefaultPollsInFlight}
+	p := plain{BatchSize: DefaultBatchSize, MaxMessageBytes: DefaultMaxMessageBytes, MaxNestingDepth: DefaultMaxNestingDepth, PollsInFlight: DefaultPollsInFlight, FetchMaxBytes: DefaultFetchMaxBytes, FetchMaxPartitionBytes: DefaultFetchMaxPartitionBytes}
 	if err := strict(node, &p); err != nil {
 		return err
 	}

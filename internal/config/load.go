@@ -49,6 +49,16 @@ const (
 	MaxPollsInFlight     = 256
 )
 
+// DefaultFetchMaxBytes and DefaultFetchMaxPartitionBytes are a worker's
+// fetch_max_bytes and fetch_max_partition_bytes when the file gives none;
+// MinFetchBytes and MaxFetchBytes bound both.
+const (
+	DefaultFetchMaxBytes          = 8 << 20
+	DefaultFetchMaxPartitionBytes = 512 << 10
+	MinFetchBytes                 = 1 << 10
+	MaxFetchBytes                 = 1 << 30
+)
+
 // Worker message limits: the defaults of max_message_bytes and
 // max_nesting_depth, and the most max_nesting_depth may be (a Parquet
 // column has at most 255 definition levels, and a nested array can take 3
@@ -486,6 +496,14 @@ func (l *loader) validate(cfg *Config) {
 		}
 		if w.PollsInFlight < 1 || w.PollsInFlight > MaxPollsInFlight {
 			l.probs.add(pos, "%s polls_in_flight must be between 1 and %d, not %d", where, MaxPollsInFlight, w.PollsInFlight)
+		}
+		for _, f := range []struct {
+			name string
+			v    int
+		}{{"fetch_max_bytes", w.FetchMaxBytes}, {"fetch_max_partition_bytes", w.FetchMaxPartitionBytes}} {
+			if f.v < MinFetchBytes || f.v > MaxFetchBytes {
+				l.probs.add(pos, "%s %s must be between %d (1 KiB) and %d (1 GiB), not %d", where, f.name, MinFetchBytes, MaxFetchBytes, f.v)
+			}
 		}
 		if w.EnableAutoCommit {
 			l.probs.add(pos, "%s enable_auto_commit must be false: kpipe commits offsets only after the rows they cover are durable", where)

@@ -220,6 +220,14 @@ func TestLoadProblems(t *testing.T) {
 			},
 		},
 		{
+			name: "fetch sizes out of range",
+			rel:  workers, old: "    batch_size: 100\n", new: "    batch_size: 100\n    fetch_max_bytes: 512\n    fetch_max_partition_bytes: 2147483648\n",
+			want: []string{
+				"fetch_max_bytes must be between 1024 (1 KiB) and 1073741824 (1 GiB), not 512",
+				"fetch_max_partition_bytes must be between 1024 (1 KiB) and 1073741824 (1 GiB), not 2147483648",
+			},
+		},
+		{
 			name: "bad connection values",
 			rel:  conns, old: "auth_type: bearer", new: "auth_type: oauth",
 			want: []string{conns + ":11:9: connection \"claimx_api\" auth_type \"oauth\": want bearer, basic or none"},

@@ -101,6 +101,15 @@ type Worker struct {
 	// batch_size records are decoded at a time. Default
 	// DefaultPollsInFlight, between 1 and MaxPollsInFlight.
 	PollsInFlight int `yaml:"polls_in_flight"`
+	// FetchMaxBytes is the most record data one fetch from one broker
+	// returns (Kafka's fetch.max.bytes): the Kafka client holds up to about
+	// twice this per broker, fetched ahead of the chain and uncompressed.
+	// Raise it for brokers far away. Default DefaultFetchMaxBytes.
+	FetchMaxBytes int `yaml:"fetch_max_bytes"`
+	// FetchMaxPartitionBytes is the most one partition gives a fetch
+	// (max.partition.fetch.bytes); a record batch larger than it still
+	// comes whole. Default DefaultFetchMaxPartitionBytes.
+	FetchMaxPartitionBytes int `yaml:"fetch_max_partition_bytes"`
 
 	// File is where the worker was read from.
 	File string `yaml:"-"`

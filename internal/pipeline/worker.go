@@ -353,6 +353,12 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 		kgo.OnPartitionsLost(w.onLost),
 		kgo.AdjustFetchOffsetsFn(w.adjustOffsets),
 	}, w.kopts...)
+	if n := w.cfg.FetchMaxBytes; n > 0 {
+		opts = append(opts, kgo.FetchMaxBytes(int32(n)))
+	}
+	if n := w.cfg.FetchMaxPartitionBytes; n > 0 {
+		opts = append(opts, kgo.FetchMaxPartitionBytes(int32(n)))
+	}
 	if w.group.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(w.group.InstanceID))
 	}
