@@ -107,7 +107,7 @@ func TestRecentKeepsTheNewest(t *testing.T) {
 	if len(st.Commits) != maxRecentCommits || st.Commits[0].Version != 24 || st.Commits[9].Version != 15 {
 		t.Errorf("commits %+v", st.Commits)
 	}
-	if len(st.Rows) != maxRecentRows || st.Rows[0][0] != "24" || !strings.HasSuffix(st.Rows[0][1], "…") || len(st.Rows[0][1]) > maxCellBytes+3 {
+	if len(st.Rows) != MaxRecentRows || st.Rows[0][0] != "24" || !strings.HasSuffix(st.Rows[0][1], "…") || len(st.Rows[0][1]) > maxCellBytes+3 {
 		t.Errorf("columns %v rows %q", st.Columns, st.Rows)
 	}
 	var nilRecent *Recent

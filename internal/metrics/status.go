@@ -72,10 +72,13 @@ type Recent struct {
 	rows    []map[string]string
 }
 
+// MaxRecentRows is the most rows a Recent keeps: a caller need give it no
+// more.
+const MaxRecentRows = 10
+
 // Sizes of what a Recent keeps.
 const (
 	maxRecentCommits = 10
-	maxRecentRows    = 10
 	maxCellBytes     = 80
 )
 
@@ -117,8 +120,8 @@ func (r *Recent) Rows(rows ...map[string]any) {
 	if r == nil || len(rows) == 0 {
 		return
 	}
-	if len(rows) > maxRecentRows {
-		rows = rows[len(rows)-maxRecentRows:]
+	if len(rows) > MaxRecentRows {
+		rows = rows[len(rows)-MaxRecentRows:]
 	}
 	kept := make([]map[string]string, 0, len(rows))
 	for _, row := range rows {
@@ -133,7 +136,7 @@ func (r *Recent) Rows(rows ...map[string]any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.rows = append(r.rows, kept...)
-	if n := len(r.rows) - maxRecentRows; n > 0 {
+	if n := len(r.rows) - MaxRecentRows; n > 0 {
 		r.rows = append(r.rows[:0], r.rows[n:]...)
 	}
 }

@@ -62,7 +62,7 @@ type FlushResult struct {
 	// offset order. Their Fields may hold only what the worker retained
 	// (fieldRetaining).
 	Written []*Event
-	// Rows are the last rows the flush committed (at most maxRecentRows),
+	// Rows are the last rows the flush committed (at most metrics.MaxRecentRows),
 	// column by column as the table got them, for the live page.
 	Rows []map[string]any
 	// Rejected are events the destination refused at flush time (a

@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"kpipe/internal/delta"
+	"kpipe/internal/metrics"
 )
 
 // Commit implements AsyncFlusher. It first drops rows the table already
@@ -99,7 +100,7 @@ func (w *DeltaWriter) Commit(ctx context.Context, b FlushBatch, marks []Mark) (*
 	for i, p := range keep {
 		res.Written[i] = p.ev
 	}
-	for _, p := range keep[max(0, len(keep)-maxRecentRows):] {
+	for _, p := range keep[max(0, len(keep)-metrics.MaxRecentRows):] {
 		res.Rows = append(res.Rows, maps.Clone(p.row))
 	}
 	recycleRows(buf) // committed, skipped, dropped or rejected: done with

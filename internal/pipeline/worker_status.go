@@ -3,7 +3,6 @@ package pipeline
 import (
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"kpipe/internal/config"
@@ -44,9 +43,6 @@ func (w *Worker) recordFlush(res *FlushResult) {
 // endpoint.
 func (w *Worker) Status() metrics.Status { return w.recent.Status() }
 
-// maxRecentRows is how many of a flush's last rows the live page is given.
-const maxRecentRows = 10
-
 // retainedFields are the top-level event fields the worker reads after a
 // commit: the success record's fields (a dotted path's first element, and
 // the whole path, which as a top-level key wins) and the status field.
@@ -59,9 +55,7 @@ func retainedFields(cfg *config.Worker) []string {
 	}
 	for _, f := range cfg.SuccessRecord.Fields {
 		add(f)
-		if i := strings.IndexByte(f, '.'); i >= 0 {
-			add(f[:i])
-		}
+		add(topField(f))
 	}
 	add(cfg.StatusField)
 	return names
