@@ -29,6 +29,10 @@ const (
 	degradedWindow = time.Minute
 	// lookupLogEvery rate-limits the WARN lines of failing lookups.
 	lookupLogEvery = 10 * time.Second
+	// brokerRetryEvery bounds how long the broker check waits before asking
+	// again while the broker is unreachable, so readiness returns within
+	// about a second of the broker coming back, whatever the interval.
+	brokerRetryEvery = time.Second
 )
 
 // health is what the worker's readiness, lag gauge and degraded state are
@@ -48,6 +52,9 @@ type health struct {
 	// brokerErr is the last failure to reach the broker, nil once it
 	// answered again.
 	brokerErr error
+	// recheck wakes the health loop early: something was made durable
+	// while brokerErr was set, so the broker is likely back.
+	recheck chan struct{}
 	// storageErr is set while table writes are retried.
 	storageErr error
 	// fatal is the error that stopped the worker.
@@ -89,6 +96,7 @@ func newHealth(name, group, topic string, m *metrics.Metrics, log *slog.Logger, 
 		parts:    map[int32]*partHealth{},
 		stopped:  map[int32]error{},
 		progress: time.Now(),
+		recheck:  make(chan struct{}, 1),
 	}
 }
 
@@ -153,6 +161,12 @@ func (h *health) madeDurable(p int32, offset int64) {
 		ph.durable = max(ph.durable, offset)
 	}
 	h.progress = time.Now()
+	if h.brokerErr != nil {
+		select {
+		case h.recheck <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (h *health) setLag(p int32, ph *partHealth) {
@@ -278,18 +292,29 @@ func (h *health) refresh(ctx context.Context, adm *kadm.Client, topic string) {
 }
 
 // run refreshes every interval until ctx ends, and keeps the ready gauge.
+// While the broker is unreachable it asks again every brokerRetryEvery, and
+// at once when the worker makes something durable: a check that failed is
+// not left to stand for a whole interval after the broker came back.
 func (h *health) run(ctx context.Context, adm *kadm.Client, topic string, interval time.Duration) {
-	t := time.NewTicker(interval)
+	t := time.NewTimer(interval)
 	defer t.Stop()
 	for {
 		rctx, cancel := context.WithTimeout(ctx, interval)
 		h.refresh(rctx, adm, topic)
 		cancel()
 		h.gauge()
+		wait := interval
+		h.mu.Lock()
+		if h.brokerErr != nil {
+			wait = min(wait, brokerRetryEvery)
+		}
+		h.mu.Unlock()
+		t.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-h.recheck:
 		}
 	}
 }

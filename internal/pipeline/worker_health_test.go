@@ -1,8 +1,10 @@
 package pipeline
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"kpipe/internal/delta"
@@ -338,4 +341,39 @@ func TestWorkerRecreatedTopicStopsPartition(t *testing.T) {
 			t.Errorf("event %s: %d rows, want 1", en.EventID, seen[en.EventID])
 		}
 	}
+}
+
+// A broker that comes back must make the worker ready again well before the
+// next scheduled check: with an interval of an hour, only the retry while
+// unreachable can clear the failure.
+func TestHealthBrokerBack(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(fmt.Sprintf("127.0.0.1:%d", port)), kgo.RetryTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	m := metrics.New(prometheus.NewRegistry())
+	h := newHealth("w", "g", "in", m, testLogger(t), time.Minute)
+	h.joinedEmpty()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); h.run(ctx, kadm.NewClient(cl), "in", time.Hour) }()
+	defer func() { cancel(); <-done }()
+	unreachable := func() bool {
+		err := h.check(time.Now())
+		return err != nil && strings.Contains(err.Error(), "kafka unreachable")
+	}
+	waitFor(t, time.Minute, "the broker check to fail with no broker", unreachable)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.SeedTopics(1, "in"))
+	if err != nil {
+		t.Skipf("the port was taken meanwhile: %v", err)
+	}
+	defer c.Close()
+	waitFor(t, time.Minute, "ready once the broker is back", func() bool { return h.check(time.Now()) == nil })
 }
