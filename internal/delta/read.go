@@ -41,6 +41,11 @@ func ReadFile(ctx context.Context, store Storage, snap *Snapshot, f AddFile) ([]
 	if err != nil {
 		return nil, fmt.Errorf("reading data file %s: %w", f.Path, err)
 	}
+	return fileRows(ctx, store, snap, f, data)
+}
+
+// fileRows is ReadFile of f's data, already read.
+func fileRows(ctx context.Context, store Storage, snap *Snapshot, f AddFile, data []byte) ([]map[string]any, error) {
 	schema := snap.metadata.Schema
 	parts := snap.metadata.PartitionColumns
 	dataSchema := &StructType{}
