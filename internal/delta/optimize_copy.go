@@ -8,6 +8,7 @@ import (
 	"io"
 	"sync/atomic"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
 )
@@ -160,7 +161,7 @@ func (e *fileEncoder) moveRow(row parquet.Row, m *moveCols) error {
 				return schemaErr(m.path[c], "string is not valid UTF-8")
 			}
 			if obs >= 0 {
-				e.observeBytes(obs, b)
+				e.observeBytes(m, obs, b)
 			}
 			if len(m.arena)+len(b) > cap(m.arena) {
 				m.arena = make([]byte, 0, max(64<<10, 2*cap(m.arena), len(b)))
@@ -195,15 +196,25 @@ func (e *fileEncoder) moveRow(row parquet.Row, m *moveCols) error {
 	return nil
 }
 
-// observeBytes is observeString of b, copied only when it becomes the
-// minimum or maximum.
-func (e *fileEncoder) observeBytes(stat int, b []byte) {
+// observeBytes is observeString of b, copied (into m.kept) only when it
+// becomes the minimum or maximum.
+func (e *fileEncoder) observeBytes(m *moveCols, stat int, b []byte) {
 	s := &e.stats[stat]
-	if !s.has || string(b) < s.minS {
-		s.minS = string(b)
+	lo, hi := !s.has || string(b) < s.minS, !s.has || string(b) > s.maxS
+	if !lo && !hi {
+		return
 	}
-	if !s.has || string(b) > s.maxS {
-		s.maxS = string(b)
+	if len(m.kept)+len(b) > cap(m.kept) {
+		m.kept = make([]byte, 0, max(4<<10, len(b)))
+	}
+	start := len(m.kept)
+	m.kept = append(m.kept, b...)
+	str := unsafe.String(unsafe.SliceData(m.kept[start:]), len(b))
+	if lo {
+		s.minS = str
+	}
+	if hi {
+		s.maxS = str
 	}
 	s.has = true
 }
@@ -220,8 +231,10 @@ type moveCols struct {
 	// str marks string columns (checked for UTF-8) and path names them.
 	str  []bool
 	path []string
-	// arena holds the copies of the byte arrays not flushed yet.
-	arena []byte
+	// arena holds the copies of the byte arrays not flushed yet; kept
+	// those of the string minimums and maximums, which are never
+	// overwritten (the stats outlive the file).
+	arena, kept []byte
 }
 
 func newMoveCols(p *writePlan) *moveCols {

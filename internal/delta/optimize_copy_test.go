@@ -2,6 +2,7 @@ package delta
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/big"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/parquet-go/parquet-go"
 )
 
 // compactRun is what one OPTIMIZE of a copy of a table did.
@@ -372,5 +375,190 @@ func TestCompactMoveFeatureTables(t *testing.T) {
 			}
 			t.Logf("moved %d, read as maps %d (%d with a DV)", run.moved, run.fellBack, dvs)
 		})
+	}
+}
+
+// BenchmarkCompaction measures the rewrite of one bin of the SPEC table:
+// eight files of 2,500 rows (a worker's flush with flush_rows 2,500) into
+// one, in memory storage, moving column values (path=move) or reading
+// maps (path=maps); rows/s counts input rows.
+func BenchmarkCompaction(b *testing.B) {
+	const files, rowsPer = 8, 2500
+	def, err := LoadTableDef(specTableDef)
+	if err != nil {
+		b.Fatal(err)
+	}
+	store := newMemStorage()
+	tb, err := Create(b.Context(), store, def, WithAutoCompact(AutoCompact{Disable: true}), WithCheckpointInterval(1<<30))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tb.Close(b.Context())
+	start := time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC)
+	for k := range files {
+		rows := make([]map[string]any, rowsPer)
+		for i := range rows {
+			rows[i] = specRow(3, k*rowsPer+i, start.Add(time.Duration(k*rowsPer+i)*time.Second/4))
+		}
+		if _, err := tb.Append(b.Context(), rows, AppendOptions{SchemaEvolution: true}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	snap, err := tb.Snapshot(b.Context())
+	if err != nil {
+		b.Fatal(err)
+	}
+	plan, err := compactionPlan(snap)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bins, _, _ := planOptimize(snap, OptimizeOptions{MinFiles: 2}, DefaultTargetFileSize)
+	if len(bins) != 1 || len(bins[0].files) != files {
+		b.Fatalf("bins %+v", bins)
+	}
+	for _, path := range []string{"move", "maps"} {
+		b.Run("path="+path, func(b *testing.B) {
+			compactMoveOff.Store(path == "maps")
+			defer compactMoveOff.Store(false)
+			b.ReportAllocs()
+			for b.Loop() {
+				added, n, err := tb.rewriteBin(b.Context(), snap, plan, bins[0])
+				if err != nil || n != files*rowsPer || len(added) != 1 {
+					b.Fatalf("rewrite: %d rows, %v", n, err)
+				}
+				if err := store.Delete(b.Context(), StorageKey(added[0].Path)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(files*rowsPer*b.N)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+}
+
+// sameLayout takes a file of the plan's own schema, and no other: one with
+// another field id, physical name, type, nullability or field order is
+// read as maps.
+func TestCompactMoveLayout(t *testing.T) {
+	field := func(name, typ string, nullable bool, id int, phys string) string {
+		return fmt.Sprintf(`{"name":%q,"type":%s,"nullable":%v,"metadata":{"delta.columnMapping.id":%d,"delta.columnMapping.physicalName":%q}}`, name, typ, nullable, id, phys)
+	}
+	schema := func(fields ...string) string {
+		return `{"type":"struct","fields":[` + strings.Join(fields, ",") + `]}`
+	}
+	inner := `{"type":"struct","fields":[` + field("x", `"long"`, true, 3, "col-x") + `]}`
+	base := []string{field("a", `"integer"`, true, 1, "col-a"), field("s", inner, true, 2, "col-s")}
+	plan := func(t *testing.T, s, mode string) *writePlan {
+		t.Helper()
+		st, err := ParseSchema(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := newMappedWritePlan(st, 32, mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	want := plan(t, schema(base...), "id")
+	// The schema of a file the plan wrote, as parquet-go opens it.
+	enc := newFileEncoder(want, 1)
+	if err := enc.add(map[string]any{"a": int32(1), "s": map[string]any{"x": int64(2)}}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := enc.encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameLayout(pf.Schema(), want.schema) {
+		t.Fatalf("a file of the plan is not of its layout:\n%s\n%s", pf.Schema(), want.schema)
+	}
+	for name, other := range map[string]string{
+		"no column mapping": "",
+		"another field id":  schema(field("a", `"integer"`, true, 9, "col-a"), base[1]),
+		"a nested field id": schema(base[0], field("s", `{"type":"struct","fields":[`+field("x", `"long"`, true, 8, "col-x")+`]}`, true, 2, "col-s")),
+		"a physical name":   schema(field("a", `"integer"`, true, 1, "col-b"), base[1]),
+		"a narrower type":   schema(field("a", `"short"`, true, 1, "col-a"), base[1]),
+		"a wider type":      schema(field("a", `"long"`, true, 1, "col-a"), base[1]),
+		"NOT NULL":          schema(field("a", `"integer"`, false, 1, "col-a"), base[1]),
+		"another order":     schema(base[1], base[0]),
+		"a column fewer":    schema(base[0]),
+	} {
+		mode := "id"
+		if other == "" {
+			other, mode = schema(base...), ""
+		}
+		if sameLayout(plan(t, other, mode).schema, want.schema) {
+			t.Errorf("%s: same layout", name)
+		}
+	}
+}
+
+// A string column holding bytes that are not UTF-8 (which this package
+// never writes) fails the move as it fails the map path.
+func TestCompactMoveInvalidUTF8(t *testing.T) {
+	st, err := ParseSchema(`{"type":"struct","fields":[{"name":"s","type":"string","nullable":true,"metadata":{}}]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := newWritePlan(st, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := newFileEncoder(p, 1)
+	enc.appendValue(0, parquet.ByteArrayValue([]byte{'o', 'k', 0xff}), 0, 1)
+	enc.n = 1
+	data, err := enc.encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := readParquetRows(data, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var se *SchemaError
+	if err := newFileEncoder(p, 1).add(rows[0]); !errors.As(err, &se) {
+		t.Fatalf("map path: %v, want a SchemaError", err)
+	}
+	moved, err := newFileEncoder(p, 1).moveRows(data)
+	if !moved || !errors.As(err, &se) || se.Reason != "string is not valid UTF-8" {
+		t.Fatalf("moved %v, %v; want a SchemaError", moved, err)
+	}
+}
+
+// Input files of several pages a column (values of 2 KB), whose rows are
+// not a multiple of the encoder's 512-row blocks: the output's pages are
+// cut where the map path cuts them (the move hands the Parquet writer the
+// same blocks of rows).
+func TestCompactMoveLargeValues(t *testing.T) {
+	schema, err := ParseSchema(`{"type":"struct","fields":[{"name":"id","type":"long","nullable":false,"metadata":{}},` +
+		`{"name":"s","type":"string","nullable":true,"metadata":{}}]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	store, err := NewLocalStorage(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := Create(t.Context(), store, TableDef{Name: "large", Schema: schema}, WithAutoCompact(AutoCompact{Disable: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for f := range 2 {
+		rows := make([]map[string]any, 1500)
+		for i := range rows {
+			rows[i] = map[string]any{"id": int64(f*10000 + i), "s": fmt.Sprintf("%d-%d-", f, i) + strings.Repeat(fmt.Sprint(i%10), 2000)}
+		}
+		if _, err := tb.Append(t.Context(), rows, AppendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tb.Close(t.Context())
+	if run := checkCompactBothWays(t, dir, true); run.moved != 2 || run.fellBack != 0 {
+		t.Fatalf("moved %d files, read %d as maps; want 2 moved", run.moved, run.fellBack)
 	}
 }
