@@ -42,22 +42,23 @@ var compactMoved, compactFallbacks atomic.Int64
 func (t *Table) addFileRows(ctx context.Context, snap *Snapshot, enc *fileEncoder, f AddFile, nparts int) error {
 	var rows []map[string]any
 	var err error
-	if compactMoveOff.Load() {
+	switch {
+	case compactMoveOff.Load():
 		rows, err = ReadFile(ctx, t.store, snap, f)
-	} else {
-		var data []byte
-		if data, err = t.readDataFile(ctx, f); err != nil {
-			return err
+	case len(f.DeletionVector) > 0:
+		compactFallbacks.Add(1)
+		rows, err = ReadFile(ctx, t.store, snap, f)
+	default:
+		data, rerr := readDataFile(ctx, t.store, f)
+		if rerr != nil {
+			return rerr
 		}
-		if len(f.DeletionVector) == 0 {
-			moved, err := enc.moveRows(data)
-			if moved {
-				compactMoved.Add(1)
-				if err != nil {
-					return fmt.Errorf("delta: optimize: rewriting %s: %w", f.Path, err)
-				}
-				return nil
+		if moved, merr := enc.moveRows(data); moved {
+			compactMoved.Add(1)
+			if merr != nil {
+				return fmt.Errorf("delta: optimize: rewriting %s: %w", f.Path, merr)
 			}
+			return nil
 		}
 		compactFallbacks.Add(1)
 		rows, err = fileRows(ctx, t.store, snap, f, data)
@@ -71,19 +72,6 @@ func (t *Table) addFileRows(ctx context.Context, snap *Snapshot, enc *fileEncode
 		}
 	}
 	return nil
-}
-
-// readDataFile reads the bytes of f's data file.
-func (t *Table) readDataFile(ctx context.Context, f AddFile) ([]byte, error) {
-	key, err := dataFileKey(t.store, f.Path)
-	if err != nil {
-		return nil, err
-	}
-	data, err := t.store.Read(ctx, key)
-	if err != nil {
-		return nil, fmt.Errorf("reading data file %s: %w", f.Path, err)
-	}
-	return data, nil
 }
 
 // moveRows appends the rows of the Parquet file data to e by column values.

@@ -562,3 +562,34 @@ func TestCompactMoveLargeValues(t *testing.T) {
 		t.Fatalf("moved %d files, read %d as maps; want 2 moved", run.moved, run.fellBack)
 	}
 }
+
+// A data file that is not Parquet is not moved, and the map path's error
+// fails the rewrite: its rows are never dropped.
+func TestCompactMoveCorruptFileFails(t *testing.T) {
+	dir := nestedTable(t, "", 1)
+	store, err := NewLocalStorage(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := Open(t.Context(), store, WithAutoCompact(AutoCompact{Disable: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Close(t.Context())
+	snap, err := tb.Snapshot(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := snap.Files()[0]
+	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(StorageKey(f.Path))), []byte("not parquet"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fell := compactFallbacks.Load()
+	res, err := tb.Optimize(t.Context(), OptimizeOptions{MinFiles: 2})
+	if err == nil || !strings.Contains(err.Error(), StorageKey(f.Path)) {
+		t.Fatalf("optimize: %+v, %v; want the error of %s", res, err, f.Path)
+	}
+	if compactFallbacks.Load() == fell {
+		t.Fatal("the corrupt file was not read as maps")
+	}
+}
