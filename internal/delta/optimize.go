@@ -419,14 +419,8 @@ func (t *Table) rewriteBin(ctx context.Context, snap *Snapshot, plan *writePlan,
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
 		}
-		rows, err := ReadFile(ctx, t.store, snap, f)
-		if err != nil {
+		if err := t.addFileRows(ctx, snap, enc, f, nparts); err != nil {
 			return nil, 0, err
-		}
-		for _, r := range rows {
-			if err := enc.addRow(r, nparts); err != nil {
-				return nil, 0, fmt.Errorf("delta: optimize: rewriting %s: %w", f.Path, err)
-			}
 		}
 	}
 	if enc.n == 0 {

@@ -33,6 +33,15 @@ func ReadFile(ctx context.Context, store Storage, snap *Snapshot, f AddFile) ([]
 	if err := checkReadable(snap); err != nil {
 		return nil, err
 	}
+	data, err := readDataFile(ctx, store, f)
+	if err != nil {
+		return nil, err
+	}
+	return fileRows(ctx, store, snap, f, data)
+}
+
+// readDataFile reads the bytes of f's data file.
+func readDataFile(ctx context.Context, store Storage, f AddFile) ([]byte, error) {
 	key, err := dataFileKey(store, f.Path)
 	if err != nil {
 		return nil, err
@@ -41,6 +50,11 @@ func ReadFile(ctx context.Context, store Storage, snap *Snapshot, f AddFile) ([]
 	if err != nil {
 		return nil, fmt.Errorf("reading data file %s: %w", f.Path, err)
 	}
+	return data, nil
+}
+
+// fileRows is ReadFile of f's data, already read.
+func fileRows(ctx context.Context, store Storage, snap *Snapshot, f AddFile, data []byte) ([]map[string]any, error) {
 	schema := snap.metadata.Schema
 	parts := snap.metadata.PartitionColumns
 	dataSchema := &StructType{}
