@@ -10,7 +10,6 @@ import (
 	"kpipe/internal/jsonx"
 
 	"github.com/parquet-go/parquet-go"
-	"github.com/parquet-go/parquet-go/compress/zstd"
 )
 
 // fileEncoder shreds rows of one data file into per-column Parquet values
@@ -412,11 +411,6 @@ func encodeLeaf(n *wnode, v any, cast Cast) (parquet.Value, error) {
 	}
 	return parquet.Value{}, conflict(n.typ, v, n.path, "")
 }
-
-// zstdCodec compresses data pages. SpeedFastest compresses these columns
-// nearly as well as the default level at a fraction of the CPU; one
-// goroutine per page keeps the codec's encoders small.
-var zstdCodec = &zstd.Codec{Level: zstd.SpeedFastest, Concurrency: 1}
 
 // rowsPerWrite bounds the rows handed to a column writer at once: a page is
 // flushed between calls once it holds PageBufferSize bytes.

@@ -145,7 +145,7 @@ func writerOptions() []parquet.WriterOption {
 	return []parquet.WriterOption{
 		parquet.Compression(zstdCodec),
 		parquet.CreatedBy("kpipe", Version, ""),
-		parquet.PageBufferSize(1 << 20),
+		parquet.PageBufferSize(pageBufferSize),
 		parquet.DataPageVersion(1),
 		parquet.DictionaryMaxBytes(dictMaxBytes),
 		// BYTE_ARRAY columns without a dictionary are PLAIN: parquet-go's
