@@ -102,7 +102,8 @@ func withRewriteRowGroupBytes(t *testing.T, n int64) {
 // TestOptimizeMemoryBounded: bin-packing files into one of about 12 MB
 // (random payloads) with row groups of 256 KiB holds a few MB at its
 // peak, not the file: the peak of the live heap during the Optimize stays
-// under a third of the file written. Holding the output (or an input
+// under half the file written (3.1 MB of 16.8 MB alone, 6.3 MB in the
+// package's -race run). Holding the output (or an input
 // file's rows, 500 rows of 1 KiB) whole breaks that.
 func TestOptimizeMemoryBounded(t *testing.T) {
 	withRewriteRowGroupBytes(t, 256<<10)
@@ -125,8 +126,8 @@ func TestOptimizeMemoryBounded(t *testing.T) {
 		t.Fatalf("the file written has %d bytes: too small to tell the bound from holding it", res.AddedBytes)
 	}
 	t.Logf("file of %d bytes, live heap peak %d bytes above the start", res.AddedBytes, peak)
-	if peak > uint64(res.AddedBytes)/3 {
-		t.Fatalf("the live heap peaked %d bytes above its start while writing a file of %d: more than a third of the file", peak, res.AddedBytes)
+	if peak > uint64(res.AddedBytes)/2 {
+		t.Fatalf("the live heap peaked %d bytes above its start while writing a file of %d: more than half the file", peak, res.AddedBytes)
 	}
 }
 
