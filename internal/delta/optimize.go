@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -406,61 +405,33 @@ func compactionPlan(snap *Snapshot) (*writePlan, error) {
 	return plan, nil
 }
 
-// rewriteBin writes the rows of b's files, in order, as one file.
+// rewriteBin writes the rows of b's files, in order, as one file. The rows
+// stream through: each input file is read a few rows at a time, and the
+// output is written in row groups as they fill (rewriteFile).
 func (t *Table) rewriteBin(ctx context.Context, snap *Snapshot, plan *writePlan, b optimizeBin) ([]AddFile, int64, error) {
-	enc := newFileEncoder(plan, flushRows)
-	defer func() {
-		if enc != nil {
-			enc.release()
-		}
-	}()
+	out, err := t.newRewriteFile(snap, plan, b.values, 0, flushRows, bytesPerRow(b.files))
+	if err != nil {
+		return nil, 0, err
+	}
+	defer out.release()
 	nparts := len(snap.metadata.PartitionColumns)
 	for _, f := range b.files {
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
 		}
-		if err := t.addFileRows(ctx, snap, enc, f, nparts); err != nil {
+		if err := t.addFileRows(ctx, snap, out.enc, f, nparts); err != nil {
 			return nil, 0, err
 		}
 	}
-	if enc.n == 0 {
+	if out.enc.n == 0 {
 		return nil, 0, nil // files without rows: removed, nothing to add
 	}
-	n := enc.n
-	add, err := t.writeEncoded(ctx, snap, enc, b.values, 0)
-	enc = nil
+	n := out.enc.n
+	add, err := out.finish(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
 	return []AddFile{add}, n, nil
-}
-
-// writeEncoded encodes enc's rows, writes them as a data file of the
-// partition values, and releases enc.
-func (t *Table) writeEncoded(ctx context.Context, snap *Snapshot, enc *fileEncoder, values map[string]string, idx int) (AddFile, error) {
-	defer enc.release()
-	data, err := enc.encode()
-	if err != nil {
-		return AddFile{}, err
-	}
-	stats := enc.statsJSON()
-	dirKey, dirPath := partitionDir(partitionKeyColumns(snap), values)
-	name := fmt.Sprintf("part-%05d-%s.c000.zstd.parquet", idx, newUUID())
-	if err := t.store.Write(ctx, dirKey+name, data); err != nil {
-		return AddFile{}, fmt.Errorf("delta: optimize: writing data file: %w", err)
-	}
-	pv := maps.Clone(values)
-	if pv == nil {
-		pv = map[string]string{}
-	}
-	return AddFile{
-		Path:             dirPath + name,
-		PartitionValues:  pv,
-		Size:             int64(len(data)),
-		ModificationTime: time.Now().UnixMilli(),
-		DataChange:       false,
-		Stats:            stats,
-	}, nil
 }
 
 // optimizeActions are the OPTIMIZE commit's actions: commitInfo, a remove

@@ -40,14 +40,18 @@ var compactMoved, compactFallbacks atomic.Int64
 // moved by column values when its layout allows (see above), else read as
 // maps.
 func (t *Table) addFileRows(ctx context.Context, snap *Snapshot, enc *fileEncoder, f AddFile, nparts int) error {
-	var rows []map[string]any
+	var addErr error
+	add := func(r map[string]any) error {
+		addErr = enc.addRow(r, nparts)
+		return addErr
+	}
 	var err error
 	switch {
 	case compactMoveOff.Load():
-		rows, err = ReadFile(ctx, t.store, snap, f)
+		err = eachFileRow(ctx, t.store, snap, f, add)
 	case len(f.DeletionVector) > 0:
 		compactFallbacks.Add(1)
-		rows, err = ReadFile(ctx, t.store, snap, f)
+		err = eachFileRow(ctx, t.store, snap, f, add)
 	default:
 		data, rerr := readDataFile(ctx, t.store, f)
 		if rerr != nil {
@@ -61,17 +65,12 @@ func (t *Table) addFileRows(ctx context.Context, snap *Snapshot, enc *fileEncode
 			return nil
 		}
 		compactFallbacks.Add(1)
-		rows, err = fileRows(ctx, t.store, snap, f, data)
+		err = eachDataRow(ctx, t.store, snap, f, data, add)
 	}
-	if err != nil {
-		return err
+	if addErr != nil {
+		return fmt.Errorf("delta: optimize: rewriting %s: %w", f.Path, addErr)
 	}
-	for _, r := range rows {
-		if err := enc.addRow(r, nparts); err != nil {
-			return fmt.Errorf("delta: optimize: rewriting %s: %w", f.Path, err)
-		}
-	}
-	return nil
+	return err
 }
 
 // moveRows appends the rows of the Parquet file data to e by column values.

@@ -3,6 +3,7 @@ package delta
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -10,7 +11,6 @@ import (
 	"kpipe/internal/jsonx"
 
 	"github.com/parquet-go/parquet-go"
-	"github.com/parquet-go/parquet-go/compress/zstd"
 )
 
 // fileEncoder shreds rows of one data file into per-column Parquet values
@@ -34,6 +34,11 @@ type fileEncoder struct {
 	//lint:ignore SA1019 the untyped Writer takes a schema built at run time from the Delta schema; GenericWriter needs a Go type.
 	w   *parquet.Writer
 	buf *bytes.Buffer
+	// spool is how the file is written when spoolTo was called.
+	spool spoolOptions
+	// rgRows and rgStart are the rows and bytes written before the current
+	// row group.
+	rgRows, rgStart int64
 	// rootIgnored is how many of the plan's ignored keys the current row
 	// has, or -1 when unknown (then writeStruct looks them up).
 	rootIgnored int
@@ -80,7 +85,27 @@ func (e *fileEncoder) reset() {
 	e.memo = nil
 	e.n = 0
 	e.w, e.buf = nil, nil
+	e.spool, e.rgRows, e.rgStart = spoolOptions{}, 0, 0
 }
+
+// spoolOptions say how a file of a rewrite is written (fileEncoder.spoolTo).
+type spoolOptions struct {
+	// out receives the file; nil: in memory, as encode returns it.
+	out io.Writer
+	// rowGroupRows ends a row group after about this many rows, else (0)
+	// rowGroupBytes once the Parquet writer holds that many bytes of the
+	// row group; both 0: one row group.
+	rowGroupRows, rowGroupBytes int64
+	// pageBytes is the data page size; 0 means pageBufferSize.
+	pageBytes int
+}
+
+// spoolTo makes e write its file as o says: to o.out instead of memory
+// unless nil, in row groups that bound what the Parquet writer holds (the
+// compressed pages of the current row group, and a page of values per
+// column), however large the file. It must be called before the first
+// row; with an out, encode returns no bytes.
+func (e *fileEncoder) spoolTo(o spoolOptions) { e.spool = o }
 
 // add shreds one row. An error leaves the encoder unusable for the file:
 // a failed row fails the whole file, so stats may be updated as the row is
@@ -413,11 +438,6 @@ func encodeLeaf(n *wnode, v any, cast Cast) (parquet.Value, error) {
 	return parquet.Value{}, conflict(n.typ, v, n.path, "")
 }
 
-// zstdCodec compresses data pages. SpeedFastest compresses these columns
-// nearly as well as the default level at a fraction of the CPU; one
-// goroutine per page keeps the codec's encoders small.
-var zstdCodec = &zstd.Codec{Level: zstd.SpeedFastest, Concurrency: 1}
-
 // rowsPerWrite bounds the rows handed to a column writer at once: a page is
 // flushed between calls once it holds PageBufferSize bytes.
 const rowsPerWrite = 1024
@@ -432,13 +452,23 @@ const flushRows = 512
 func (e *fileEncoder) flush() error {
 	if e.w == nil {
 		p := e.plan
-		e.buf = bytes.NewBuffer(make([]byte, 0, max(4096, p.sizeHint.Load()*9/8)))
+		out := e.spool.out
+		if out == nil {
+			e.buf = bytes.NewBuffer(make([]byte, 0, max(4096, p.sizeHint.Load()*9/8)))
+			out = e.buf
+		}
 		// A Writer is not reused: after a second Reset, parquet-go v0.32.0
 		// writes footers whose column chunks have an empty path_in_schema.
-		e.w = parquet.NewWriter(e.buf, append(writerOptions(), p.layout(e.chooseDictionary()))...)
+		e.w = parquet.NewWriter(out, append(writerOptions(e.spool.pageBytes), p.layout(e.chooseDictionary()))...)
 	}
 	if err := e.writeColumns(e.w); err != nil {
 		return fmt.Errorf("encoding parquet: %w", err)
+	}
+	if o := e.spool; o.rowGroupRows > 0 && e.n-e.rgRows >= o.rowGroupRows || o.rowGroupRows == 0 && o.rowGroupBytes > 0 && e.w.Size()-e.rgStart >= o.rowGroupBytes {
+		if err := e.w.Flush(); err != nil {
+			return fmt.Errorf("encoding parquet: %w", err)
+		}
+		e.rgRows, e.rgStart = e.n, e.w.Size()
 	}
 	for c, vals := range e.cols {
 		clear(vals) // unpin the rows' strings
@@ -448,7 +478,7 @@ func (e *fileEncoder) flush() error {
 }
 
 // encode writes the rows not yet flushed and returns the zstd-compressed
-// Parquet file.
+// Parquet file (nil when spooled: the file is in spoolTo's writer).
 func (e *fileEncoder) encode() (data []byte, err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -460,6 +490,9 @@ func (e *fileEncoder) encode() (data []byte, err error) {
 	}
 	if err := e.w.Close(); err != nil {
 		return nil, fmt.Errorf("encoding parquet: %w", err)
+	}
+	if e.spool.out != nil {
+		return nil, nil
 	}
 	data = e.buf.Bytes()
 	e.plan.sizeHint.Store(int64(len(data)))

@@ -141,11 +141,15 @@ func layoutNode(n *wnode, dict []bool) parquet.Node {
 }
 
 // writerOptions are the Parquet writer options of every file.
-func writerOptions() []parquet.WriterOption {
+// pageBytes is the data page size; 0 means pageBufferSize.
+func writerOptions(pageBytes int) []parquet.WriterOption {
+	if pageBytes <= 0 {
+		pageBytes = pageBufferSize
+	}
 	return []parquet.WriterOption{
 		parquet.Compression(zstdCodec),
 		parquet.CreatedBy("kpipe", Version, ""),
-		parquet.PageBufferSize(1 << 20),
+		parquet.PageBufferSize(pageBytes),
 		parquet.DataPageVersion(1),
 		parquet.DictionaryMaxBytes(dictMaxBytes),
 		// BYTE_ARRAY columns without a dictionary are PLAIN: parquet-go's

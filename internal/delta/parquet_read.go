@@ -144,16 +144,35 @@ func readParquetRows(data []byte, schema *StructType) ([]map[string]any, error) 
 // readMappedParquetRows is readParquetRows for a table whose column
 // mapping mode is mode.
 func readMappedParquetRows(data []byte, schema *StructType, mode string) ([]map[string]any, error) {
-	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
-	if err != nil {
-		return nil, fmt.Errorf("opening parquet: %w", err)
-	}
-	root, err := buildPTree(f.Metadata().Schema)
+	var out []map[string]any
+	err := eachParquetRow(data, schema, mode, func(n int64) { out = make([]map[string]any, 0, n) }, func(m map[string]any) error {
+		out = append(out, m)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
+	return out, nil
+}
+
+// eachParquetRow reads the rows of a Parquet file as readMappedParquetRows
+// does, a few at a time, and calls fn with each in file order; a row is
+// not referred to after fn returns. It calls size first, with the file's
+// number of rows, if size is not nil. An error of fn stops the reading
+// and is returned as it is.
+func eachParquetRow(data []byte, schema *StructType, mode string, size func(int64), fn func(map[string]any) error) error {
+	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	if err != nil {
+		return fmt.Errorf("opening parquet: %w", err)
+	}
+	root, err := buildPTree(f.Metadata().Schema)
+	if err != nil {
+		return err
+	}
 	root.setMappingMode(mode)
-	out := make([]map[string]any, 0, f.NumRows())
+	if size != nil {
+		size(f.NumRows())
+	}
 	buf := make([]parquet.Row, 128)
 	cols := make([][]parquet.Value, root.hi)
 	for _, rg := range f.RowGroups() {
@@ -171,18 +190,20 @@ func readMappedParquetRows(data []byte, schema *StructType, mode string) ([]map[
 					return true
 				})
 				m, aerr := readStruct(root, schema, levelVals{base: 0, cols: cols})
+				if aerr == nil {
+					aerr = fn(m)
+				}
 				if aerr != nil {
 					rows.Close()
-					return nil, aerr
+					return aerr
 				}
-				out = append(out, m)
 			}
 			if err != nil {
 				if errors.Is(err, io.EOF) {
 					break
 				}
 				rows.Close()
-				return nil, fmt.Errorf("reading parquet rows: %w", err)
+				return fmt.Errorf("reading parquet rows: %w", err)
 			}
 			if n == 0 {
 				break
@@ -190,7 +211,7 @@ func readMappedParquetRows(data []byte, schema *StructType, mode string) ([]map[
 		}
 		rows.Close()
 	}
-	return out, nil
+	return nil
 }
 
 func readStruct(n *pnode, t *StructType, vals levelVals) (map[string]any, error) {

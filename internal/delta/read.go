@@ -30,14 +30,31 @@ func ReadRows(ctx context.Context, store Storage, snap *Snapshot) ([]map[string]
 // ReadFile reads the rows of one data file of the snapshot, without those
 // its deletion vector removes.
 func ReadFile(ctx context.Context, store Storage, snap *Snapshot, f AddFile) ([]map[string]any, error) {
-	if err := checkReadable(snap); err != nil {
-		return nil, err
-	}
-	data, err := readDataFile(ctx, store, f)
+	rows := []map[string]any{}
+	err := eachFileRow(ctx, store, snap, f, func(r map[string]any) error {
+		rows = append(rows, r)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	return fileRows(ctx, store, snap, f, data)
+	return rows, nil
+}
+
+// eachFileRow is ReadFile calling fn with each row in file order instead
+// of returning them: only a few rows of the file are in memory at a time.
+// An error of fn stops the reading and is returned as it is; so is a
+// deletion vector naming a row past the file's end, after fn has seen the
+// file's rows.
+func eachFileRow(ctx context.Context, store Storage, snap *Snapshot, f AddFile, fn func(map[string]any) error) error {
+	if err := checkReadable(snap); err != nil {
+		return err
+	}
+	data, err := readDataFile(ctx, store, f)
+	if err != nil {
+		return err
+	}
+	return eachDataRow(ctx, store, snap, f, data, fn)
 }
 
 // readDataFile reads the bytes of f's data file.
@@ -53,8 +70,8 @@ func readDataFile(ctx context.Context, store Storage, f AddFile) ([]byte, error)
 	return data, nil
 }
 
-// fileRows is ReadFile of f's data, already read.
-func fileRows(ctx context.Context, store Storage, snap *Snapshot, f AddFile, data []byte) ([]map[string]any, error) {
+// eachDataRow is eachFileRow of f's data, already read.
+func eachDataRow(ctx context.Context, store Storage, snap *Snapshot, f AddFile, data []byte, fn func(map[string]any) error) error {
 	schema := snap.metadata.Schema
 	parts := snap.metadata.PartitionColumns
 	dataSchema := &StructType{}
@@ -63,27 +80,47 @@ func fileRows(ctx context.Context, store Storage, snap *Snapshot, f AddFile, dat
 			dataSchema.Fields = append(dataSchema.Fields, fl)
 		}
 	}
-	rows, err := readMappedParquetRows(data, dataSchema, mappingMode(snap))
+	del, err := DeletedRows(ctx, store, f)
 	if err != nil {
-		return nil, fmt.Errorf("data file %s: %w", f.Path, err)
+		return err
 	}
-	if rows, err = dropDeleted(ctx, store, f, rows); err != nil {
-		return nil, err
-	}
-	for _, pc := range parts {
+	partVals := make([]any, len(parts))
+	for i, pc := range parts {
 		fl := schema.Field(pc)
 		if fl == nil {
-			return nil, fmt.Errorf("%w: partition column %q not in schema", ErrCorruptLog, pc)
+			return fmt.Errorf("%w: partition column %q not in schema", ErrCorruptLog, pc)
 		}
-		v, err := parsePartitionValue(fl.Type, partitionValue(snap, fl, f.PartitionValues))
-		if err != nil {
-			return nil, fmt.Errorf("data file %s: partition %s: %w", f.Path, pc, err)
-		}
-		for _, r := range rows {
-			r[pc] = v
+		if partVals[i], err = parsePartitionValue(fl.Type, partitionValue(snap, fl, f.PartitionValues)); err != nil {
+			return fmt.Errorf("data file %s: partition %s: %w", f.Path, pc, err)
 		}
 	}
-	return rows, nil
+	var i uint64
+	var fnErr error
+	err = eachParquetRow(data, dataSchema, mappingMode(snap), nil, func(r map[string]any) error {
+		if len(del) > 0 && del[0] == i {
+			del = del[1:]
+			i++
+			return nil
+		}
+		i++
+		for j, pc := range parts {
+			r[pc] = partVals[j]
+		}
+		if fnErr = fn(r); fnErr != nil {
+			return fnErr
+		}
+		return nil
+	})
+	if err != nil {
+		if fnErr != nil {
+			return err
+		}
+		return fmt.Errorf("data file %s: %w", f.Path, err)
+	}
+	if len(del) > 0 {
+		return fmt.Errorf("%w: deletion vector of %s removes row %d of a file of %d rows", ErrCorruptLog, f.Path, del[len(del)-1], i)
+	}
+	return nil
 }
 
 // dataFileKey resolves an add path to a storage key. Absolute paths are
@@ -98,25 +135,4 @@ func dataFileKey(store Storage, p string) (string, error) {
 		return "", fmt.Errorf("%w: data file %s is outside the table location", ErrUnsupportedFeature, p)
 	}
 	return k, nil
-}
-
-// dropDeleted removes from rows (all rows of f's data file, in file order)
-// those f's deletion vector removes.
-func dropDeleted(ctx context.Context, store Storage, f AddFile, rows []map[string]any) ([]map[string]any, error) {
-	del, err := DeletedRows(ctx, store, f)
-	if err != nil || len(del) == 0 {
-		return rows, err
-	}
-	if last := del[len(del)-1]; last >= uint64(len(rows)) {
-		return nil, fmt.Errorf("%w: deletion vector of %s removes row %d of a file of %d rows", ErrCorruptLog, f.Path, last, len(rows))
-	}
-	out := rows[:0]
-	for i, r := range rows {
-		if len(del) > 0 && del[0] == uint64(i) {
-			del = del[1:]
-			continue
-		}
-		out = append(out, r)
-	}
-	return out, nil
 }

@@ -3,6 +3,7 @@ package delta
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 )
@@ -53,6 +54,18 @@ type dirSyncer interface {
 	writeUnsynced(ctx context.Context, key string, data []byte) error
 	// syncDirs makes the names written by writeUnsynced for keys durable.
 	syncDirs(ctx context.Context, keys []string) error
+}
+
+// spooler is a Storage that can take an object from a local file, so that
+// a data file too large to hold in memory (a compaction's) is written to
+// disk as it is encoded and stored from there.
+type spooler interface {
+	// spoolFile creates an empty local file for the content of key.
+	spoolFile(key string) (*os.File, error)
+	// writeSpooled stores f, a file of spoolFile(key) written in full, as
+	// key, atomically and durably as Write does, and removes the local
+	// file (also when it fails).
+	writeSpooled(ctx context.Context, key string, f *os.File) error
 }
 
 // OpenLocation returns the Storage for a table location: a local folder

@@ -214,25 +214,37 @@ func mkdirAll(dir string, perm fs.FileMode) error {
 	return nil
 }
 
-// writeTemp writes data to a new fsynced temporary file beside p, with
-// the storage's file mode.
-func (s *LocalStorage) writeTemp(p string, data []byte) (string, error) {
+// createTemp creates a new temporary file beside p (hidden from List),
+// with the storage's file mode, and p's folder if missing.
+func (s *LocalStorage) createTemp(p string) (*os.File, error) {
 	dir := filepath.Dir(p)
 	if err := mkdirAll(dir, s.dirMode); err != nil {
-		return "", err
+		return nil, err
 	}
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	tmp := filepath.Join(dir, ".tmp-"+hex.EncodeToString(rnd[:])+"-"+filepath.Base(p))
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, s.fileMode)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	// The umask may have taken bits off; the mode is the storage's.
-	err = f.Chmod(s.fileMode)
-	if err == nil {
-		_, err = f.Write(data)
+	if err := f.Chmod(s.fileMode); err != nil {
+		_ = f.Close()
+		_ = os.Remove(tmp)
+		return nil, err
 	}
+	return f, nil
+}
+
+// writeTemp writes data to a new fsynced temporary file beside p, with
+// the storage's file mode.
+func (s *LocalStorage) writeTemp(p string, data []byte) (string, error) {
+	f, err := s.createTemp(p)
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(data)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -240,10 +252,10 @@ func (s *LocalStorage) writeTemp(p string, data []byte) (string, error) {
 		err = cerr
 	}
 	if err != nil {
-		_ = os.Remove(tmp)
+		_ = os.Remove(f.Name())
 		return "", err
 	}
-	return tmp, nil
+	return f.Name(), nil
 }
 
 func syncDir(dir string) error {
@@ -306,6 +318,44 @@ func (s *LocalStorage) syncDirs(ctx context.Context, keys []string) error {
 	return nil
 }
 
+// spoolFile implements spooler: the temporary file Write would write,
+// beside key's file, so that writeSpooled renames it into place.
+func (s *LocalStorage) spoolFile(key string) (*os.File, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.createTemp(p)
+	if err != nil {
+		return nil, fmt.Errorf("delta: writing %q: %w", key, err)
+	}
+	return f, nil
+}
+
+// writeSpooled implements spooler: fsync, rename, fsync folder, as Write.
+func (s *LocalStorage) writeSpooled(ctx context.Context, key string, f *os.File) error {
+	tmp := f.Name()
+	err := ctx.Err()
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	var p string
+	if err == nil {
+		p, err = s.path(key)
+	}
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("delta: writing %q: %w", key, err)
+	}
+	return s.syncDirs(ctx, []string{key})
+}
+
 // PutIfAbsent implements Storage: temporary file, fsync, hard link to the
 // final name (the atomic existence check), fsync folder.
 func (s *LocalStorage) PutIfAbsent(ctx context.Context, key string, data []byte) error {
@@ -351,4 +401,5 @@ func (s *LocalStorage) Delete(ctx context.Context, key string) error {
 var (
 	_ Storage   = (*LocalStorage)(nil)
 	_ dirSyncer = (*LocalStorage)(nil)
+	_ spooler   = (*LocalStorage)(nil)
 )

@@ -227,6 +227,40 @@ func (s *S3Storage) Write(ctx context.Context, key string, data []byte) error {
 	return nil
 }
 
+// spoolFile implements spooler: a temporary file of the operating
+// system's (os.TempDir).
+func (s *S3Storage) spoolFile(key string) (*os.File, error) {
+	f, err := os.CreateTemp("", "kpipe-spool-*.parquet")
+	if err != nil {
+		return nil, fmt.Errorf("delta: writing %s/%s: %w (set TMPDIR to a folder with room for a data file)", s.location, key, err)
+	}
+	return f, nil
+}
+
+// writeSpooled implements spooler: one PutObject of the file, which the
+// SDK reads (and seeks back to resend) from disk.
+func (s *S3Storage) writeSpooled(ctx context.Context, key string, f *os.File) error {
+	defer func() {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+	}()
+	k, err := s.objectKey(key)
+	if err != nil {
+		return err
+	}
+	size, err := f.Seek(0, io.SeekEnd)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err == nil {
+		_, err = s.client.PutObject(ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: &k, Body: f, ContentLength: aws.Int64(size)})
+	}
+	if err != nil {
+		return fmt.Errorf("delta: writing %s/%s: %w", s.location, key, err)
+	}
+	return nil
+}
+
 // PutIfAbsent implements Storage: PutObject with If-None-Match: "*".
 //
 // The SDK does not retry this call itself: a retry after a lost response
@@ -344,4 +378,7 @@ func (s *S3Storage) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-var _ Storage = (*S3Storage)(nil)
+var (
+	_ Storage = (*S3Storage)(nil)
+	_ spooler = (*S3Storage)(nil)
+)

@@ -105,15 +105,18 @@ func (t *Table) rewriteZOrder(ctx context.Context, snap *Snapshot, plan *writePl
 		if len(order)-hi < perFile/4 {
 			hi = len(order) // no sliver of a file at the end
 		}
-		enc := newFileEncoder(plan, hi-lo)
+		file, err := t.newRewriteFile(snap, plan, b.values, len(out), hi-lo, bpr)
+		if err != nil {
+			return out, 0, err
+		}
 		for _, i := range order[lo:hi] {
-			if err := enc.addRow(rows[i], nparts); err != nil {
-				enc.release()
+			if err := file.enc.addRow(rows[i], nparts); err != nil {
+				file.release()
 				return out, 0, fmt.Errorf("delta: optimize: rewriting partition %v: %w", b.values, err)
 			}
 			rows[i] = nil // written: let it go
 		}
-		add, err := t.writeEncoded(ctx, snap, enc, b.values, len(out))
+		add, err := file.finish(ctx)
 		if err != nil {
 			return out, 0, err
 		}
