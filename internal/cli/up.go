@@ -36,6 +36,7 @@ type upOptions struct {
 	worker      string
 	waitTimeout time.Duration
 	maxLag      int
+	cacheSize   int
 	// resetOffsets is the tracking worker's --reset-offsets.
 	resetOffsets string
 	logFile      string
@@ -76,7 +77,8 @@ claimx.events.
 
 Memory and disk are bounded by these settings, not by --events: the
 generator waits while a worker has more than --max-lag records left in Kafka
-(default 50000). The embedded broker drops, every second, the records of
+(default 50000), and the enrichment worker caches --cache-size rows of each
+kind (default 10000, some 3 KB each). The embedded broker drops, every second, the records of
 claimx.events and of the tracking worker's input that every consumer group
 with offsets there has committed past, and keeps only the newest 4 MiB of
 each partition of the success topic (itel.cabinet.task.tracking.success),
@@ -146,6 +148,7 @@ location, nothing stops a second machine.`,
 	f.StringVar(&o.resetOffsets, "reset-offsets", "", "where the tracking worker starts a partition whose stored offsets do not fit its log (a table kept from a run whose broker data is gone): earliest or latest (default: stop that partition and say so)")
 	f.StringVar(&o.logFile, "log-file", "", "append every log record, the Kafka client's included, to this file (the console shows warnings and the plugins' lines)")
 	f.DurationVar(&o.waitTimeout, "wait-timeout", 2*time.Minute, "with --events: give up when neither the table nor what is left in Kafka has changed for this long")
+	f.IntVar(&o.cacheSize, "cache-size", stack.DefaultCacheSize, "rows the enrichment worker caches per kind, task assignments and projects (kpipe enrich caches 100000)")
 	f.IntVar(&o.maxLag, "max-lag", stack.DefaultMaxLag, "the generator waits while a worker has more than this many records left in Kafka (-1: never waits)")
 	return cmd
 }
@@ -234,6 +237,7 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 		NoGenerator:     o.noGenerator,
 		WaitTimeout:     o.waitTimeout,
 		MaxLag:          o.maxLag,
+		CacheSize:       o.cacheSize,
 		MetricsAddr:     o.metricsAddr,
 		Out:             out,
 		Logger:          log,

@@ -63,6 +63,14 @@ func invalid(err error) error { return &invalidError{err} }
 // timeouts, plus a margin.
 const DefaultGroupSettle = 12 * time.Second
 
+// DefaultCacheSize is Options.CacheSize's default: the rows the enrichment
+// worker caches per kind (task assignments, projects), each some 3 KB
+// decoded. kpipe enrich caches up to enrich.DefaultCacheSize (100,000, some
+// 600 MB when both are full); one process running the whole stack keeps
+// fewer. The simulated world's events reuse a task within a few thousand
+// events, so most lookups still hit.
+const DefaultCacheSize = 10_000
+
 // DefaultRate is the generator's rate, in events per second, when neither
 // Options.Rate nor Options.Events is set.
 const DefaultRate = 200
@@ -128,6 +136,9 @@ type Options struct {
 	// WaitTimeout: with Events, Run gives up when neither the table nor
 	// what is left in Kafka has changed for this long.
 	WaitTimeout time.Duration
+	// CacheSize bounds the rows the enrichment worker caches per kind (0:
+	// DefaultCacheSize).
+	CacheSize int
 	// MaxLag bounds how far the generator runs ahead of the workers: every
 	// 1000 events it waits while a worker's group has more than MaxLag
 	// records left of its input topic (0: DefaultMaxLag; negative: it never
@@ -264,7 +275,10 @@ func New(ctx context.Context, o Options) (_ *Stack, err error) {
 	// enrichment worker's group and transactional id.
 	tcfg := *wcfg
 	tcfg.ConsumerGroup = o.IDPrefix + wcfg.ConsumerGroup
-	eopts := enrich.Options{Kafka: kcfg, Group: o.IDPrefix + enrich.DefaultGroup, TransactionalID: o.TransactionalID}
+	eopts := enrich.Options{Kafka: kcfg, Group: o.IDPrefix + enrich.DefaultGroup, TransactionalID: o.TransactionalID, CacheSize: o.CacheSize}
+	if eopts.CacheSize <= 0 {
+		eopts.CacheSize = DefaultCacheSize
+	}
 	if eopts.TransactionalID == "" {
 		eopts.TransactionalID = o.IDPrefix + enrich.DefaultName
 	}
