@@ -35,6 +35,8 @@ type upOptions struct {
 	faults      string
 	worker      string
 	waitTimeout time.Duration
+	maxLag      int
+	cacheSize   int
 	// resetOffsets is the tracking worker's --reset-offsets.
 	resetOffsets string
 	logFile      string
@@ -72,6 +74,16 @@ The broker listens on 127.0.0.1:9092, or the next free port (--kafka-port 0:
 any free port); kcat and other Kafka tools can connect to it. With
 --no-generator nothing is generated, so that an outside producer can feed
 claimx.events.
+
+Memory and disk are bounded by these settings, not by --events: the
+generator waits while a worker has more than --max-lag records left in Kafka
+(default 50000), and the enrichment worker caches --cache-size rows of each
+kind (default 10000, some 3 KB each). The embedded broker drops, every second, the records of
+claimx.events and of the tracking worker's input that every consumer group
+with offsets there has committed past, and keeps only the newest 4 MiB of
+each partition of the success topic (itel.cabinet.task.tracking.success),
+which nothing in kpipe up reads. The error topics are kept whole: kpipe dlq
+reads them. A cluster given with --kafka keeps its own retention.
 
 Identity: kpipe up's consumer groups and transactional id start with
 --id-prefix (default "kpipe-up-"), so a "kpipe enrich" or "kpipe worker"
@@ -136,6 +148,8 @@ location, nothing stops a second machine.`,
 	f.StringVar(&o.resetOffsets, "reset-offsets", "", "where the tracking worker starts a partition whose stored offsets do not fit its log (a table kept from a run whose broker data is gone): earliest or latest (default: stop that partition and say so)")
 	f.StringVar(&o.logFile, "log-file", "", "append every log record, the Kafka client's included, to this file (the console shows warnings and the plugins' lines)")
 	f.DurationVar(&o.waitTimeout, "wait-timeout", 2*time.Minute, "with --events: give up when neither the table nor what is left in Kafka has changed for this long")
+	f.IntVar(&o.cacheSize, "cache-size", stack.DefaultCacheSize, "rows the enrichment worker caches per kind, task assignments and projects (kpipe enrich caches 100000)")
+	f.IntVar(&o.maxLag, "max-lag", stack.DefaultMaxLag, "the generator waits while a worker has more than this many records left in Kafka (-1: never waits)")
 	return cmd
 }
 
@@ -222,6 +236,8 @@ func runUp(ctx context.Context, env *Env, o upOptions) error {
 		Duration:        o.duration,
 		NoGenerator:     o.noGenerator,
 		WaitTimeout:     o.waitTimeout,
+		MaxLag:          o.maxLag,
+		CacheSize:       o.cacheSize,
 		MetricsAddr:     o.metricsAddr,
 		Out:             out,
 		Logger:          log,

@@ -43,6 +43,11 @@ type EmbeddedOptions struct {
 	// SyncWrites fsyncs every produced batch, so acknowledged records
 	// survive an operating-system crash, not only a killed process. Slower.
 	SyncWrites bool
+	// SegmentBytes is the size at which a partition's log file is rolled
+	// (0: kfake's default, 100 MiB). Records deleted or expired free their
+	// disk only with the whole file they are in: kpipe up, which deletes
+	// what its workers have committed, rolls small files.
+	SegmentBytes int64
 	// Users, when set, make the broker require SASL: each is a superuser
 	// (no ACLs apply) with its mechanism, PLAIN, SCRAM-SHA-256 or
 	// SCRAM-SHA-512.
@@ -110,6 +115,9 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 	if o.SyncWrites {
 		opts = append(opts, kfake.SyncWrites())
 	}
+	if o.SegmentBytes > 0 {
+		opts = append(opts, kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.FormatInt(o.SegmentBytes, 10)}))
+	}
 	if len(o.Users) > 0 {
 		opts = append(opts, kfake.EnableSASL())
 		for _, u := range o.Users {
@@ -141,6 +149,11 @@ func (e *Embedded) Addrs() []string { return e.c.ListenAddrs() }
 
 // Cluster returns the underlying kfake cluster, for fault injection in tests.
 func (e *Embedded) Cluster() *kfake.Cluster { return e.c }
+
+// ApplyRetention drops now the records past the topics' retention.ms and
+// retention.bytes, which the broker otherwise enforces hourly
+// (log.cleaner.backoff.ms).
+func (e *Embedded) ApplyRetention() { e.c.ApplyRetention() }
 
 // Close stops the broker; with a DataDir its state is flushed to disk first.
 func (e *Embedded) Close() { e.c.Close() }

@@ -12,6 +12,23 @@ import (
 // Len is the number of events of the world.
 func (s *Sim) Len() int { return len(s.cur().events) }
 
+// TaskEvents calls fn with the event id and the template (task_id) of each
+// task event, one of an assignment's lifecycle, among the first n events of
+// the timeline (all of them when n <= 0 or n > Len), in timeline order. It
+// renders nothing and allocates nothing: the way to list a large world's
+// task events (Events renders every event of the world).
+func (s *Sim) TaskEvents(n int, fn func(eventID string, taskID int64)) {
+	w := s.cur()
+	if n <= 0 || n > len(w.events) {
+		n = len(w.events)
+	}
+	for i := range n {
+		if e := &w.events[i]; e.assign >= 0 {
+			fn(e.id, w.assigns[e.assign].template)
+		}
+	}
+}
+
 // Events returns every event of the world, ordered by ingested_at. It builds
 // a fresh slice on each call; for large worlds prefer Generate.
 func (s *Sim) Events() []claimx.Event {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -277,6 +278,42 @@ func TestEventsOption(t *testing.T) {
 	s := New(Options{Seed: 1, Events: 10000})
 	if n := s.Len(); n < 8000 || n > 13000 {
 		t.Fatalf("Events 10000 gave %d events", n)
+	}
+}
+
+// TestTaskEvents: TaskEvents lists, in timeline order, exactly the task
+// events among the first n of Events, each with its assignment's template
+// as the manifest has it.
+func TestTaskEvents(t *testing.T) {
+	s := New(Options{Seed: 3, Events: 2000})
+	m := s.Manifest()
+	template := map[string]int64{}
+	for aid, es := range m.Assignments {
+		for _, e := range es {
+			template[e.EventID] = m.Templates[aid]
+		}
+	}
+	const n = 1500
+	var want []string
+	for i, e := range s.Events() {
+		if _, ok := template[e.EventID]; ok && i < n {
+			want = append(want, e.EventID)
+		}
+	}
+	var got []string
+	s.TaskEvents(n, func(id string, taskID int64) {
+		if taskID != template[id] {
+			t.Errorf("event %s: task %d, want %d", id, taskID, template[id])
+		}
+		got = append(got, id)
+	})
+	if len(want) == 0 || !slices.Equal(got, want) {
+		t.Fatalf("TaskEvents(%d) listed %d events, want the %d task events of Events in order", n, len(got), len(want))
+	}
+	all := 0
+	s.TaskEvents(0, func(string, int64) { all++ })
+	if all != len(template) {
+		t.Fatalf("TaskEvents(0) listed %d events, want all %d", all, len(template))
 	}
 }
 

@@ -20,6 +20,11 @@ import (
 // transaction holds them back) counts as not drained.
 const probeTimeout = 2 * time.Second
 
+// probeFetchBytes caps what one look past a group's committed offset
+// fetches: it needs the first data record only, and a group far behind
+// must not make every look read megabytes.
+const probeFetchBytes = 64 << 10
+
 // groupTopic is a consumer group and the topic it consumes.
 type groupTopic struct{ group, topic string }
 
@@ -52,12 +57,40 @@ func drained(lags []topicLag) bool {
 // where a group's committed offset is short of the end, the records in
 // between are read (read_committed, markers kept): only data records count.
 func groupLags(ctx context.Context, cl *kgo.Client, seeds []kgo.Opt, gts []groupTopic) ([]topicLag, error) {
-	adm := kadm.NewClient(cl)
+	out, gaps, err := offsetLags(ctx, kadm.NewClient(cl), gts)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		l := &out[i]
+		if len(gaps[i]) == 0 {
+			continue
+		}
+		data, err := dataPast(ctx, seeds, l.Topic, gaps[i])
+		if err != nil {
+			return nil, err
+		}
+		l.Records = 0
+		for p, g := range gaps[i] {
+			if data[p] {
+				l.Records += g[1] - g[0]
+			}
+		}
+	}
+	return out, nil
+}
+
+// offsetLags is what each group has left of its topic by the offsets
+// alone: the end offsets less the committed ones (the log start where the
+// group has committed nothing, or less), summed over the partitions, markers
+// and aborted records included. gaps[i] holds, for gts[i], each partition
+// with something left: from (where the group goes on), to (the end offset).
+func offsetLags(ctx context.Context, adm *kadm.Client, gts []groupTopic) (_ []topicLag, gaps []map[int32][2]int64, _ error) {
 	out := make([]topicLag, 0, len(gts))
 	for _, gt := range gts {
 		starts, ends, err := kafka.PartitionBounds(ctx, adm, gt.topic)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		committed, err := adm.FetchOffsets(ctx, gt.group)
 		if err == nil {
@@ -67,10 +100,10 @@ func groupLags(ctx context.Context, cl *kgo.Client, seeds []kgo.Opt, gts []group
 			committed, err = nil, nil // not joined yet: nothing committed
 		}
 		if err != nil {
-			return nil, fmt.Errorf("fetching the committed offsets of group %s: %w", gt.group, err)
+			return nil, nil, fmt.Errorf("fetching the committed offsets of group %s: %w", gt.group, err)
 		}
 		l := topicLag{Group: gt.group, Topic: gt.topic}
-		gaps := map[int32][2]int64{} // partition: committed, end
+		left := map[int32][2]int64{} // partition: committed, end
 		for p, end := range ends {
 			l.End += end
 			at := starts[p]
@@ -78,23 +111,14 @@ func groupLags(ctx context.Context, cl *kgo.Client, seeds []kgo.Opt, gts []group
 				at = max(c.At, starts[p])
 			}
 			if at < end {
-				gaps[p] = [2]int64{at, end}
-			}
-		}
-		if len(gaps) > 0 {
-			data, err := dataPast(ctx, seeds, gt.topic, gaps)
-			if err != nil {
-				return nil, err
-			}
-			for p, g := range gaps {
-				if data[p] {
-					l.Records += g[1] - g[0]
-				}
+				left[p] = [2]int64{at, end}
+				l.Records += end - at
 			}
 		}
 		out = append(out, l)
+		gaps = append(gaps, left)
 	}
-	return out, nil
+	return out, gaps, nil
 }
 
 // dataPast reports, for each partition of gaps (from: committed offset, to:
@@ -110,6 +134,8 @@ func dataPast(ctx context.Context, seeds []kgo.Opt, topic string, gaps map[int32
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(),
+		kgo.FetchMaxBytes(probeFetchBytes),
+		kgo.FetchMaxPartitionBytes(probeFetchBytes),
 	)...)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s past the committed offsets: %w", topic, err)

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"kpipe/internal/config"
@@ -61,6 +62,14 @@ func invalid(err error) error { return &invalidError{err} }
 // DefaultGroupSettle is Options.GroupSettle's default: the workers' session
 // timeouts, plus a margin.
 const DefaultGroupSettle = 12 * time.Second
+
+// DefaultCacheSize is Options.CacheSize's default: the rows the enrichment
+// worker caches per kind (task assignments, projects), each some 3 KB
+// decoded. kpipe enrich caches up to enrich.DefaultCacheSize (100,000, some
+// 600 MB when both are full); one process running the whole stack keeps
+// fewer. The simulated world's events reuse a task within a few thousand
+// events, so most lookups still hit.
+const DefaultCacheSize = 10_000
 
 // DefaultRate is the generator's rate, in events per second, when neither
 // Options.Rate nor Options.Events is set.
@@ -127,6 +136,15 @@ type Options struct {
 	// WaitTimeout: with Events, Run gives up when neither the table nor
 	// what is left in Kafka has changed for this long.
 	WaitTimeout time.Duration
+	// CacheSize bounds the rows the enrichment worker caches per kind (0:
+	// DefaultCacheSize).
+	CacheSize int
+	// MaxLag bounds how far the generator runs ahead of the workers: every
+	// 1000 events it waits while a worker's group has more than MaxLag
+	// records left of its input topic (0: DefaultMaxLag; negative: it never
+	// waits). With Events, a wait in which nothing moves for WaitTimeout
+	// fails the run.
+	MaxLag int
 	// MetricsAddr serves /metrics, /healthz and /readyz until the workers
 	// have drained (empty: none; a busy address is logged, not fatal).
 	MetricsAddr string
@@ -176,6 +194,12 @@ type Stack struct {
 	seeds     []kgo.Opt
 	lagOf     []groupTopic
 	errTopics []string
+	// broker is the embedded broker (nil with Options.Kafka); trim drops
+	// from it what the workers are done with; pace is the generator's
+	// sink, holding it back while the workers lag behind.
+	broker *kafka.Embedded
+	trim   *trimmer
+	pace   *pacer
 
 	// closers release what New opened, in opening order; Close runs them
 	// backwards.
@@ -251,7 +275,10 @@ func New(ctx context.Context, o Options) (_ *Stack, err error) {
 	// enrichment worker's group and transactional id.
 	tcfg := *wcfg
 	tcfg.ConsumerGroup = o.IDPrefix + wcfg.ConsumerGroup
-	eopts := enrich.Options{Kafka: kcfg, Group: o.IDPrefix + enrich.DefaultGroup, TransactionalID: o.TransactionalID}
+	eopts := enrich.Options{Kafka: kcfg, Group: o.IDPrefix + enrich.DefaultGroup, TransactionalID: o.TransactionalID, CacheSize: o.CacheSize}
+	if eopts.CacheSize <= 0 {
+		eopts.CacheSize = DefaultCacheSize
+	}
 	if eopts.TransactionalID == "" {
 		eopts.TransactionalID = o.IDPrefix + enrich.DefaultName
 	}
@@ -271,6 +298,11 @@ func New(ctx context.Context, o Options) (_ *Stack, err error) {
 			return nil, err
 		}
 	}
+	if s.broker != nil && tcfg.SuccessTopic != "" {
+		// Nothing in kpipe up reads the success topic: the embedded
+		// broker keeps its newest records only.
+		topics = keepNewest(topics, DefaultKeepBytes, tcfg.SuccessTopic)
+	}
 	if _, err := kafka.EnsureTopics(ctx, s.admin, topics, maxReplication); err != nil {
 		return nil, fmt.Errorf("creating topics: %w", err)
 	}
@@ -284,6 +316,16 @@ func New(ctx context.Context, o Options) (_ *Stack, err error) {
 	s.trackName = wcfg.Name
 	s.seeds = kopts
 	s.lagOf = []groupTopic{{eopts.Group, kafka.TopicEvents}, {tcfg.ConsumerGroup, tcfg.InputTopic}}
+	s.pace = &pacer{adm: kadm.NewClient(s.admin), gts: s.lagOf, max: int64(o.MaxLag), publish: s.pub.Publish, log: s.log}
+	if o.MaxLag == 0 {
+		s.pace.max = DefaultMaxLag
+	}
+	if o.Events > 0 {
+		s.pace.timeout = o.WaitTimeout
+	}
+	if s.broker != nil {
+		s.trim = &trimmer{adm: kadm.NewClient(s.admin), broker: s.broker, gts: s.lagOf, log: s.log}
+	}
 	s.errTopics = []string{kafka.TopicEnrichmentErrors}
 	if tcfg.ErrorTopic != "" {
 		s.errTopics = append(s.errTopics, tcfg.ErrorTopic)
@@ -354,11 +396,13 @@ func (s *Stack) startKafka(ctx context.Context) (kcfg kafka.Config, maxReplicati
 			return kcfg, 0, fmt.Errorf("finding a port for the embedded broker: %w", err)
 		}
 	}
-	broker, err := kafka.StartEmbedded(ctx, kafka.EmbeddedOptions{Port: port, DataDir: filepath.Join(s.o.LocalDir, "kafka"), DirMode: s.o.DirMode, Logger: s.log})
+	broker, err := kafka.StartEmbedded(ctx, kafka.EmbeddedOptions{Port: port, DataDir: filepath.Join(s.o.LocalDir, "kafka"), DirMode: s.o.DirMode,
+		SegmentBytes: embeddedSegmentBytes, Logger: s.log})
 	if err != nil {
 		return kcfg, 0, err
 	}
 	s.onClose(func(context.Context) error { broker.Close(); return nil })
+	s.broker = broker
 	s.info.Brokers = broker.Addrs()
 	return kafka.Config{Brokers: broker.Addrs(), ClientID: "kpipe-up"}, 1, nil
 }
@@ -425,11 +469,21 @@ func (s *Stack) Run(ctx context.Context) error {
 	} else {
 		go func() { prog.run(workersCtx); close(progDone) }()
 	}
+	trimDone := make(chan struct{})
+	if s.trim != nil {
+		go func() { s.trim.run(workersCtx); close(trimDone) }()
+	} else {
+		close(trimDone)
+	}
+	sink := s.pace.sink
+	if s.pace.max < 0 {
+		sink = pub.Publish
+	}
 
 	var runErr error
 	switch {
 	case s.o.Events > 0:
-		runErr = s.generateAndVerify(runCtx, pub)
+		runErr = s.generateAndVerify(runCtx, pub, sink)
 	case !s.o.NoGenerator:
 		rate := s.o.Rate
 		if rate == 0 {
@@ -437,7 +491,7 @@ func (s *Stack) Run(ctx context.Context) error {
 		}
 		// Forever: the world grows when its events run out, so that
 		// kpipe up produces until Ctrl-C or --duration.
-		err := s.world.Generate(runCtx, sim.GenerateOptions{Rate: rate, Forever: true}, pub.Publish)
+		err := s.world.Generate(runCtx, sim.GenerateOptions{Rate: rate, Forever: true}, sink)
 		if err != nil && runCtx.Err() == nil {
 			runErr = fmt.Errorf("generating events: %w", err)
 		}
@@ -452,6 +506,13 @@ func (s *Stack) Run(ctx context.Context) error {
 	stopWorkers()
 	workerErr := ws.wait()
 	<-progDone
+	<-trimDone
+	if s.trim != nil {
+		// The workers' last commits are in: drop what they cover.
+		if _, err := s.trim.trim(context.WithoutCancel(ctx)); err != nil {
+			s.log.Warn("embedded_broker_trim_failed", "err", err)
+		}
+	}
 	s.printErrors()
 	if n, ok := metricSum(s.reg, DuplicatesDroppedMetric); ok && s.o.Events == 0 {
 		fmt.Fprintf(s.out, "duplicates dropped: %.0f (%s)\n", n, DuplicatesDroppedMetric)

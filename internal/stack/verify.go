@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -23,11 +24,11 @@ const DuplicatesDroppedMetric = "kpipe_duplicates_dropped_total"
 // consumer groups.
 const checkEvery = 250 * time.Millisecond
 
-// generateAndVerify produces o.Events events, waits until both workers
+// generateAndVerify produces o.Events events through sink, waits until both workers
 // have nothing left in Kafka and the table is stable, and checks the table
 // by event id against the simulator's ground truth: every tracked event of
 // this run once.
-func (s *Stack) generateAndVerify(ctx context.Context, pub *kafka.Publisher) error {
+func (s *Stack) generateAndVerify(ctx context.Context, pub *kafka.Publisher, sink sim.Sink) error {
 	o, out, world := s.o, s.out, s.world
 	start := time.Now()
 	ids := &tableIDs{path: s.info.Table}
@@ -37,6 +38,7 @@ func (s *Stack) generateAndVerify(ctx context.Context, pub *kafka.Publisher) err
 	if err != nil {
 		return err
 	}
+	before.counts = maps.Clone(before.counts) // ids' own map goes on counting
 	if before.rows > 0 {
 		fmt.Fprintf(out, "the table already holds %d rows of earlier runs; checking this run's tracked events by id\n", before.rows)
 	}
@@ -44,7 +46,7 @@ func (s *Stack) generateAndVerify(ctx context.Context, pub *kafka.Publisher) err
 	if err != nil {
 		return err
 	}
-	if err := world.Generate(ctx, sim.GenerateOptions{Rate: o.Rate, Limit: o.Events}, pub.Publish); err != nil {
+	if err := world.Generate(ctx, sim.GenerateOptions{Rate: o.Rate, Limit: o.Events}, sink); err != nil {
 		return fmt.Errorf("generating events: %w", err)
 	}
 	if err := pub.Flush(ctx); err != nil {
@@ -164,21 +166,15 @@ func lagText(lags []topicLag) string {
 }
 
 // expectedEvents returns the ids of the events of template among the first
-// n events of the world.
+// n events of the world. The ids are the world's own strings: the set costs
+// a map entry per tracked event, nothing is rendered.
 func expectedEvents(world *sim.Sim, n int, template int64) map[string]bool {
-	first := map[string]bool{}
-	for i, e := range world.Events() {
-		if i >= n {
-			break
-		}
-		first[e.EventID] = true
-	}
 	want := map[string]bool{}
-	for _, e := range world.Manifest().EventsForTemplate(template) {
-		if first[e.EventID] {
-			want[e.EventID] = true
+	world.TaskEvents(n, func(id string, taskID int64) {
+		if taskID == template {
+			want[id] = true
 		}
-	}
+	})
 	return want
 }
 
@@ -282,15 +278,21 @@ func reportTable(w io.Writer, tablePath string, c tableCheck, took time.Duration
 type tableState struct {
 	version int64 // -1: no table yet
 	rows    int
-	counts  map[string]int // rows by event_id
+	// counts are the rows by event_id. The map of a tableIDs' state is its
+	// own, kept up to date by its next read: clone it to keep it.
+	counts map[string]int
 }
 
 // tableIDs reads a table's event ids, each data file once: files are
-// never changed, only added and removed.
+// never changed, only added and removed. It keeps the counts of the
+// active files and adjusts them by the files added and removed, so that
+// a look at a table of a million rows costs its new files only.
 type tableIDs struct {
-	path  string
-	store delta.Storage
-	files map[string][]string // path: event ids of its rows
+	path   string
+	store  delta.Storage
+	files  map[string][]string // path: event ids of its rows
+	counts map[string]int      // rows by event_id over files
+	rows   int
 }
 
 // read returns the table's event ids now.
@@ -301,7 +303,7 @@ func (t *tableIDs) read(ctx context.Context) (tableState, error) {
 		if err != nil {
 			return st, err
 		}
-		t.store, t.files = store, map[string][]string{}
+		t.store, t.files, t.counts = store, map[string][]string{}, map[string]int{}
 	}
 	tbl, err := delta.Open(ctx, t.store)
 	if errors.Is(err, delta.ErrNotATable) {
@@ -339,20 +341,31 @@ func (t *tableIDs) read(ctx context.Context) (tableState, error) {
 			return st, fmt.Errorf("reading the event ids of %s: %w", t.path, err)
 		}
 		for _, f := range fresh {
-			t.files[f.Path] = got[f.Path] // nil: a file of no rows
+			ids := got[f.Path] // nil: a file of no rows
+			t.files[f.Path] = ids
+			t.add(ids, 1)
 		}
 	}
 	for path, ids := range t.files {
 		if !active[path] {
+			t.add(ids, -1)
 			delete(t.files, path)
-			continue
-		}
-		st.rows += len(ids)
-		for _, id := range ids {
-			st.counts[id]++
 		}
 	}
+	st.rows, st.counts = t.rows, t.counts
 	return st, nil
+}
+
+// add counts the rows of ids, by 1 for a file added and -1 for one removed.
+func (t *tableIDs) add(ids []string, by int) {
+	t.rows += by * len(ids)
+	for _, id := range ids {
+		if n := t.counts[id] + by; n > 0 {
+			t.counts[id] = n
+		} else {
+			delete(t.counts, id)
+		}
+	}
 }
 
 // TableEventIDs counts the rows of the table at path by event_id (none:
