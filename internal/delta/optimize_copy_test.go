@@ -30,19 +30,8 @@ type compactRun struct {
 func compactCopy(t *testing.T, src string, move bool) compactRun {
 	t.Helper()
 	dir := copyDir(t, src)
-	store, err := NewLocalStorage(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb, err := Open(t.Context(), store, WithAutoCompact(AutoCompact{Disable: true}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tb, store, before := openNoCompact(t, dir)
 	defer tb.Close(t.Context())
-	before, err := tb.Snapshot(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
 	compactMoveOff.Store(!move)
 	defer compactMoveOff.Store(false)
 	moved, fell := compactMoved.Load(), compactFallbacks.Load()
@@ -82,15 +71,11 @@ func compactCopy(t *testing.T, src string, move bool) compactRun {
 	return run
 }
 
-// checkCompactBothWays compacts copies of the table in src with and without
-// moving by column values and checks that both give the rows the table had
-// and the same files: the same statistics and, when sameBytes, the same
-// bytes (a map column with more than one entry a row is written in Go's
-// map order by the map path, so its bytes vary). It returns the run that
-// moved.
-func checkCompactBothWays(t *testing.T, src string, sameBytes bool) compactRun {
+// openNoCompact opens the table in dir with auto-compaction off and reads
+// its snapshot; the caller closes the table.
+func openNoCompact(t testing.TB, dir string) (*Table, Storage, *Snapshot) {
 	t.Helper()
-	store, err := NewLocalStorage(src)
+	store, err := NewLocalStorage(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,8 +85,21 @@ func checkCompactBothWays(t *testing.T, src string, sameBytes bool) compactRun {
 	}
 	snap, err := tb.Snapshot(t.Context())
 	if err != nil {
+		tb.Close(t.Context())
 		t.Fatal(err)
 	}
+	return tb, store, snap
+}
+
+// checkCompactBothWays compacts copies of the table in src with and without
+// moving by column values and checks that both give the rows the table had
+// and the same files: the same statistics and, when sameBytes, the same
+// bytes (a map column with more than one entry a row is written in Go's
+// map order by the map path, so its bytes vary). It returns the run that
+// moved.
+func checkCompactBothWays(t *testing.T, src string, sameBytes bool) compactRun {
+	t.Helper()
+	tb, store, snap := openNoCompact(t, src)
 	want, err := ReadRows(t.Context(), store, snap)
 	if err != nil {
 		t.Fatal(err)
@@ -344,12 +342,7 @@ func TestCompactMoveFeatureTables(t *testing.T) {
 	for _, name := range []string{"table-with-columnmapping-mode-id", "table-with-columnmapping-mode-name", "type-widening", "type-widening-nested", "dv-partitioned-with-checkpoint"} {
 		t.Run(name, func(t *testing.T) {
 			dir := copyDir(t, testdataTable(t, "delta-golden", name))
-			store, _ := NewLocalStorage(dir)
-			tb, err := Open(t.Context(), store, WithAutoCompact(AutoCompact{Disable: true}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			before, _ := tb.Snapshot(t.Context())
+			tb, store, before := openNoCompact(t, dir)
 			old, err := ReadRows(t.Context(), store, before)
 			if err != nil {
 				t.Fatal(err)
@@ -567,19 +560,8 @@ func TestCompactMoveLargeValues(t *testing.T) {
 // fails the rewrite: its rows are never dropped.
 func TestCompactMoveCorruptFileFails(t *testing.T) {
 	dir := nestedTable(t, "", 1)
-	store, err := NewLocalStorage(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb, err := Open(t.Context(), store, WithAutoCompact(AutoCompact{Disable: true}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tb, _, snap := openNoCompact(t, dir)
 	defer tb.Close(t.Context())
-	snap, err := tb.Snapshot(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
 	f := snap.Files()[0]
 	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(StorageKey(f.Path))), []byte("not parquet"), 0o644); err != nil {
 		t.Fatal(err)
