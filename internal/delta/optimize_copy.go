@@ -40,37 +40,33 @@ var compactMoved, compactFallbacks atomic.Int64
 // moved by column values when its layout allows (see above), else read as
 // maps.
 func (t *Table) addFileRows(ctx context.Context, snap *Snapshot, enc *fileEncoder, f AddFile, nparts int) error {
-	var addErr error
+	// eachFileRow and eachDataRow return add's error as it is.
 	add := func(r map[string]any) error {
-		addErr = enc.addRow(r, nparts)
-		return addErr
+		if err := enc.addRow(r, nparts); err != nil {
+			return fmt.Errorf("delta: optimize: rewriting %s: %w", f.Path, err)
+		}
+		return nil
 	}
-	var err error
 	switch {
 	case compactMoveOff.Load():
-		err = eachFileRow(ctx, t.store, snap, f, add)
+		return eachFileRow(ctx, t.store, snap, f, add)
 	case len(f.DeletionVector) > 0:
 		compactFallbacks.Add(1)
-		err = eachFileRow(ctx, t.store, snap, f, add)
-	default:
-		data, rerr := readDataFile(ctx, t.store, f)
-		if rerr != nil {
-			return rerr
-		}
-		if moved, merr := enc.moveRows(data); moved {
-			compactMoved.Add(1)
-			if merr != nil {
-				return fmt.Errorf("delta: optimize: rewriting %s: %w", f.Path, merr)
-			}
-			return nil
-		}
-		compactFallbacks.Add(1)
-		err = eachDataRow(ctx, t.store, snap, f, data, add)
+		return eachFileRow(ctx, t.store, snap, f, add)
 	}
-	if addErr != nil {
-		return fmt.Errorf("delta: optimize: rewriting %s: %w", f.Path, addErr)
+	data, err := readDataFile(ctx, t.store, f)
+	if err != nil {
+		return err
 	}
-	return err
+	if moved, err := enc.moveRows(data); moved {
+		compactMoved.Add(1)
+		if err != nil {
+			return fmt.Errorf("delta: optimize: rewriting %s: %w", f.Path, err)
+		}
+		return nil
+	}
+	compactFallbacks.Add(1)
+	return eachDataRow(ctx, t.store, snap, f, data, add)
 }
 
 // moveRows appends the rows of the Parquet file data to e by column values.

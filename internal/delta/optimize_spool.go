@@ -52,7 +52,7 @@ type rewriteFile struct {
 // encoder's buffers. Its finish or release must be called.
 func (t *Table) newRewriteFile(snap *Snapshot, plan *writePlan, values map[string]string, idx, capRows int, bytesPerRow float64) (*rewriteFile, error) {
 	dirKey, dirPath := partitionDir(partitionKeyColumns(snap), values)
-	name := fmt.Sprintf("part-%05d-%s.c000.zstd.parquet", idx, newUUID())
+	name := dataFileName(idx)
 	r := &rewriteFile{t: t, enc: newFileEncoder(plan, capRows), key: dirKey + name, path: dirPath + name, values: values}
 	sp, ok := t.store.(spooler)
 	if !ok {

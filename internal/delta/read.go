@@ -106,10 +106,8 @@ func eachDataRow(ctx context.Context, store Storage, snap *Snapshot, f AddFile, 
 		for j, pc := range parts {
 			r[pc] = partVals[j]
 		}
-		if fnErr = fn(r); fnErr != nil {
-			return fnErr
-		}
-		return nil
+		fnErr = fn(r)
+		return fnErr
 	})
 	if err != nil {
 		if fnErr != nil {

@@ -241,7 +241,7 @@ func (t *Table) writeFile(ctx context.Context, partCols, physCols []string, idx 
 		pv, partCols = m, physCols
 	}
 	dirKey, dirPath := partitionDir(partCols, pv)
-	name := fmt.Sprintf("part-%05d-%s.c000.zstd.parquet", idx, newUUID())
+	name := dataFileName(idx)
 	key := dirKey + name
 	if ds != nil {
 		err = ds.writeUnsynced(ctx, key, data)
@@ -265,4 +265,10 @@ func (t *Table) writeFile(ctx context.Context, partCols, physCols []string, idx 
 		DataChange:       true,
 		Stats:            stats,
 	}, key, nil
+}
+
+// dataFileName is the name of a new data file, the idx-th of its write:
+// part-NNNNN-UUID.c000.zstd.parquet, with a fresh UUID.
+func dataFileName(idx int) string {
+	return fmt.Sprintf("part-%05d-%s.c000.zstd.parquet", idx, newUUID())
 }
