@@ -109,30 +109,14 @@ func (t *Table) shredRows(snap *Snapshot, schema *StructType, rows []map[string]
 	files := splitGroups(groups, minRowsPerFile, runtime.GOMAXPROCS(0))
 	sh := &shreddedRows{plan: plan, partCols: partCols, physCols: physicalPartitionColumns(snap), files: files}
 	errs := make([]error, len(files))
+	// Files are shredded in parallel, and each on the cores the others
+	// leave (parquet_parallel.go).
+	procs := max(1, runtime.GOMAXPROCS(0)/len(files))
 	forEachGroup(len(files), func(fi int) {
 		f := files[fi]
 		f.enc = newFileEncoder(plan, len(f.rows))
 		f.enc.casts = casts
-		cur := -1
-		defer func() {
-			// A panic of the encoder is the current row's error, not a
-			// crash of the process.
-			if p := recover(); p != nil {
-				errs[fi] = withRow(rowPanic(p), cur)
-			}
-		}()
-		for _, i := range f.rows {
-			cur = i
-			// present[i] saves looking the partition keys up again.
-			keys := -1
-			if present != nil {
-				keys = int(present[i])
-			}
-			if err := f.enc.addRow(rows[i], keys); err != nil {
-				errs[fi] = withRow(err, i)
-				return
-			}
-		}
+		errs[fi] = shredFile(f, rows, present, procs)
 	})
 	if err := firstError(errs); err != nil {
 		sh.release()
