@@ -337,6 +337,22 @@ func TestAppendRawObjectsSpecTable(t *testing.T) {
 		}), opts: AppendOptions{SchemaEvolution: true, RejectBadRows: true}},
 		// A type conflict without RejectBadRows: the same error.
 		{msgs: specBatch(190, 5, func(i int) string { return specTask(i, `,"assignment_id":"x"`) })},
+		// One type conflict among rows that fit, then rows that evolve
+		// the schema among rows that fit (a worker's first flush into a
+		// new table): checked row by row, without decoding the raw
+		// objects of the rows that fit (fast).
+		{msgs: specBatch(230, 40, func(i int) string {
+			if i == 251 {
+				return specTask(i, `,"count":"not a number"`)
+			}
+			return plain(i)
+		}), opts: AppendOptions{SchemaEvolution: true, RejectBadRows: true}, fast: true},
+		{msgs: specBatch(270, 40, func(i int) string {
+			if i%10 == 3 {
+				return specTask(i, fmt.Sprintf(`,"added_%d":%d`, i%20, i))
+			}
+			return plain(i)
+		}), opts: AppendOptions{SchemaEvolution: true, RejectBadRows: true}, fast: true},
 		{msgs: specBatch(200, 30, plain), fast: true},
 	})
 }

@@ -16,8 +16,10 @@ import (
 // its evolution dropped; one that fails only for a key nothing could be
 // inferred from yet is checked again after the others. It returns the
 // final schema, the rows that fit (in order) and the rejected ones. Each
-// row is shredded once into a scratch encoder, so the pass is linear in the
-// rows.
+// row is shredded alone into a scratch encoder, once when it fits the
+// schema as it is and twice when not, so the pass is linear in the rows.
+// Rows may hold *jsonx.RawObject values: a row whose raw objects the fast
+// path does not write is checked with them decoded, and returned so.
 //
 // The outcome is the one of appending the rows one at a time, in order:
 // the first typed value of a new field decides its type, a later row that
@@ -54,25 +56,20 @@ func (t *Table) checkRows(snap *Snapshot, rows []map[string]any, evolve bool, ca
 	// checkedWith[i] is the schema row i fitted, nil when it did not.
 	checkedWith := make([]*StructType, len(rows))
 	var deferred []int
-	// check evolves the schema with row i and shreds it alone. Unless final
-	// is set, a row whose only fault is a key the schema lacks (a value
-	// nothing could be inferred from yet, such as an empty array) is
-	// deferred, as a later row may add the field.
-	check := func(i int, final bool) error {
-		r := rows[i]
-		ns := schema
-		if evolve {
-			var err error
-			if ns, err = evolveRowFor(snap, schema, r, order); err != nil {
-				return reject(i, err)
-			}
+	// mat[i] is row i with its raw objects decoded, once it needed them.
+	var mat []map[string]any
+	row := func(i int) map[string]any {
+		if mat != nil && mat[i] != nil {
+			return mat[i]
 		}
+		return rows[i]
+	}
+	// useSchema makes enc an encoder of ns; an error is writePlanFor's.
+	useSchema := func(ns *StructType) error {
 		if ns != planOf {
 			p, err := t.writePlanFor(snap, ns)
 			if err != nil {
-				// A schema the writer cannot encode (nested too deep):
-				// the row that evolved it is rejected.
-				return reject(i, err)
+				return err
 			}
 			if enc != nil {
 				enc.release()
@@ -83,6 +80,10 @@ func (t *Table) checkRows(snap *Snapshot, rows []map[string]any, evolve bool, ca
 			enc = newFileEncoder(plan, 1)
 			enc.casts = casts
 		}
+		return nil
+	}
+	// fits shreds r alone against ns, partition values included.
+	fits := func(ns *StructType, r map[string]any) error {
 		err := checkPartitionValues(ns, partCols, r, casts)
 		if err == nil {
 			err = enc.safeAddRow(r, -1)
@@ -91,13 +92,52 @@ func (t *Table) checkRows(snap *Snapshot, rows []map[string]any, evolve bool, ca
 			// A failed row leaves the encoder unusable: take a fresh one.
 			enc.release()
 			enc = nil
+			return err
+		}
+		enc.reset()
+		return nil
+	}
+	// check evolves the schema with row i and shreds it alone. Unless final
+	// is set, a row whose only fault is a key the schema lacks (a value
+	// nothing could be inferred from yet, such as an empty array) is
+	// deferred, as a later row may add the field.
+	check := func(i int, final bool) error {
+		r := row(i)
+		// A row that fits the schema as it is needs no evolution
+		// (evolution adds fields only for typed values at keys the schema
+		// lacks, and such a row does not fit), so it is shredded first as
+		// it is: its raw objects from their bytes, which writes them as
+		// their maps would be written. Most rows of a flush that evolves
+		// the schema or rejects a row fit; they cost one shred each.
+		if useSchema(schema) == nil && fits(schema, r) == nil {
+			checkedWith[i] = schema
+			return nil
+		}
+		if m, changed := jsonx.MaterializeMap(r); changed {
+			if mat == nil {
+				mat = make([]map[string]any, len(rows))
+			}
+			mat[i], r = m, m
+		}
+		ns := schema
+		if evolve {
+			var err error
+			if ns, err = evolveRowFor(snap, schema, r, order); err != nil {
+				return reject(i, err)
+			}
+		}
+		if err := useSchema(ns); err != nil {
+			// A schema the writer cannot encode (nested too deep): the
+			// row that evolved it is rejected.
+			return reject(i, err)
+		}
+		if err := fits(ns, r); err != nil {
 			if !final && evolve && errors.Is(err, errUnknownField) {
 				deferred = append(deferred, i)
 				return nil
 			}
 			return reject(i, err)
 		}
-		enc.reset()
 		schema = ns
 		checkedWith[i] = ns
 		return nil
@@ -113,8 +153,9 @@ func (t *Table) checkRows(snap *Snapshot, rows []map[string]any, evolve bool, ca
 		}
 	}
 	slices.SortFunc(rejected, func(a, b *SchemaError) int { return a.Row - b.Row })
-	for i, r := range rows {
+	for i := range rows {
 		if at := checkedWith[i]; at != nil {
+			r := row(i)
 			if at != schema {
 				r, _ = dropUntypeable(at, r)
 			}
@@ -348,6 +389,11 @@ func (t *Table) fitRows(snap *Snapshot, rows []map[string]any, opts AppendOption
 		minRows = DefaultMinRowsPerFile
 	}
 	shred, err := t.shredRows(snap, schema, rows, minRows, opts.Casts)
+	if err != nil && opts.RejectBadRows && (isSchemaError(err) || errors.Is(err, errRawFallback)) {
+		// Row by row: checkRows decodes the raw objects only of the rows
+		// that need it.
+		return t.rejectBadRows(snap, rows, opts, minRows)
+	}
 	if err != nil {
 		// The fast path of *jsonx.RawObject values (parquet_raw.go) gives
 		// up on what it does not write as their maps would be: everything
