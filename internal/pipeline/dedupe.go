@@ -165,19 +165,20 @@ func (d *dedupeState) sync(ctx context.Context, fresh bool, batchNewest time.Tim
 	return nil
 }
 
-// rowKey returns the key and event time of a row; ok is false when either
-// is null (such a row is never deduplicated).
-func (d *dedupeState) rowKey(row map[string]any) (key string, at time.Time, ok bool) {
-	switch k := row[d.cfg.Key].(type) {
+// rowKey returns the key and event time of a row. It reads only d.cfg, so
+// the writer's goroutines call it as they build rows.
+func (d *dedupeState) rowKey(row map[string]any) rowKey {
+	var k rowKey
+	switch v := row[d.cfg.Key].(type) {
 	case string:
-		key = k
+		k.key = v
 	case []byte:
-		key = string(k)
+		k.key = string(v)
 	default:
-		return "", time.Time{}, false
+		return rowKey{}
 	}
-	at, ok = row[d.cfg.Time].(time.Time)
-	return key, at, ok
+	k.at, k.ok = row[d.cfg.Time].(time.Time)
+	return k
 }
 
 // drop syncs the set with the table, then returns the rows to write: those
@@ -191,8 +192,8 @@ func (d *dedupeState) drop(ctx context.Context, rows []pendingRow) ([]pendingRow
 	}
 	var batchNewest time.Time
 	for _, p := range rows {
-		if _, at, ok := d.rowKey(p.row); ok && at.After(batchNewest) {
-			batchNewest = at
+		if p.key.ok && p.key.at.After(batchNewest) {
+			batchNewest = p.key.at
 		}
 	}
 	d.batchNewest = batchNewest
@@ -203,8 +204,7 @@ func (d *dedupeState) drop(ctx context.Context, rows []pendingRow) ([]pendingRow
 	keep := make([]pendingRow, 0, len(rows))
 	inBatch := make(map[string]struct{}, len(rows))
 	for _, p := range rows {
-		k, _, ok := d.rowKey(p.row)
-		if ok {
+		if k := p.key.key; p.key.ok {
 			if _, dup := inBatch[k]; dup || d.set.Seen(k) {
 				continue
 			}
@@ -227,7 +227,7 @@ func (d *dedupeState) recheck(ctx context.Context, rows []pendingRow) error {
 		return nil // nothing committed since: the common case
 	}
 	for _, p := range rows {
-		if k, _, ok := d.rowKey(p.row); ok && d.set.Seen(k) {
+		if p.key.ok && d.set.Seen(p.key.key) {
 			return errDedupeRace
 		}
 	}
@@ -237,10 +237,10 @@ func (d *dedupeState) recheck(ctx context.Context, rows []pendingRow) error {
 // committed adds the keys of rows, just committed, to the set.
 func (d *dedupeState) committed(rows []pendingRow) {
 	for _, p := range rows {
-		if k, at, ok := d.rowKey(p.row); ok {
-			d.set.Add(k, at)
-			if at.After(d.newest) {
-				d.newest = at
+		if k := p.key; k.ok {
+			d.set.Add(k.key, k.at)
+			if k.at.After(d.newest) {
+				d.newest = k.at
 			}
 		}
 	}

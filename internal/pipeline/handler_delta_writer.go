@@ -273,6 +273,17 @@ func comparableScalar(v any) bool {
 type pendingRow struct {
 	ev  *Event
 	row map[string]any
+	// key is the row's dedupe key, taken while the row is built (and in
+	// cache) rather than looked up again in every pass of the flush.
+	key rowKey
+}
+
+// rowKey is a row's dedupe key and event time; ok is false when either is
+// null or dedupe is off (such a row is never deduplicated).
+type rowKey struct {
+	key string
+	at  time.Time
+	ok  bool
 }
 
 // rowMaps recycles the row maps of committed flushes: a row map has a
@@ -428,7 +439,11 @@ func (w *DeltaWriter) HandleBatch(ctx context.Context, evs []*Event) ([]Result, 
 			results[i].Err = err
 			continue
 		}
-		rows = append(rows, pendingRow{ev: ev, row: row})
+		p := pendingRow{ev: ev, row: row}
+		if w.dedupe != nil {
+			p.key = w.dedupe.rowKey(row)
+		}
+		rows = append(rows, p)
 		size += int64(len(ev.Raw)) + 256
 		if w.trim {
 			ev.Fields = retainFields(ev.Fields, w.retain)
@@ -573,7 +588,10 @@ func (w *DeltaWriter) Take() FlushBatch {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	p := &pendingBatch{rows: w.buf, bytes: w.bytes, oldest: w.oldest}
-	w.buf, w.bytes = nil, 0
+	// The next batch will likely be as long: growing the buffer row by row
+	// copied it (with write barriers, while the collector runs) a dozen
+	// times per flush.
+	w.buf, w.bytes = make([]pendingRow, 0, min(len(p.rows), w.cfg.FlushRows)), 0
 	return p
 }
 
