@@ -27,8 +27,8 @@ type fileEncoder struct {
 	// fields of the RawObject being shredded that were written.
 	seen []bool
 	// memo remembers the shredded values of top-level struct maps
-	// (parquet_memo.go); nil until the first.
-	memo map[*wnode]*memoCol
+	// (parquet_memo.go); nil: none.
+	memo *structMemo
 	n    int64
 	// w writes the file into buf; rows are flushed to it every flushRows.
 	//lint:ignore SA1019 the untyped Writer takes a schema built at run time from the Delta schema; GenericWriter needs a Go type.

@@ -67,3 +67,48 @@ func TestAppendSharedStructMaps(t *testing.T) {
 		t.Fatal("no struct value was appended from the memo")
 	}
 }
+
+// TestAppendStableMapsAcrossCalls appends, with StableMaps, rows that each
+// carry one of a few shared maps once per call: the later calls append
+// those values from the memo the table's plan keeps, and the files,
+// stats and rows must be those of the same rows with copied maps.
+func TestAppendStableMapsAcrossCalls(t *testing.T) {
+	decode := func(s string) map[string]any {
+		m, err := jsonx.DecodeObject([]byte(s), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	shared := make([]map[string]any, 5)
+	for k := range shared {
+		shared[k] = decode(specTask(k+1, fmt.Sprintf(`,"k":%d`, k)))
+	}
+	batch := func(from int, copyMaps bool) []map[string]any {
+		var rows []map[string]any
+		for k := range shared {
+			i := from + k
+			row := decode(specMsg(i, "null", specOrig(i), specProj(i)))
+			if copyMaps {
+				row["claimx_task_full"] = decode(specTask(k+1, fmt.Sprintf(`,"k":%d`, k)))
+			} else {
+				row["claimx_task_full"] = shared[k]
+			}
+			rows = append(rows, row)
+		}
+		return rows
+	}
+	stableTB, copiedTB := rawSpecTable(t), rawSpecTable(t)
+	for bi := range 5 {
+		before := memoReplays.Load()
+		sr, serr := stableTB.Append(t.Context(), batch(10*bi, false), AppendOptions{SchemaEvolution: true, StableMaps: true})
+		cr, cerr := copiedTB.Append(t.Context(), batch(10*bi, true), AppendOptions{SchemaEvolution: true})
+		sameAppend(t, bi, stableTB, copiedTB, sr, serr, cr, cerr)
+		// A map is recorded the second time the memo sees it; the first
+		// call evolves the schema, which writes rows holding values that
+		// carry no type with copies of their maps.
+		if replays := memoReplays.Load() - before; bi > 2 && replays < int64(len(shared)) {
+			t.Fatalf("call %d: %d struct values from the memo, want %d", bi, replays, len(shared))
+		}
+	}
+}

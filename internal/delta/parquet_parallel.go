@@ -111,7 +111,7 @@ func shredBlocks(e *fileEncoder, idx []int, rows []map[string]any, present []uin
 	for b := s; b*flushRows < len(idx); b += procs {
 		lo, hi := b*flushRows, min((b+1)*flushRows, len(idx))
 		blk := &shredBlock{enc: newFileEncoder(e.plan, flushRows), n: hi - lo, last: idx[hi-1]}
-		blk.enc.casts = e.casts
+		blk.enc.casts, blk.enc.memo = e.casts, e.memo
 		blk.err = blk.enc.shredRange(idx[lo:hi], rows, present)
 		select {
 		case out <- blk:

@@ -104,6 +104,8 @@ type writePlan struct {
 	layouts sync.Map // string -> *parquet.Schema
 	// dictSeen are the sets chooseDictionary counts distinct values in.
 	dictSeen sync.Pool // map[uint64]struct{}
+	// memo is the struct memo of Appends with StableMaps.
+	memo structMemo
 }
 
 func (p *writePlan) setIgnore(keys []string) {

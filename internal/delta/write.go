@@ -39,6 +39,13 @@ type AppendOptions struct {
 	// Append checks every row once, commits the others and reports the
 	// rejected ones in CommitResult.Rejected. See Append.
 	RejectBadRows bool
+	// StableMaps promises that no map in rows changes once given to
+	// Append, in this call or later. Append may then shred a struct
+	// column's map (a cached lookup result that many rows and flushes
+	// share) once for all its calls and append the recorded values again
+	// when the same map comes back; without it, once per call. A map
+	// changed in place after a call would be written as it was.
+	StableMaps bool
 	// Casts allow, per column, a conversion between JSON types that the
 	// strict default refuses (see Cast): the key is the column path as
 	// SchemaError.Path spells it ("event_type", "task.status",

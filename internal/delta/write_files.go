@@ -93,7 +93,7 @@ func (t *Table) writePlanFor(snap *Snapshot, schema *StructType) (*writePlan, er
 // (see Append) and shreds the files in parallel, encoding them in memory as
 // it goes. A row that does not fit fails the call with a *SchemaError
 // naming the lowest such row, before anything is written to storage.
-func (t *Table) shredRows(snap *Snapshot, schema *StructType, rows []map[string]any, minRowsPerFile int, casts map[string]Cast) (*shreddedRows, error) {
+func (t *Table) shredRows(snap *Snapshot, schema *StructType, rows []map[string]any, minRowsPerFile int, opts AppendOptions) (*shreddedRows, error) {
 	if len(rows) == 0 {
 		return &shreddedRows{}, nil
 	}
@@ -102,6 +102,7 @@ func (t *Table) shredRows(snap *Snapshot, schema *StructType, rows []map[string]
 	if err != nil {
 		return nil, err
 	}
+	casts := opts.Casts
 	groups, present, err := groupRows(schema, partCols, rows, casts)
 	if err != nil {
 		return nil, err
@@ -112,10 +113,14 @@ func (t *Table) shredRows(snap *Snapshot, schema *StructType, rows []map[string]
 	// Files are shredded in parallel, and each on the cores the others
 	// leave (parquet_parallel.go).
 	procs := max(1, runtime.GOMAXPROCS(0)/len(files))
+	memo := &structMemo{}
+	if opts.StableMaps {
+		memo = &plan.memo
+	}
 	forEachGroup(len(files), func(fi int) {
 		f := files[fi]
 		f.enc = newFileEncoder(plan, len(f.rows))
-		f.enc.casts = casts
+		f.enc.casts, f.enc.memo = casts, memo
 		errs[fi] = shredFile(f, rows, present, procs)
 	})
 	if err := firstError(errs); err != nil {

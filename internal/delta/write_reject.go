@@ -388,7 +388,7 @@ func (t *Table) fitRows(snap *Snapshot, rows []map[string]any, opts AppendOption
 	case minRows == 0:
 		minRows = DefaultMinRowsPerFile
 	}
-	shred, err := t.shredRows(snap, schema, rows, minRows, opts.Casts)
+	shred, err := t.shredRows(snap, schema, rows, minRows, opts)
 	if err != nil && opts.RejectBadRows && (isSchemaError(err) || errors.Is(err, errRawFallback)) {
 		// Row by row: checkRows decodes the raw objects only of the rows
 		// that need it.
@@ -401,7 +401,7 @@ func (t *Table) fitRows(snap *Snapshot, rows []map[string]any, opts AppendOption
 		if mat, ok := materializeRows(rows); ok {
 			rawFallbacks.Add(1)
 			rows = mat
-			shred, err = t.shredRows(snap, schema, rows, minRows, opts.Casts)
+			shred, err = t.shredRows(snap, schema, rows, minRows, opts)
 		}
 	}
 	switch {
@@ -425,7 +425,7 @@ func (t *Table) rejectBadRows(snap *Snapshot, rows []map[string]any, opts Append
 	if len(good) == 0 {
 		return fittedRows{schema: schema, rejected: rejected}, nil
 	}
-	shred, err := t.shredRows(snap, schema, good, minRows, opts.Casts)
+	shred, err := t.shredRows(snap, schema, good, minRows, opts)
 	if err != nil {
 		// checkRows shredded each good row against this schema.
 		return fittedRows{}, fmt.Errorf("delta: rows checked one by one fail together: %w", err)
@@ -470,7 +470,7 @@ func (t *Table) evolveRows(snap *Snapshot, rows []map[string]any, opts AppendOpt
 			rows[i] = nr
 		}
 	}
-	shred, err := t.shredRows(snap, schema, rows, minRows, opts.Casts)
+	shred, err := t.shredRows(snap, schema, rows, minRows, opts)
 	if err != nil {
 		return fittedRows{}, err
 	}

@@ -148,7 +148,12 @@ func (d *deltaTable) Append(ctx context.Context, rows []map[string]any, txns map
 	if err != nil {
 		return 0, nil, err
 	}
-	opts := delta.AppendOptions{SchemaEvolution: ao.evolve, RejectBadRows: true, Casts: ao.casts, Hooks: d.hooks, CommitInfo: ao.commitInfo}
+	// StableMaps: a map in a row is never changed once the row is built
+	// (Event: values a lookup put in Fields are shared with its cache and
+	// replaced, never mutated; nothing changes an event's fields after the
+	// delta_writer), so a cached lookup result is shredded once for all
+	// the flushes that carry it.
+	opts := delta.AppendOptions{SchemaEvolution: ao.evolve, RejectBadRows: true, StableMaps: true, Casts: ao.casts, Hooks: d.hooks, CommitInfo: ao.commitInfo}
 	for id, v := range ao.rewind {
 		if opts.RewindTxns == nil {
 			opts.RewindTxns = map[string]int64{}
