@@ -108,6 +108,9 @@ type CommitResult struct {
 	// because they do not fit the schema: one *SchemaError per row, Row its
 	// index in the input, in row order.
 	Rejected []*SchemaError
+	// Added are the paths of the data files the commit added, as its add
+	// actions name them (relative to the table, URL-encoded).
+	Added []string
 }
 
 // maxCommitAttempts bounds the retries of one commit against concurrent
@@ -216,6 +219,7 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 
 	res := CommitResult{Files: len(files), SchemaChanged: schemaChanged, Rejected: fit.rejected}
 	for _, f := range files {
+		res.Added = append(res.Added, f.Path)
 		res.Bytes += f.Size
 		n, _ := f.NumRecords()
 		res.Rows += n

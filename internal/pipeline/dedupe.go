@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"kpipe/internal/dedupe"
@@ -277,7 +279,18 @@ func (d *deltaTable) scanKeys(ctx context.Context, mark any, fresh bool, keyCol,
 	if kf.Type != delta.TypeString && kf.Type != delta.TypeBinary {
 		return nil, fmt.Errorf("dedupe.key: column %q is a %s: a key must be a string or binary column", keyCol, kf.Type)
 	}
-	files, err := delta.FilesFrom(snap, delta.AddedFiles(prev, snap), timeCol, from)
+	added := delta.AddedFiles(prev, snap)
+	if prev != nil {
+		// Incremental: the files this writer added hold keys the set got
+		// when they were committed (a rebuild, prev nil, reads them all).
+		d.ownMu.Lock()
+		added = slices.DeleteFunc(added, func(f delta.AddFile) bool {
+			_, ok := d.own[f.Path]
+			return ok
+		})
+		d.ownMu.Unlock()
+	}
+	files, err := delta.FilesFrom(snap, added, timeCol, from)
 	if err != nil {
 		return nil, fmt.Errorf("dedupe.time: %w", err)
 	}
@@ -294,5 +307,8 @@ func (d *deltaTable) scanKeys(ctx context.Context, mark any, fresh bool, keyCol,
 	if err != nil {
 		return nil, err
 	}
+	d.ownMu.Lock()
+	maps.DeleteFunc(d.own, func(_ string, v int64) bool { return v <= snap.Version() })
+	d.ownMu.Unlock()
 	return snap, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -218,6 +219,54 @@ func TestDeltaWriterDedupeTwoWriters(t *testing.T) {
 		if ids[k] != 1 {
 			t.Fatalf("rows by event_id %v: %s not once", ids, k)
 		}
+	}
+}
+
+// The dedupe refresh does not read back the files the writer itself
+// committed (their keys went into the set as they were committed), but
+// reads another writer's, and a rebuild reads every file.
+func TestDedupeScanSkipsOwnFiles(t *testing.T) {
+	dir := t.TempDir()
+	open := func(worker string) (*DeltaWriter, *deltaTable) {
+		deps := Deps{TableDefs: tableDefs, WorkerName: worker}.withDefaults()
+		cfg := withDedupe(trackingWriterConfig())
+		tbl, err := openDeltaTable(filepath.Join(dir, "delta", cfg.TableName), cfg.TableName, deps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := newDeltaWriter(cfg, tbl, deps)
+		t.Cleanup(func() { _ = w.Close(t.Context()) })
+		return w, tbl.(*deltaTable)
+	}
+	a, at := open("worker_a")
+	b, _ := open("worker_b")
+	scan := func(mark any) (any, []string) {
+		var keys []string
+		next, err := at.scanKeys(t.Context(), mark, true, "event_id", "event_timestamp", time.Time{}, func(k []byte, _ time.Time) {
+			keys = append(keys, string(k))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return next, keys
+	}
+	handleAndCommit(t, a, withID(trackingEvent(0, nil), "k1", 0))
+	mark, _ := scan(nil)
+	handleAndCommit(t, a, withID(trackingEvent(1, nil), "k2", 0))
+	mark, keys := scan(mark)
+	if len(keys) != 0 {
+		t.Fatalf("refresh after a's own commit read keys %v, want none", keys)
+	}
+	handleAndCommit(t, b, withID(trackingEvent(2, nil), "k3", 1))
+	if _, keys = scan(mark); !slices.Equal(keys, []string{"k3"}) {
+		t.Fatalf("refresh after b's commit read keys %v, want [k3]", keys)
+	}
+	if _, keys = scan(nil); len(keys) != 3 {
+		t.Fatalf("rebuild read keys %v, want k1, k2, k3", keys)
+	}
+	// a still drops what it wrote itself.
+	if fr := handleAndCommit(t, a, withID(trackingEvent(3, nil), "k2", 0)); fr.Duplicates != 1 {
+		t.Fatalf("a: duplicates %d, want 1", fr.Duplicates)
 	}
 }
 

@@ -38,6 +38,12 @@ type deltaTable struct {
 	// last is the snapshot TxnVersions read last: scanKeys(!fresh) syncs
 	// the dedupe state to it instead of listing the log again.
 	last atomic.Pointer[delta.Snapshot]
+	// own are the data files this writer's Appends added (path → the
+	// version that added them) that scanKeys has not passed yet: the
+	// DeltaWriter adds their rows' keys to its dedupe set as it commits
+	// them, so reading them back is skipped.
+	ownMu sync.Mutex
+	own   map[string]int64
 }
 
 // TableDefsFromDir returns a Deps.TableDefs that loads
@@ -200,6 +206,14 @@ func (d *deltaTable) Append(ctx context.Context, rows []map[string]any, txns map
 	d.bytes.Add(float64(res.Bytes))
 	d.rows.Add(float64(res.Rows))
 	d.version.Set(float64(res.Version))
+	d.ownMu.Lock()
+	if d.own == nil {
+		d.own = map[string]int64{}
+	}
+	for _, p := range res.Added {
+		d.own[p] = res.Version
+	}
+	d.ownMu.Unlock()
 	if res.SchemaChanged {
 		d.evolutions.Inc()
 	}
