@@ -22,7 +22,7 @@ const parallelShredMin = 4 * flushRows
 
 // blocksInFlight bounds the shredded blocks per shredder not yet written,
 // so a shredder ahead of the writer holds at most this many blocks.
-const blocksInFlight = 2
+const blocksInFlight = 1
 
 // shredBlock is one shredded block of a file: its encoder holds the
 // block's column values and statistics, or err the block's failure.
