@@ -39,11 +39,28 @@ type deltaTable struct {
 	// the dedupe state to it instead of listing the log again.
 	last atomic.Pointer[delta.Snapshot]
 	// own are the data files this writer's Appends added (path → the
-	// version that added them) that scanKeys has not passed yet: the
-	// DeltaWriter adds their rows' keys to its dedupe set as it commits
-	// them, so reading them back is skipped.
-	ownMu sync.Mutex
-	own   map[string]int64
+	// version that added them) whose rows' keys the DeltaWriter's dedupe
+	// set holds (keysAdded) and that scanKeys has not passed yet: reading
+	// them back is skipped. added are the last Append's, until keysAdded.
+	ownMu   sync.Mutex
+	own     map[string]int64
+	added   []string
+	addedAt int64
+}
+
+// keysAdded tells the table that the keys of the rows its last Append
+// committed are in the dedupe set, so scanKeys need not read those files
+// back. Without it (a flush that failed after its commit) they are read.
+func (d *deltaTable) keysAdded() {
+	d.ownMu.Lock()
+	defer d.ownMu.Unlock()
+	if d.own == nil {
+		d.own = map[string]int64{}
+	}
+	for _, p := range d.added {
+		d.own[p] = d.addedAt
+	}
+	d.added = nil
 }
 
 // TableDefsFromDir returns a Deps.TableDefs that loads
@@ -207,12 +224,7 @@ func (d *deltaTable) Append(ctx context.Context, rows []map[string]any, txns map
 	d.rows.Add(float64(res.Rows))
 	d.version.Set(float64(res.Version))
 	d.ownMu.Lock()
-	if d.own == nil {
-		d.own = map[string]int64{}
-	}
-	for _, p := range res.Added {
-		d.own[p] = res.Version
-	}
+	d.added, d.addedAt = res.Added, res.Version
 	d.ownMu.Unlock()
 	if res.SchemaChanged {
 		d.evolutions.Inc()
