@@ -7,14 +7,10 @@ import (
 	"kpipe/internal/jsonx"
 )
 
-// TestAppendSharedStructMaps appends rows whose claimx_task_full is one of
-// a few maps shared by many rows (as a cached lookup result is), and the
-// same rows with a copy of the map in each row: the memo of shredded
-// struct values must give the same files, byte for byte, the same stats
-// and the same rows. The rows span several encoder flushes (flushRows),
-// several files (two days), nulls, absent values, and more distinct maps
-// before the first repeat than the memo records without one.
-func TestAppendSharedStructMaps(t *testing.T) {
+// sharedTasks returns a JSON object decoder and five claimx_task_full
+// maps, k = 0…4, shared by the rows of a memo test.
+func sharedTasks(t *testing.T) (func(string) map[string]any, []map[string]any) {
+	t.Helper()
 	decode := func(s string) map[string]any {
 		m, err := jsonx.DecodeObject([]byte(s), 0)
 		if err != nil {
@@ -26,6 +22,18 @@ func TestAppendSharedStructMaps(t *testing.T) {
 	for k := range shared {
 		shared[k] = decode(specTask(k+1, fmt.Sprintf(`,"k":%d`, k)))
 	}
+	return decode, shared
+}
+
+// TestAppendSharedStructMaps appends rows whose claimx_task_full is one of
+// a few maps shared by many rows (as a cached lookup result is), and the
+// same rows with a copy of the map in each row: the memo of shredded
+// struct values must give the same files, byte for byte, the same stats
+// and the same rows. The rows span several encoder flushes (flushRows),
+// several files (two days), nulls, absent values, and more distinct maps
+// before the first repeat than the memo records without one.
+func TestAppendSharedStructMaps(t *testing.T) {
+	decode, shared := sharedTasks(t)
 	batch := func(from, n int, distinctFirst int, copyMaps bool) []map[string]any {
 		var rows []map[string]any
 		for i := from; i < from+n; i++ {
@@ -73,17 +81,7 @@ func TestAppendSharedStructMaps(t *testing.T) {
 // those values from the memo the table's plan keeps, and the files,
 // stats and rows must be those of the same rows with copied maps.
 func TestAppendStableMapsAcrossCalls(t *testing.T) {
-	decode := func(s string) map[string]any {
-		m, err := jsonx.DecodeObject([]byte(s), 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
-	shared := make([]map[string]any, 5)
-	for k := range shared {
-		shared[k] = decode(specTask(k+1, fmt.Sprintf(`,"k":%d`, k)))
-	}
+	decode, shared := sharedTasks(t)
 	batch := func(from int, copyMaps bool) []map[string]any {
 		var rows []map[string]any
 		for k := range shared {

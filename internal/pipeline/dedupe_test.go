@@ -168,6 +168,21 @@ func TestDeltaWriterDedupeRestartRebuilds(t *testing.T) {
 	}
 }
 
+// openDedupeWriter opens worker's DeltaWriter, with dedupe, on the
+// tracking table under dir; afterDataFiles is its Deps hook (may be nil).
+func openDedupeWriter(t *testing.T, dir, worker string, afterDataFiles func() error) (*DeltaWriter, *deltaTable) {
+	t.Helper()
+	deps := Deps{TableDefs: tableDefs, WorkerName: worker, AfterDataFiles: afterDataFiles}.withDefaults()
+	cfg := withDedupe(trackingWriterConfig())
+	tbl, err := openDeltaTable(filepath.Join(dir, "delta", cfg.TableName), cfg.TableName, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newDeltaWriter(cfg, tbl, deps)
+	t.Cleanup(func() { _ = w.Close(t.Context()) })
+	return w, tbl.(*deltaTable)
+}
+
 // Two writers on one table (other workers, other partitions) drop each
 // other's duplicates: one committed before the other filters its batch
 // (the refresh before each commit), and one committed while the other's
@@ -176,14 +191,7 @@ func TestDeltaWriterDedupeRestartRebuilds(t *testing.T) {
 func TestDeltaWriterDedupeTwoWriters(t *testing.T) {
 	dir := t.TempDir()
 	open := func(worker string, afterDataFiles func() error) *DeltaWriter {
-		deps := Deps{TableDefs: tableDefs, WorkerName: worker, AfterDataFiles: afterDataFiles}.withDefaults()
-		cfg := withDedupe(trackingWriterConfig())
-		tbl, err := openDeltaTable(filepath.Join(dir, "delta", cfg.TableName), cfg.TableName, deps)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w := newDeltaWriter(cfg, tbl, deps)
-		t.Cleanup(func() { _ = w.Close(t.Context()) })
+		w, _ := openDedupeWriter(t, dir, worker, afterDataFiles)
 		return w
 	}
 	var hook func() error
@@ -227,19 +235,8 @@ func TestDeltaWriterDedupeTwoWriters(t *testing.T) {
 // reads another writer's, and a rebuild reads every file.
 func TestDedupeScanSkipsOwnFiles(t *testing.T) {
 	dir := t.TempDir()
-	open := func(worker string) (*DeltaWriter, *deltaTable) {
-		deps := Deps{TableDefs: tableDefs, WorkerName: worker}.withDefaults()
-		cfg := withDedupe(trackingWriterConfig())
-		tbl, err := openDeltaTable(filepath.Join(dir, "delta", cfg.TableName), cfg.TableName, deps)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w := newDeltaWriter(cfg, tbl, deps)
-		t.Cleanup(func() { _ = w.Close(t.Context()) })
-		return w, tbl.(*deltaTable)
-	}
-	a, at := open("worker_a")
-	b, _ := open("worker_b")
+	a, at := openDedupeWriter(t, dir, "worker_a", nil)
+	b, _ := openDedupeWriter(t, dir, "worker_b", nil)
 	scan := func(mark any) (any, []string) {
 		var keys []string
 		next, err := at.scanKeys(t.Context(), mark, true, "event_id", "event_timestamp", time.Time{}, func(k []byte, _ time.Time) {
