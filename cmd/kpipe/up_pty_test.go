@@ -157,6 +157,7 @@ func checkLiveView(t *testing.T, out string) {
 			t.Fatalf("an erase of %s lines, want the block's 5", e[1])
 		}
 	}
+	cutAtCtrlC := false
 	for i, c := range chunks {
 		c = strings.ReplaceAll(c, "\r\n", "\n")
 		ls := strings.Split(c, "\n")
@@ -180,6 +181,13 @@ func checkLiveView(t *testing.T, out string) {
 			t.Fatalf("chunk %d between two erasures has no block:\n%q", i, c)
 		}
 		if len(ls) < title+5 {
+			// The terminal discards the output still queued when Ctrl-C
+			// makes it send SIGINT (termios NOFLSH unset): a block being
+			// drawn then, and only that one, ends at the ^C echo.
+			if strings.HasSuffix(strings.TrimSpace(c), "^C") && !cutAtCtrlC {
+				cutAtCtrlC = true
+				continue
+			}
 			t.Fatalf("chunk %d: the block is cut:\n%q", i, c)
 		}
 		for k := 1; k < 5; k++ {
