@@ -37,22 +37,17 @@ type shredBlock struct {
 // procs goroutines when f is large enough. present[i], when present is not
 // nil, is how many partition keys row i has (see groupRows). An error is
 // the lowest failing row's, as withRow names it.
-func shredFile(f *dataFile, rows []map[string]any, present []uint8, procs int) (err error) {
+func shredFile(f *dataFile, rows []map[string]any, present []uint8, procs int) error {
 	if procs > 1 && len(f.rows) >= parallelShredMin {
 		return shredFileParallel(f, rows, present, procs)
 	}
-	cur := -1
-	defer func() {
-		// A panic of the encoder is the current row's error, not a
-		// crash of the process.
-		if p := recover(); p != nil {
-			err = withRow(rowPanic(p), cur)
+	for lo := 0; lo < len(f.rows); lo += flushRows {
+		blk := f.rows[lo:min(lo+flushRows, len(f.rows))]
+		if err := f.enc.shredRange(blk, rows, present); err != nil {
+			return err
 		}
-	}()
-	for _, i := range f.rows {
-		cur = i
-		if err := f.enc.addRow(rows[i], rowKeys(present, i)); err != nil {
-			return withRow(err, i)
+		if err := f.enc.endBlock(len(blk), blk[len(blk)-1]); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -145,11 +140,9 @@ func (e *fileEncoder) shredRange(idx []int, rows []map[string]any, present []uin
 }
 
 // writeBlock appends block b, the next rows of e's file, to e: its
-// statistics are merged into e's, and its values handed to the Parquet
-// writer when the block is full, as addRow does every flushRows rows; the
-// last block, when short, stays in e's columns for encode. b's encoder is
-// released.
-func (e *fileEncoder) writeBlock(b *shredBlock) (err error) {
+// statistics are merged into e's and its values are e's (endBlock); b's
+// encoder is released.
+func (e *fileEncoder) writeBlock(b *shredBlock) error {
 	be := b.enc
 	b.enc = nil
 	defer be.release()
@@ -158,14 +151,26 @@ func (e *fileEncoder) writeBlock(b *shredBlock) (err error) {
 	}
 	// e's columns are empty between blocks: take the block's values.
 	e.cols, be.cols = be.cols, e.cols
-	e.n += int64(b.n)
-	if b.n < flushRows {
+	err := e.endBlock(b.n, b.last)
+	if b.n == flushRows {
+		// Handed to the writer: give the emptied columns back.
+		e.cols, be.cols = be.cols, e.cols
+	}
+	return err
+}
+
+// endBlock counts the n rows just shredded into e's columns, the last of
+// them row last, and when they are a full block hands them to the Parquet
+// writer, as addRow does every flushRows rows; a short last block stays
+// for encode. A panic of the writer is row last's error.
+func (e *fileEncoder) endBlock(n, last int) (err error) {
+	e.n += int64(n)
+	if n < flushRows {
 		return nil
 	}
 	defer func() {
-		e.cols, be.cols = be.cols, e.cols
 		if p := recover(); p != nil {
-			err = withRow(rowPanic(p), b.last)
+			err = withRow(rowPanic(p), last)
 		}
 	}()
 	return e.flush()
