@@ -153,8 +153,7 @@ func (e *fileEncoder) writeTopStruct(n *wnode, m map[string]any, parentDef int) 
 	for c := n.lo; c < n.hi; c++ {
 		starts = append(starts, len(e.cols[c]))
 	}
-	var savedBuf [16]colStats
-	saved := append(savedBuf[:0], make([]colStats, len(n.statsIn))...)
+	saved := make([]colStats, len(n.statsIn))
 	for i, s := range n.statsIn {
 		saved[i], e.stats[s] = e.stats[s], colStats{}
 	}
