@@ -68,6 +68,10 @@ type keyScanner interface {
 	// read. fn's key is valid only during the call. A table without the key
 	// or time column (yet) has no keys.
 	scanKeys(ctx context.Context, mark any, fresh bool, keyCol, timeCol string, from time.Time, fn func(key []byte, at time.Time)) (any, error)
+	// keysAdded tells the table that the keys of the rows its last Append
+	// committed are in the set, so scanKeys may skip what that Append
+	// wrote.
+	keysAdded()
 }
 
 // errDedupeRace is returned by the check before a commit when another
@@ -236,8 +240,12 @@ func (d *dedupeState) recheck(ctx context.Context, rows []pendingRow) error {
 	return nil
 }
 
-// committed adds the keys of rows, just committed, to the set.
+// committed adds the keys of rows, just committed, to the set, and tells
+// the table so.
 func (d *dedupeState) committed(rows []pendingRow) {
+	if d.scan != nil {
+		defer d.scan.keysAdded()
+	}
 	for _, p := range rows {
 		if k := p.key; k.ok {
 			d.set.Add(k.key, k.at)

@@ -48,9 +48,9 @@ type deltaTable struct {
 	addedAt int64
 }
 
-// keysAdded tells the table that the keys of the rows its last Append
-// committed are in the dedupe set, so scanKeys need not read those files
-// back. Without it (a flush that failed after its commit) they are read.
+// keysAdded implements keyScanner: scanKeys need not read the last
+// Append's files back. Without it (a flush that failed after its commit)
+// they are read.
 func (d *deltaTable) keysAdded() {
 	d.ownMu.Lock()
 	defer d.ownMu.Unlock()

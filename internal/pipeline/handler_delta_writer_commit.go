@@ -86,9 +86,6 @@ func (w *DeltaWriter) Commit(ctx context.Context, b FlushBatch, marks []Mark) (*
 		}
 		if w.dedupe != nil {
 			w.dedupe.committed(written)
-			if o, ok := w.tbl.(interface{ keysAdded() }); ok {
-				o.keysAdded()
-			}
 		}
 		res.Duplicates = dups
 		keep = written

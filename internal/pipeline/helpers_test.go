@@ -156,6 +156,10 @@ func (m *memTable) TxnVersions(_ context.Context, ids []string) (map[string]int6
 
 func (m *memTable) Close(context.Context) error { return nil }
 
+// keysAdded implements keyScanner: memTable's scan reads every row after
+// the mark, its own included, which only adds keys the set holds.
+func (m *memTable) keysAdded() {}
+
 // scanKeys implements keyScanner; the mark is the number of rows read.
 func (m *memTable) scanKeys(_ context.Context, mark any, _ bool, keyCol, timeCol string, from time.Time, fn func([]byte, time.Time)) (any, error) {
 	m.mu.Lock()
