@@ -96,6 +96,19 @@ func openNoCompact(t testing.TB, dir string) (*Table, Storage, *Snapshot) {
 // and the same files: the same statistics and, when sameBytes, the same
 // bytes (a map column with more than one entry a row is written in Go's
 // map order by the map path, so its bytes vary). It returns the run that
+
+// appendRowsOf appends n rows, row(0) … row(n-1), to tb in one Append.
+func appendRowsOf(t testing.TB, tb *Table, n int, opts AppendOptions, row func(i int) map[string]any) {
+	t.Helper()
+	rows := make([]map[string]any, n)
+	for i := range rows {
+		rows[i] = row(i)
+	}
+	if _, err := tb.Append(t.Context(), rows, opts); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // moved.
 func checkCompactBothWays(t *testing.T, src string, sameBytes bool) compactRun {
 	t.Helper()
@@ -148,19 +161,15 @@ func numRecords(f AddFile) int64 {
 }
 
 // The SPEC table: files of 45 to 1,000 rows (not multiples of the
-// encoder's 512-row blocks), two partitions. Every file is moved; the
+// encoder's 256-row blocks), two partitions. Every file is moved; the
 // result is byte for byte the map path's.
 func TestCompactMoveSpecTable(t *testing.T) {
 	tb, store := newSpecTable(t, WithAutoCompact(AutoCompact{Disable: true}))
 	start := time.Date(2026, 1, 10, 23, 50, 0, 0, time.UTC)
 	for k, n := range []int{333, 700, 1000, 45} {
-		rows := make([]map[string]any, n)
-		for i := range rows {
-			rows[i] = specRow(3, i+k*1000, start.Add(time.Duration(i)*time.Second))
-		}
-		if _, err := tb.Append(t.Context(), rows, AppendOptions{SchemaEvolution: true}); err != nil {
-			t.Fatal(err)
-		}
+		appendRowsOf(t, tb, n, AppendOptions{SchemaEvolution: true}, func(i int) map[string]any {
+			return specRow(3, i+k*1000, start.Add(time.Duration(i)*time.Second))
+		})
 	}
 	tb.Close(t.Context())
 	run := checkCompactBothWays(t, store.Location(), true)
@@ -175,13 +184,9 @@ func TestCompactMoveEvolvedSchema(t *testing.T) {
 	tb, store := newSpecTable(t, WithAutoCompact(AutoCompact{Disable: true}))
 	start := time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC)
 	for c := 1; c <= 4; c++ {
-		rows := make([]map[string]any, 200)
-		for i := range rows {
-			rows[i] = specRow(c, i, start.Add(time.Duration(c*1000+i)*time.Second))
-		}
-		if _, err := tb.Append(t.Context(), rows, AppendOptions{SchemaEvolution: true}); err != nil {
-			t.Fatal(err)
-		}
+		appendRowsOf(t, tb, 200, AppendOptions{SchemaEvolution: true}, func(i int) map[string]any {
+			return specRow(c, i, start.Add(time.Duration(c*1000+i)*time.Second))
+		})
 	}
 	tb.Close(t.Context())
 	run := checkCompactBothWays(t, store.Location(), true)
@@ -303,14 +308,8 @@ func nestedTable(t *testing.T, mode string, mapEntries int) string {
 	defer tb.Close(t.Context())
 	next := 0
 	for _, n := range []int{37, 1100, 600, 260} {
-		rows := make([]map[string]any, n)
-		for i := range rows {
-			rows[i] = nestedRow(next, mapEntries)
-			next++
-		}
-		if _, err := tb.Append(t.Context(), rows, AppendOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		appendRowsOf(t, tb, n, AppendOptions{}, func(i int) map[string]any { return nestedRow(next+i, mapEntries) })
+		next += n
 	}
 	return dir
 }
@@ -389,13 +388,9 @@ func BenchmarkCompaction(b *testing.B) {
 	defer tb.Close(b.Context())
 	start := time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC)
 	for k := range files {
-		rows := make([]map[string]any, rowsPer)
-		for i := range rows {
-			rows[i] = specRow(3, k*rowsPer+i, start.Add(time.Duration(k*rowsPer+i)*time.Second/4))
-		}
-		if _, err := tb.Append(b.Context(), rows, AppendOptions{SchemaEvolution: true}); err != nil {
-			b.Fatal(err)
-		}
+		appendRowsOf(b, tb, rowsPer, AppendOptions{SchemaEvolution: true}, func(i int) map[string]any {
+			return specRow(3, k*rowsPer+i, start.Add(time.Duration(k*rowsPer+i)*time.Second/4))
+		})
 	}
 	snap, err := tb.Snapshot(b.Context())
 	if err != nil {
@@ -523,7 +518,7 @@ func TestCompactMoveInvalidUTF8(t *testing.T) {
 }
 
 // Input files of several pages a column (values of 2 KB), whose rows are
-// not a multiple of the encoder's 512-row blocks: the output's pages are
+// not a multiple of the encoder's 256-row blocks: the output's pages are
 // cut where the map path cuts them (the move hands the Parquet writer the
 // same blocks of rows).
 func TestCompactMoveLargeValues(t *testing.T) {
@@ -542,13 +537,9 @@ func TestCompactMoveLargeValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	for f := range 2 {
-		rows := make([]map[string]any, 1500)
-		for i := range rows {
-			rows[i] = map[string]any{"id": int64(f*10000 + i), "s": fmt.Sprintf("%d-%d-", f, i) + strings.Repeat(fmt.Sprint(i%10), 2000)}
-		}
-		if _, err := tb.Append(t.Context(), rows, AppendOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		appendRowsOf(t, tb, 1500, AppendOptions{}, func(i int) map[string]any {
+			return map[string]any{"id": int64(f*10000 + i), "s": fmt.Sprintf("%d-%d-", f, i) + strings.Repeat(fmt.Sprint(i%10), 2000)}
+		})
 	}
 	tb.Close(t.Context())
 	if run := checkCompactBothWays(t, dir, true); run.moved != 2 || run.fellBack != 0 {

@@ -208,14 +208,7 @@ func TestRunEventsEmbeddedTrims(t *testing.T) {
 		Out:         out,
 		Logger:      slog.New(slog.DiscardHandler),
 	}
-	s, err := New(t.Context(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(context.WithoutCancel(t.Context()))
-	if err := s.Run(t.Context()); err != nil {
-		t.Fatalf("Run: %v\n%s", err, out)
-	}
+	s := runStack(t, o, out)
 	if !strings.Contains(out.String(), "OK: the table holds every tracked event exactly once") {
 		t.Fatalf("no OK:\n%s", out)
 	}

@@ -27,6 +27,22 @@ func loadRepoConfig(getenv func(string) (string, bool)) (*config.Config, error) 
 	return config.Load(repoConfig, config.WithEnv(getenv), config.WithHandlers(pipeline.DefaultRegistry()), config.WithPlugins(plugin.DefaultRegistry()))
 }
 
+// runStack makes the stack of o and runs it to its end, failing the test
+// (with out, the stack's output) when either fails; the stack is closed
+// when the test ends.
+func runStack(t *testing.T, o Options, out *syncBuffer) *Stack {
+	t.Helper()
+	s, err := New(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.WithoutCancel(t.Context())) })
+	if err := s.Run(t.Context()); err != nil {
+		t.Fatalf("Run: %v\n%s", err, out)
+	}
+	return s
+}
+
 // options are a stack's options on the cluster c, writing to out.
 func options(t *testing.T, c *kfake.Cluster, out *syncBuffer) Options {
 	return Options{
@@ -120,14 +136,7 @@ func TestRunEvents(t *testing.T) {
 	out := &syncBuffer{}
 	o := options(t, newCluster(t), out)
 	o.Events = 400
-	s, err := New(t.Context(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(context.WithoutCancel(t.Context()))
-	if err := s.Run(t.Context()); err != nil {
-		t.Fatalf("Run: %v\n%s", err, out)
-	}
+	s := runStack(t, o, out)
 	for _, want := range []string{"generated 400 events", "stopping: flushing the table", "OK: the table holds every tracked event exactly once"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

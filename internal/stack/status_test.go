@@ -1,7 +1,6 @@
 package stack
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -21,14 +20,7 @@ func TestLivePageStatus(t *testing.T) {
 	out := &syncBuffer{}
 	o := options(t, newCluster(t), out)
 	o.Events = 300
-	s, err := New(t.Context(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(context.WithoutCancel(t.Context()))
-	if err := s.Run(t.Context()); err != nil {
-		t.Fatalf("Run: %v\n%s", err, out)
-	}
+	s := runStack(t, o, out)
 	// The metrics endpoint answers until Close.
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+s.Info().Metrics.String()+"/status.json", nil)
 	if err != nil {
