@@ -15,8 +15,9 @@ import (
 // shape=big gives claimx_task_full 60 more fields and an array of 20
 // structs, the size of a production task; bad=1 makes one row of the
 // batch a type conflict, rejected (RejectBadRows), so that the batch with
-// RawObjects is shredded again from their maps. Only Append is timed,
-// unless decode=1: then decoding the messages is too.
+// RawObjects is shredded again from their maps; rows=1 gives the rows by
+// column (AppendRows). Only Append is timed, unless decode=1: then
+// decoding the messages is too.
 func BenchmarkAppendRaw(b *testing.B) {
 	for _, c := range []struct {
 		store string
@@ -25,13 +26,16 @@ func BenchmarkAppendRaw(b *testing.B) {
 		bad   bool
 		// decode: the messages are decoded in the timed loop too.
 		decode bool
+		// byColumn: AppendRows of the rows by column.
+		byColumn bool
 	}{
-		{"mem", false, false, false, false}, {"mem", false, true, false, false},
-		{"mem", true, false, false, false}, {"mem", true, true, false, false},
-		{"local", true, false, false, false}, {"local", true, true, false, false},
-		{"mem", true, false, true, false}, {"mem", true, true, true, false},
-		{"mem", true, false, false, true}, {"mem", true, true, false, true},
-		{"mem", true, false, true, true}, {"mem", true, true, true, true},
+		{"mem", false, false, false, false, false}, {"mem", false, true, false, false, false},
+		{"mem", true, false, false, false, false}, {"mem", true, true, false, false, false},
+		{"local", true, false, false, false, false}, {"local", true, true, false, false, false},
+		{"mem", true, false, true, false, false}, {"mem", true, true, true, false, false},
+		{"mem", true, false, false, true, false}, {"mem", true, true, false, true, false},
+		{"mem", true, false, true, true, false}, {"mem", true, true, true, true, false},
+		{"mem", false, true, false, false, true}, {"mem", true, true, false, false, true},
 	} {
 		shape := "spec"
 		if c.big {
@@ -43,6 +47,9 @@ func BenchmarkAppendRaw(b *testing.B) {
 		}
 		if c.decode {
 			name += "/decode=1"
+		}
+		if c.byColumn {
+			name += "/rows=1"
 		}
 		b.Run(name, func(b *testing.B) {
 			var tb *Table
@@ -73,14 +80,21 @@ func BenchmarkAppendRaw(b *testing.B) {
 				rows = decodeBenchRows(b, msgs, c.lazy)
 				opts.RejectBadRows = true
 			}
-			falls := rawFallbacks.Load()
+			falls, rowsFalls := rawFallbacks.Load(), rowsFallbacks.Load()
+			byColumn := rowsOf(rows)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				if c.decode {
 					rows = decodeBenchRows(b, msgs, c.lazy)
 				}
-				res, err := tb.Append(b.Context(), rows, opts)
+				var res CommitResult
+				var err error
+				if c.byColumn {
+					res, err = tb.AppendRows(b.Context(), byColumn, opts)
+				} else {
+					res, err = tb.Append(b.Context(), rows, opts)
+				}
 				if err != nil || len(res.Rejected) != btoi(c.bad) {
 					b.Fatal(res.Rejected, err)
 				}
@@ -88,6 +102,9 @@ func BenchmarkAppendRaw(b *testing.B) {
 			b.ReportMetric(float64(len(rows)*b.N)/b.Elapsed().Seconds(), "rows/s")
 			if !c.bad && rawFallbacks.Load() != falls {
 				b.Fatal("the RawObjects were materialized: the fast path was not taken")
+			}
+			if rowsFallbacks.Load() != rowsFalls {
+				b.Fatal("AppendRows fell back to the row maps")
 			}
 		})
 	}

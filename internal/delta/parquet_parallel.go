@@ -37,13 +37,13 @@ type shredBlock struct {
 // procs goroutines when f is large enough. present[i], when present is not
 // nil, is how many partition keys row i has (see groupRows). An error is
 // the lowest failing row's, as withRow names it.
-func shredFile(f *dataFile, rows []map[string]any, present []uint8, procs int) error {
+func shredFile(f *dataFile, in shredIn, procs int) error {
 	if procs > 1 && len(f.rows) >= parallelShredMin {
-		return shredFileParallel(f, rows, present, procs)
+		return shredFileParallel(f, in, procs)
 	}
 	for lo := 0; lo < len(f.rows); lo += flushRows {
 		blk := f.rows[lo:min(lo+flushRows, len(f.rows))]
-		if err := f.enc.shredRange(blk, rows, present); err != nil {
+		if err := f.enc.shredRange(blk, in); err != nil {
 			return err
 		}
 		if err := f.enc.endBlock(len(blk), blk[len(blk)-1]); err != nil {
@@ -61,7 +61,7 @@ func rowKeys(present []uint8, i int) int {
 	return int(present[i])
 }
 
-func shredFileParallel(f *dataFile, rows []map[string]any, present []uint8, procs int) (err error) {
+func shredFileParallel(f *dataFile, in shredIn, procs int) (err error) {
 	e := f.enc
 	nblocks := (len(f.rows) + flushRows - 1) / flushRows
 	procs = min(procs, nblocks)
@@ -71,7 +71,7 @@ func shredFileParallel(f *dataFile, rows []map[string]any, present []uint8, proc
 	for s := range procs {
 		out[s] = make(chan *shredBlock, blocksInFlight)
 		wg.Go(func() {
-			shredBlocks(e, f.rows, rows, present, s, procs, out[s], stop)
+			shredBlocks(e, f.rows, in, s, procs, out[s], stop)
 		})
 	}
 	defer func() {
@@ -102,12 +102,12 @@ func shredFileParallel(f *dataFile, rows []map[string]any, present []uint8, proc
 // stops after a failed block and when stop is closed. At most
 // blocksInFlight of its blocks are in out at once (out's capacity), and
 // the writer takes them out in order.
-func shredBlocks(e *fileEncoder, idx []int, rows []map[string]any, present []uint8, s, procs int, out chan<- *shredBlock, stop <-chan struct{}) {
+func shredBlocks(e *fileEncoder, idx []int, in shredIn, s, procs int, out chan<- *shredBlock, stop <-chan struct{}) {
 	for b := s; b*flushRows < len(idx); b += procs {
 		lo, hi := b*flushRows, min((b+1)*flushRows, len(idx))
 		blk := &shredBlock{enc: newFileEncoder(e.plan, flushRows), n: hi - lo, last: idx[hi-1]}
 		blk.enc.casts, blk.enc.memo = e.casts, e.memo
-		blk.err = blk.enc.shredRange(idx[lo:hi], rows, present)
+		blk.err = blk.enc.shredRange(idx[lo:hi], in)
 		select {
 		case out <- blk:
 		case <-stop:
@@ -122,21 +122,41 @@ func shredBlocks(e *fileEncoder, idx []int, rows []map[string]any, present []uin
 
 // shredRange shreds rows idx of rows into e's columns, without handing
 // them to a Parquet writer; an error (or a panic) is the failing row's.
-func (e *fileEncoder) shredRange(idx []int, rows []map[string]any, present []uint8) (err error) {
+func (e *fileEncoder) shredRange(idx []int, in shredIn) (err error) {
 	cur := -1
 	defer func() {
 		if p := recover(); p != nil {
 			err = withRow(rowPanic(p), cur)
 		}
 	}()
+	if vals := in.rows.vals; vals != nil {
+		for _, i := range idx {
+			cur = i
+			if err := e.addValues(vals[i], in.bind); err != nil {
+				return withRow(err, i)
+			}
+		}
+		return nil
+	}
+	rows := in.rows.maps
 	for _, i := range idx {
 		cur = i
-		e.rootIgnored = rowKeys(present, i)
+		e.rootIgnored = rowKeys(in.present, i)
 		if err := e.writeStruct(e.plan.root, rows[i], 0, false, true); err != nil {
 			return withRow(err, i)
 		}
 	}
 	return nil
+}
+
+// shredIn are the rows a file's indexes refer to: present[i], when
+// present is not nil, is how many partition keys row map i has (see
+// groupRows); bind is the plan's binding to the columns of rows given by
+// column.
+type shredIn struct {
+	rows    inRows
+	present []uint8
+	bind    *rootBinding
 }
 
 // writeBlock appends block b, the next rows of e's file, to e: its

@@ -70,7 +70,7 @@ func TestParallelShredSameFile(t *testing.T) {
 		err   string
 	}
 	shred := func(rows []map[string]any, procs int) []result {
-		groups, present, err := groupRows(schema, snap.metadata.PartitionColumns, rows, nil)
+		groups, present, err := groupRows(schema, snap.metadata.PartitionColumns, mapRows(rows), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +80,7 @@ func TestParallelShredSameFile(t *testing.T) {
 				t.Fatalf("a file of %d rows is shredded serially", len(g.rows))
 			}
 			f := &dataFile{g: g, rows: g.rows, enc: newFileEncoder(plan, len(g.rows))}
-			if err := shredFile(f, rows, present, procs); err != nil {
+			if err := shredFile(f, shredIn{rows: mapRows(rows), present: present}, procs); err != nil {
 				out = append(out, result{err: fmt.Sprint(err)})
 				continue
 			}

@@ -162,6 +162,11 @@ const maxCommitAttempts = 10000
 // the RawObjects materialized, in copies of the rows: Append never changes
 // the caller's rows.
 func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOptions) (CommitResult, error) {
+	return t.appendIn(ctx, mapRows(rows), opts)
+}
+
+// appendIn is Append and AppendRows.
+func (t *Table) appendIn(ctx context.Context, in inRows, opts AppendOptions) (CommitResult, error) {
 	snap, err := t.update(ctx)
 	if err != nil {
 		return CommitResult{}, err
@@ -169,7 +174,7 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 	if err := checkWritable(snap); err != nil {
 		return CommitResult{}, err
 	}
-	if len(rows) == 0 && len(opts.Txns) == 0 {
+	if in.len() == 0 && len(opts.Txns) == 0 {
 		return CommitResult{Version: snap.version, Schema: snap.metadata.Schema}, nil
 	}
 	if err := checkTxns(snap, opts.Txns, opts.RewindTxns); err != nil {
@@ -178,11 +183,15 @@ func (t *Table) Append(ctx context.Context, rows []map[string]any, opts AppendOp
 	if err := checkCasts(snap.metadata.Schema, opts.Casts); err != nil {
 		return CommitResult{}, err
 	}
-	rows, marked, err := fillIdentity(snap.metadata.Schema, rows)
-	if err != nil {
-		return CommitResult{}, err
+	marked := snap.metadata.Schema
+	if hasIdentityColumns(marked) {
+		// Rows given by column get their identity values as row maps.
+		in.maps, in.vals, in.cols = in.asMaps(), nil, nil
+		if in.maps, marked, err = fillIdentity(snap.metadata.Schema, in.maps); err != nil {
+			return CommitResult{}, err
+		}
 	}
-	fit, err := t.fitRows(snap, rows, opts)
+	fit, err := t.fitRows(snap, in, opts)
 	if err != nil {
 		return CommitResult{}, err
 	}

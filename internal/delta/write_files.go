@@ -93,8 +93,8 @@ func (t *Table) writePlanFor(snap *Snapshot, schema *StructType) (*writePlan, er
 // (see Append) and shreds the files in parallel, encoding them in memory as
 // it goes. A row that does not fit fails the call with a *SchemaError
 // naming the lowest such row, before anything is written to storage.
-func (t *Table) shredRows(snap *Snapshot, schema *StructType, rows []map[string]any, minRowsPerFile int, opts AppendOptions) (*shreddedRows, error) {
-	if len(rows) == 0 {
+func (t *Table) shredRows(snap *Snapshot, schema *StructType, rows inRows, minRowsPerFile int, opts AppendOptions) (*shreddedRows, error) {
+	if rows.len() == 0 {
 		return &shreddedRows{}, nil
 	}
 	partCols := snap.metadata.PartitionColumns
@@ -106,6 +106,10 @@ func (t *Table) shredRows(snap *Snapshot, schema *StructType, rows []map[string]
 	groups, present, err := groupRows(schema, partCols, rows, casts)
 	if err != nil {
 		return nil, err
+	}
+	var bind *rootBinding
+	if rows.vals != nil {
+		bind = bindRoot(plan, rows.cols)
 	}
 	files := splitGroups(groups, minRowsPerFile, runtime.GOMAXPROCS(0))
 	sh := &shreddedRows{plan: plan, partCols: partCols, physCols: physicalPartitionColumns(snap), files: files}
@@ -121,7 +125,7 @@ func (t *Table) shredRows(snap *Snapshot, schema *StructType, rows []map[string]
 		f := files[fi]
 		f.enc = newFileEncoder(plan, len(f.rows))
 		f.enc.casts, f.enc.memo = casts, memo
-		errs[fi] = shredFile(f, rows, present, procs)
+		errs[fi] = shredFile(f, shredIn{rows: rows, present: present, bind: bind}, procs)
 	})
 	if err := firstError(errs); err != nil {
 		sh.release()

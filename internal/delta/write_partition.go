@@ -21,7 +21,7 @@ type partGroup struct {
 // groupByPartition splits rows by their partition values, in order of
 // first appearance.
 func groupByPartition(schema *StructType, partCols []string, rows []map[string]any) ([]*partGroup, error) {
-	groups, _, err := groupRows(schema, partCols, rows, nil)
+	groups, _, err := groupRows(schema, partCols, mapRows(rows), nil)
 	return groups, err
 }
 
@@ -31,7 +31,7 @@ const groupChunkRows = 2048
 // groupRows is groupByPartition that also returns, when non-nil, how many
 // of partCols each row has as keys (null or not), which shredding needs.
 // Large inputs are grouped in parallel chunks and merged in order.
-func groupRows(schema *StructType, partCols []string, rows []map[string]any, casts map[string]Cast) ([]*partGroup, []uint8, error) {
+func groupRows(schema *StructType, partCols []string, rows inRows, casts map[string]Cast) ([]*partGroup, []uint8, error) {
 	fields := make([]*StructField, len(partCols))
 	for i, pc := range partCols {
 		if fields[i] = schema.Field(pc); fields[i] == nil {
@@ -39,18 +39,18 @@ func groupRows(schema *StructType, partCols []string, rows []map[string]any, cas
 		}
 	}
 	var present []uint8
-	if len(partCols) <= math.MaxUint8 && !hasDuplicates(partCols) {
-		present = make([]uint8, len(rows))
+	if rows.vals == nil && len(partCols) <= math.MaxUint8 && !hasDuplicates(partCols) {
+		present = make([]uint8, rows.len())
 	}
-	nchunks := min(runtime.GOMAXPROCS(0), len(rows)/groupChunkRows)
+	nchunks := min(runtime.GOMAXPROCS(0), rows.len()/groupChunkRows)
 	if nchunks <= 1 {
-		groups, err := groupChunk(fields, partCols, rows, 0, len(rows), present, casts)
+		groups, err := groupChunk(fields, partCols, rows, 0, rows.len(), present, casts)
 		return groups, present, err
 	}
 	chunks := make([][]*partGroup, nchunks)
 	errs := make([]error, nchunks)
 	forEachGroup(nchunks, func(c int) {
-		lo, hi := c*len(rows)/nchunks, (c+1)*len(rows)/nchunks
+		lo, hi := c*rows.len()/nchunks, (c+1)*rows.len()/nchunks
 		chunks[c], errs[c] = groupChunk(fields, partCols, rows, lo, hi, present, casts)
 	})
 	// Chunks are in row order, so the first error is the lowest row's.
@@ -88,7 +88,7 @@ func hasDuplicates(s []string) bool {
 
 // groupChunk groups rows[lo:hi] in order of first appearance and records
 // present[i] for each row (when present is non-nil).
-func groupChunk(fields []*StructField, partCols []string, rows []map[string]any, lo, hi int, present []uint8, casts map[string]Cast) ([]*partGroup, error) {
+func groupChunk(fields []*StructField, partCols []string, rows inRows, lo, hi int, present []uint8, casts map[string]Cast) ([]*partGroup, error) {
 	// A row's key is each partition value, length-prefixed (uvarint of
 	// length+1; 0 for null), so no two distinct value lists share a key.
 	var groups []*partGroup
@@ -98,13 +98,26 @@ func groupChunk(fields []*StructField, partCols []string, rows []map[string]any,
 	// Each value is key[starts[j]:ends[j]]; starts[j] is -1 for null.
 	starts := make([]int, len(partCols))
 	ends := make([]int, len(partCols))
+	// colOf[j] is partition column j's column in rows given by column.
+	var colOf []int
+	if rows.vals != nil {
+		colOf = make([]int, len(partCols))
+		for j, pc := range partCols {
+			colOf[j] = rows.column(pc)
+		}
+	}
 	for i := lo; i < hi; i++ {
-		r := rows[i]
 		key = key[:0]
 		n := 0
 		for j, pc := range partCols {
 			f := fields[j]
-			v, ok := r[pc]
+			var v any
+			var ok bool
+			if colOf == nil {
+				v, ok = rows.maps[i][pc]
+			} else if c := colOf[j]; c >= 0 {
+				v = rows.vals[i][c]
+			}
 			if ok {
 				n++
 			}

@@ -36,7 +36,7 @@ func rawTwin(t *testing.T, newTable func(t *testing.T) *Table, lazy []string, ba
 	for _, k := range lazy {
 		lz[k] = true
 	}
-	rawTB, mapTB := newTable(t), newTable(t)
+	rawTB, mapTB, rowsTB := newTable(t), newTable(t), newTable(t)
 	for bi, b := range batches {
 		var rawRows, mapRows []map[string]any
 		for i, m := range b.msgs {
@@ -57,6 +57,7 @@ func rawTwin(t *testing.T, newTable func(t *testing.T) *Table, lazy []string, ba
 		for _, r := range rawRows {
 			before = append(before, maps.Clone(r))
 		}
+		byColumn := rowsOf(rawRows)
 		falls := rawFallbacks.Load()
 		rawRes, rawErr := rawTB.Append(t.Context(), rawRows, b.opts)
 		fell := rawFallbacks.Load() != falls
@@ -64,6 +65,17 @@ func rawTwin(t *testing.T, newTable func(t *testing.T) *Table, lazy []string, ba
 		if b.fast && fell {
 			t.Errorf("batch %d: fell back to the maps", bi)
 		}
+		falls, rawFalls := rowsFallbacks.Load(), rawFallbacks.Load()
+		rowsRes, rowsErr := rowsTB.AppendRows(t.Context(), byColumn, b.opts)
+		if b.fast && rawFallbacks.Load() != rawFalls {
+			t.Errorf("batch %d: AppendRows materialized the raw objects", bi)
+		}
+		// Rows that all fit are shredded from their values.
+		fits := mapErr == nil && len(mapRes.Rejected) == 0 && !mapRes.SchemaChanged
+		if fell := rowsFallbacks.Load() != falls; b.fast && fits && fell {
+			t.Errorf("batch %d: AppendRows fell back to the row maps", bi)
+		}
+		sameAppend(t, bi, rowsTB, mapTB, rowsRes, rowsErr, mapRes, mapErr)
 		for i := range rawRows {
 			if !reflect.DeepEqual(rawRows[i], before[i]) {
 				t.Fatalf("batch %d: Append changed row %d", bi, i)
@@ -71,6 +83,27 @@ func rawTwin(t *testing.T, newTable func(t *testing.T) *Table, lazy []string, ba
 		}
 		sameAppend(t, bi, rawTB, mapTB, rawRes, rawErr, mapRes, mapErr)
 	}
+}
+
+// rowsOf is rows given by column, as AppendRows takes them: the columns
+// are every key of rows, in key order, and one no row has (always nil);
+// a key a row lacks is nil.
+func rowsOf(rows []map[string]any) Rows {
+	keys := map[string]bool{"never_given": true}
+	for _, r := range rows {
+		for k := range r {
+			keys[k] = true
+		}
+	}
+	out := Rows{Columns: slices.Sorted(maps.Keys(keys))}
+	for _, r := range rows {
+		vals := make([]any, len(out.Columns))
+		for j, c := range out.Columns {
+			vals[j] = r[c]
+		}
+		out.Values = append(out.Values, vals)
+	}
+	return out
 }
 
 func sameAppend(t *testing.T, bi int, rawTB, mapTB *Table, rawRes CommitResult, rawErr error, mapRes CommitResult, mapErr error) {

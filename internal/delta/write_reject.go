@@ -379,7 +379,7 @@ type fittedRows struct {
 // Rows holding *jsonx.RawObject values that fail to shred are materialized
 // (materializeRows) and shredded again before anything else, so the rest
 // sees only maps.
-func (t *Table) fitRows(snap *Snapshot, rows []map[string]any, opts AppendOptions) (fittedRows, error) {
+func (t *Table) fitRows(snap *Snapshot, in inRows, opts AppendOptions) (fittedRows, error) {
 	schema := snap.metadata.Schema
 	minRows := opts.MinRowsPerFile
 	switch {
@@ -388,7 +388,18 @@ func (t *Table) fitRows(snap *Snapshot, rows []map[string]any, opts AppendOption
 	case minRows == 0:
 		minRows = DefaultMinRowsPerFile
 	}
-	shred, err := t.shredRows(snap, schema, rows, minRows, opts)
+	if in.vals != nil {
+		// Rows by column that all fit are shredded from their values;
+		// anything else is done from the row maps, as Append does it.
+		shred, err := t.shredRows(snap, schema, in, minRows, opts)
+		if err == nil {
+			return fittedRows{schema: schema, shred: shred}, nil
+		}
+		rowsFallbacks.Add(1)
+		in = mapRows(in.asMaps())
+	}
+	rows := in.maps
+	shred, err := t.shredRows(snap, schema, in, minRows, opts)
 	if err != nil && opts.RejectBadRows && (isSchemaError(err) || errors.Is(err, errRawFallback)) {
 		// Row by row: checkRows decodes the raw objects only of the rows
 		// that need it.
@@ -401,7 +412,7 @@ func (t *Table) fitRows(snap *Snapshot, rows []map[string]any, opts AppendOption
 		if mat, ok := materializeRows(rows); ok {
 			rawFallbacks.Add(1)
 			rows = mat
-			shred, err = t.shredRows(snap, schema, rows, minRows, opts)
+			shred, err = t.shredRows(snap, schema, mapRows(rows), minRows, opts)
 		}
 	}
 	switch {
@@ -425,7 +436,7 @@ func (t *Table) rejectBadRows(snap *Snapshot, rows []map[string]any, opts Append
 	if len(good) == 0 {
 		return fittedRows{schema: schema, rejected: rejected}, nil
 	}
-	shred, err := t.shredRows(snap, schema, good, minRows, opts)
+	shred, err := t.shredRows(snap, schema, mapRows(good), minRows, opts)
 	if err != nil {
 		// checkRows shredded each good row against this schema.
 		return fittedRows{}, fmt.Errorf("delta: rows checked one by one fail together: %w", err)
@@ -470,7 +481,7 @@ func (t *Table) evolveRows(snap *Snapshot, rows []map[string]any, opts AppendOpt
 			rows[i] = nr
 		}
 	}
-	shred, err := t.shredRows(snap, schema, rows, minRows, opts)
+	shred, err := t.shredRows(snap, schema, mapRows(rows), minRows, opts)
 	if err != nil {
 		return fittedRows{}, err
 	}

@@ -152,12 +152,12 @@ func TestGroupRowsParallel(t *testing.T) {
 		}
 	}
 	rows[n-1]["d"] = 99 // a group first seen in the last chunk
-	got, present, err := groupRows(schema, parts, rows, nil)
+	got, present, err := groupRows(schema, parts, mapRows(rows), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fields := []*StructField{schema.Fields[0], schema.Fields[1]}
-	want, err := groupChunk(fields, parts, rows, 0, n, make([]uint8, n), nil)
+	want, err := groupChunk(fields, parts, mapRows(rows), 0, n, make([]uint8, n), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestGroupRowsParallel(t *testing.T) {
 
 	rows[n-5]["d"] = 1.5
 	rows[2*groupChunkRows+3]["d"] = "x"
-	_, _, err = groupRows(schema, parts, rows, nil)
+	_, _, err = groupRows(schema, parts, mapRows(rows), nil)
 	var se *SchemaError
 	if !errors.As(err, &se) || se.Row != 2*groupChunkRows+3 {
 		t.Fatalf("got %v, want a *SchemaError of row %d", err, 2*groupChunkRows+3)
