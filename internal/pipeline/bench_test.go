@@ -210,13 +210,13 @@ func newNopTable(b *testing.B) *nopTable {
 }
 
 func (t *nopTable) Schema(context.Context) (*delta.StructType, error) { return t.schema, nil }
-func (t *nopTable) Append(_ context.Context, rows []map[string]any, _ map[string]int64, opts appendOptions) (int64, []*delta.SchemaError, error) {
+func (t *nopTable) Append(_ context.Context, rows delta.Rows, _ map[string]int64, opts appendOptions) (int64, []*delta.SchemaError, error) {
 	if opts.beforeCommit != nil {
 		if err := opts.beforeCommit(nil, 0); err != nil {
 			return 0, nil, err
 		}
 	}
-	t.rows += len(rows)
+	t.rows += rows.Len()
 	return 0, nil, nil
 }
 func (t *nopTable) TxnVersions(context.Context, []string) (map[string]int64, error) {

@@ -93,6 +93,9 @@ type dedupeState struct {
 	scan  keyScanner
 	now   func() time.Time
 	log   *slog.Logger
+	// keyAt and timeAt are the key and time columns' indexes in a row's
+	// values (-1: not a column of the row).
+	keyAt, timeAt int
 
 	set    *dedupe.Set // nil until the first sync
 	mark   any         // what scanKeys returned last: the snapshot synced to
@@ -171,11 +174,15 @@ func (d *dedupeState) sync(ctx context.Context, fresh bool, batchNewest time.Tim
 	return nil
 }
 
-// rowKey returns the key and event time of a row. It reads only d.cfg, so
-// the writer's goroutines call it as they build rows.
-func (d *dedupeState) rowKey(row map[string]any) rowKey {
+// rowKey returns the key and event time of a row, its values by column.
+// It reads only what newDeltaWriter set, so the writer's goroutines call
+// it as they build rows.
+func (d *dedupeState) rowKey(vals []any) rowKey {
+	if d.keyAt < 0 || d.timeAt < 0 {
+		return rowKey{}
+	}
 	var k rowKey
-	switch v := row[d.cfg.Key].(type) {
+	switch v := vals[d.keyAt].(type) {
 	case string:
 		k.key = v
 	case []byte:
@@ -183,7 +190,7 @@ func (d *dedupeState) rowKey(row map[string]any) rowKey {
 	default:
 		return rowKey{}
 	}
-	k.at, k.ok = row[d.cfg.Time].(time.Time)
+	k.at, k.ok = vals[d.timeAt].(time.Time)
 	return k
 }
 

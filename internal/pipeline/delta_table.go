@@ -166,7 +166,7 @@ func (d *deltaTable) Schema(ctx context.Context) (*delta.StructType, error) {
 	return snap.Schema(), nil
 }
 
-func (d *deltaTable) Append(ctx context.Context, rows []map[string]any, txns map[string]int64, ao appendOptions) (int64, []*delta.SchemaError, error) {
+func (d *deltaTable) Append(ctx context.Context, rows delta.Rows, txns map[string]int64, ao appendOptions) (int64, []*delta.SchemaError, error) {
 	t, err := d.table(ctx)
 	if err != nil {
 		return 0, nil, err
@@ -204,7 +204,7 @@ func (d *deltaTable) Append(ctx context.Context, rows []map[string]any, txns map
 	}
 	sort.Slice(opts.Txns, func(i, j int) bool { return opts.Txns[i].AppID < opts.Txns[j].AppID })
 	start := time.Now()
-	res, err := t.Append(ctx, rows, opts)
+	res, err := t.AppendRows(ctx, rows, opts)
 	if err != nil {
 		var ce *delta.ConflictError
 		if errors.As(err, &ce) {

@@ -134,7 +134,7 @@ type table interface {
 	// as rejected (a *delta.SchemaError each, Row the row's index), checked
 	// in one pass; when every row is rejected nothing is committed and the
 	// version is -1.
-	Append(ctx context.Context, rows []map[string]any, txns map[string]int64, opts appendOptions) (version int64, rejected []*delta.SchemaError, err error)
+	Append(ctx context.Context, rows delta.Rows, txns map[string]int64, opts appendOptions) (version int64, rejected []*delta.SchemaError, err error)
 	// TxnVersions returns the stored versions of appIDs in the latest
 	// snapshot (absent: none).
 	TxnVersions(ctx context.Context, appIDs []string) (map[string]int64, error)
@@ -152,8 +152,14 @@ type DeltaWriter struct {
 	columns []mapping // column ← field, sorted by column
 	// partitions are the partition columns derived from timestamps.
 	partitions []partitionColumn
-	flushIv    time.Duration
-	plan       atomic.Pointer[rowPlan]
+	// rowCols are the columns of a row (delta.Rows): the mapped columns,
+	// then the partition columns not mapped. colAt[i] is columns[i]'s
+	// index in them, partAt[k] partitions[k]'s and fromAt[k] the index of
+	// the column partitions[k] derives from (-1: none).
+	rowCols               []string
+	colAt, partAt, fromAt []int
+	flushIv               time.Duration
+	plan                  atomic.Pointer[rowPlan]
 
 	mu sync.Mutex
 	// schema is what rows are checked against: the table's schema as of
@@ -217,8 +223,10 @@ type rowPlan struct {
 	// parts[i] is the schema field of the writer's partitions[i], nil when
 	// the table does not have it.
 	parts []*delta.StructField
-	// notNull are NOT NULL columns no mapping fills.
-	notNull []string
+	// notNull are NOT NULL columns no mapping fills, and notNullAt their
+	// indexes in the row (-1: never filled).
+	notNull   []string
+	notNullAt []int
 }
 
 func (w *DeltaWriter) planFor(schema *delta.StructType) *rowPlan {
@@ -238,6 +246,7 @@ func (w *DeltaWriter) planFor(schema *delta.StructType) *rowPlan {
 	for _, f := range schema.Fields {
 		if !f.Nullable && !mapped[f.Name] {
 			p.notNull = append(p.notNull, f.Name)
+			p.notNullAt = append(p.notNullAt, slices.Index(w.rowCols, f.Name))
 		}
 	}
 	w.plan.Store(p)
@@ -271,8 +280,10 @@ func comparableScalar(v any) bool {
 }
 
 type pendingRow struct {
-	ev  *Event
-	row map[string]any
+	ev *Event
+	// vals are the row's values by column (DeltaWriter.rowCols); nil is
+	// null or absent.
+	vals []any
 	// key is the row's dedupe key, taken while the row is built (and in
 	// cache) rather than looked up again in every pass of the flush.
 	key rowKey
@@ -286,28 +297,13 @@ type rowKey struct {
 	ok  bool
 }
 
-// rowMaps recycles the row maps of committed flushes: a row map has a
-// key per column, and allocating and growing one per row was a tenth of
-// the worker's CPU. The table keeps nothing of the rows after Append.
-var rowMaps sync.Pool // map[string]any
-
-func (w *DeltaWriter) newRow() map[string]any {
-	if m, ok := rowMaps.Get().(map[string]any); ok {
-		return m
+// rowMap is a row's values as a map of its columns, nulls included.
+func (w *DeltaWriter) rowMap(vals []any) map[string]any {
+	m := make(map[string]any, len(vals))
+	for j, v := range vals {
+		m[w.rowCols[j]] = v
 	}
-	return make(map[string]any, len(w.columns)+len(w.partitions))
-}
-
-// recycleRows returns the row maps of rows, committed or dropped, to
-// rowMaps.
-func recycleRows(rows []pendingRow) {
-	for i := range rows {
-		if m := rows[i].row; m != nil && len(m) <= 64 {
-			clear(m)
-			rowMaps.Put(m)
-			rows[i].row = nil
-		}
-	}
+	return m
 }
 
 // DeltaWriterLocation is where the delta_writer handler spec keeps its
@@ -365,8 +361,25 @@ func newDeltaWriter(cfg *DeltaWriterConfig, tbl table, deps Deps) *DeltaWriter {
 	}
 	sort.Slice(w.columns, func(i, j int) bool { return w.columns[i].to < w.columns[j].to })
 	w.partitions = cfg.partitionColumns()
+	at := func(col string) int {
+		if j := slices.Index(w.rowCols, col); j >= 0 {
+			return j
+		}
+		w.rowCols = append(w.rowCols, col)
+		return len(w.rowCols) - 1
+	}
+	for _, c := range w.columns {
+		w.colAt = append(w.colAt, at(c.to))
+	}
+	for _, d := range w.partitions {
+		w.partAt = append(w.partAt, at(d.column))
+	}
+	for _, d := range w.partitions {
+		w.fromAt = append(w.fromAt, slices.Index(w.rowCols, d.from))
+	}
 	if cfg.Dedupe != nil {
 		w.dedupe = newDedupeState(cfg.Dedupe, cfg.TableName, tbl, deps)
+		w.dedupe.keyAt, w.dedupe.timeAt = slices.Index(w.rowCols, cfg.Dedupe.Key), slices.Index(w.rowCols, cfg.Dedupe.Time)
 	}
 	return w
 }
@@ -432,16 +445,20 @@ func (w *DeltaWriter) HandleBatch(ctx context.Context, evs []*Event) ([]Result, 
 	memo := newRowMemo(len(w.columns), len(w.partitions))
 	results := make([]Result, len(evs))
 	rows := make([]pendingRow, 0, len(evs))
+	// The batch's rows share one allocation of values.
+	n := len(w.rowCols)
+	slab := make([]any, len(evs)*n)
 	var size int64
 	for i, ev := range evs {
-		row, err := w.row(plan, ev, memo)
-		if err != nil {
+		vals := slab[i*n : (i+1)*n : (i+1)*n]
+		if err := w.row(plan, ev, memo, vals); err != nil {
+			clear(vals)
 			results[i].Err = err
 			continue
 		}
-		p := pendingRow{ev: ev, row: row}
+		p := pendingRow{ev: ev, vals: vals}
 		if w.dedupe != nil {
-			p.key = w.dedupe.rowKey(row)
+			p.key = w.dedupe.rowKey(vals)
 		}
 		rows = append(rows, p)
 		size += int64(len(ev.Raw)) + 256
@@ -462,24 +479,22 @@ func (w *DeltaWriter) HandleBatch(ctx context.Context, evs []*Event) ([]Result, 
 	return results, nil
 }
 
-// row builds the table row of ev, coerced to the column types. A null
-// value of a column the table does not have yet (an inferred struct column
-// before its first value, such as the lookup result while the API is down)
-// is left out: the column joins the schema with its first value.
-func (w *DeltaWriter) row(plan *rowPlan, ev *Event, memo *rowMemo) (map[string]any, error) {
-	row := w.newRow()
+// row builds the table row of ev into vals (by column, rowCols), coerced
+// to the column types. A null value of a column the table does not have
+// yet (an inferred struct column before its first value, such as the
+// lookup result while the API is down) is left out: the column joins the
+// schema with its first value.
+func (w *DeltaWriter) row(plan *rowPlan, ev *Event, memo *rowMemo, vals []any) error {
 	for i := range w.columns {
 		c := &w.columns[i]
 		v, _ := c.path.get(ev.Fields)
 		f := plan.fields[i]
 		if f == nil {
 			if w.cfg.SchemaEvolution {
-				if v != nil {
-					row[c.to] = v
-				}
+				vals[w.colAt[i]] = v
 				continue
 			}
-			return nil, Errorf(dlq.ClassSchemaConflict, c.to, "column %q is not in the table schema", c.to)
+			return Errorf(dlq.ClassSchemaConflict, c.to, "column %q is not in the table schema", c.to)
 		}
 		var cv any
 		if memo != nil && v != nil && comparableScalar(v) && v == memo.in[i] {
@@ -488,27 +503,27 @@ func (w *DeltaWriter) row(plan *rowPlan, ev *Event, memo *rowMemo) (map[string]a
 			var err error
 			cv, err = delta.CoerceColumn(f.Type, v, c.to, c.cast)
 			if err != nil {
-				return nil, Errorf(dlq.ClassSchemaConflict, c.to, "column %q (%s) ← field %q: %w", c.to, f.Type, c.from, err)
+				return Errorf(dlq.ClassSchemaConflict, c.to, "column %q (%s) ← field %q: %w", c.to, f.Type, c.from, err)
 			}
 			if memo != nil && comparableScalar(v) {
 				memo.in[i], memo.out[i] = v, cv
 			}
 		}
 		if cv == nil && !f.Nullable {
-			return nil, Errorf(dlq.ClassSchemaConflict, c.to, "column %q is NOT NULL but field %q is null or absent", c.to, c.from)
+			return Errorf(dlq.ClassSchemaConflict, c.to, "column %q is NOT NULL but field %q is null or absent", c.to, c.from)
 		}
-		row[c.to] = cv
+		vals[w.colAt[i]] = cv
 	}
-	if err := w.derivePartitions(plan, row, memo); err != nil {
-		return nil, err
+	if err := w.derivePartitions(plan, vals, memo); err != nil {
+		return err
 	}
 	// Every NOT NULL column must be set: mapped ones were checked above.
-	for _, name := range plan.notNull {
-		if row[name] == nil {
-			return nil, Errorf(dlq.ClassSchemaConflict, name, "column %q is NOT NULL and has no value", name)
+	for k, name := range plan.notNull {
+		if j := plan.notNullAt[k]; j < 0 || vals[j] == nil {
+			return Errorf(dlq.ClassSchemaConflict, name, "column %q is NOT NULL and has no value", name)
 		}
 	}
-	return row, nil
+	return nil
 }
 
 // FlushDue implements Flusher.

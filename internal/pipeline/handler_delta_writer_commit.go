@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"sort"
 
 	"kpipe/internal/delta"
@@ -101,9 +100,8 @@ func (w *DeltaWriter) Commit(ctx context.Context, b FlushBatch, marks []Mark) (*
 		res.Written[i] = p.ev
 	}
 	for _, p := range keep[max(0, len(keep)-metrics.MaxRecentRows):] {
-		res.Rows = append(res.Rows, maps.Clone(p.row))
+		res.Rows = append(res.Rows, w.rowMap(p.vals))
 	}
-	recycleRows(buf) // committed, skipped, dropped or rejected: done with
 	return res, nil
 }
 
@@ -119,9 +117,9 @@ func (w *DeltaWriter) appendRows(ctx context.Context, res *FlushResult, keep []p
 	// A reset partition's new txn version is committed even without
 	// rows, so that the table stops holding the old log's offsets; so are
 	// the txns of a batch of duplicates only, with their count.
-	rows := make([]map[string]any, len(keep))
+	rows := delta.Rows{Columns: w.rowCols, Values: make([][]any, len(keep))}
 	for i, p := range keep {
-		rows[i] = p.row
+		rows.Values[i] = p.vals
 	}
 	opts := appendOptions{evolve: w.cfg.SchemaEvolution, casts: w.casts, commitInfo: map[string]any{}}
 	if ids := w.ids.commitInfo(w.worker, txns); ids != nil {

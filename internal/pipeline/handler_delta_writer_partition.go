@@ -136,22 +136,22 @@ func (c *DeltaWriterConfig) partitionColumns() []partitionColumn {
 	return out
 }
 
-// derivePartitions fills row's partition columns from its (coerced)
+// derivePartitions fills the row's partition columns from its (coerced)
 // timestamp columns. A column the table lacks is left out, and so is one
 // whose timestamp is null.
-func (w *DeltaWriter) derivePartitions(plan *rowPlan, row map[string]any, memo *rowMemo) error {
+func (w *DeltaWriter) derivePartitions(plan *rowPlan, vals []any, memo *rowMemo) error {
 	for i, d := range w.partitions {
 		f := plan.parts[i]
-		if f == nil {
+		if f == nil || w.fromAt[i] < 0 {
 			continue
 		}
-		ts, ok := row[d.from].(time.Time)
+		ts, ok := vals[w.fromAt[i]].(time.Time)
 		if !ok {
 			continue
 		}
 		n := d.part.of(ts.UTC())
 		if memo != nil && memo.partOut[i] != nil && memo.partIn[i] == n {
-			row[f.Name] = memo.partOut[i]
+			vals[w.partAt[i]] = memo.partOut[i]
 			continue
 		}
 		cv, err := delta.CoerceValue(f.Type, int64(n), f.Name, delta.CastNone)
@@ -161,7 +161,7 @@ func (w *DeltaWriter) derivePartitions(plan *rowPlan, row map[string]any, memo *
 		if memo != nil {
 			memo.partIn[i], memo.partOut[i] = n, cv
 		}
-		row[f.Name] = cv
+		vals[w.partAt[i]] = cv
 	}
 	return nil
 }

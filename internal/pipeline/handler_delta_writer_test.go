@@ -173,10 +173,11 @@ func TestDeltaWriterPartitionBy(t *testing.T) {
 			ev := trackingEvent(0, map[string]any{"event_timestamp": ts, "processed_timestamp": "2027-01-01T00:00:00Z"})
 			for _, memo := range []*rowMemo{nil, newRowMemo(len(w.columns), len(w.partitions))} {
 				for range 2 { // the second time from the memo
-					row, err := w.row(w.planFor(schema), ev, memo)
-					if err != nil {
+					vals := make([]any, len(w.rowCols))
+					if err := w.row(w.planFor(schema), ev, memo, vals); err != nil {
 						t.Fatal(err)
 					}
+					row := w.rowMap(vals)
 					for col, want := range tc.want {
 						if got := row[col]; got != want {
 							t.Fatalf("%s = %#v, want %#v", col, got, want)

@@ -83,7 +83,11 @@ func (m *memTable) Schema(context.Context) (*delta.StructType, error) {
 	return m.schema, nil
 }
 
-func (m *memTable) Append(_ context.Context, rows []map[string]any, txns map[string]int64, opts appendOptions) (int64, []*delta.SchemaError, error) {
+func (m *memTable) Append(_ context.Context, byCol delta.Rows, txns map[string]int64, opts appendOptions) (int64, []*delta.SchemaError, error) {
+	rows := make([]map[string]any, byCol.Len())
+	for i := range rows {
+		rows[i] = byCol.Map(i)
+	}
 	if opts.check != nil {
 		// Before the lock: the dedupe check reads the rows (scanKeys).
 		if err := opts.check(); err != nil {
