@@ -94,7 +94,57 @@ type memoEntry struct {
 	vals []parquet.Value
 	ends []int32
 	// stats, per stat of the node's statsIn, is what the value added.
-	stats []colStats
+	stats []memoStat
+}
+
+// memoStat is what one struct value added to a statistic of one of its
+// leaves: a leaf outside any list holds one value a row, so it is a null,
+// or one value (its minimum and its maximum), or a NaN. It is colStats
+// without the second bound, half its size.
+type memoStat struct {
+	nulls    int32
+	has, bad bool
+	i        int64
+	f        float64
+	s        string
+}
+
+// memoStatOf returns s as a memoStat, false when s holds more than one
+// value (or more nulls than a memoStat counts).
+func memoStatOf(s *colStats) (memoStat, bool) {
+	if s.nulls < 0 || s.nulls > 1<<31-1 || s.minI != s.maxI || s.minF != s.maxF || s.minS != s.maxS {
+		return memoStat{}, false
+	}
+	return memoStat{nulls: int32(s.nulls), has: s.has, bad: s.bad, i: s.minI, f: s.minF, s: s.minS}, true
+}
+
+// mergeOne is merge of the statistics of one value, o.
+func (s *colStats) mergeOne(o *memoStat) {
+	s.nulls += int64(o.nulls)
+	s.bad = s.bad || o.bad
+	if !o.has {
+		return
+	}
+	if !s.has {
+		s.minI, s.maxI, s.minF, s.maxF, s.minS, s.maxS = o.i, o.i, o.f, o.f, o.s, o.s
+		s.has = true
+		return
+	}
+	if o.i < s.minI {
+		s.minI = o.i
+	} else if o.i > s.maxI {
+		s.maxI = o.i
+	}
+	if o.f < s.minF {
+		s.minF = o.f
+	} else if o.f > s.maxF {
+		s.maxF = o.f
+	}
+	if o.s < s.minS {
+		s.minS = o.s
+	} else if o.s > s.maxS {
+		s.maxS = o.s
+	}
 }
 
 func mapPointer(m map[string]any) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&m)) }
@@ -139,7 +189,7 @@ func (e *fileEncoder) writeTopStruct(n *wnode, m map[string]any, parentDef int) 
 			start = end
 		}
 		for i, s := range n.statsIn {
-			e.stats[s].merge(&me.stats[i])
+			e.stats[s].mergeOne(&me.stats[i])
 		}
 		return nil
 	}
@@ -158,13 +208,20 @@ func (e *fileEncoder) writeTopStruct(n *wnode, m map[string]any, parentDef int) 
 		saved[i], e.stats[s] = e.stats[s], colStats{}
 	}
 	err := e.writeField(n, m, 0, parentDef, false)
-	me := &memoEntry{m: m, ends: make([]int32, len(starts)), stats: make([]colStats, len(n.statsIn))}
+	me := &memoEntry{m: m, ends: make([]int32, len(starts)), stats: make([]memoStat, len(n.statsIn))}
+	single := true
 	for i, s := range n.statsIn {
-		me.stats[i] = e.stats[s]
+		added := e.stats[s]
 		e.stats[s] = saved[i]
-		e.stats[s].merge(&me.stats[i])
+		e.stats[s].merge(&added)
+		var ok bool
+		if me.stats[i], ok = memoStatOf(&added); !ok {
+			single = false
+		}
 	}
-	if err != nil {
+	if err != nil || !single {
+		// A value with more than one value in a statistic is not
+		// recorded (a leaf outside lists has one).
 		return err
 	}
 	total := 0
