@@ -118,33 +118,9 @@ func memoStatOf(s *colStats) (memoStat, bool) {
 	return memoStat{nulls: int32(s.nulls), has: s.has, bad: s.bad, i: s.minI, f: s.minF, s: s.minS}, true
 }
 
-// mergeOne is merge of the statistics of one value, o.
-func (s *colStats) mergeOne(o *memoStat) {
-	s.nulls += int64(o.nulls)
-	s.bad = s.bad || o.bad
-	if !o.has {
-		return
-	}
-	if !s.has {
-		s.minI, s.maxI, s.minF, s.maxF, s.minS, s.maxS = o.i, o.i, o.f, o.f, o.s, o.s
-		s.has = true
-		return
-	}
-	if o.i < s.minI {
-		s.minI = o.i
-	} else if o.i > s.maxI {
-		s.maxI = o.i
-	}
-	if o.f < s.minF {
-		s.minF = o.f
-	} else if o.f > s.maxF {
-		s.maxF = o.f
-	}
-	if o.s < s.minS {
-		s.minS = o.s
-	} else if o.s > s.maxS {
-		s.maxS = o.s
-	}
+// stats returns o as the colStats it was taken from.
+func (o *memoStat) stats() colStats {
+	return colStats{nulls: int64(o.nulls), has: o.has, bad: o.bad, minI: o.i, maxI: o.i, minF: o.f, maxF: o.f, minS: o.s, maxS: o.s}
 }
 
 func mapPointer(m map[string]any) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&m)) }
@@ -189,7 +165,8 @@ func (e *fileEncoder) writeTopStruct(n *wnode, m map[string]any, parentDef int) 
 			start = end
 		}
 		for i, s := range n.statsIn {
-			e.stats[s].mergeOne(&me.stats[i])
+			st := me.stats[i].stats()
+			e.stats[s].merge(&st)
 		}
 		return nil
 	}
