@@ -183,13 +183,9 @@ func (t *Table) appendIn(ctx context.Context, in inRows, opts AppendOptions) (Co
 	if err := checkCasts(snap.metadata.Schema, opts.Casts); err != nil {
 		return CommitResult{}, err
 	}
-	marked := snap.metadata.Schema
-	if hasIdentityColumns(marked) {
-		// Rows given by column get their identity values as row maps.
-		in.maps, in.vals, in.cols = in.asMaps(), nil, nil
-		if in.maps, marked, err = fillIdentity(snap.metadata.Schema, in.maps); err != nil {
-			return CommitResult{}, err
-		}
+	in, marked, err := fillIdentity(snap.metadata.Schema, in)
+	if err != nil {
+		return CommitResult{}, err
 	}
 	fit, err := t.fitRows(snap, in, opts)
 	if err != nil {

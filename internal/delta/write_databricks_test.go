@@ -3,6 +3,7 @@ package delta
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strconv"
@@ -113,7 +114,13 @@ func TestIdentityColumns(t *testing.T) {
 	}
 	for c := range 2 {
 		rows := []map[string]any{{"v": "a"}, {"v": "b"}, {"v": "c", "seq": int64(1000)}}
-		if _, err := tb.Append(t.Context(), rows, AppendOptions{}); err != nil {
+		if c == 0 {
+			_, err = tb.Append(t.Context(), rows, AppendOptions{})
+		} else {
+			// Rows by column fill their identity values the same way.
+			_, err = tb.AppendRows(t.Context(), rowsOf(rows), AppendOptions{})
+		}
+		if err != nil {
 			t.Fatalf("append %d: %v", c, err)
 		}
 		if rows[0]["id"] != nil {
@@ -141,9 +148,13 @@ func TestIdentityColumns(t *testing.T) {
 	if !slices.Equal(ids, []int64{10, 15, 20, 25, 30, 35}) || !slices.Equal(seqs, []int64{-7, -5, -3, -1, 1000, 1000}) {
 		t.Fatalf("ids %v seqs %v", ids, seqs)
 	}
-	_, err = tb.Append(t.Context(), []map[string]any{{"v": "x", "id": int64(3)}}, AppendOptions{})
+	explicit := []map[string]any{{"v": "x", "id": int64(3)}}
+	_, err = tb.Append(t.Context(), explicit, AppendOptions{})
 	var se *SchemaError
 	if !errors.As(err, &se) || se.Path != "id" || !strings.Contains(err.Error(), "GENERATED ALWAYS") {
 		t.Fatalf("explicit id: got %v", err)
+	}
+	if _, rerr := tb.AppendRows(t.Context(), rowsOf(explicit), AppendOptions{}); fmt.Sprint(rerr) != fmt.Sprint(err) {
+		t.Fatalf("explicit id by column: got %v, want %v", rerr, err)
 	}
 }

@@ -55,11 +55,14 @@ func identityColumnsOf(schema *StructType) ([]identityColumn, error) {
 // fillIdentity gives the rows without a value for an identity column of
 // schema the next values, copying those rows, and returns schema with the
 // raised high-water marks (schema itself when nothing was generated).
-func fillIdentity(schema *StructType, rows []map[string]any) ([]map[string]any, *StructType, error) {
+// Rows given by column get their identity values as row maps; without
+// identity columns, in is returned as it is.
+func fillIdentity(schema *StructType, in inRows) (inRows, *StructType, error) {
 	cols, err := identityColumnsOf(schema)
 	if err != nil || len(cols) == 0 {
-		return rows, schema, err
+		return in, schema, err
 	}
+	rows := in.asMaps()
 	out := rows
 	copied := false
 	generated := make([]bool, len(cols))
@@ -70,7 +73,7 @@ func fillIdentity(schema *StructType, rows []map[string]any) ([]map[string]any, 
 			name := schema.Fields[c.idx].Name
 			if v, ok := r[name]; ok && v != nil {
 				if !c.explicit {
-					return nil, nil, withRow(&SchemaError{Row: -1, Path: name, Reason: "identity column is GENERATED ALWAYS: leave it out of the row (its value is generated)"}, i)
+					return inRows{}, nil, withRow(&SchemaError{Row: -1, Path: name, Reason: "identity column is GENERATED ALWAYS: leave it out of the row (its value is generated)"}, i)
 				}
 				continue
 			}
@@ -107,7 +110,7 @@ func fillIdentity(schema *StructType, rows []map[string]any) ([]map[string]any, 
 		f.Metadata[metaIdentityHWM] = json.Number(strconv.FormatInt(c.hwm, 10))
 		ns.Fields[c.idx] = &f
 	}
-	return out, ns, nil
+	return mapRows(out), ns, nil
 }
 
 // withIdentityMarks returns schema (the commit's, possibly evolved) with

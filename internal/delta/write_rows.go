@@ -180,14 +180,3 @@ func (e *fileEncoder) addValues(row []any, b *rootBinding) error {
 	}
 	return nil
 }
-
-// hasIdentityColumns reports whether schema has a column fillIdentity
-// fills.
-func hasIdentityColumns(schema *StructType) bool {
-	for _, f := range schema.Fields {
-		if _, ok := f.Metadata[metaIdentityStart]; ok {
-			return true
-		}
-	}
-	return false
-}
