@@ -33,10 +33,9 @@ type shredBlock struct {
 	err  error
 }
 
-// shredFile shreds the rows of f (indexes into rows) into f.enc, on up to
-// procs goroutines when f is large enough. present[i], when present is not
-// nil, is how many partition keys row i has (see groupRows). An error is
-// the lowest failing row's, as withRow names it.
+// shredFile shreds the rows of f (indexes into in's rows) into f.enc, on
+// up to procs goroutines when f is large enough. An error is the lowest
+// failing row's, as withRow names it.
 func shredFile(f *dataFile, in shredIn, procs int) error {
 	if procs > 1 && len(f.rows) >= parallelShredMin {
 		return shredFileParallel(f, in, procs)
@@ -120,7 +119,7 @@ func shredBlocks(e *fileEncoder, idx []int, in shredIn, s, procs int, out chan<-
 	}
 }
 
-// shredRange shreds rows idx of rows into e's columns, without handing
+// shredRange shreds rows idx of in into e's columns, without handing
 // them to a Parquet writer; an error (or a panic) is the failing row's.
 func (e *fileEncoder) shredRange(idx []int, in shredIn) (err error) {
 	cur := -1

@@ -103,7 +103,7 @@ func groupChunk(fields []*StructField, partCols []string, rows inRows, lo, hi in
 	if rows.vals != nil {
 		colOf = make([]int, len(partCols))
 		for j, pc := range partCols {
-			colOf[j] = rows.column(pc)
+			colOf[j] = slices.Index(rows.cols, pc)
 		}
 	}
 	for i := lo; i < hi; i++ {

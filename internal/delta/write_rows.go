@@ -104,16 +104,6 @@ func (in inRows) asMaps() []map[string]any {
 	return Rows{Columns: in.cols, Values: in.vals}.maps()
 }
 
-// column is the index of column name in in.cols, -1 when absent.
-func (in inRows) column(name string) int {
-	for j, c := range in.cols {
-		if c == name {
-			return j
-		}
-	}
-	return -1
-}
-
 // rootBinding maps a write plan's top-level fields to the columns of
 // Rows: idx[k] is the column of root field k (-1: none, always null), and
 // extra are the columns that are neither a field nor ignored (partition
