@@ -107,9 +107,12 @@ type dedupeState struct {
 
 // newDedupeState returns the state of a writer to tbl; deps has its
 // defaults.
-func newDedupeState(cfg *DedupeConfig, table string, tbl table, deps Deps) *dedupeState {
+// newDedupeState is the dedupe state of a writer whose rows have the
+// values of rowCols.
+func newDedupeState(cfg *DedupeConfig, table string, tbl table, rowCols []string, deps Deps) *dedupeState {
 	scan, _ := tbl.(keyScanner) // nil: sync fails, naming the table
-	return &dedupeState{cfg: *cfg, table: table, scan: scan, now: deps.Now, log: deps.Logger}
+	return &dedupeState{cfg: *cfg, table: table, scan: scan, now: deps.Now, log: deps.Logger,
+		keyAt: slices.Index(rowCols, cfg.Key), timeAt: slices.Index(rowCols, cfg.Time)}
 }
 
 // ref is the end of the window: the newest event time known (of the table
@@ -175,7 +178,7 @@ func (d *dedupeState) sync(ctx context.Context, fresh bool, batchNewest time.Tim
 }
 
 // rowKey returns the key and event time of a row, its values by column.
-// It reads only what newDeltaWriter set, so the writer's goroutines call
+// It reads only what newDedupeState set, so the writer's goroutines call
 // it as they build rows.
 func (d *dedupeState) rowKey(vals []any) rowKey {
 	if d.keyAt < 0 || d.timeAt < 0 {

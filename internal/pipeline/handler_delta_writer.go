@@ -378,8 +378,7 @@ func newDeltaWriter(cfg *DeltaWriterConfig, tbl table, deps Deps) *DeltaWriter {
 		w.fromAt = append(w.fromAt, slices.Index(w.rowCols, d.from))
 	}
 	if cfg.Dedupe != nil {
-		w.dedupe = newDedupeState(cfg.Dedupe, cfg.TableName, tbl, deps)
-		w.dedupe.keyAt, w.dedupe.timeAt = slices.Index(w.rowCols, cfg.Dedupe.Key), slices.Index(w.rowCols, cfg.Dedupe.Time)
+		w.dedupe = newDedupeState(cfg.Dedupe, cfg.TableName, tbl, w.rowCols, deps)
 	}
 	return w
 }
