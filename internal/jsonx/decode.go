@@ -1,8 +1,10 @@
 package jsonx
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"sync"
 	"unicode/utf16"
@@ -382,32 +384,59 @@ func (d *decoder) array(depth int) (any, error) {
 func (d *decoder) str(key bool) (string, error) {
 	d.i++ // "
 	start := d.i
-	for d.i < len(d.b) {
-		c := d.b[d.i]
-		switch {
-		case c == '"':
-			raw := d.b[start:d.i]
-			d.i++
-			if !key {
-				d.plain = true // s is raw: no escapes, valid ASCII
-				return d.substr(start, len(raw)), nil
-			}
-			if s, ok := d.keys[string(raw)]; ok {
-				return s, nil
-			}
-			s := string(raw)
-			if len(d.keys) < maxInterned {
-				d.keys[s] = s
-			}
-			return s, nil
-		case c == '\\' || c >= utf8.RuneSelf:
-			return d.strSlow(start)
-		case c < 0x20:
-			return "", d.fail("in string literal")
-		}
-		d.i++
+	d.i = plainEnd(d.b, d.i)
+	if d.i >= len(d.b) {
+		return "", errEnd
 	}
-	return "", errEnd
+	switch c := d.b[d.i]; {
+	case c == '"':
+		raw := d.b[start:d.i]
+		d.i++
+		if !key {
+			d.plain = true // s is raw: no escapes, valid ASCII
+			return d.substr(start, len(raw)), nil
+		}
+		if s, ok := d.keys[string(raw)]; ok {
+			return s, nil
+		}
+		s := string(raw)
+		if len(d.keys) < maxInterned {
+			d.keys[s] = s
+		}
+		return s, nil
+	case c == '\\' || c >= utf8.RuneSelf:
+		return d.strSlow(start)
+	}
+	return "", d.fail("in string literal")
+}
+
+// plainEnd returns the index of the first byte of b at or after i that ends
+// a plain run of a string literal (a quote, a backslash, a control character
+// or a byte of non-ASCII UTF-8), or len(b). It tests eight bytes at a time:
+// string literals are most of what the decoder reads.
+func plainEnd(b []byte, i int) int {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		q := x ^ (ones * '"')
+		bs := x ^ (ones * '\\')
+		// A byte's high bit is set in m when the byte is a quote (q's byte
+		// is 0), a backslash, below 0x20 or at least 0x80. Borrows can set
+		// it in bytes after the first such byte, never before it.
+		m := ((q - ones) &^ q) | ((bs - ones) &^ bs) | ((x - ones*0x20) &^ x) | x
+		if m &= highs; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for ; i < len(b); i++ {
+		if c := b[i]; c == '"' || c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
+			return i
+		}
+	}
+	return i
 }
 
 // strSlow handles escapes and non-ASCII; invalid UTF-8 and lone surrogates
@@ -416,6 +445,12 @@ func (d *decoder) strSlow(start int) (string, error) {
 	out := make([]byte, 0, d.i-start+16)
 	out = append(out, d.b[start:d.i]...)
 	for d.i < len(d.b) {
+		if end := plainEnd(d.b, d.i); end > d.i {
+			out = append(out, d.b[d.i:end]...)
+			if d.i = end; end == len(d.b) {
+				break
+			}
+		}
 		c := d.b[d.i]
 		switch {
 		case c == '"':

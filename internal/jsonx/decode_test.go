@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"reflect"
 	"strconv"
 	"strings"
@@ -312,4 +313,53 @@ func BenchmarkDecodeObject(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestPlainEnd checks the eight-bytes-at-a-time scan against a byte loop:
+// every byte value at every position of a run, with plain bytes on both
+// sides, and runs that hold two stops (a borrow from the first must not
+// hide or move it).
+func TestPlainEnd(t *testing.T) {
+	slow := func(b []byte, i int) int {
+		for ; i < len(b); i++ {
+			if c := b[i]; c == '"' || c == '\\' || c < 0x20 || c >= 0x80 {
+				return i
+			}
+		}
+		return i
+	}
+	for n := 0; n <= 19; n++ {
+		for pos := 0; pos < n; pos++ {
+			for c := 0; c < 256; c++ {
+				b := bytes.Repeat([]byte{'a'}, n)
+				b[pos] = byte(c)
+				if pos+1 < n {
+					b[pos+1] = 0x7f // the largest plain byte after it
+				}
+				for from := 0; from <= pos; from++ {
+					if got, want := plainEnd(b, from), slow(b, from); got != want {
+						t.Fatalf("plainEnd(%q, %d) = %d, want %d", b, from, got, want)
+					}
+				}
+			}
+		}
+		b := bytes.Repeat([]byte{'~'}, n)
+		if got := plainEnd(b, 0); got != n {
+			t.Fatalf("plainEnd of %d plain bytes = %d", n, got)
+		}
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		b := make([]byte, rnd.IntN(40))
+		for i := range b {
+			b[i] = byte(0x1e + rnd.IntN(0x64)) // mostly plain, some stops
+		}
+		from := 0
+		if len(b) > 0 {
+			from = rnd.IntN(len(b))
+		}
+		if got, want := plainEnd(b, from), slow(b, from); got != want {
+			t.Fatalf("plainEnd(%q, %d) = %d, want %d", b, from, got, want)
+		}
+	}
 }

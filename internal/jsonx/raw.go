@@ -554,19 +554,17 @@ func (d *decoder) skipArray(depth int) error {
 func (d *decoder) skipString() error {
 	d.i++ // "
 	start := d.i
-	for d.i < len(d.b) {
-		c := d.b[d.i]
-		switch {
-		case c == '"':
-			d.i++
-			return nil
-		case c == '\\' || c >= utf8.RuneSelf:
-			_, err := d.strSlow(start)
-			return err
-		case c < 0x20:
-			return d.fail("in string literal")
-		}
-		d.i++
+	d.i = plainEnd(d.b, d.i)
+	if d.i >= len(d.b) {
+		return errEnd
 	}
-	return errEnd
+	switch c := d.b[d.i]; {
+	case c == '"':
+		d.i++
+		return nil
+	case c == '\\' || c >= utf8.RuneSelf:
+		_, err := d.strSlow(start)
+		return err
+	}
+	return d.fail("in string literal")
 }
