@@ -445,11 +445,12 @@ func (d *decoder) strSlow(start int) (string, error) {
 	out := make([]byte, 0, d.i-start+16)
 	out = append(out, d.b[start:d.i]...)
 	for d.i < len(d.b) {
-		if end := plainEnd(d.b, d.i); end > d.i {
-			out = append(out, d.b[d.i:end]...)
-			if d.i = end; end == len(d.b) {
-				break
-			}
+		// Copy the plain run; what stops it is a quote, a control
+		// character, non-ASCII or an escape.
+		end := plainEnd(d.b, d.i)
+		out = append(out, d.b[d.i:end]...)
+		if d.i = end; d.i == len(d.b) {
+			break
 		}
 		c := d.b[d.i]
 		switch {
@@ -465,10 +466,7 @@ func (d *decoder) strSlow(start int) (string, error) {
 			}
 			out = append(out, d.b[d.i:d.i+size]...)
 			d.i += size
-		case c != '\\':
-			out = append(out, c)
-			d.i++
-		default:
+		default: // a backslash: an escape
 			d.i++
 			if d.i >= len(d.b) {
 				return "", errEnd
