@@ -105,10 +105,8 @@ type dedupeState struct {
 	batchNewest time.Time
 }
 
-// newDedupeState returns the state of a writer to tbl; deps has its
-// defaults.
-// newDedupeState is the dedupe state of a writer whose rows have the
-// values of rowCols.
+// newDedupeState returns the dedupe state of a writer to tbl whose rows
+// have the values of rowCols; deps has its defaults.
 func newDedupeState(cfg *DedupeConfig, table string, tbl table, rowCols []string, deps Deps) *dedupeState {
 	scan, _ := tbl.(keyScanner) // nil: sync fails, naming the table
 	return &dedupeState{cfg: *cfg, table: table, scan: scan, now: deps.Now, log: deps.Logger,
