@@ -317,11 +317,17 @@ func (e *fileEncoder) leafString(n *wnode, s string, rep int, observe bool) erro
 	if !utf8.ValidString(s) {
 		return schemaErr(n.path, "string is not valid UTF-8")
 	}
+	e.leafValidString(n, s, rep, observe)
+	return nil
+}
+
+// leafValidString is leafString of s known to be valid UTF-8 (a string a
+// jsonx.Reader read).
+func (e *fileEncoder) leafValidString(n *wnode, s string, rep int, observe bool) {
 	e.appendValue(n.col, parquet.ByteArrayValue(unsafeBytes(s)), rep, n.def)
 	if observe {
 		e.observeString(n.stat, s)
 	}
-	return nil
 }
 
 // leafInt is writeLeaf of an integer x into n, a byte, short, integer or

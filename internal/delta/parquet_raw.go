@@ -141,7 +141,8 @@ func (e *fileEncoder) readField(n *wnode, rd *jsonx.Reader, rep, parentDef int, 
 		return e.writeField(n, nil, rep, parentDef, inRep)
 	case jsonx.KindString:
 		if n.kind == kindLeaf && n.typ == TypeString {
-			return e.leafString(n, rd.String(), rep, observe)
+			e.leafValidString(n, rd.String(), rep, observe)
+			return nil
 		}
 	case jsonx.KindNumber:
 		if n.kind != kindLeaf {

@@ -282,27 +282,36 @@ func (rd *Reader) Elem() bool {
 	return true
 }
 
-// String reads a string value (or key).
+// String reads a string value (or key). The result is valid UTF-8: the
+// input was checked when decoded.
 func (rd *Reader) String() string {
 	if rd.Kind() != KindString {
 		rd.misuse()
 		return ""
 	}
+	b := unsafeBytes(rd.s)
 	start := rd.i + 1
-	for j := start; j < len(rd.s); j++ {
-		switch rd.s[j] {
-		case '"':
+	for j := start; ; j++ {
+		j = plainEnd(b, j)
+		if j == len(b) {
+			break
+		}
+		switch c := b[j]; {
+		case c == '"':
 			rd.i = j + 1
 			return rd.s[start:j]
-		case '\\':
-			v, next, err := decodeAt(rd.s, rd.i)
-			if err != nil {
-				rd.misuse()
-				return ""
-			}
-			rd.i = next
-			return v.(string)
+		case c >= utf8.RuneSelf:
+			continue // checked: valid UTF-8
 		}
+		// An escape (or, in input that was not checked, a control
+		// character): decode it as the decoder does, which fails on the
+		// latter.
+		v, next, err := decodeAt(rd.s, rd.i)
+		if err != nil {
+			break
+		}
+		rd.i = next
+		return v.(string)
 	}
 	rd.misuse()
 	return ""

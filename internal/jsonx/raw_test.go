@@ -126,10 +126,32 @@ func FuzzDecodeLazy(f *testing.F) {
 		`{"a":` + strings.Repeat(`{"b":`, 64) + `1` + strings.Repeat("}", 64) + `}`,
 		`{"a":{"b":` + strings.Repeat("[", 63) + strings.Repeat("]", 63) + `}}`,
 		`{"a":"plain","task":7,"b":{ "sp" : [ 1 , 2 ] , "t" : true , "n" : null }}`,
+		// Strings that Reader.String scans eight bytes at a time: non-ASCII
+		// and escapes before, at and past the first eight bytes, in keys too.
+		`{"a":{"Ünïcödé kéy, longer than eight":"ünïcödé välue, lönger than eight bytes é","b":"0123456789abcdef\n","c":"é0123456789\u00e9"}}`,
+		`{"a":{"01234567":"0123456\"","x":"0123456789\t😀 tail"}}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) { checkLazy(t, b) })
+}
+
+// TestReaderStringUnchecked checks that String does not return a control
+// character or a broken string from input that was never checked, however
+// far into the string it lies.
+func TestReaderStringUnchecked(t *testing.T) {
+	for _, s := range []string{
+		"\"ab\ncd\"", "\"0123456789abcdef\x01\"", "\"0123456789abcdef", "\"é\\x\"",
+	} {
+		rd := Reader{s: s}
+		if v := rd.String(); rd.Err() == nil {
+			t.Errorf("%q: String = %q, want misuse", s, v)
+		}
+	}
+	rd := Reader{s: "\"0123456789é\\tabc\"x"}
+	if v := rd.String(); rd.Err() != nil || v != "0123456789é\tabc" || rd.s[rd.i:] != "x" {
+		t.Errorf("String = %q, rest %q, err %v", v, rd.s[rd.i:], rd.Err())
+	}
 }
 
 func TestRawObjectWith(t *testing.T) {
