@@ -112,7 +112,8 @@ type Result struct {
 	// CPU is the worker process's user+system time (its rusage after it
 	// exited, start and drain included).
 	CPU time.Duration
-	// PeakRSS is the worker process's ru_maxrss, in bytes.
+	// PeakRSS is the worker process's peak resident set (VmHWM, read
+	// while it ran; ru_maxrss where there is no /proc), in bytes.
 	PeakRSS int64
 	// P50, P99 and Max are produce-to-visible latencies (Rate > 0 only).
 	P50, P90, P99, Max time.Duration
