@@ -1,3 +1,5 @@
+//go:build !noduckdb
+
 package cli
 
 import (
@@ -13,9 +15,6 @@ import (
 )
 
 func init() { register(newQueryCmd) }
-
-// defaultQueryTable is where `kpipe up` and the worker write the table.
-const defaultQueryTable = "./data/delta/itel_cabinet_task_tracking"
 
 func newQueryCmd(env *Env) *cobra.Command {
 	var (
@@ -111,7 +110,7 @@ snapshot has used for an hour are deleted.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&table, "table", defaultQueryTable, "Delta table folder or s3:// URL")
+	fl.StringVar(&table, "table", defaultTableLocation, "Delta table folder or s3:// URL")
 	fl.StringVar(&cache, "cache-dir", "", "folder of the local copy of a table on S3 (default: kpipe/tables in the user's cache folder)")
 	fl.StringVar(&format, "format", string(query.FormatTable), "output format: table, csv or json")
 	fl.StringVar(&file, "file", "", "SQL file whose statements run in order")

@@ -1,3 +1,5 @@
+//go:build !noduckdb
+
 package cli
 
 import (
@@ -158,7 +160,7 @@ A table on S3 is read through the local cache "kpipe query" uses
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&table, "table", defaultQueryTable, "Delta table folder or s3:// URL")
+	fl.StringVar(&table, "table", defaultTableLocation, "Delta table folder or s3:// URL")
 	fl.StringVar(&cacheDir, "cache-dir", "", "folder of the local copy of a table on S3 (default: kpipe/tables in the user's cache folder)")
 	fl.StringVar(&format, "format", string(query.FormatTable), "output format: table, csv, json or html")
 	fl.StringVar(&section, "section", report.DefaultSection, "with --format csv, the one section written: "+strings.Join(report.Sections, ", "))

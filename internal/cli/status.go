@@ -90,7 +90,7 @@ cannot be asked, or when Kafka or the table cannot be read.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&table, "table", defaultQueryTable, "Delta table folder")
+	f.StringVar(&table, "table", defaultTableLocation, "Delta table folder")
 	f.StringVar(&prefix, "id-prefix", "", `prefix of the consumer groups ("kpipe-up-" for kpipe up's)`)
 	f.StringArrayVar(&addrs, "metrics", nil, "a worker's metrics address (host:port) whose /readyz to ask; repeatable")
 	f.BoolVar(&noErrors, "no-errors", false, "do not read the error topics")

@@ -20,7 +20,9 @@ import (
 
 func init() { register(newTableCmd) }
 
-// defaultTableLocation is where `kpipe table create` puts the SPEC table.
+// defaultTableLocation is where `kpipe table create` puts the SPEC table
+// and where `kpipe up` and the worker write it: the default table of every
+// command that reads one.
 const defaultTableLocation = "./data/delta/itel_cabinet_task_tracking"
 
 func newTableCmd(env *Env) *cobra.Command {
@@ -195,7 +197,7 @@ func newTableDescribeCmd(env *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "describe [PATH]",
 		Short: "Show a Delta table's version, protocol, schema, files and txn versions",
-		Long: `Show the latest snapshot of the Delta table at PATH (default ` + defaultQueryTable + `,
+		Long: `Show the latest snapshot of the Delta table at PATH (default ` + defaultTableLocation + `,
 where kpipe up and kpipe worker write it, as for kpipe query): version, protocol,
 schema, partition columns, properties, number of files, rows and bytes, the
 txn version of every application id, and the last checkpoint. --json prints
@@ -271,7 +273,7 @@ func newTableHistoryCmd(env *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "history [PATH]",
 		Short: "List a Delta table's commits, newest first",
-		Long: `List the commits of the Delta table at PATH (default ` + defaultQueryTable + `),
+		Long: `List the commits of the Delta table at PATH (default ` + defaultTableLocation + `),
 newest first: version, time, operation, the engine that wrote it (kpipe/VERSION
 for kpipe's) and the operation's metrics.`,
 		Args: cobra.MaximumNArgs(1),
@@ -316,5 +318,5 @@ func tableArg(args []string) string {
 	if len(args) > 0 {
 		return args[0]
 	}
-	return defaultQueryTable
+	return defaultTableLocation
 }
