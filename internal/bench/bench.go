@@ -115,6 +115,11 @@ type Result struct {
 	// PeakRSS is the worker process's peak resident set (VmHWM, read
 	// while it ran; ru_maxrss where there is no /proc), in bytes.
 	PeakRSS int64
+	// SampledRSS is the largest resident set read while the worker ran
+	// (every 10 ms; VmRSS), SampledAnon and SampledFile its anonymous
+	// memory (the Go heap and runtime) and file pages (the executable):
+	// zero where there is no /proc.
+	SampledRSS, SampledAnon, SampledFile int64
 	// P50, P99 and Max are produce-to-visible latencies (Rate > 0 only).
 	P50, P90, P99, Max time.Duration
 	// APICalls counts the requests the simulator answered, APIMaxInFlight
@@ -331,7 +336,12 @@ func Print(w io.Writer, res *Result) {
 		fmt.Fprintf(w, "throughput      %.0f events/s (%.0f events/s after the first commit)\n", res.EventsPerSec, res.SteadyPerSec)
 	}
 	fmt.Fprintf(w, "worker cpu      %.2fs, %.1f µs/event\n", res.CPU.Seconds(), float64(res.CPUPerEvent().Nanoseconds())/1e3)
-	fmt.Fprintf(w, "worker peak rss %.1f MB\n", float64(res.PeakRSS)/1e6)
+	fmt.Fprintf(w, "worker peak rss %.1f MB", float64(res.PeakRSS)/1e6)
+	if res.SampledRSS > 0 {
+		fmt.Fprintf(w, " (largest sample %.1f MB: %.1f anonymous, %.1f file pages)",
+			float64(res.SampledRSS)/1e6, float64(res.SampledAnon)/1e6, float64(res.SampledFile)/1e6)
+	}
+	fmt.Fprintln(w)
 	if res.Rate > 0 {
 		fmt.Fprintf(w, "latency         p50 %s, p90 %s, p99 %s, max %s (produce to visible in the table)\n",
 			res.P50.Round(time.Millisecond), res.P90.Round(time.Millisecond), res.P99.Round(time.Millisecond), res.Max.Round(time.Millisecond))

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,9 +36,10 @@ type worker struct {
 	done chan struct{}
 	err  error
 	log  *os.File
-	// hwm is the largest VmHWM read from /proc/PID/status while it ran
-	// (bytes; 0 where there is no /proc); see watchHWM.
-	hwm atomic.Int64
+	// mem is what watchMem read from /proc/PID/status while it ran
+	// (zero where there is no /proc), set when memDone is closed.
+	mem     memStatus
+	memDone chan struct{}
 }
 
 func (r *run) startWorker(cfgDir, dataDir, metricsAddr string) (*worker, error) {
@@ -62,51 +62,86 @@ func (r *run) startWorker(cfgDir, dataDir, metricsAddr string) (*worker, error) 
 		lf.Close()
 		return nil, fmt.Errorf("bench: starting the worker (%s): %w", r.o.Exe, err)
 	}
-	w := &worker{cmd: cmd, done: make(chan struct{}), log: lf}
+	w := &worker{cmd: cmd, done: make(chan struct{}), memDone: make(chan struct{}), log: lf}
 	go func() { w.err = cmd.Wait(); close(w.done) }()
-	go w.watchHWM()
+	go w.watchMem()
 	return w, nil
 }
 
-// hwmEvery is how often watchHWM reads the worker's VmHWM. VmHWM only
-// grows, so what a read misses is what the last hwmEvery before the exit
-// added.
-const hwmEvery = 10 * time.Millisecond
+// memEvery is how often watchMem reads the worker's /proc status. VmHWM
+// only grows, so what a read misses is what the last memEvery before the
+// exit added.
+const memEvery = 10 * time.Millisecond
 
-// watchHWM follows the worker's peak resident set, VmHWM in
-// /proc/PID/status, until it exits. ru_maxrss cannot be used: os/exec
-// starts the child with vfork, and Linux counts the resident set the
-// address space had before exec (the bench's own, broker and produced
-// events included) into the child's ru_maxrss.
-func (w *worker) watchHWM() {
+// memStatus is the memory lines of a /proc/PID/status file, in bytes:
+// the peak resident set (VmHWM) and a resident set (VmRSS) with its
+// anonymous memory and file pages (RssAnon, RssFile).
+type memStatus struct {
+	HWM, RSS, Anon, File int64
+}
+
+// watchMem follows the worker's peak resident set, VmHWM in
+// /proc/PID/status, until it exits, and keeps the split of its largest
+// VmRSS read into anonymous memory and file pages. ru_maxrss cannot be
+// used: os/exec starts the child with vfork, and Linux counts the
+// resident set the address space had before exec (the bench's own,
+// broker and produced events included) into the child's ru_maxrss.
+func (w *worker) watchMem() {
 	path := fmt.Sprintf("/proc/%d/status", w.cmd.Process.Pid)
-	t := time.NewTicker(hwmEvery)
+	t := time.NewTicker(memEvery)
 	defer t.Stop()
+	var peak memStatus
 	for {
-		if n, ok := readHWM(path); ok && n > w.hwm.Load() {
-			w.hwm.Store(n)
+		if m, ok := readMemStatus(path); ok {
+			if m.RSS > peak.RSS {
+				peak.RSS, peak.Anon, peak.File = m.RSS, m.Anon, m.File
+			}
+			peak.HWM = max(peak.HWM, m.HWM)
 		}
 		select {
 		case <-w.done:
+			w.mem = peak
+			close(w.memDone)
 			return
 		case <-t.C:
 		}
 	}
 }
 
-// readHWM returns the VmHWM line of a /proc/PID/status file, in bytes.
-func readHWM(path string) (int64, bool) {
+// readMemStatus reads the memory lines of a /proc/PID/status file; false
+// when it cannot be read or has no VmHWM (an exited process).
+func readMemStatus(path string) (memStatus, bool) {
+	var m memStatus
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, false
+		return m, false
 	}
+	hwm := false
 	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb * 1024, err == nil
+		name, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
 		}
+		var dst *int64
+		switch name {
+		case "VmHWM":
+			dst, hwm = &m.HWM, true
+		case "VmRSS":
+			dst = &m.RSS
+		case "RssAnon":
+			dst = &m.Anon
+		case "RssFile":
+			dst = &m.File
+		default:
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			return m, false
+		}
+		*dst = kb * 1024
 	}
-	return 0, false
+	return m, hwm
 }
 
 func joinAddrs(a []string) string {
@@ -138,23 +173,24 @@ func (w *worker) stop(timeout time.Duration) error {
 	return w.err
 }
 
-// usage returns the exited worker's CPU time and peak RSS (bytes): its
-// VmHWM where /proc has it, else its ru_maxrss (which can count the
-// bench's own memory too, see watchHWM).
-func (w *worker) usage() (time.Duration, int64) {
+// usage returns the exited worker's CPU time and memory: its peak RSS
+// is VmHWM where /proc has it, else its ru_maxrss (which can count the
+// bench's own memory too, see watchMem).
+func (w *worker) usage() (time.Duration, memStatus) {
 	ps := w.cmd.ProcessState
 	if ps == nil {
-		return 0, 0
+		return 0, memStatus{}
 	}
 	cpu := ps.UserTime() + ps.SystemTime()
-	if n := w.hwm.Load(); n > 0 {
-		return cpu, n
+	<-w.memDone
+	if w.mem.HWM > 0 {
+		return cpu, w.mem
 	}
 	ru, ok := ps.SysUsage().(*syscall.Rusage)
 	if !ok {
-		return cpu, 0
+		return cpu, memStatus{}
 	}
-	return cpu, ru.Maxrss * 1024 // Linux: kilobytes
+	return cpu, memStatus{HWM: ru.Maxrss * 1024} // Linux: kilobytes
 }
 
 func freeAddr() (string, error) {
@@ -232,7 +268,9 @@ func (r *run) measure(ctx context.Context, cfgDir string, admin *kadm.Client, re
 	}
 	seen, werr := r.watch(ctx, w, store, prod, prodDone)
 	stopErr := w.stop(60 * time.Second)
-	res.CPU, res.PeakRSS = w.usage()
+	var mem memStatus
+	res.CPU, mem = w.usage()
+	res.PeakRSS, res.SampledRSS, res.SampledAnon, res.SampledFile = mem.HWM, mem.RSS, mem.Anon, mem.File
 	st := r.world.Stats()
 	res.APICalls, res.APIMaxInFlight = st.Requests, st.MaxInFlight
 	if werr != nil {

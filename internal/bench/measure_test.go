@@ -7,27 +7,28 @@ import (
 	"testing"
 )
 
-func TestReadHWM(t *testing.T) {
+func TestReadMemStatus(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "status")
-	status := "Name:\tkpipe\nVmPeak:\t 2000000 kB\nVmHWM:\t  271360 kB\nVmRSS:\t  250000 kB\n"
+	status := "Name:\tkpipe\nVmPeak:\t 2000000 kB\nVmHWM:\t  271360 kB\nVmRSS:\t  250000 kB\nRssAnon:\t  210000 kB\nRssFile:\t   40000 kB\nRssShmem:\t       0 kB\n"
 	if err := os.WriteFile(p, []byte(status), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if n, ok := readHWM(p); !ok || n != 271360*1024 {
-		t.Fatalf("readHWM = %d, %v; want %d", n, ok, 271360*1024)
+	want := memStatus{HWM: 271360 << 10, RSS: 250000 << 10, Anon: 210000 << 10, File: 40000 << 10}
+	if m, ok := readMemStatus(p); !ok || m != want {
+		t.Fatalf("readMemStatus = %+v, %v; want %+v", m, ok, want)
 	}
 	if err := os.WriteFile(p, []byte("Name:\tzombie\nState:\tZ (zombie)\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if n, ok := readHWM(p); ok {
-		t.Fatalf("readHWM of a status without VmHWM = %d, want not ok", n)
+	if m, ok := readMemStatus(p); ok {
+		t.Fatalf("readMemStatus of a status without VmHWM = %+v, want not ok", m)
 	}
 	if runtime.GOOS != "linux" {
 		return
 	}
 	// This process's own: at least what it has resident now.
-	n, ok := readHWM("/proc/self/status")
-	if !ok || n < 1<<20 {
-		t.Fatalf("readHWM(/proc/self/status) = %d, %v", n, ok)
+	m, ok := readMemStatus("/proc/self/status")
+	if !ok || m.RSS < 1<<20 || m.HWM < m.RSS || m.Anon+m.File > m.RSS {
+		t.Fatalf("readMemStatus(/proc/self/status) = %+v, %v", m, ok)
 	}
 }

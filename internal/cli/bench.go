@@ -37,9 +37,10 @@ visible in the table (a new table version whose txn offsets cover the
 record), p50/p90/p99/max.
 
 It prints the worker process's events/s, CPU seconds per event (its rusage
-after it exited) and peak RSS (its VmHWM, read from /proc while it ran;
-ru_maxrss, which can count the bench's own memory too, where there is no
-/proc), the API calls the simulator answered, and a
+after it exited) and peak RSS (its VmHWM, read from /proc while it ran,
+with the largest resident set read split into anonymous memory and file
+pages; ru_maxrss, which can count the bench's own memory too, where there
+is no /proc), the API calls the simulator answered, and a
 check of the table: one row per event, no duplicates. Exit 1 when the check
 fails.`,
 		Example: `  kpipe bench --events 500000                                 # one lookup key, cache hits

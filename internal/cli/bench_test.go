@@ -45,7 +45,7 @@ func TestBenchVerifiesTable(t *testing.T) {
 			if n, _ := strconv.Atoi(m[1]); n < 1 || n > tc.keys {
 				t.Errorf("api calls %d, want 1..%d (one per key per TTL)", n, tc.keys)
 			}
-			for _, want := range []string{"worker cpu", "worker peak rss", "µs/event"} {
+			for _, want := range []string{"worker cpu", "worker peak rss", "µs/event", "anonymous", "file pages"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("report lacks %q:\n%s", want, out)
 				}
