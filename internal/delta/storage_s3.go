@@ -267,7 +267,9 @@ func (s *S3Storage) writeSpooled(ctx context.Context, key string, f *os.File) er
 // would meet its own object and report it as someone else's. Instead, an
 // attempt whose outcome is unknown is resolved by reading the key back:
 // the bytes sent mean success, other bytes ErrExist, no object another
-// attempt. A 409 ConditionalRequestConflict (a concurrent conditional
+// attempt, and a read back that fails for a passing cause (a 503 SlowDown)
+// another attempt too: only the read back can tell a 412 of its own
+// object from someone else's. A 409 ConditionalRequestConflict (a concurrent conditional
 // write of the key in flight) is tried again too; the next attempt sees
 // the winner's object.
 func (s *S3Storage) PutIfAbsent(ctx context.Context, key string, data []byte) error {
@@ -314,6 +316,10 @@ func (s *S3Storage) PutIfAbsent(ctx context.Context, key string, data []byte) er
 		case rerr == nil:
 			return fmt.Errorf("delta: creating %s/%s: %w", s.location, key, ErrExist)
 		case errors.Is(rerr, ErrNotExist):
+			continue
+		case IsRetryable(rerr) && ctx.Err() == nil:
+			// Still unknown: put again, and read back again after a 412.
+			last = fmt.Errorf("outcome unknown (%v), and reading it back failed: %w", err, rerr)
 			continue
 		default:
 			return fmt.Errorf("delta: creating %s/%s: outcome unknown (%w), and reading it back failed: %w", s.location, key, err, rerr)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,5 +68,48 @@ func TestS3FaultsRetryable(t *testing.T) {
 	}
 	if px.Injected(s3test.FaultResetAfter) == 0 || px.Injected(s3test.Fault503) == 0 {
 		t.Fatal("the proxy injected nothing")
+	}
+}
+
+// A PutIfAbsent whose first attempt lands but loses its answer meets its
+// own object (412) on the next; when reading it back fails for a passing
+// cause (503 SlowDown on every attempt the SDK makes), after the lost
+// answer and again after the 412, it tries again instead of giving up
+// with an error no caller retries (a 412 wrapped first: IsRetryable
+// said no), and finds its own bytes.
+func TestS3PutIfAbsentReadBackRetried(t *testing.T) {
+	srv := s3test.Start(t)
+	px := srv.StartProxy(t)
+	store, err := NewS3Storage(t.Context(), srv.Bucket, "readback", S3Options{Endpoint: px.Endpoint, PathStyle: true, Region: srv.Region, Credentials: srv.Credentials()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var puts, gets atomic.Int32
+	px.SetRule(func(r *http.Request) s3test.Fault {
+		switch r.Method {
+		case http.MethodPut:
+			if puts.Add(1) == 1 {
+				return s3test.Fault500After // applied, answer lost
+			}
+		case http.MethodGet:
+			// The SDK's three attempts of the first two read backs: after
+			// the lost answer, and after the 412 of the second put.
+			if gets.Add(1) <= 6 {
+				return s3test.Fault503
+			}
+		}
+		return s3test.FaultNone
+	})
+	key, data := "_delta_log/00000000000000000000.json", []byte(`{"commitInfo":{}}`+"\n")
+	if err := store.PutIfAbsent(t.Context(), key, data); err != nil {
+		t.Fatalf("PutIfAbsent: %v (retryable: %v)", err, IsRetryable(err))
+	}
+	if px.Injected(s3test.Fault503) != 6 || px.Injected(s3test.Fault500After) != 1 || puts.Load() != 3 {
+		t.Fatalf("faults injected: 503 %d, 500-after %d; %d puts: the read back was not made to fail",
+			px.Injected(s3test.Fault503), px.Injected(s3test.Fault500After), puts.Load())
+	}
+	px.Heal()
+	if err := store.PutIfAbsent(t.Context(), key, data); !errors.Is(err, ErrExist) {
+		t.Fatalf("second PutIfAbsent of the key: %v, want ErrExist", err)
 	}
 }
