@@ -23,7 +23,10 @@ const DefaultAutoCompactMinFiles = 50
 // itself: after each Append that commits, when a partition the commit
 // wrote holds at least MinFiles files smaller than half the target size,
 // the Table bin-packs that partition's small files (Optimize with Auto
-// set, the same dataChange=false commit) in the background. One
+// set, the same dataChange=false commit) in the background. Of the small
+// files, the largest ones are left for a later pass while each is larger
+// than the smaller ones together (and do not count): a compacted file is
+// rewritten once the new files add up to its size, not in every pass. One
 // compaction runs at a time per Table; a commit during one asks for
 // another pass after it. Appends never wait for it, and a compaction that
 // meets a concurrent commit removing its files gives way at once (the
@@ -145,20 +148,22 @@ func (t *Table) autoCompactPass(ctx context.Context, parts map[string]map[string
 		minFiles = DefaultAutoCompactMinFiles
 	}
 	small := max(target/2, 1)
-	// Count small files per written partition on the cached snapshot;
-	// Optimize reads the latest itself.
-	counts := map[string]int{}
+	// Count the small files a pass would take (planOptimize's
+	// smallFiles) per written partition on the cached snapshot; Optimize
+	// reads the latest itself.
+	byPart := map[string][]AddFile{}
 	for _, f := range snap.files {
 		if f.Size >= small {
 			continue
 		}
 		k, _ := partitionDir(partitionKeyColumns(snap), f.PartitionValues)
 		if _, ok := parts[k]; ok {
-			counts[k]++
+			byPart[k] = append(byPart[k], *f)
 		}
 	}
 	for k, values := range parts {
-		if counts[k] < minFiles || ctx.Err() != nil {
+		// The count first: smallFiles reads each file's statistics.
+		if files := byPart[k]; len(files) < minFiles || len(smallFiles(files, small, true)) < minFiles || ctx.Err() != nil {
 			continue
 		}
 		res, err := t.Optimize(ctx, OptimizeOptions{
