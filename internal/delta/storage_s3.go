@@ -267,11 +267,11 @@ func (s *S3Storage) writeSpooled(ctx context.Context, key string, f *os.File) er
 // would meet its own object and report it as someone else's. Instead, an
 // attempt whose outcome is unknown is resolved by reading the key back:
 // the bytes sent mean success, other bytes ErrExist, no object another
-// attempt, and a read back that fails for a passing cause (a 503 SlowDown)
-// another attempt too: only the read back can tell a 412 of its own
-// object from someone else's. A 409 ConditionalRequestConflict (a concurrent conditional
-// write of the key in flight) is tried again too; the next attempt sees
-// the winner's object.
+// attempt, and a read back that fails for a passing cause (a 503
+// SlowDown) another attempt too: only the read back can tell a 412 of its
+// own object from someone else's. A 409 ConditionalRequestConflict (a
+// concurrent conditional write of the key in flight) is tried again too;
+// the next attempt sees the winner's object.
 func (s *S3Storage) PutIfAbsent(ctx context.Context, key string, data []byte) error {
 	k, err := s.objectKey(key)
 	if err != nil {
