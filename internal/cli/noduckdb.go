@@ -13,12 +13,8 @@ import (
 // lean build"): kpipe query and kpipe report, the only commands that need
 // it, say so and how to get them.
 func init() {
-	register(func(*Env) *cobra.Command {
-		return withoutDuckDB("query", "Run SQL over the Delta table's current snapshot (DuckDB)")
-	})
-	register(func(*Env) *cobra.Command {
-		return withoutDuckDB("report", "Task lifecycles: time in each status, SLA, stuck tasks")
-	})
+	register(func(*Env) *cobra.Command { return withoutDuckDB("query", queryShort) })
+	register(func(*Env) *cobra.Command { return withoutDuckDB("report", reportShort) })
 }
 
 func withoutDuckDB(name, short string) *cobra.Command {

@@ -26,7 +26,7 @@ func newQueryCmd(env *Env) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "query [--table PATH] [--format table|csv|json] [--file F | SQL]",
-		Short: "Run SQL over the Delta table's current snapshot (DuckDB)",
+		Short: queryShort,
 		Long: `Run SQL over the current snapshot of a Delta table with DuckDB.
 
 The table is a view named after its folder (default itel_cabinet_task_tracking)

@@ -38,7 +38,7 @@ func newReportCmd(env *Env) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "report [--table PATH] [--format table|csv|json|html] [--section NAME] [--sla 72h] [--stuck-after 72h] [--as-of auto|now|latest|RFC3339] [--task-id ID]",
-		Short: "Task lifecycles: time in each status, SLA, stuck tasks",
+		Short: reportShort,
 		Long: `Report the lifecycles of one task template's assignments from the Delta
 table's current snapshot (DuckDB over the same view as "kpipe query").
 

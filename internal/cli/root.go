@@ -58,6 +58,13 @@ var commands []func(*Env) *cobra.Command
 // init.
 func register(f func(*Env) *cobra.Command) { commands = append(commands, f) }
 
+// queryShort and reportShort are the one-line help of kpipe query and
+// kpipe report, in every build: noduckdb.go registers them too.
+const (
+	queryShort  = "Run SQL over the Delta table's current snapshot (DuckDB)"
+	reportShort = "Task lifecycles: time in each status, SLA, stuck tasks"
+)
+
 // usageError marks an error caused by the user's input: Run exits with
 // ExitUsage for it. showUsage: the command line itself is wrong (a flag,
 // an argument, a subcommand), so Run prints the command's usage after it.
