@@ -393,7 +393,7 @@ func smallFiles(files []AddFile, small int64, tiered bool) []AddFile {
 	model := fitSizeModel(out)
 	size := make([]int64, len(out))
 	bySize := make([]int, len(out))
-	var sum int64 // of the files up to the largest kept
+	var sum int64 // of the files, then of those smaller than the largest kept
 	for i, f := range out {
 		size[i], bySize[i] = estimatedSize(f, model), i
 		sum += size[i]
