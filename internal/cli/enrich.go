@@ -17,6 +17,7 @@ func newEnrichCmd(env *Env) *cobra.Command {
 	var o struct {
 		metricsAddr string
 		enrich      enrich.Options
+		gcHeadroom  float64
 	}
 	cmd := &cobra.Command{
 		Use:   "enrich",
@@ -46,6 +47,11 @@ leaves the group and exits 0. Another process with the same transactional id
 (fenced), refused Kafka credentials or any other fatal error: exit non-zero.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			stop, _, err := startGCTuning(cmd, env, o.gcHeadroom, env.Logger)
+			if err != nil {
+				return err
+			}
+			defer stop()
 			return runEnrich(cmd.Context(), env, o.metricsAddr, o.enrich)
 		},
 	}
@@ -56,6 +62,7 @@ leaves the group and exits 0. Another process with the same transactional id
 	f.DurationVar(&o.enrich.SessionTimeout, "session-timeout", enrich.DefaultSessionTimeout, "how long the group waits for a silent member before moving its partitions")
 	f.IntVar(&o.enrich.RetryAttempts, "retry-attempts", enrich.DefaultRetryAttempts, "rounds of lookups an event may fail as unavailable while ClaimX answers other requests, before it goes to the error topic")
 	f.DurationVar(&o.enrich.PauseBackoffMax, "pause-backoff-max", enrich.DefaultPauseBackoffMax, "longest pause between lookup rounds while ClaimX is unavailable")
+	addGCHeadroomFlag(cmd, &o.gcHeadroom)
 	f.IntVar(&o.enrich.MaxRecordBytes, "max-record-bytes", enrich.DefaultMaxRecordBytes, "largest record produced (an output over it sends its event to the error topic as too_large; error records are cut to fit); at most the topics' max.message.bytes")
 	return cmd
 }

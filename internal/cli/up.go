@@ -19,6 +19,7 @@ import (
 func init() { register(newUpCmd) }
 
 type upOptions struct {
+	gcHeadroom  float64
 	events      int
 	duration    time.Duration
 	rate        float64
@@ -126,6 +127,11 @@ location, nothing stops a second machine.`,
   kpipe up --events 20000 --seed 6 --data s3://my-bucket/kpipe`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			stop, _, err := startGCTuning(cmd, env, o.gcHeadroom, env.Logger)
+			if err != nil {
+				return err
+			}
+			defer stop()
 			return runUp(cmd.Context(), env, o)
 		},
 	}
@@ -149,6 +155,7 @@ location, nothing stops a second machine.`,
 	f.StringVar(&o.logFile, "log-file", "", "append every log record, the Kafka client's included, to this file (the console shows warnings and the plugins' lines)")
 	f.DurationVar(&o.waitTimeout, "wait-timeout", 2*time.Minute, "with --events: give up when neither the table nor what is left in Kafka has changed for this long")
 	f.IntVar(&o.cacheSize, "cache-size", stack.DefaultCacheSize, "rows the enrichment worker caches per kind, task assignments and projects (kpipe enrich caches 100000)")
+	addGCHeadroomFlag(cmd, &o.gcHeadroom)
 	f.IntVar(&o.maxLag, "max-lag", stack.DefaultMaxLag, "the generator waits while a worker has more than this many records left in Kafka (-1: never waits)")
 	return cmd
 }

@@ -21,6 +21,7 @@ type workerOptions struct {
 	instanceID     string
 	sessionTimeout time.Duration
 	cpuProfile     string
+	gcHeadroom     float64
 }
 
 func newWorkerCmd(env *Env) *cobra.Command {
@@ -58,6 +59,11 @@ kpipe cannot write) exits non-zero with the cause logged at ERROR.`,
 		Example: `  KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 kpipe worker itel_cabinet_tracking_worker --data ./data`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			stop, _, err := startGCTuning(cmd, env, o.gcHeadroom, env.Logger)
+			if err != nil {
+				return err
+			}
+			defer stop()
 			return runWorker(cmd.Context(), env, args[0], o)
 		},
 	}
@@ -69,6 +75,7 @@ kpipe cannot write) exits non-zero with the cause logged at ERROR.`,
 	f.StringVar(&o.instanceID, "instance-id", "", "static group member id (a pod name): a restarted worker takes its partitions back at once; unique per running process ($KPIPE_INSTANCE_ID)")
 	f.DurationVar(&o.sessionTimeout, "session-timeout", pipeline.DefaultSessionTimeout, "how long the group waits for a worker that stopped heartbeating before moving its partitions")
 	f.StringVar(&o.cpuProfile, "cpu-profile", "", "write a CPU profile of the whole run to this file (go tool pprof reads it), for finding where the time goes")
+	addGCHeadroomFlag(cmd, &o.gcHeadroom)
 	return cmd
 }
 
