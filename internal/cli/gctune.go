@@ -13,7 +13,7 @@ import (
 
 // gcHeadroomUsage is the help of --gc-headroom, on every command that
 // runs workers.
-const gcHeadroomUsage = "let the Go heap grow at most this fraction above the largest live heap of the last 30 s before collecting: bounds peak memory for some CPU; 0: Go's default (GOGC: up to twice the last live heap); a GOMEMLIMIT in the environment replaces it ($KPIPE_GC_HEADROOM)"
+const gcHeadroomUsage = "let the Go heap grow at most this fraction above the largest live heap of the last 30 s before collecting: bounds peak memory for some CPU; 0: Go's default (up to twice the last live heap); GOGC or GOMEMLIMIT in the environment replace it ($KPIPE_GC_HEADROOM)"
 
 // addGCHeadroomFlag declares --gc-headroom on cmd, into v.
 func addGCHeadroomFlag(cmd *cobra.Command, v *float64) {
@@ -23,7 +23,7 @@ func addGCHeadroomFlag(cmd *cobra.Command, v *float64) {
 // startGCTuning starts the memory limit's tuning (internal/gctune) with
 // --gc-headroom, or $KPIPE_GC_HEADROOM when the flag is not given, and
 // says which in the log; tuned is false when it does not tune (headroom
-// 0, or GOMEMLIMIT set). stop ends it.
+// 0, or GOGC or GOMEMLIMIT set). stop ends it.
 func startGCTuning(cmd *cobra.Command, env *Env, headroom float64, log *slog.Logger) (stop func(), tuned bool, err error) {
 	if !cmd.Flags().Changed("gc-headroom") {
 		if s, ok := env.Getenv("KPIPE_GC_HEADROOM"); ok && s != "" {
@@ -40,7 +40,7 @@ func startGCTuning(cmd *cobra.Command, env *Env, headroom float64, log *slog.Log
 	case ok:
 		log.Debug("gc_tuning", "headroom", headroom)
 	case headroom > 0:
-		log.Info("gc_tuning_off", "reason", "GOMEMLIMIT is set")
+		log.Info("gc_tuning_off", "reason", "GOGC or GOMEMLIMIT is set in the environment")
 	}
 	return stop, ok, nil
 }

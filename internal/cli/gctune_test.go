@@ -25,6 +25,7 @@ func TestGCHeadroomSettings(t *testing.T) {
 		{name: "env off", env: map[string]string{"KPIPE_GC_HEADROOM": "0"}},
 		{name: "flag over env", args: []string{"--gc-headroom", "0.3"}, env: map[string]string{"KPIPE_GC_HEADROOM": "nope"}, tuned: true},
 		{name: "GOMEMLIMIT wins", env: map[string]string{"GOMEMLIMIT": "300MiB"}},
+		{name: "GOGC wins", env: map[string]string{"GOGC": "200"}},
 		{name: "bad env", env: map[string]string{"KPIPE_GC_HEADROOM": "nope"}, wantErr: `KPIPE_GC_HEADROOM="nope": not a number`},
 		{name: "negative", args: []string{"--gc-headroom", "-1"}, wantErr: "want a fraction from 0 (off)"},
 	} {

@@ -42,7 +42,8 @@ const DefaultHeadroom = 0.5
 
 // Start tunes the memory limit after every collection until stop is
 // called. It does not tune (ok false, stop a no-op) when o.Headroom <= 0
-// or when the environment sets GOMEMLIMIT: an operator's limit wins.
+// or when the environment sets GOMEMLIMIT or GOGC: an operator's choice
+// wins.
 //
 // The limit is the process's: while one Start is running, another one
 // shares it (its options are not used) and the limit the program had
@@ -52,8 +53,10 @@ func Start(o Options, getenv func(string) (string, bool)) (stop func(), ok bool)
 	if o.Headroom <= 0 {
 		return func() {}, false
 	}
-	if v, set := getenv("GOMEMLIMIT"); set && v != "" {
-		return func() {}, false
+	for _, k := range []string{"GOMEMLIMIT", "GOGC"} {
+		if v, set := getenv(k); set && v != "" {
+			return func() {}, false
+		}
 	}
 	if o.Window <= 0 {
 		o.Window = 30 * time.Second

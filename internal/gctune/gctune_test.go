@@ -85,8 +85,8 @@ func TestStartSetsLimitAfterCollections(t *testing.T) {
 	}
 }
 
-// TestStartLeavesOperatorsLimit checks GOMEMLIMIT and a zero headroom turn
-// tuning off.
+// TestStartLeavesOperatorsLimit checks GOMEMLIMIT, GOGC and a zero
+// headroom turn tuning off.
 func TestStartLeavesOperatorsLimit(t *testing.T) {
 	before := debug.SetMemoryLimit(-1)
 	env := func(k string) (string, bool) {
@@ -98,6 +98,16 @@ func TestStartLeavesOperatorsLimit(t *testing.T) {
 	if stop, ok := Start(Options{Headroom: 0.5}, env); ok {
 		stop()
 		t.Fatal("tuned although GOMEMLIMIT is set")
+	}
+	gogc := func(k string) (string, bool) {
+		if k == "GOGC" {
+			return "50", true
+		}
+		return "", false
+	}
+	if stop, ok := Start(Options{Headroom: 0.5}, gogc); ok {
+		stop()
+		t.Fatal("tuned although GOGC is set")
 	}
 	if stop, ok := Start(Options{}, noEnv); ok {
 		stop()
