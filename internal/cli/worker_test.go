@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 
 	"path/filepath"
 	"regexp"
@@ -87,6 +89,18 @@ func TestWorkerCommandRunsAndStopsCleanly(t *testing.T) {
 	waitUntil(t, func() bool {
 		m := buffered.FindStringSubmatch(scrape(metricsAddr))
 		return m != nil && m[1] == strconv.Itoa(len(entries))
+	})
+	// The default --gc-headroom sets a memory limit after a collection
+	// (no GOGC or GOMEMLIMIT in this environment), which /metrics shows.
+	limit := regexp.MustCompile(`(?m)^go_gc_gomemlimit_bytes (\S+)$`)
+	waitUntil(t, func() bool {
+		runtime.GC()
+		m := limit.FindStringSubmatch(scrape(metricsAddr))
+		if m == nil {
+			return false
+		}
+		v, err := strconv.ParseFloat(m[1], 64)
+		return err == nil && v < math.MaxInt64/2
 	})
 	cancel()
 	if code := <-done; code != ExitOK {
