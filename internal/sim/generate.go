@@ -15,8 +15,9 @@ func (s *Sim) Len() int { return len(s.cur().events) }
 // TaskEvents calls fn with the event id and the template (task_id) of each
 // task event, one of an assignment's lifecycle, among the first n events of
 // the timeline (all of them when n <= 0 or n > Len), in timeline order. It
-// renders nothing and allocates nothing: the way to list a large world's
-// task events (Events renders every event of the world).
+// renders nothing but the ids (a 32-byte string each, which fn may keep):
+// the way to list a large world's task events (Events renders every event
+// of the world).
 func (s *Sim) TaskEvents(n int, fn func(eventID string, taskID int64)) {
 	w := s.cur()
 	if n <= 0 || n > len(w.events) {
@@ -24,7 +25,7 @@ func (s *Sim) TaskEvents(n int, fn func(eventID string, taskID int64)) {
 	}
 	for i := range n {
 		if e := &w.events[i]; e.assign >= 0 {
-			fn(e.id, w.assigns[e.assign].template)
+			fn(w.eventID(e), w.assigns[e.assign].template)
 		}
 	}
 }
@@ -76,8 +77,8 @@ func (s *Sim) Manifest() Manifest {
 		p := &w.projects[a.project]
 		es := make([]ManifestEntry, len(a.steps))
 		for k := range a.steps {
-			st := &a.steps[k]
-			es[k] = ManifestEntry{EventID: w.events[st.event].id, EventType: st.eventType, Status: st.status, PreviousStatus: st.prev,
+			st := a.step(k)
+			es[k] = ManifestEntry{EventID: w.eventID(&w.events[st.event]), EventType: st.eventType, Status: st.status, PreviousStatus: st.prev,
 				TaskID: a.template, AssignmentID: a.id, ProjectID: p.id, At: st.at}
 		}
 		m.Assignments[a.id] = es
@@ -152,7 +153,7 @@ type Sink func(ctx context.Context, key, value []byte) error
 func (s *Sim) Generate(ctx context.Context, o GenerateOptions, sink Sink) error {
 	w := s.cur()
 	if s.nowFn == nil && len(w.events) > 0 {
-		s.SetNow(w.events[0].at.Add(-time.Millisecond))
+		s.SetNow(w.events[0].at().Add(-time.Millisecond))
 	}
 	g := generator{s: s, o: o, start: time.Now(), sink: sink}
 	step := min(len(w.projects), maxGrow)
@@ -222,7 +223,7 @@ func (g *generator) deliver(ctx context.Context, w *world, from, n int) error {
 		value := ev.AppendJSON(make([]byte, 0, len(g.scratch)+320))
 		key := []byte(ev.ProjectID)
 		if g.s.nowFn == nil {
-			g.s.advance(e.at)
+			g.s.advance(e.at())
 		}
 		if err := g.sink(ctx, key, value); err != nil {
 			return err

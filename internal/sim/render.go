@@ -10,7 +10,7 @@ import (
 // renderAssignment writes the task-assignment row as of step si.
 func (w *world) renderAssignment(dst []byte, a *assignment, si int, full bool) []byte {
 	p := &w.projects[a.project]
-	st := &a.steps[si]
+	st := a.step(si)
 	tpl := templateFor(a.template)
 	o := jw{b: dst}
 	o.open()
@@ -25,14 +25,14 @@ func (w *world) renderAssignment(dst []byte, a *assignment, si int, full bool) [
 	first, last := userName(st.assignedTo)
 	o.key("assigned_to").open().fi("user_id", st.assignedTo).fs("first_name", first).fs("last_name", last).
 		fs("email", lower(first)+"."+lower(last)+"@fieldtech.example").fs("role", "field_technician").close()
-	o.ft("created_at", a.steps[0].at)
+	o.ft("created_at", a.step(0).at)
 	o.ft("updated_at", st.at)
 	o.ft("completed_at", st.completed)
 	o.ft("due_date", a.due)
 	o.fs("priority", a.priority)
 	reassigned := 0
 	for i := 1; i <= si; i++ {
-		if a.steps[i].status == claimx.StatusReassigned && a.steps[i].eventType != claimx.EventCustomTaskUpdated {
+		if a.step(i).status == claimx.StatusReassigned && a.step(i).eventType != claimx.EventCustomTaskUpdated {
 			reassigned++
 		}
 	}
@@ -44,7 +44,7 @@ func (w *world) renderAssignment(dst []byte, a *assignment, si int, full bool) [
 		w.renderForm(&o, a, si, tpl)
 		o.key("status_history").openA()
 		for i := 0; i <= si; i++ {
-			s := &a.steps[i]
+			s := a.step(i)
 			if s.eventType == claimx.EventCustomTaskUpdated {
 				continue
 			}
@@ -65,10 +65,10 @@ func (w *world) renderForm(o *jw, a *assignment, si int, tpl Template) {
 	}
 	h := splitmix64(uint64(a.id) ^ uint64(w.seed))
 	answered := min(len(tpl.Fields), 1+si*len(tpl.Fields)/max(len(a.steps)-1, 1))
-	st := &a.steps[si]
+	st := a.step(si)
 	o.open()
 	o.fs("form_id", "form-"+strconv.FormatInt(tpl.ID, 10))
-	o.fi("form_version", w.templateVersion(a.steps[0].at))
+	o.fi("form_version", w.templateVersion(a.step(0).at))
 	o.key("submitted").bool(st.status == claimx.StatusCompleted)
 	o.key("submitted_at").time(st.completed)
 	o.key("answers").open()
@@ -156,7 +156,7 @@ func (w *world) projectStatus(p *project, now time.Time) string {
 			open = true
 			continue
 		}
-		if s := a.steps[si].status; s != claimx.StatusCompleted && s != claimx.StatusCancelled {
+		if s := a.step(si).status; s != claimx.StatusCompleted && s != claimx.StatusCancelled {
 			open = true
 		}
 	}
@@ -177,8 +177,8 @@ func (w *world) renderProjectBody(o *jw, p *project, now time.Time) {
 	updated := p.created
 	for _, ai := range p.assigns {
 		a := &w.assigns[ai]
-		if si := a.stateAt(now); si >= 0 && a.steps[si].at.After(updated) {
-			updated = a.steps[si].at
+		if si := a.stateAt(now); si >= 0 && a.step(si).at.After(updated) {
+			updated = a.step(si).at
 		}
 	}
 	o.ft("updated_at", updated)
@@ -240,7 +240,7 @@ func (w *world) renderExport(dst []byte, p *project, now time.Time) []byte {
 		if si < 0 {
 			continue
 		}
-		s := &a.steps[si]
+		s := a.step(si)
 		o.open().fi("assignment_id", a.id).fi("task_id", a.template).fs("task_name", templateFor(a.template).Name).
 			fs("status", s.status).fi("assigned_to_user_id", s.assignedTo).ft("updated_at", s.at).close()
 	}
@@ -255,13 +255,13 @@ func (w *world) renderRaw(dst []byte, e *wevent) []byte {
 	p := &w.projects[e.project]
 	o := jw{b: dst}
 	o.open()
-	o.fs("eventType", e.typ)
+	o.fs("eventType", e.eventType())
 	o.fi("projectId", int64(projectBase)+int64(e.project))
-	o.ft("occurredAt", e.at)
+	o.ft("occurredAt", e.at())
 	switch {
 	case e.assign >= 0:
 		a := &w.assigns[e.assign]
-		s := &a.steps[e.step]
+		s := a.step(int(e.step))
 		o.fi("taskAssignmentId", a.id)
 		o.fi("customTaskId", a.template)
 		o.fs("customTaskName", templateFor(a.template).Name)
@@ -270,20 +270,20 @@ func (w *world) renderRaw(dst []byte, e *wevent) []byte {
 		o.fi("assignedToUserId", s.assignedTo)
 		o.fi("assignedByUserId", s.assignedBy)
 		o.key("actor").open().fi("userId", s.assignedBy).fs("role", "adjuster").close()
-	case e.typ == claimx.EventProjectCreated:
+	case e.eventType() == claimx.EventProjectCreated:
 		o.fs("claimNumber", p.claim)
 		o.fs("lossType", p.lossType)
 		o.key("address").open().fs("city", p.city).fs("state", p.state).close()
 		o.key("actor").open().fi("userId", p.adjuster).fs("role", "adjuster").close()
-	case e.typ == claimx.EventProjectFileAdded:
+	case e.eventType() == claimx.EventProjectFileAdded:
 		m := &p.media[e.media]
 		o.fi("mediaId", m.id)
 		o.fs("fileName", m.name)
 		o.fs("contentType", "image/jpeg")
 		o.fi("sizeBytes", m.bytes)
-	case e.typ == claimx.EventProjectMFNAdded:
+	case e.eventType() == claimx.EventProjectMFNAdded:
 		o.fs("masterFileName", p.mfn)
-	case e.typ == claimx.EventPolicyholderInvited || e.typ == claimx.EventPolicyholderJoined:
+	case e.eventType() == claimx.EventPolicyholderInvited || e.eventType() == claimx.EventPolicyholderJoined:
 		o.key("policyholder").open().fs("firstName", p.phFirst).fs("lastName", p.phLast).close()
 	default: // video collaboration
 		o.fi("videoCollaborationId", p.videoID)
@@ -295,15 +295,15 @@ func (w *world) renderRaw(dst []byte, e *wevent) []byte {
 // event converts a world event to its claimx form (raw_data rendered).
 func (w *world) event(e *wevent, buf []byte) (claimx.Event, []byte) {
 	p := &w.projects[e.project]
-	ev := claimx.Event{EventID: e.id, EventType: e.typ, ProjectID: p.id, IngestedAt: e.at}
+	ev := claimx.Event{EventID: w.eventID(e), EventType: e.eventType(), ProjectID: p.id, IngestedAt: e.at()}
 	switch {
 	case e.assign >= 0:
 		ev.TaskAssignmentID = claimx.SomeID(w.assigns[e.assign].id)
-	case e.typ == claimx.EventProjectFileAdded:
+	case e.eventType() == claimx.EventProjectFileAdded:
 		ev.MediaID = claimx.SomeID(p.media[e.media].id)
-	case e.typ == claimx.EventProjectMFNAdded:
+	case e.eventType() == claimx.EventProjectMFNAdded:
 		ev.MasterFileName = p.mfn
-	case e.typ == claimx.EventVideoCollaborationInviteSent || e.typ == claimx.EventVideoCollaborationCompleted:
+	case e.eventType() == claimx.EventVideoCollaborationInviteSent || e.eventType() == claimx.EventVideoCollaborationCompleted:
 		ev.VideoCollaborationID = claimx.SomeID(p.videoID)
 	}
 	start := len(buf)

@@ -41,7 +41,7 @@ func (s *Sim) AssignmentAt(id int64, t time.Time) (AssignmentState, bool) {
 	if si < 0 {
 		return AssignmentState{}, false
 	}
-	st := &a.steps[si]
+	st := a.step(si)
 	return AssignmentState{
 		AssignmentID:   a.id,
 		TaskID:         a.template,
@@ -51,7 +51,7 @@ func (s *Sim) AssignmentAt(id int64, t time.Time) (AssignmentState, bool) {
 		PreviousStatus: st.prev,
 		AssignedTo:     st.assignedTo,
 		AssignedBy:     st.assignedBy,
-		CreatedAt:      a.steps[0].at,
+		CreatedAt:      a.step(0).at,
 		UpdatedAt:      st.at,
 		CompletedAt:    st.completed,
 	}, true

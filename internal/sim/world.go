@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -97,13 +98,58 @@ type step struct {
 	event      int32     // index in world.events
 }
 
+// pstep is a step as an assignment holds it (40 bytes instead of 120):
+// times in Unix milliseconds (0: none), types and statuses as indexes.
+type pstep struct {
+	atMS, completedMS      int64
+	assignedTo, assignedBy int64
+	event                  int32
+	typ, status, prev      uint8 // in eventTypes, statuses, statuses
+}
+
+// statuses are the statuses a step holds, by pstep.status and prev; ""
+// is a first step's previous status.
+var statuses = [...]string{"", claimx.StatusAssigned, claimx.StatusInProgress, claimx.StatusCompleted, claimx.StatusReassigned, claimx.StatusReopened, claimx.StatusCancelled}
+
+func statusIndex(s string) uint8 {
+	for i, t := range statuses {
+		if t == s {
+			return uint8(i)
+		}
+	}
+	panic("sim: status " + s + " is not in statuses")
+}
+
+func packStep(s step) pstep {
+	p := pstep{atMS: s.at.UnixMilli(), assignedTo: s.assignedTo, assignedBy: s.assignedBy, event: s.event,
+		typ: eventTypeIndex(s.eventType), status: statusIndex(s.status), prev: statusIndex(s.prev)}
+	if !s.completed.IsZero() {
+		p.completedMS = s.completed.UnixMilli()
+	}
+	return p
+}
+
+// at is when the step happened, in UTC.
+func (p *pstep) at() time.Time { return time.UnixMilli(p.atMS).UTC() }
+
+// step returns a's i-th step.
+func (a *assignment) step(i int) step {
+	p := &a.steps[i]
+	s := step{at: p.at(), eventType: eventTypes[p.typ], status: statuses[p.status], prev: statuses[p.prev],
+		assignedTo: p.assignedTo, assignedBy: p.assignedBy, event: p.event}
+	if p.completedMS != 0 {
+		s.completed = time.UnixMilli(p.completedMS).UTC()
+	}
+	return s
+}
+
 type assignment struct {
 	id       int64
 	project  int32
 	template int64
 	priority string
 	due      time.Time
-	steps    []step
+	steps    []pstep // step(i) expands one
 }
 
 type media struct {
@@ -143,15 +189,38 @@ type project struct {
 // wevent is one event of the world timeline, compact; raw_data is rendered
 // on demand.
 type wevent struct {
-	at      time.Time
-	typ     string
+	atMS    int64 // when, in Unix milliseconds (ClaimX's precision); at()
 	project int32
 	assign  int32 // index in world.assigns, -1 for project events
+	seq     int32 // per project, for ordering and its id (world.eventID)
 	step    int16
 	media   int16 // index in project.media, -1 if none
-	seq     int32 // per project, for ordering and ids
-	id      string
+	typ     uint8 // index in eventTypes; eventType()
 }
+
+// eventTypes are the event types a world's events have, by wevent.typ.
+var eventTypes = [...]string{
+	claimx.EventProjectCreated, claimx.EventProjectFileAdded, claimx.EventProjectMFNAdded,
+	claimx.EventCustomTaskAssigned, claimx.EventCustomTaskUpdated, claimx.EventCustomTaskStatusChanged,
+	claimx.EventCustomTaskCompleted, claimx.EventPolicyholderInvited, claimx.EventPolicyholderJoined,
+	claimx.EventVideoCollaborationInviteSent, claimx.EventVideoCollaborationCompleted,
+}
+
+// eventTypeIndex is typ's index in eventTypes; it panics on a type the
+// world cannot hold, which only a change of this package can make.
+func eventTypeIndex(typ string) uint8 {
+	for i, t := range eventTypes {
+		if t == typ {
+			return uint8(i)
+		}
+	}
+	panic("sim: event type " + typ + " is not in eventTypes")
+}
+
+func (e *wevent) eventType() string { return eventTypes[e.typ] }
+
+// at is when e happened, in UTC.
+func (e *wevent) at() time.Time { return time.UnixMilli(e.atMS).UTC() }
 
 type world struct {
 	seed      int64
@@ -194,6 +263,10 @@ func eventID(seed int64, project, seq int32) string {
 	}
 	return string(buf[:])
 }
+
+// eventID is e's event_id, derived rather than stored: a world of a
+// million events would hold 44 MB of them.
+func (w *world) eventID(e *wevent) string { return eventID(w.seed, e.project, e.seq) }
 
 // ms rounds to milliseconds, ClaimX's timestamp precision.
 func ms(t time.Time) time.Time { return t.Truncate(time.Millisecond) }
@@ -249,7 +322,7 @@ func (w *world) addProjects(n int, base time.Time) {
 		p.adjuster = 10000 + r.Int64N(50)
 		seq := int32(0)
 		add := func(at time.Time, typ string, assign int32, st int16, med int16) int32 {
-			w.events = append(w.events, wevent{at: ms(at), typ: typ, project: p.idx, assign: assign, step: st, media: med, seq: seq})
+			w.events = append(w.events, wevent{atMS: ms(at).UnixMilli(), typ: eventTypeIndex(typ), project: p.idx, assign: assign, step: st, media: med, seq: seq})
 			seq++
 			return int32(len(w.events) - 1)
 		}
@@ -302,15 +375,15 @@ func (w *world) addProjects(n int, base time.Time) {
 			a.due = start.Add(time.Duration(3+r.IntN(10)) * 24 * time.Hour).Truncate(24 * time.Hour)
 			lifecycle(r, &a, start, p.adjuster)
 			for si := range a.steps {
-				a.steps[si].event = add(a.steps[si].at, a.steps[si].eventType, ai, int16(si), -1)
+				a.steps[si].event = add(a.steps[si].at(), eventTypes[a.steps[si].typ], ai, int16(si), -1)
 			}
 			w.assigns = append(w.assigns, a)
 			p.assigns = append(p.assigns, ai)
 		}
 	}
 	slices.SortStableFunc(w.events[firstEvent:], func(a, b wevent) int {
-		if c := a.at.Compare(b.at); c != 0 {
-			return c
+		if a.atMS != b.atMS {
+			return cmp.Compare(a.atMS, b.atMS)
 		}
 		if a.project != b.project {
 			return int(a.project - b.project)
@@ -319,7 +392,6 @@ func (w *world) addProjects(n int, base time.Time) {
 	})
 	for i := firstEvent; i < len(w.events); i++ {
 		e := &w.events[i]
-		e.id = eventID(seed, e.project, e.seq)
 		if e.assign >= 0 {
 			w.assigns[e.assign].steps[e.step].event = int32(i)
 		}
@@ -328,7 +400,7 @@ func (w *world) addProjects(n int, base time.Time) {
 		}
 	}
 	if len(w.events) > 0 {
-		w.end = w.events[len(w.events)-1].at
+		w.end = w.events[len(w.events)-1].at()
 	} else {
 		w.end = base
 	}
@@ -360,7 +432,7 @@ func lifecycle(r *rand.Rand, a *assignment, start time.Time, adjuster int64) {
 	tech := 20000 + r.Int64N(500)
 	at := start
 	cur := step{at: at, eventType: claimx.EventCustomTaskAssigned, status: claimx.StatusAssigned, assignedTo: tech, assignedBy: adjuster}
-	a.steps = append(a.steps, cur)
+	a.steps = append(a.steps, packStep(cur))
 	gap := func() time.Duration {
 		return between(r, 5*time.Minute, 6*time.Hour) + time.Duration(r.ExpFloat64()*float64(12*time.Hour))
 	}
@@ -369,7 +441,7 @@ func lifecycle(r *rand.Rand, a *assignment, start time.Time, adjuster int64) {
 		if open && r.Float64() < 0.3 { // a form or detail update without a status change
 			cur.at = ms(cur.at.Add(gap()))
 			cur.eventType = claimx.EventCustomTaskUpdated
-			a.steps = append(a.steps, cur)
+			a.steps = append(a.steps, packStep(cur))
 		}
 		next := ""
 		x := r.Float64()
@@ -423,16 +495,16 @@ func lifecycle(r *rand.Rand, a *assignment, start time.Time, adjuster int64) {
 			}
 			cur.assignedBy = adjuster
 		}
-		a.steps = append(a.steps, cur)
+		a.steps = append(a.steps, packStep(cur))
 	}
 }
 
 // stateAt returns the index of the step in force at t, or -1 before the
 // assignment exists.
 func (a *assignment) stateAt(t time.Time) int {
-	i, found := slices.BinarySearchFunc(a.steps, t, func(s step, t time.Time) int { return s.at.Compare(t) })
+	i, found := slices.BinarySearchFunc(a.steps, t, func(s pstep, t time.Time) int { return s.at().Compare(t) })
 	if found {
-		for i+1 < len(a.steps) && !a.steps[i+1].at.After(t) {
+		for i+1 < len(a.steps) && !a.steps[i+1].at().After(t) {
 			i++
 		}
 		return i

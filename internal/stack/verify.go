@@ -166,8 +166,8 @@ func lagText(lags []topicLag) string {
 }
 
 // expectedEvents returns the ids of the events of template among the first
-// n events of the world. The ids are the world's own strings: the set costs
-// a map entry per tracked event, nothing is rendered.
+// n events of the world. The set costs a map entry and an id per tracked
+// event; nothing else is rendered.
 func expectedEvents(world *sim.Sim, n int, template int64) map[string]bool {
 	want := map[string]bool{}
 	world.TaskEvents(n, func(id string, taskID int64) {
