@@ -11,9 +11,10 @@
 // collection to the memory the runtime uses outside the heap plus the
 // largest live heap of the window times 1+Headroom. While the live heap
 // is low GOGC still decides; near the top the limit makes the runtime
-// collect sooner. Since the limit follows the live heap up, it never sits
-// below what the program needs: it cannot make the collector run without
-// pause, as a fixed GOMEMLIMIT below the live heap does.
+// collect sooner. Since the limit follows the live heap up after each
+// collection, it does not stay below what the program holds, which is
+// what makes a fixed GOMEMLIMIT below the live heap run the collector
+// without pause.
 package gctune
 
 import (

@@ -89,25 +89,17 @@ func TestStartSetsLimitAfterCollections(t *testing.T) {
 // headroom turn tuning off.
 func TestStartLeavesOperatorsLimit(t *testing.T) {
 	before := debug.SetMemoryLimit(-1)
-	env := func(k string) (string, bool) {
-		if k == "GOMEMLIMIT" {
-			return "200MiB", true
+	for k, v := range map[string]string{"GOMEMLIMIT": "200MiB", "GOGC": "50"} {
+		env := func(name string) (string, bool) {
+			if name == k {
+				return v, true
+			}
+			return "", false
 		}
-		return "", false
-	}
-	if stop, ok := Start(Options{Headroom: 0.5}, env); ok {
-		stop()
-		t.Fatal("tuned although GOMEMLIMIT is set")
-	}
-	gogc := func(k string) (string, bool) {
-		if k == "GOGC" {
-			return "50", true
+		if stop, ok := Start(Options{Headroom: 0.5}, env); ok {
+			stop()
+			t.Fatalf("tuned although %s is set", k)
 		}
-		return "", false
-	}
-	if stop, ok := Start(Options{Headroom: 0.5}, gogc); ok {
-		stop()
-		t.Fatal("tuned although GOGC is set")
 	}
 	if stop, ok := Start(Options{}, noEnv); ok {
 		stop()
