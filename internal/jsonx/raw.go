@@ -577,3 +577,14 @@ func (d *decoder) skipString() error {
 	}
 	return d.fail("in string literal")
 }
+
+// Text returns the object's JSON text, without its set members.
+func (r *RawObject) Text() string { return r.src[r.off:r.end] }
+
+// ReaderAt returns a reader of r positioned at pos, a position that a
+// Reader of r gave by Offset (before a value).
+func (r *RawObject) ReaderAt(pos int) Reader { return Reader{s: r.src[:r.end], i: pos} }
+
+// Offset returns the reader's position in the object's message, for
+// RawObject.ReaderAt: after Key, that of the key's value.
+func (rd *Reader) Offset() int { return rd.i }

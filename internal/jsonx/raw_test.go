@@ -226,3 +226,33 @@ func BenchmarkDecodeLazy(b *testing.B) {
 		}
 	})
 }
+
+// TestReaderAtOffset: a reader made at a position another reader gave by
+// Offset reads the same value, and Text is the object without its space.
+func TestReaderAtOffset(t *testing.T) {
+	r, err := NewRawObject(` {"a": [1, 2], "b": {"c": "x\u00e9"}, "d": 7} `)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.Text(), `{"a": [1, 2], "b": {"c": "x\u00e9"}, "d": 7}`; got != want {
+		t.Fatalf("Text = %q, want %q", got, want)
+	}
+	rd := r.Reader()
+	rd.Object()
+	pos := map[string]int{}
+	for {
+		k, ok := rd.Key()
+		if !ok {
+			break
+		}
+		pos[k] = rd.Offset()
+		rd.Skip()
+	}
+	want := map[string]any{"a": []any{int64(1), int64(2)}, "b": map[string]any{"c": "xé"}, "d": int64(7)}
+	for k, w := range want {
+		at := r.ReaderAt(pos[k])
+		if got := at.Value(); !reflect.DeepEqual(got, w) || at.Err() != nil {
+			t.Errorf("ReaderAt(%d) for %q: %#v (%v), want %#v", pos[k], k, got, at.Err(), w)
+		}
+	}
+}
