@@ -221,7 +221,7 @@ func (c *Client) Get(ctx context.Context, path string, query url.Values) ([]byte
 // ErrMalformedBody.
 func (c *Client) GetJSON(ctx context.Context, path string, query url.Values) (map[string]any, error) {
 	var out map[string]any
-	err := c.do(ctx, path, query.Encode(), func(b []byte) error {
+	err := c.GetParsed(ctx, path, query, func(b []byte) error {
 		m, err := jsonx.DecodeObject(b, 0)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrMalformedBody, err)
@@ -230,6 +230,14 @@ func (c *Client) GetJSON(ctx context.Context, path string, query url.Values) (ma
 		return nil
 	})
 	return out, err
+}
+
+// GetParsed is Get with the 2xx body handed to parse, valid only during
+// the call, instead of copied. An error from parse (one wrapping
+// ErrMalformedBody, say) is retried like a network error and finally
+// fails as an *Error wrapping it.
+func (c *Client) GetParsed(ctx context.Context, path string, query url.Values, parse func(body []byte) error) error {
+	return c.do(ctx, path, query.Encode(), parse)
 }
 
 // Ping sends one GET of the base URL, without retries, and reports whether
