@@ -53,6 +53,30 @@ func (c *Client) ProjectSummary(ctx context.Context, projectID string) (Row, err
 	return c.row(ctx, "/api/v1/projects/"+url.PathEscape(projectID), nil)
 }
 
+// TaskAssignmentRaw is TaskAssignment keeping the row as its JSON text
+// (RawRow), which costs a cache less than a Row's maps.
+func (c *Client) TaskAssignmentRaw(ctx context.Context, assignmentID int64) (*RawRow, error) {
+	return c.rawRow(ctx, "/customTasks/assignment/"+strconv.FormatInt(assignmentID, 10), fullQuery)
+}
+
+// ProjectRaw is Project keeping the row as its JSON text (RawRow).
+func (c *Client) ProjectRaw(ctx context.Context, projectID string) (*RawRow, error) {
+	return c.rawRow(ctx, "/export/project/"+url.PathEscape(projectID), nil)
+}
+
+func (c *Client) rawRow(ctx context.Context, path string, query url.Values) (*RawRow, error) {
+	var out *RawRow
+	err := c.GetParsed(ctx, path, query, func(b []byte) error {
+		r, err := DecodeRawRow(b)
+		out = r
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *Client) row(ctx context.Context, path string, query url.Values) (Row, error) {
 	m, err := c.GetJSON(ctx, path, query)
 	if err != nil {

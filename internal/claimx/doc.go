@@ -23,7 +23,9 @@
 //
 // Rows are kept whole: ClaimX adds fields over time, so a Row is a map that
 // never drops what it does not know, with typed accessors for the fields
-// kpipe uses. Integers survive exactly (ids are int64, never float64).
+// kpipe uses. Integers survive exactly (ids are int64, never float64). A
+// RawRow is the same row kept as its JSON text, with the same accessors:
+// what a cache of many rows holds (Client.TaskAssignmentRaw, ProjectRaw).
 //
 // The Client names ClaimX's routes and returns Rows; everything HTTP
 // (auth, timeouts, retries, Retry-After, concurrency and rate limits) is the
