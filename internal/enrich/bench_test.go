@@ -18,18 +18,18 @@ import (
 type memFetcher struct {
 	mu    sync.Mutex
 	cx    *claimx.Client
-	tasks map[int64]claimx.Row
-	projs map[string]claimx.Row
+	tasks map[int64]*claimx.RawRow
+	projs map[string]*claimx.RawRow
 }
 
-func (f *memFetcher) TaskAssignment(ctx context.Context, id int64) (claimx.Row, error) {
+func (f *memFetcher) TaskAssignmentRaw(ctx context.Context, id int64) (*claimx.RawRow, error) {
 	f.mu.Lock()
 	r, ok := f.tasks[id]
 	f.mu.Unlock()
 	if ok {
 		return r, nil
 	}
-	r, err := f.cx.TaskAssignment(ctx, id)
+	r, err := f.cx.TaskAssignmentRaw(ctx, id)
 	if err == nil {
 		f.mu.Lock()
 		f.tasks[id] = r
@@ -38,14 +38,14 @@ func (f *memFetcher) TaskAssignment(ctx context.Context, id int64) (claimx.Row, 
 	return r, err
 }
 
-func (f *memFetcher) Project(ctx context.Context, id string) (claimx.Row, error) {
+func (f *memFetcher) ProjectRaw(ctx context.Context, id string) (*claimx.RawRow, error) {
 	f.mu.Lock()
 	r, ok := f.projs[id]
 	f.mu.Unlock()
 	if ok {
 		return r, nil
 	}
-	r, err := f.cx.Project(ctx, id)
+	r, err := f.cx.ProjectRaw(ctx, id)
 	if err == nil {
 		f.mu.Lock()
 		f.projs[id] = r
@@ -111,7 +111,7 @@ func BenchmarkEnrich(b *testing.B) {
 	})
 
 	b.Run("kafka", func(b *testing.B) {
-		f := &memFetcher{cx: cx, tasks: map[int64]claimx.Row{}, projs: map[string]claimx.Row{}}
+		f := &memFetcher{cx: cx, tasks: map[int64]*claimx.RawRow{}, projs: map[string]*claimx.RawRow{}}
 		want := s.Manifest().Count(sim.TemplateITelCabinet)
 		events := 0
 		var elapsed time.Duration

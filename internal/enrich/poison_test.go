@@ -33,12 +33,12 @@ type failingKey struct {
 	aid int64
 }
 
-func (f *failingKey) TaskAssignment(ctx context.Context, aid int64) (claimx.Row, error) {
+func (f *failingKey) TaskAssignmentRaw(ctx context.Context, aid int64) (*claimx.RawRow, error) {
 	if aid == f.aid {
 		return nil, &httpconn.Error{Connection: "claimx_api", Method: http.MethodGet, URL: fmt.Sprintf("/customTasks/assignment/%d?full=true", aid),
 			Status: http.StatusInternalServerError, Retryable: true, Attempts: 2}
 	}
-	return f.Client.TaskAssignment(ctx, aid)
+	return f.Client.TaskAssignmentRaw(ctx, aid)
 }
 
 func decodeErrorRecords(t *testing.T, recs []outRecord) map[string]dlq.Record {
@@ -340,11 +340,11 @@ func (f failingRows) fail(route string) error {
 	return &httpconn.Error{Connection: "claimx_api", Method: http.MethodGet, URL: route, Status: http.StatusInternalServerError, Retryable: true, Attempts: 2}
 }
 
-func (f failingRows) TaskAssignment(_ context.Context, aid int64) (claimx.Row, error) {
+func (f failingRows) TaskAssignmentRaw(_ context.Context, aid int64) (*claimx.RawRow, error) {
 	return nil, f.fail(fmt.Sprintf("/customTasks/assignment/%d?full=true", aid))
 }
 
-func (f failingRows) Project(_ context.Context, pid string) (claimx.Row, error) {
+func (f failingRows) ProjectRaw(_ context.Context, pid string) (*claimx.RawRow, error) {
 	return nil, f.fail("/export/project/" + pid)
 }
 

@@ -190,7 +190,7 @@ func newProcessor(o Options, log *slog.Logger) (*processor, error) {
 		p.failedC[r] = m.EnrichEventsFailed.WithLabelValues(o.Name, r)
 	}
 	p.taskLoader = func(ctx context.Context, aid int64) (*taskEntry, error) {
-		row, err := o.Fetcher.TaskAssignment(ctx, aid)
+		row, err := o.Fetcher.TaskAssignmentRaw(ctx, aid)
 		if err != nil {
 			return nil, err
 		}
@@ -202,7 +202,7 @@ func newProcessor(o Options, log *slog.Logger) (*processor, error) {
 		return &taskEntry{ent: ent, updated: updated}, nil
 	}
 	p.projLoader = func(ctx context.Context, pid string) (*plugin.Entity, error) {
-		row, err := o.Fetcher.Project(ctx, pid)
+		row, err := o.Fetcher.ProjectRaw(ctx, pid)
 		if err != nil {
 			return nil, err
 		}
@@ -397,9 +397,9 @@ func (p *processor) probe(ctx context.Context) bool {
 	var err error
 	switch {
 	case p.lastTask != 0:
-		_, err = p.o.Fetcher.TaskAssignment(ctx, p.lastTask)
+		_, err = p.o.Fetcher.TaskAssignmentRaw(ctx, p.lastTask)
 	case p.lastProject != "":
-		_, err = p.o.Fetcher.Project(ctx, p.lastProject)
+		_, err = p.o.Fetcher.ProjectRaw(ctx, p.lastProject)
 	default:
 		pinger, ok := p.o.Fetcher.(Pinger)
 		if !ok {

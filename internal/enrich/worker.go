@@ -93,9 +93,12 @@ const (
 // return an error only when the row cannot be had. Errors for which
 // httpconn.IsRetryable is true mean "ClaimX unavailable": the worker waits and
 // asks again.
+//
+// It returns rows as their JSON text (claimx.RawRow), the form the worker
+// caches: a third of what a Row's maps cost.
 type Fetcher interface {
-	TaskAssignment(ctx context.Context, assignmentID int64) (claimx.Row, error)
-	Project(ctx context.Context, projectID string) (claimx.Row, error)
+	TaskAssignmentRaw(ctx context.Context, assignmentID int64) (*claimx.RawRow, error)
+	ProjectRaw(ctx context.Context, projectID string) (*claimx.RawRow, error)
 }
 
 // Pinger is implemented by a Fetcher that can tell whether ClaimX answers

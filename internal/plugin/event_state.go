@@ -49,12 +49,12 @@ func (e *Enriched) EventTime() time.Time {
 // event: last updated (updated_at) at or before the event's time, so that
 // nothing changed between the event and the fetch. A row updated later, or
 // without updated_at, describes another moment: nil.
-func (e *Enriched) rowAtEvent(at time.Time) claimx.Row {
+func (e *Enriched) rowAtEvent(at time.Time) *claimx.RawRow {
 	if e.Task == nil || at.IsZero() {
 		return nil
 	}
-	if u, ok := e.Task.Row.Time("updated_at"); ok && !u.After(at) {
-		return e.Task.Row
+	if u, ok := e.Task.Time("updated_at"); ok && !u.After(at) {
+		return e.Task.RawRow
 	}
 	return nil
 }
@@ -107,7 +107,7 @@ func (e *Enriched) AtEvent() TaskState {
 	if t, ok := raw.Time("createdAt"); ok {
 		s.CreatedAt = t
 	} else if e.Task != nil {
-		if t, ok := e.Task.Row.Time("created_at"); ok && !at.IsZero() && !t.After(at) {
+		if t, ok := e.Task.Time("created_at"); ok && !at.IsZero() && !t.After(at) {
 			s.CreatedAt = t
 		}
 	}
@@ -125,7 +125,7 @@ func (e *Enriched) AtEvent() TaskState {
 		// The event does not say: the row's completion holds for the
 		// event's time when the row is still completed and was completed
 		// at or before it.
-		r := e.Task.Row
+		r := e.Task
 		if st, _ := r.String("status"); st == claimx.StatusCompleted {
 			if t, ok := r.Time("completed_at"); ok && !t.After(at) {
 				s.CompletedAt = t

@@ -59,7 +59,7 @@ func TestAtEvent(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := &Enriched{Event: &claimx.Event{EventID: "e", EventType: tt.typ, IngestedAt: at}, Raw: tt.raw}
 			if tt.row != nil {
-				e.Task = NewEntity(tt.row)
+				e.Task = entityOf(t, tt.row)
 			}
 			if got := e.AtEvent(); got != tt.want {
 				t.Fatalf("got  %+v\nwant %+v", got, tt.want)
@@ -81,10 +81,12 @@ func TestPayloadAtEvent(t *testing.T) {
 	ev := taskEvent(t, 32513, "assigned", "completed")
 	ev.Raw["assignedToUserId"] = int64(777)
 	ev.Raw["previousStatus"] = nil
-	ev.Task.Row["assigned_to_user_id"] = int64(20290)
-	ev.Task.Row["completed_at"] = "2026-01-11T09:00:00.000Z"
-	ev.Task.Row["updated_at"] = "2026-01-11T09:00:00.000Z"
-	ev.Task.Row["created_at"] = "2026-01-10T12:34:56.789Z"
+	row := ev.Task.Row()
+	row["assigned_to_user_id"] = int64(20290)
+	row["completed_at"] = "2026-01-11T09:00:00.000Z"
+	row["updated_at"] = "2026-01-11T09:00:00.000Z"
+	row["created_at"] = "2026-01-10T12:34:56.789Z"
+	ev.Task = entityOf(t, row)
 	ev.Task.FetchedAt = time.Date(2026, 1, 11, 10, 0, 0, 0, time.UTC)
 	var out Output
 	if err := p.Handle(t.Context(), ev, &out); err != nil {

@@ -20,8 +20,6 @@ package plugin
 
 import (
 	"context"
-	"encoding/json"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -64,7 +62,7 @@ type Enriched struct {
 // by): the task row's task_id, else raw_data's customTaskId.
 func (e *Enriched) TaskID() (int64, bool) {
 	if e.Task != nil {
-		if id, ok := e.Task.Row.Int64("task_id"); ok {
+		if id, ok := e.Task.Int64("task_id"); ok {
 			return id, true
 		}
 	}
@@ -78,7 +76,7 @@ func (e *Enriched) AssignmentID() (int64, bool) {
 		return e.Event.TaskAssignmentID.Value, true
 	}
 	if e.Task != nil {
-		return e.Task.Row.Int64("assignment_id")
+		return e.Task.Int64("assignment_id")
 	}
 	return 0, false
 }
@@ -108,7 +106,7 @@ func (e *Enriched) eventType() string {
 // TaskName returns the task row's task_name, else raw_data's customTaskName.
 func (e *Enriched) TaskName() (string, bool) {
 	if e.Task != nil {
-		if s, ok := e.Task.Row.String("task_name"); ok {
+		if s, ok := e.Task.String("task_name"); ok {
 			return s, true
 		}
 	}
@@ -121,34 +119,24 @@ func (e *Enriched) ProjectID() string {
 		return e.Event.ProjectID
 	}
 	if e.Task != nil {
-		s, _ := e.Task.Row.String("project_id")
+		s, _ := e.Task.String("project_id")
 		return s
 	}
 	return ""
 }
 
 // Entity is a fetched row shared by every event that uses it (rows are
-// cached): its JSON encoding is computed once, on first use. Row must not be
-// modified once the Entity is shared.
+// cached), kept as its JSON text (claimx.RawRow): its accessors read the
+// text, and JSON gives the text a payload embeds.
 type Entity struct {
-	Row claimx.Row
+	*claimx.RawRow
 	// FetchedAt is when the row was fetched from ClaimX (zero when
 	// unknown); set it before the Entity is shared.
 	FetchedAt time.Time
-
-	once sync.Once
-	js   []byte
-	err  error
 }
 
 // NewEntity wraps a fetched row.
-func NewEntity(r claimx.Row) *Entity { return &Entity{Row: r} }
-
-// JSON returns the row's JSON encoding (null for a nil row).
-func (e *Entity) JSON() ([]byte, error) {
-	e.once.Do(func() { e.js, e.err = json.Marshal(e.Row) })
-	return e.js, e.err
-}
+func NewEntity(r *claimx.RawRow) *Entity { return &Entity{RawRow: r} }
 
 // Output collects the records plugins want published for a batch of
 // events, remembering which plugin asked for each so that the published

@@ -153,10 +153,7 @@ func (t *TaskTrigger) Handle(ctx context.Context, ev *Enriched, out *Output) err
 		}
 		if a.topic != "" {
 			if payload == nil {
-				var err error
-				if payload, err = t.payload(&f); err != nil {
-					return err
-				}
+				payload = t.payload(&f)
 			}
 			aid, _ := ev.AssignmentID()
 			out.Add(&kgo.Record{Topic: a.topic, Key: strconv.AppendInt(nil, aid, 10), Value: payload})
@@ -186,19 +183,14 @@ type fields struct {
 // fetched row describes the moment of its fetch, which may be later than
 // the event: it stays whole in task, and the tracked values do not come from
 // it.
-func (t *TaskTrigger) payload(f *fields) ([]byte, error) {
+func (t *TaskTrigger) payload(f *fields) []byte {
 	ev := f.ev
-	var taskJS, projJS []byte
-	var err error
+	var taskJS, projJS string
 	if t.includeTask && ev.Task != nil {
-		if taskJS, err = ev.Task.JSON(); err != nil {
-			return nil, fmt.Errorf("encoding task row: %w", err)
-		}
+		taskJS = ev.Task.JSON()
 	}
 	if t.includeProj && ev.Project != nil {
-		if projJS, err = ev.Project.JSON(); err != nil {
-			return nil, fmt.Errorf("encoding project row: %w", err)
-		}
+		projJS = ev.Project.JSON()
 	}
 	st := ev.AtEvent()
 	b := make([]byte, 0, 512+len(taskJS)+len(projJS))
@@ -246,7 +238,7 @@ func (t *TaskTrigger) payload(f *fields) ([]byte, error) {
 		b = append(b, `,"project":`...)
 		b = appendRaw(b, projJS)
 	}
-	return append(b, '}'), nil
+	return append(b, '}')
 }
 
 func appendString(b []byte, s string, ok bool) []byte {
@@ -273,7 +265,7 @@ func appendTime(b []byte, t time.Time) []byte {
 	return append(b, '"')
 }
 
-func appendRaw(b, js []byte) []byte {
+func appendRaw(b []byte, js string) []byte {
 	if len(js) == 0 {
 		return append(b, "null"...)
 	}
@@ -314,11 +306,11 @@ func (f *fields) value(name string) string {
 		return ev.AtEvent().PreviousStatus
 	}
 	if path, ok := strings.CutPrefix(name, "task."); ok && ev.Task != nil {
-		s, _ := ev.Task.Row.String(path)
+		s, _ := ev.Task.String(path)
 		return s
 	}
 	if path, ok := strings.CutPrefix(name, "project."); ok && ev.Project != nil {
-		s, _ := ev.Project.Row.String(path)
+		s, _ := ev.Project.String(path)
 		return s
 	}
 	return ""

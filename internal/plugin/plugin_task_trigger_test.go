@@ -60,9 +60,19 @@ func taskEvent(t *testing.T, template int64, rawStatus, rowStatus string) *Enric
 	}
 	return &Enriched{
 		Event: ev, Raw: raw,
-		Task:    NewEntity(claimx.Row{"assignment_id": int64(789), "task_id": template, "task_name": "iTel Cabinet Documentation", "status": rowStatus, "project_id": "5000001"}),
-		Project: NewEntity(claimx.Row{"project_id": "5000001", "name": "Smith residence"}),
+		Task:    entityOf(t, claimx.Row{"assignment_id": int64(789), "task_id": template, "task_name": "iTel Cabinet Documentation", "status": rowStatus, "project_id": "5000001"}),
+		Project: entityOf(t, claimx.Row{"project_id": "5000001", "name": "Smith residence"}),
 	}
+}
+
+// entityOf is a fetched row built in code.
+func entityOf(t *testing.T, r claimx.Row) *Entity {
+	t.Helper()
+	raw, err := claimx.RawRowOf(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewEntity(raw)
 }
 
 func TestTaskTriggerPayload(t *testing.T) {
@@ -131,7 +141,9 @@ func TestTaskTriggerStatusFromRowAndExclusions(t *testing.T) {
 		ev := taskEvent(t, 32513, "", "completed")
 		ev.Event.EventType = "CUSTOM_TASK_UPDATED"
 		if tt.updated != "" {
-			ev.Task.Row["updated_at"] = tt.updated
+			row := ev.Task.Row()
+			row["updated_at"] = tt.updated
+			ev.Task = entityOf(t, row)
 		}
 		var out Output
 		if err := p.Handle(t.Context(), ev, &out); err != nil {
