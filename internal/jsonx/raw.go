@@ -30,17 +30,31 @@ type Member struct {
 }
 
 // NewRawObject checks that s is one JSON object (as DecodeObject checks,
-// nesting up to DefaultMaxDepth) and returns it as a RawObject.
+// nesting up to DefaultMaxDepth) and returns it as a RawObject. It checks
+// without building the object: it allocates only the RawObject.
 func NewRawObject(s string) (*RawObject, error) {
-	if _, err := DecodeObject(unsafeBytes(s), 0); err != nil {
+	d := getDecoder(unsafeBytes(s), 0, s)
+	defer putDecoder(d)
+	d.maxDepth = DefaultMaxDepth
+	d.ws()
+	if d.i >= len(d.b) {
+		return nil, errEnd
+	}
+	if d.b[d.i] != '{' {
+		// A syntax error in the value is the better message.
+		if err := d.skipValue(0); err != nil {
+			return nil, err
+		}
+		return nil, errNotObject
+	}
+	off := d.i
+	if err := d.skipObject(1); err != nil {
 		return nil, err
 	}
-	off, end := 0, len(s)
-	for off < end && isSpace(s[off]) {
-		off++
-	}
-	for end > off && isSpace(s[end-1]) {
-		end--
+	end := d.i
+	d.ws()
+	if d.i != len(d.b) {
+		return nil, fmt.Errorf("data after the JSON object at offset %d", d.i)
 	}
 	return &RawObject{src: s, off: off, end: end}, nil
 }

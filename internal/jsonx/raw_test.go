@@ -136,6 +136,35 @@ func FuzzDecodeLazy(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) { checkLazy(t, b) })
 }
 
+// FuzzNewRawObject: NewRawObject accepts what DecodeObject accepts, and
+// the object it keeps decodes to what DecodeObject gives.
+func FuzzNewRawObject(f *testing.F) {
+	for _, s := range []string{
+		` {"a": [1, 2], "b": {"c": "x\u00e9"}, "d": 7} `, `{}`, `{"a":{"x":1,"x":2}}`, "{\"\xff\":1}", `{"a":"\udc00"}`,
+		`{"a":1e400}`, `{"a":01}`, `{"a":[1,]}`, `{"a":1}}`, `{"a":1} x`, `[1]`, `"s"`, `[1,`, ``, `   `,
+		strings.Repeat(`{"b":`, 64) + `1` + strings.Repeat("}", 64),
+		strings.Repeat(`{"b":`, 65) + `1` + strings.Repeat("}", 65),
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := NewRawObject(s)
+		want, werr := DecodeObject([]byte(s), 0)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("%q: NewRawObject err %v, DecodeObject err %v", s, err, werr)
+		}
+		if err != nil {
+			return
+		}
+		if got := r.Map(); !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: Map %#v, want %#v", s, got, want)
+		}
+		if txt := r.Text(); strings.TrimSpace(s) != txt {
+			t.Fatalf("%q: Text %q", s, txt)
+		}
+	})
+}
+
 // TestReaderStringUnchecked checks that String does not return a control
 // character or a broken string from input that was never checked, however
 // far into the string it lies.
