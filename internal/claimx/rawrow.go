@@ -1,7 +1,6 @@
 package claimx
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -39,18 +38,19 @@ type rawMember struct {
 // keeps it as a RawRow, compacted (b is not retained). Every error wraps
 // httpconn.ErrMalformedBody, as DecodeRow's do.
 func DecodeRawRow(b []byte) (*RawRow, error) {
-	var text bytes.Buffer
-	text.Grow(len(b))
-	if err := json.Compact(&text, b); err != nil {
-		// Say what DecodeRow would say of it.
-		if _, jerr := jsonx.DecodeObject(b, 0); jerr != nil {
-			err = jerr
-		}
-		return nil, fmt.Errorf("%w: %w", httpconn.ErrMalformedBody, err)
-	}
-	obj, err := jsonx.NewRawObject(text.String())
+	obj, err := jsonx.NewRawObject(string(b))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", httpconn.ErrMalformedBody, err)
+	}
+	if text, spaced := compact(obj.Text()); spaced || len(text) != len(b) {
+		if !spaced {
+			text = strings.Clone(text) // space only around the object
+		}
+		if obj, err = jsonx.NewRawObject(text); err != nil {
+			// Removing space between tokens of a checked object cannot
+			// make it invalid; this is a bug.
+			panic(fmt.Sprintf("claimx: compacting a checked row: %v", err))
+		}
 	}
 	var buf [64]rawMember
 	members := buf[:0]
@@ -70,6 +70,45 @@ func DecodeRawRow(b []byte) (*RawRow, error) {
 	}
 	// Exactly as long as needed: the row is kept for long.
 	return &RawRow{obj: obj, members: slices.Clone(members)}, nil
+}
+
+// compact returns checked JSON text without the space between its tokens,
+// and whether it had any.
+func compact(text string) (string, bool) {
+	var out []byte
+	in := false // in a string
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		if in {
+			switch c {
+			case '\\': // checked: a byte follows, which may be a quote
+				if out != nil {
+					out = append(out, c, text[i+1])
+				}
+				i++
+				continue
+			case '"':
+				in = false
+			}
+		} else {
+			switch c {
+			case '"':
+				in = true
+			case ' ', '\t', '\n', '\r':
+				if out == nil {
+					out = append(make([]byte, 0, len(text)), text[:i]...)
+				}
+				continue
+			}
+		}
+		if out != nil {
+			out = append(out, c)
+		}
+	}
+	if out == nil {
+		return text, false
+	}
+	return string(out), true
 }
 
 // RawRowOf encodes r and keeps it as a RawRow, for a row built in code.

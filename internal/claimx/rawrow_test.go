@@ -1,6 +1,7 @@
 package claimx_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -30,6 +31,8 @@ var rawRowSamples = []string{
 	"{ \"sp\" : [ 1 , { \"in\" : \"side\" } ] ,\n\t\"t\" : true , \"f\" : false, \"o\" : { } }",
 	`{"updated_at":"2026-01-10T12:34:56.789Z","bad_time":"2026-13-01","num_time":20260110,"zone":"2026-01-10T12:34:56+02:00"}`,
 	`{"arr":[{"a":1}],"obj":{"arr":[1,2]},"null_obj":null}`,
+	"{\"a\" : \"x\\\\\" , \"b\":\"\\\" y \\\\ \\\"\" ,\r\n\"c\" :[ \"[ ]\" , { } ] }",
+	"\n\t {\"around\":\"only\"}\r\n ",
 }
 
 // paths returns every dotted path into r's objects, the whole row (""),
@@ -69,6 +72,13 @@ func checkRawRowEqualsRow(t testing.TB, b []byte) {
 	}
 	if got := raw.Row(); !reflect.DeepEqual(got, row) {
 		t.Fatalf("%q: Row() = %#v, want %#v", b, got, row)
+	}
+	var compacted bytes.Buffer
+	if err := json.Compact(&compacted, b); err != nil {
+		t.Fatalf("%q: accepted, but json.Compact says %v", b, err)
+	}
+	if raw.JSON() != compacted.String() {
+		t.Fatalf("%q: JSON() = %q, want %q", b, raw.JSON(), compacted.String())
 	}
 	var back map[string]any
 	if err := json.Unmarshal([]byte(raw.JSON()), &back); err != nil {
@@ -248,4 +258,28 @@ func simAssignments(t testing.TB, n int) [][]byte {
 		}
 	}
 	return out[len(out)-min(n, len(out)):]
+}
+
+// BenchmarkDecodeRawRow measures what a fetched row costs to take in: a
+// Row's maps against a RawRow's checked text and index.
+func BenchmarkDecodeRawRow(b *testing.B) {
+	bodies := simAssignments(b, 200)
+	for _, bc := range []struct {
+		name   string
+		decode func([]byte) error
+	}{
+		{"row", func(body []byte) error { _, err := claimx.DecodeRow(body); return err }},
+		{"rawrow", func(body []byte) error { _, err := claimx.DecodeRawRow(body); return err }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if err := bc.decode(bodies[i%len(bodies)]); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
 }
