@@ -374,13 +374,18 @@ func (w *world) addProjects(n int, base time.Time) {
 			start := ms(p.created.Add(between(r, 10*time.Minute, 48*time.Hour)))
 			a.due = start.Add(time.Duration(3+r.IntN(10)) * 24 * time.Hour).Truncate(24 * time.Hour)
 			lifecycle(r, &a, start, p.adjuster)
+			a.steps = exact(a.steps)
 			for si := range a.steps {
 				a.steps[si].event = add(a.steps[si].at(), eventTypes[a.steps[si].typ], ai, int16(si), -1)
 			}
 			w.assigns = append(w.assigns, a)
 			p.assigns = append(p.assigns, ai)
 		}
+		p.media, p.assigns = exact(p.media), exact(p.assigns)
 	}
+	// The world is kept for the whole run: drop what appending left spare
+	// (up to half of each slice). A world that grows appends to copies.
+	w.events, w.assigns = exact(w.events), exact(w.assigns)
 	slices.SortStableFunc(w.events[firstEvent:], func(a, b wevent) int {
 		if a.atMS != b.atMS {
 			return cmp.Compare(a.atMS, b.atMS)
@@ -404,6 +409,15 @@ func (w *world) addProjects(n int, base time.Time) {
 	} else {
 		w.end = base
 	}
+}
+
+// exact returns s in an array of its length: a copy when appending left
+// spare capacity.
+func exact[S ~[]E, E any](s S) S {
+	if cap(s) == len(s) {
+		return s
+	}
+	return append(make(S, 0, len(s)), s...)
 }
 
 // transitions is the lifecycle state machine: the statuses that may follow
