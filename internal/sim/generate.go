@@ -79,7 +79,7 @@ func (s *Sim) Manifest() Manifest {
 		for k := range a.steps {
 			st := a.step(k)
 			es[k] = ManifestEntry{EventID: w.eventID(&w.events[st.event]), EventType: st.eventType, Status: st.status, PreviousStatus: st.prev,
-				TaskID: a.template, AssignmentID: a.id, ProjectID: p.id, At: st.at}
+				TaskID: a.template, AssignmentID: a.id, ProjectID: p.id(), At: st.at}
 		}
 		m.Assignments[a.id] = es
 		m.Templates[a.id] = a.template

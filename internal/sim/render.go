@@ -17,7 +17,7 @@ func (w *world) renderAssignment(dst []byte, a *assignment, si int, full bool) [
 	o.fi("assignment_id", a.id)
 	o.fi("task_id", a.template)
 	o.fs("task_name", tpl.Name)
-	o.fs("project_id", p.id)
+	o.fs("project_id", p.id())
 	o.fs("status", st.status)
 	o.key("previous_status").optStr(st.prev)
 	o.fi("assigned_to_user_id", st.assignedTo)
@@ -167,14 +167,14 @@ func (w *world) projectStatus(p *project, now time.Time) string {
 }
 
 func (w *world) renderProjectBody(o *jw, p *project, now time.Time) {
-	o.fs("project_id", p.id)
-	o.fs("name", p.name)
-	o.fs("claim_number", p.claim)
+	o.fs("project_id", p.id())
+	o.fs("name", p.name())
+	o.fs("claim_number", p.claim())
 	o.fs("status", w.projectStatus(p, now))
-	o.fs("loss_type", p.lossType)
-	o.ft("date_of_loss", p.lossDate)
-	o.ft("created_at", p.created)
-	updated := p.created
+	o.fs("loss_type", p.lossType())
+	o.ft("date_of_loss", p.lossDate())
+	o.ft("created_at", p.created())
+	updated := p.created()
 	for _, ai := range p.assigns {
 		a := &w.assigns[ai]
 		if si := a.stateAt(now); si >= 0 && a.step(si).at.After(updated) {
@@ -184,15 +184,15 @@ func (w *world) renderProjectBody(o *jw, p *project, now time.Time) {
 	o.ft("updated_at", updated)
 	o.fi("adjuster_user_id", p.adjuster)
 	o.key("master_file_name")
-	if p.mfn != "" && !p.mfnAt.After(now) {
-		o.str(p.mfn)
+	if p.mfn() != "" && !p.mfnAt().After(now) {
+		o.str(p.mfn())
 	} else {
 		o.null()
 	}
-	o.key("address").open().fs("street", p.street).fs("city", p.city).fs("state", p.state).fs("postal_code", p.zip).fs("country", "US").close()
-	o.key("policyholder").open().fs("first_name", p.phFirst).fs("last_name", p.phLast).
-		fs("email", lower(p.phFirst)+"."+lower(p.phLast)+"@mail.example").
-		key("invited_at").time(timeIf(p.invitedAt, now)).key("joined_at").time(timeIf(p.joinedAt, now)).close()
+	o.key("address").open().fs("street", p.street()).fs("city", p.city()).fs("state", p.state()).fs("postal_code", p.zip()).fs("country", "US").close()
+	o.key("policyholder").open().fs("first_name", p.phFirst()).fs("last_name", p.phLast()).
+		fs("email", lower(p.phFirst())+"."+lower(p.phLast())+"@mail.example").
+		key("invited_at").time(timeIf(p.invitedAt(), now)).key("joined_at").time(timeIf(p.joinedAt(), now)).close()
 }
 
 // renderProject writes GET /api/v1/projects/{project_id}.
@@ -215,7 +215,7 @@ func (w *world) renderExport(dst []byte, p *project, now time.Time) []byte {
 	o.key("contacts").openA()
 	af, al := userName(p.adjuster)
 	o.open().fi("user_id", p.adjuster).fs("role", "adjuster").fs("first_name", af).fs("last_name", al).close()
-	o.open().key("user_id").null().fs("role", "policyholder").fs("first_name", p.phFirst).fs("last_name", p.phLast).close()
+	o.open().key("user_id").null().fs("role", "policyholder").fs("first_name", p.phFirst()).fs("last_name", p.phLast()).close()
 	o.closeA()
 	o.key("media").openA()
 	for _, m := range p.media {
@@ -225,12 +225,12 @@ func (w *world) renderExport(dst []byte, p *project, now time.Time) []byte {
 	}
 	o.closeA()
 	o.key("video_collaborations").openA()
-	if p.videoID != 0 && !p.videoAt.After(now) {
+	if p.videoID != 0 && !p.videoAt().After(now) {
 		status := "invited"
-		if !p.videoDone.IsZero() && !p.videoDone.After(now) {
+		if !p.videoDone().IsZero() && !p.videoDone().After(now) {
 			status = "completed"
 		}
-		o.open().fi("video_collaboration_id", p.videoID).fs("status", status).ft("invited_at", p.videoAt).key("completed_at").time(timeIf(p.videoDone, now)).close()
+		o.open().fi("video_collaboration_id", p.videoID).fs("status", status).ft("invited_at", p.videoAt()).key("completed_at").time(timeIf(p.videoDone(), now)).close()
 	}
 	o.closeA()
 	o.key("tasks").openA()
@@ -271,9 +271,9 @@ func (w *world) renderRaw(dst []byte, e *wevent) []byte {
 		o.fi("assignedByUserId", s.assignedBy)
 		o.key("actor").open().fi("userId", s.assignedBy).fs("role", "adjuster").close()
 	case e.eventType() == claimx.EventProjectCreated:
-		o.fs("claimNumber", p.claim)
-		o.fs("lossType", p.lossType)
-		o.key("address").open().fs("city", p.city).fs("state", p.state).close()
+		o.fs("claimNumber", p.claim())
+		o.fs("lossType", p.lossType())
+		o.key("address").open().fs("city", p.city()).fs("state", p.state()).close()
 		o.key("actor").open().fi("userId", p.adjuster).fs("role", "adjuster").close()
 	case e.eventType() == claimx.EventProjectFileAdded:
 		m := &p.media[e.media]
@@ -282,9 +282,9 @@ func (w *world) renderRaw(dst []byte, e *wevent) []byte {
 		o.fs("contentType", "image/jpeg")
 		o.fi("sizeBytes", m.bytes)
 	case e.eventType() == claimx.EventProjectMFNAdded:
-		o.fs("masterFileName", p.mfn)
+		o.fs("masterFileName", p.mfn())
 	case e.eventType() == claimx.EventPolicyholderInvited || e.eventType() == claimx.EventPolicyholderJoined:
-		o.key("policyholder").open().fs("firstName", p.phFirst).fs("lastName", p.phLast).close()
+		o.key("policyholder").open().fs("firstName", p.phFirst()).fs("lastName", p.phLast()).close()
 	default: // video collaboration
 		o.fi("videoCollaborationId", p.videoID)
 	}
@@ -295,14 +295,14 @@ func (w *world) renderRaw(dst []byte, e *wevent) []byte {
 // event converts a world event to its claimx form (raw_data rendered).
 func (w *world) event(e *wevent, buf []byte) (claimx.Event, []byte) {
 	p := &w.projects[e.project]
-	ev := claimx.Event{EventID: w.eventID(e), EventType: e.eventType(), ProjectID: p.id, IngestedAt: e.at()}
+	ev := claimx.Event{EventID: w.eventID(e), EventType: e.eventType(), ProjectID: p.id(), IngestedAt: e.at()}
 	switch {
 	case e.assign >= 0:
 		ev.TaskAssignmentID = claimx.SomeID(w.assigns[e.assign].id)
 	case e.eventType() == claimx.EventProjectFileAdded:
 		ev.MediaID = claimx.SomeID(p.media[e.media].id)
 	case e.eventType() == claimx.EventProjectMFNAdded:
-		ev.MasterFileName = p.mfn
+		ev.MasterFileName = p.mfn()
 	case e.eventType() == claimx.EventVideoCollaborationInviteSent || e.eventType() == claimx.EventVideoCollaborationCompleted:
 		ev.VideoCollaborationID = claimx.SomeID(p.videoID)
 	}

@@ -353,7 +353,7 @@ func (s *Sim) serveAssignment(w http.ResponseWriter, r *http.Request) {
 func (s *Sim) project(w http.ResponseWriter, r *http.Request) (*project, time.Time) {
 	now := s.Now()
 	p := s.cur().projectByID(r.PathValue("id"))
-	if p == nil || p.created.After(now) {
+	if p == nil || p.created().After(now) {
 		writeError(w, http.StatusNotFound, "project not found")
 		return nil, now
 	}

@@ -45,7 +45,7 @@ func (s *Sim) AssignmentAt(id int64, t time.Time) (AssignmentState, bool) {
 	return AssignmentState{
 		AssignmentID:   a.id,
 		TaskID:         a.template,
-		ProjectID:      s.cur().projects[a.project].id,
+		ProjectID:      s.cur().projects[a.project].id(),
 		EventType:      st.eventType,
 		Status:         st.status,
 		PreviousStatus: st.prev,

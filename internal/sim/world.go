@@ -159,31 +159,65 @@ type media struct {
 	bytes int64
 }
 
+// project is a project as the world holds it: times in Unix milliseconds
+// (0: none), the address and policyholder as indexes into the package's
+// tables, and the strings derived from them (name, claim number, master
+// file name, id) made when rendered (methods of the same names).
 type project struct {
-	idx        int32
-	id         string
-	created    time.Time
-	name       string
-	claim      string
-	lossType   string
-	lossDate   time.Time
-	street     string
-	city       string
-	state      string
-	zip        string
-	phFirst    string
-	phLast     string
-	adjuster   int64
-	mfn        string
-	mfnAt      time.Time
-	joinedAt   time.Time
-	invitedAt  time.Time
-	media      []media
-	videoID    int64
-	videoAt    time.Time
-	videoDone  time.Time
-	assigns    []int32 // indices in world.assigns
-	firstEvent int32
+	idx, firstEvent int32
+	createdMS       int64
+	lossDateMS      int64
+	mfnAtMS         int64 // 0: no master file name
+	joinedAtMS      int64
+	invitedAtMS     int64
+	videoAtMS       int64
+	videoDoneMS     int64
+	adjuster        int64
+	videoID         int64
+	streetNo        int16 // the street's house number
+	cityIdx         uint8 // in cities
+	streetIdx       uint8 // in streets
+	first, last     uint8 // the policyholder's, in firstNames, lastNames
+	lossIdx         uint8 // in lossTypes
+	media           []media
+	assigns         []int32 // indices in world.assigns
+}
+
+// msTime is a time held in Unix milliseconds, in UTC; 0 is the zero time.
+func msTime(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+func (p *project) id() string           { return strconv.Itoa(projectBase + int(p.idx)) }
+func (p *project) created() time.Time   { return msTime(p.createdMS) }
+func (p *project) lossDate() time.Time  { return msTime(p.lossDateMS) }
+func (p *project) mfnAt() time.Time     { return msTime(p.mfnAtMS) }
+func (p *project) joinedAt() time.Time  { return msTime(p.joinedAtMS) }
+func (p *project) invitedAt() time.Time { return msTime(p.invitedAtMS) }
+func (p *project) videoAt() time.Time   { return msTime(p.videoAtMS) }
+func (p *project) videoDone() time.Time { return msTime(p.videoDoneMS) }
+func (p *project) city() string         { return cities[p.cityIdx].city }
+func (p *project) state() string        { return cities[p.cityIdx].state }
+func (p *project) zip() string          { return cities[p.cityIdx].zip }
+func (p *project) street() string       { return strconv.Itoa(int(p.streetNo)) + " " + streets[p.streetIdx] }
+func (p *project) phFirst() string      { return firstNames[p.first] }
+func (p *project) phLast() string       { return lastNames[p.last] }
+func (p *project) lossType() string     { return lossTypes[p.lossIdx] }
+func (p *project) name() string         { return p.phLast() + " – " + p.lossType() + " loss, " + p.city() }
+
+func (p *project) claim() string {
+	return "CLM-" + strconv.Itoa(p.created().Year()) + "-" + strconv.Itoa(100000+int(p.idx))
+}
+
+// mfn is the master file name, "" when the project has none.
+func (p *project) mfn() string {
+	if p.mfnAtMS == 0 {
+		return ""
+	}
+	return "MFN-" + strconv.Itoa(p.created().Year()) + "-" + strconv.Itoa(600000+int(p.idx))
 }
 
 // wevent is one event of the world timeline, compact; raw_data is rendered
@@ -309,16 +343,14 @@ func (w *world) addProjects(n int, base time.Time) {
 		r := rand.New(rand.NewPCG(uint64(seed), uint64(i)))
 		p := &w.projects[i]
 		p.idx = int32(i)
-		p.id = strconv.Itoa(projectBase + i)
-		p.created = ms(base.Add(time.Duration(i-first)*90*time.Second + between(r, 0, 60*time.Second)))
-		c := cities[r.IntN(len(cities))]
-		p.city, p.state, p.zip = c.city, c.state, c.zip
-		p.street = strconv.Itoa(100+r.IntN(9800)) + " " + streets[r.IntN(len(streets))]
-		p.phFirst, p.phLast = firstNames[r.IntN(len(firstNames))], lastNames[r.IntN(len(lastNames))]
-		p.lossType = lossTypes[r.IntN(len(lossTypes))]
-		p.lossDate = p.created.Add(-between(r, 24*time.Hour, 20*24*time.Hour)).Truncate(24 * time.Hour)
-		p.claim = "CLM-" + strconv.Itoa(p.created.Year()) + "-" + strconv.Itoa(100000+i)
-		p.name = p.phLast + " – " + p.lossType + " loss, " + p.city
+		created := ms(base.Add(time.Duration(i-first)*90*time.Second + between(r, 0, 60*time.Second)))
+		p.createdMS = created.UnixMilli()
+		p.cityIdx = uint8(r.IntN(len(cities)))
+		p.streetNo = int16(100 + r.IntN(9800))
+		p.streetIdx = uint8(r.IntN(len(streets)))
+		p.first, p.last = uint8(r.IntN(len(firstNames))), uint8(r.IntN(len(lastNames)))
+		p.lossIdx = uint8(r.IntN(len(lossTypes)))
+		p.lossDateMS = created.Add(-between(r, 24*time.Hour, 20*24*time.Hour)).Truncate(24 * time.Hour).UnixMilli()
 		p.adjuster = 10000 + r.Int64N(50)
 		seq := int32(0)
 		add := func(at time.Time, typ string, assign int32, st int16, med int16) int32 {
@@ -326,32 +358,36 @@ func (w *world) addProjects(n int, base time.Time) {
 			seq++
 			return int32(len(w.events) - 1)
 		}
-		add(p.created, claimx.EventProjectCreated, -1, 0, -1)
-		p.invitedAt = ms(p.created.Add(between(r, 5*time.Minute, 30*time.Minute)))
-		add(p.invitedAt, claimx.EventPolicyholderInvited, -1, 0, -1)
+		add(created, claimx.EventProjectCreated, -1, 0, -1)
+		invitedAt := ms(created.Add(between(r, 5*time.Minute, 30*time.Minute)))
+		p.invitedAtMS = invitedAt.UnixMilli()
+		add(invitedAt, claimx.EventPolicyholderInvited, -1, 0, -1)
 		if r.Float64() < 0.7 {
-			p.joinedAt = ms(p.invitedAt.Add(between(r, 10*time.Minute, 48*time.Hour)))
-			add(p.joinedAt, claimx.EventPolicyholderJoined, -1, 0, -1)
+			joinedAt := ms(invitedAt.Add(between(r, 10*time.Minute, 48*time.Hour)))
+			p.joinedAtMS = joinedAt.UnixMilli()
+			add(joinedAt, claimx.EventPolicyholderJoined, -1, 0, -1)
 		}
 		if r.Float64() < 0.6 {
-			p.mfnAt = ms(p.created.Add(between(r, time.Minute, time.Hour)))
-			p.mfn = "MFN-" + strconv.Itoa(p.created.Year()) + "-" + strconv.Itoa(600000+i)
-			add(p.mfnAt, claimx.EventProjectMFNAdded, -1, 0, -1)
+			mfnAt := ms(created.Add(between(r, time.Minute, time.Hour)))
+			p.mfnAtMS = mfnAt.UnixMilli()
+			add(mfnAt, claimx.EventProjectMFNAdded, -1, 0, -1)
 		}
 		nm := 1 + r.IntN(4)
 		for k := range nm {
-			m := media{id: int64(mediaBase + i*maxMedia + k), at: ms(p.created.Add(between(r, time.Hour, 5*24*time.Hour))), bytes: 200_000 + r.Int64N(6_000_000)}
+			m := media{id: int64(mediaBase + i*maxMedia + k), at: ms(created.Add(between(r, time.Hour, 5*24*time.Hour))), bytes: 200_000 + r.Int64N(6_000_000)}
 			m.name = "IMG_" + strconv.Itoa(1000+r.IntN(9000)) + ".jpg"
 			p.media = append(p.media, m)
 			add(m.at, claimx.EventProjectFileAdded, -1, 0, int16(k))
 		}
 		if r.Float64() < 0.4 {
 			p.videoID = int64(videoBase + i)
-			p.videoAt = ms(p.created.Add(between(r, 2*time.Hour, 3*24*time.Hour)))
-			add(p.videoAt, claimx.EventVideoCollaborationInviteSent, -1, 0, -1)
+			videoAt := ms(created.Add(between(r, 2*time.Hour, 3*24*time.Hour)))
+			p.videoAtMS = videoAt.UnixMilli()
+			add(videoAt, claimx.EventVideoCollaborationInviteSent, -1, 0, -1)
 			if r.Float64() < 0.8 {
-				p.videoDone = ms(p.videoAt.Add(between(r, 30*time.Minute, 24*time.Hour)))
-				add(p.videoDone, claimx.EventVideoCollaborationCompleted, -1, 0, -1)
+				videoDone := ms(videoAt.Add(between(r, 30*time.Minute, 24*time.Hour)))
+				p.videoDoneMS = videoDone.UnixMilli()
+				add(videoDone, claimx.EventVideoCollaborationCompleted, -1, 0, -1)
 			}
 		}
 		na := 1 + r.IntN(3)
@@ -371,7 +407,7 @@ func (w *world) addProjects(n int, base time.Time) {
 				a.priority = "high"
 			}
 			ai := int32(len(w.assigns))
-			start := ms(p.created.Add(between(r, 10*time.Minute, 48*time.Hour)))
+			start := ms(created.Add(between(r, 10*time.Minute, 48*time.Hour)))
 			a.due = start.Add(time.Duration(3+r.IntN(10)) * 24 * time.Hour).Truncate(24 * time.Hour)
 			lifecycle(r, &a, start, p.adjuster)
 			a.steps = exact(a.steps)
