@@ -91,9 +91,9 @@ func (w *world) renderForm(o *jw, a *assignment, si int, tpl Template) {
 	o.close()
 	p := &w.projects[a.project]
 	o.key("photos").openA()
-	for _, m := range p.media {
-		if !m.at.After(st.at) {
-			o.open().fi("media_id", m.id).fs("file_name", m.name).close()
+	for k := range p.media {
+		if m := &p.media[k]; !m.at().After(st.at) {
+			o.open().fi("media_id", p.mediaID(k)).fs("file_name", m.name()).close()
 		}
 	}
 	o.closeA()
@@ -218,9 +218,9 @@ func (w *world) renderExport(dst []byte, p *project, now time.Time) []byte {
 	o.open().key("user_id").null().fs("role", "policyholder").fs("first_name", p.phFirst()).fs("last_name", p.phLast()).close()
 	o.closeA()
 	o.key("media").openA()
-	for _, m := range p.media {
-		if !m.at.After(now) {
-			o.open().fi("media_id", m.id).fs("file_name", m.name).fs("content_type", "image/jpeg").fi("size_bytes", m.bytes).ft("uploaded_at", m.at).close()
+	for k := range p.media {
+		if m := &p.media[k]; !m.at().After(now) {
+			o.open().fi("media_id", p.mediaID(k)).fs("file_name", m.name()).fs("content_type", "image/jpeg").fi("size_bytes", int64(m.bytes)).ft("uploaded_at", m.at()).close()
 		}
 	}
 	o.closeA()
@@ -277,10 +277,10 @@ func (w *world) renderRaw(dst []byte, e *wevent) []byte {
 		o.key("actor").open().fi("userId", p.adjuster).fs("role", "adjuster").close()
 	case e.eventType() == claimx.EventProjectFileAdded:
 		m := &p.media[e.media]
-		o.fi("mediaId", m.id)
-		o.fs("fileName", m.name)
+		o.fi("mediaId", p.mediaID(int(e.media)))
+		o.fs("fileName", m.name())
 		o.fs("contentType", "image/jpeg")
-		o.fi("sizeBytes", m.bytes)
+		o.fi("sizeBytes", int64(m.bytes))
 	case e.eventType() == claimx.EventProjectMFNAdded:
 		o.fs("masterFileName", p.mfn())
 	case e.eventType() == claimx.EventPolicyholderInvited || e.eventType() == claimx.EventPolicyholderJoined:
@@ -300,7 +300,7 @@ func (w *world) event(e *wevent, buf []byte) (claimx.Event, []byte) {
 	case e.assign >= 0:
 		ev.TaskAssignmentID = claimx.SomeID(w.assigns[e.assign].id)
 	case e.eventType() == claimx.EventProjectFileAdded:
-		ev.MediaID = claimx.SomeID(p.media[e.media].id)
+		ev.MediaID = claimx.SomeID(p.mediaID(int(e.media)))
 	case e.eventType() == claimx.EventProjectMFNAdded:
 		ev.MasterFileName = p.mfn()
 	case e.eventType() == claimx.EventVideoCollaborationInviteSent || e.eventType() == claimx.EventVideoCollaborationCompleted:

@@ -152,12 +152,16 @@ type assignment struct {
 	steps    []pstep // step(i) expands one
 }
 
+// media is one photo of a project, 16 bytes: its id is the project's
+// (project.mediaID), its file name made from img when rendered.
 type media struct {
-	id    int64
-	at    time.Time
-	name  string
-	bytes int64
+	atMS  int64 // uploaded, in Unix milliseconds
+	bytes int32
+	img   int16 // the number in its file name
 }
+
+func (m *media) at() time.Time { return time.UnixMilli(m.atMS).UTC() }
+func (m *media) name() string  { return "IMG_" + strconv.Itoa(int(m.img)) + ".jpg" }
 
 // project is a project as the world holds it: times in Unix milliseconds
 // (0: none), the address and policyholder as indexes into the package's
@@ -190,6 +194,9 @@ func msTime(ms int64) time.Time {
 	}
 	return time.UnixMilli(ms).UTC()
 }
+
+// mediaID is the id of the project's k-th photo.
+func (p *project) mediaID(k int) int64 { return int64(mediaBase + int(p.idx)*maxMedia + k) }
 
 func (p *project) id() string           { return strconv.Itoa(projectBase + int(p.idx)) }
 func (p *project) created() time.Time   { return msTime(p.createdMS) }
@@ -374,10 +381,11 @@ func (w *world) addProjects(n int, base time.Time) {
 		}
 		nm := 1 + r.IntN(4)
 		for k := range nm {
-			m := media{id: int64(mediaBase + i*maxMedia + k), at: ms(created.Add(between(r, time.Hour, 5*24*time.Hour))), bytes: 200_000 + r.Int64N(6_000_000)}
-			m.name = "IMG_" + strconv.Itoa(1000+r.IntN(9000)) + ".jpg"
+			at := ms(created.Add(between(r, time.Hour, 5*24*time.Hour)))
+			m := media{atMS: at.UnixMilli(), bytes: int32(200_000 + r.Int64N(6_000_000))}
+			m.img = int16(1000 + r.IntN(9000))
 			p.media = append(p.media, m)
-			add(m.at, claimx.EventProjectFileAdded, -1, 0, int16(k))
+			add(at, claimx.EventProjectFileAdded, -1, 0, int16(k))
 		}
 		if r.Float64() < 0.4 {
 			p.videoID = int64(videoBase + i)
