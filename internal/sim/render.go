@@ -184,7 +184,7 @@ func (w *world) renderProjectBody(o *jw, p *project, now time.Time) {
 	o.ft("updated_at", updated)
 	o.fi("adjuster_user_id", p.adjuster)
 	o.key("master_file_name")
-	if p.mfn() != "" && !p.mfnAt().After(now) {
+	if p.mfnAtMS != 0 && !p.mfnAt().After(now) {
 		o.str(p.mfn())
 	} else {
 		o.null()

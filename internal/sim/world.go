@@ -130,17 +130,13 @@ func packStep(s step) pstep {
 }
 
 // at is when the step happened, in UTC.
-func (p *pstep) at() time.Time { return time.UnixMilli(p.atMS).UTC() }
+func (p *pstep) at() time.Time { return msTime(p.atMS) }
 
 // step returns a's i-th step.
 func (a *assignment) step(i int) step {
 	p := &a.steps[i]
-	s := step{at: p.at(), eventType: eventTypes[p.typ], status: statuses[p.status], prev: statuses[p.prev],
-		assignedTo: p.assignedTo, assignedBy: p.assignedBy, event: p.event}
-	if p.completedMS != 0 {
-		s.completed = time.UnixMilli(p.completedMS).UTC()
-	}
-	return s
+	return step{at: p.at(), eventType: eventTypes[p.typ], status: statuses[p.status], prev: statuses[p.prev],
+		assignedTo: p.assignedTo, assignedBy: p.assignedBy, event: p.event, completed: msTime(p.completedMS)}
 }
 
 type assignment struct {
@@ -160,7 +156,7 @@ type media struct {
 	img   int16 // the number in its file name
 }
 
-func (m *media) at() time.Time { return time.UnixMilli(m.atMS).UTC() }
+func (m *media) at() time.Time { return msTime(m.atMS) }
 func (m *media) name() string  { return "IMG_" + strconv.Itoa(int(m.img)) + ".jpg" }
 
 // project is a project as the world holds it: times in Unix milliseconds
@@ -261,7 +257,7 @@ func eventTypeIndex(typ string) uint8 {
 func (e *wevent) eventType() string { return eventTypes[e.typ] }
 
 // at is when e happened, in UTC.
-func (e *wevent) at() time.Time { return time.UnixMilli(e.atMS).UTC() }
+func (e *wevent) at() time.Time { return msTime(e.atMS) }
 
 type world struct {
 	seed      int64
