@@ -117,26 +117,42 @@ func DecodeObjectOpts(b []byte, hint int, o DecodeOptions) (map[string]any, erro
 	if o.Alias && len(b) > 0 {
 		d.src = unsafe.String(&b[0], len(b))
 	}
-	d.ws()
-	if d.i >= len(d.b) {
-		return nil, errEnd
-	}
-	if d.b[d.i] != '{' {
-		// A syntax error in the value is the better message.
-		if _, err := d.value(0); err != nil {
-			return nil, err
-		}
-		return nil, errNotObject
+	if err := d.openTop(); err != nil {
+		return nil, err
 	}
 	m, err := d.object(1, max(hint, 8))
 	if err != nil {
 		return nil, err
 	}
-	d.ws()
-	if d.i != len(d.b) {
-		return nil, fmt.Errorf("data after the JSON object at offset %d", d.i)
+	if err := d.closeTop(); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// openTop checks that the input holds an object, positioned at its '{'.
+func (d *decoder) openTop() error {
+	d.ws()
+	if d.i >= len(d.b) {
+		return errEnd
+	}
+	if d.b[d.i] != '{' {
+		// A syntax error in the value is the better message.
+		if _, err := d.value(0); err != nil {
+			return err
+		}
+		return errNotObject
+	}
+	return nil
+}
+
+// closeTop checks that nothing but space follows the top-level object.
+func (d *decoder) closeTop() error {
+	d.ws()
+	if d.i != len(d.b) {
+		return fmt.Errorf("data after the JSON object at offset %d", d.i)
+	}
+	return nil
 }
 
 var decoderPool = sync.Pool{New: func() any { return &decoder{keys: make(map[string]string, 64)} }}

@@ -36,25 +36,16 @@ func NewRawObject(s string) (*RawObject, error) {
 	d := getDecoder(unsafeBytes(s), 0, s)
 	defer putDecoder(d)
 	d.maxDepth = DefaultMaxDepth
-	d.ws()
-	if d.i >= len(d.b) {
-		return nil, errEnd
-	}
-	if d.b[d.i] != '{' {
-		// A syntax error in the value is the better message.
-		if err := d.skipValue(0); err != nil {
-			return nil, err
-		}
-		return nil, errNotObject
+	if err := d.openTop(); err != nil {
+		return nil, err
 	}
 	off := d.i
 	if err := d.skipObject(1); err != nil {
 		return nil, err
 	}
 	end := d.i
-	d.ws()
-	if d.i != len(d.b) {
-		return nil, fmt.Errorf("data after the JSON object at offset %d", d.i)
+	if err := d.closeTop(); err != nil {
+		return nil, err
 	}
 	return &RawObject{src: s, off: off, end: end}, nil
 }
