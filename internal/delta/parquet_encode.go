@@ -34,6 +34,8 @@ type fileEncoder struct {
 	//lint:ignore SA1019 the untyped Writer takes a schema built at run time from the Delta schema; GenericWriter needs a Go type.
 	w   *parquet.Writer
 	buf *bytes.Buffer
+	// wkey is what w was made for, to pool it once the file is whole.
+	wkey writerKey
 	// spool is how the file is written when spoolTo was called.
 	spool spoolOptions
 	// rgRows and rgStart are the rows and bytes written before the current
@@ -84,7 +86,7 @@ func (e *fileEncoder) reset() {
 	clear(e.seen)
 	e.memo = nil
 	e.n = 0
-	e.w, e.buf = nil, nil
+	e.w, e.buf, e.wkey = nil, nil, writerKey{}
 	e.spool, e.rgRows, e.rgStart = spoolOptions{}, 0, 0
 }
 
@@ -465,9 +467,8 @@ func (e *fileEncoder) flush() error {
 			e.buf = bytes.NewBuffer(make([]byte, 0, max(4096, p.sizeHint.Load()*9/8)))
 			out = e.buf
 		}
-		// A Writer is not reused: after a second Reset, parquet-go v0.32.0
-		// writes footers whose column chunks have an empty path_in_schema.
-		e.w = parquet.NewWriter(out, append(writerOptions(e.spool.pageBytes), p.layout(e.chooseDictionary()))...)
+		e.wkey = writerKey{p.layout(e.chooseDictionary()), e.spool.pageBytes}
+		e.w = p.writer(e.wkey, out)
 	}
 	if err := e.writeColumns(e.w); err != nil {
 		return fmt.Errorf("encoding parquet: %w", err)
@@ -499,6 +500,8 @@ func (e *fileEncoder) encode() (data []byte, err error) {
 	if err := e.w.Close(); err != nil {
 		return nil, fmt.Errorf("encoding parquet: %w", err)
 	}
+	e.plan.putWriter(e.wkey, e.w)
+	e.w = nil
 	if e.spool.out != nil {
 		return nil, nil
 	}
