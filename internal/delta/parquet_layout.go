@@ -3,7 +3,7 @@ package delta
 import (
 	"hash/maphash"
 	"io"
-	"sync"
+	"slices"
 
 	"github.com/parquet-go/parquet-go"
 )
@@ -149,34 +149,57 @@ type writerKey struct {
 	page   int
 }
 
-// writer returns a Parquet writer of k writing to out: one of p's pooled
-// writers of k, Reset, or a new one. A reused writer keeps the column
+// maxIdleWriters is how many Parquet writers of finished files a plan
+// keeps for its next files: enough for the files of a commit written at
+// once (one per partition value, GOMAXPROCS at a time) on two cores.
+const maxIdleWriters = 4
+
+// idleWriter is a pooled Parquet writer and what it was made for.
+type idleWriter struct {
+	k writerKey
+	//lint:ignore SA1019 see fileEncoder.w
+	w *parquet.Writer
+}
+
+// writer returns a Parquet writer of k writing to out: the newest of p's
+// idle writers of k, Reset, or a new one. A reused writer keeps the column
 // buffers, dictionaries and page buffers it grew for earlier files, which
 // new writers allocated again for every file: a quarter of the tracking
-// worker's allocations (kpipe bench).
+// worker's allocations (kpipe bench). The idle writers are a list, not a
+// sync.Pool: a pool empties itself within two collections, and the
+// tracking worker collects more often than it commits.
 //
 //lint:ignore SA1019 see fileEncoder.w
 func (p *writePlan) writer(k writerKey, out io.Writer) *parquet.Writer {
-	if pool, ok := p.writers.Load(k); ok {
-		//lint:ignore SA1019 see fileEncoder.w
-		if w, ok := pool.(*sync.Pool).Get().(*parquet.Writer); ok {
+	p.idleMu.Lock()
+	for i := len(p.idle) - 1; i >= 0; i-- {
+		if p.idle[i].k == k {
+			w := p.idle[i].w
+			p.idle = slices.Delete(p.idle, i, i+1)
+			p.idleMu.Unlock()
 			w.Reset(out)
 			return w
 		}
 	}
+	p.idleMu.Unlock()
 	return parquet.NewWriter(out, append(writerOptions(k.page), k.layout)...)
 }
 
-// putWriter pools w, of k, once it closed a file whole; a writer whose
-// file failed is dropped, its state unknown. Reset lets go of the file's
-// output. parquet-go v0.32.1 is the first whose Reset keeps later files'
-// footers whole (v0.32.0 lost their path_in_schema after a second Reset).
+// putWriter keeps w, of k, once it closed a file whole, dropping the
+// oldest idle writer beyond maxIdleWriters; a writer whose file failed is
+// not put back, its state unknown. Reset lets go of the file's output.
+// parquet-go v0.32.1 is the first whose Reset keeps later files' footers
+// whole (v0.32.0 lost their path_in_schema after a second Reset).
 //
 //lint:ignore SA1019 see fileEncoder.w
 func (p *writePlan) putWriter(k writerKey, w *parquet.Writer) {
 	w.Reset(io.Discard)
-	pool, _ := p.writers.LoadOrStore(k, new(sync.Pool))
-	pool.(*sync.Pool).Put(w)
+	p.idleMu.Lock()
+	defer p.idleMu.Unlock()
+	if len(p.idle) == maxIdleWriters {
+		p.idle = slices.Delete(p.idle, 0, 1)
+	}
+	p.idle = append(p.idle, idleWriter{k, w})
 }
 
 // writerOptions are the Parquet writer options of every file.

@@ -102,10 +102,10 @@ type writePlan struct {
 	// layouts are the Parquet schemas by dictionary choice (see
 	// parquet_layout.go), built on first use.
 	layouts sync.Map // string -> *parquet.Schema
-	// writers are Parquet writers of finished files, to Reset for the
-	// next file of the same layout and page size: writerKey → *sync.Pool
-	// of *parquet.Writer.
-	writers sync.Map
+	// idle are Parquet writers of finished files, oldest first, to Reset
+	// for the next file of the same layout and page size (writer).
+	idleMu sync.Mutex
+	idle   []idleWriter
 	// dictSeen are the sets chooseDictionary counts distinct values in.
 	dictSeen sync.Pool // map[uint64]struct{}
 	// memo is the struct memo of Appends with StableMaps.
