@@ -500,7 +500,12 @@ func (e *fileEncoder) encode() (data []byte, err error) {
 	if err := e.w.Close(); err != nil {
 		return nil, fmt.Errorf("encoding parquet: %w", err)
 	}
-	e.plan.putWriter(e.wkey, e.w)
+	if o := e.spool; o.out == nil && o.pageBytes == 0 && o.rowGroupRows == 0 && o.rowGroupBytes == 0 {
+		// Only the writers of commits' files are kept: a rewrite's
+		// writer grew buffers for larger pages and row groups, and
+		// rewrites are rare.
+		e.plan.putWriter(e.wkey, e.w)
+	}
 	e.w = nil
 	if e.spool.out != nil {
 		return nil, nil

@@ -237,4 +237,29 @@ func TestIdleWriters(t *testing.T) {
 	if len(p.idle) != 0 {
 		t.Fatalf("%d idle writers left after taking each", len(p.idle))
 	}
+	// A rewrite's writer, made for larger pages and row groups, is not
+	// kept; a commit's is.
+	for _, c := range []struct {
+		name  string
+		spool spoolOptions
+		kept  int
+	}{
+		{"rewrite", rewriteSpool(nil, 100), 0},
+		{"commit", spoolOptions{}, 1},
+	} {
+		enc := newFileEncoder(p, 10)
+		enc.spoolTo(c.spool)
+		for _, r := range encoderTestRows(10, []string{"a"}, []float64{1}) {
+			if err := enc.add(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := enc.encode(); err != nil {
+			t.Fatal(err)
+		}
+		enc.release()
+		if len(p.idle) != c.kept {
+			t.Fatalf("%s: %d idle writers, want %d", c.name, len(p.idle), c.kept)
+		}
+	}
 }

@@ -185,9 +185,9 @@ func (p *writePlan) writer(k writerKey, out io.Writer) *parquet.Writer {
 	return parquet.NewWriter(out, append(writerOptions(k.page), k.layout)...)
 }
 
-// putWriter keeps w, of k, once it closed a file whole, dropping the
-// oldest idle writer beyond maxIdleWriters; a writer whose file failed is
-// not put back, its state unknown. Reset lets go of the file's output.
+// putWriter keeps w, of k, once it closed a file of a commit whole,
+// dropping the oldest idle writer beyond maxIdleWriters; a writer whose
+// file failed is not put back, its state unknown. Reset lets go of the file's output.
 // parquet-go v0.32.1 is the first whose Reset keeps later files' footers
 // whole (v0.32.0 lost their path_in_schema after a second Reset).
 //
