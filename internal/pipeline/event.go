@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -46,6 +47,92 @@ type Event struct {
 	// lookup with on_error log_and_continue): each becomes an error record
 	// while the event goes on down the chain.
 	Errors []*HandlerError
+	// kept replaces Fields once the Delta writer has buffered the event's
+	// row (RetainFields): the values of the top-level fields the worker
+	// reads after the commit, in the order it named them, an absent one as
+	// absentField{}; nil while Fields is the event (keptPath reads both).
+	kept []any
+}
+
+// absentField marks a retained field the event did not have (Event.kept).
+type absentField struct{}
+
+func isAbsent(v any) bool {
+	_, ok := v.(absentField)
+	return ok
+}
+
+// noneKept is Event.kept when the worker reads no field after a commit.
+var noneKept = []any{}
+
+// keepFields puts the values of m named by names into dst (len(names)),
+// absentField{} for a name m lacks, and returns dst.
+func keepFields(dst []any, m map[string]any, names []string) []any {
+	for i, k := range names {
+		if v, ok := m[k]; ok {
+			dst[i] = v
+		} else {
+			dst[i] = absentField{}
+		}
+	}
+	return dst
+}
+
+// keptPath is a field path the worker reads after a commit, with where
+// its whole path and its first element are among the retained fields
+// (Event.kept); -1 where not retained.
+type keptPath struct {
+	path      fieldPath
+	full, top int
+}
+
+func newKeptPath(p string, retained []string) keptPath {
+	fp := compilePath(p)
+	return keptPath{path: fp, full: slices.Index(retained, p), top: slices.Index(retained, fp.segs[0])}
+}
+
+// get is path.get of ev's fields, from Fields or, once the writer let go
+// of them, from the kept values.
+func (k *keptPath) get(ev *Event) (any, bool) {
+	if ev.kept == nil {
+		return k.path.get(ev.Fields)
+	}
+	if k.full >= 0 {
+		if v := ev.kept[k.full]; !isAbsent(v) {
+			return v, true
+		}
+	}
+	segs := k.path.segs
+	if len(segs) == 1 || k.top < 0 {
+		return nil, false
+	}
+	cur, ok := ev.kept[k.top].(map[string]any)
+	if !ok {
+		return nil, false
+	}
+	last := len(segs) - 1
+	for _, s := range segs[1:last] {
+		if cur, ok = cur[s].(map[string]any); !ok {
+			return nil, false
+		}
+	}
+	v, ok := cur[segs[last]]
+	return v, ok
+}
+
+// topLevel is ev's top-level field named by the whole path (no walk into
+// objects), from Fields or the kept values; nil when absent.
+func (k *keptPath) topLevel(ev *Event) any {
+	if ev.kept == nil {
+		return ev.Fields[k.path.full]
+	}
+	if k.full < 0 {
+		return nil
+	}
+	if v := ev.kept[k.full]; !isAbsent(v) {
+		return v
+	}
+	return nil
 }
 
 // Get returns the value at a dotted path ("task.assigned_to_user_id"); ok is

@@ -191,26 +191,12 @@ func (w *DeltaWriter) SetCommitPublisher(p CommitPublisher) { w.publish = p }
 // RetainFields implements fieldRetaining: once an event's row is built,
 // the writer keeps only these top-level fields of it (for the worker's
 // success records and status counts after the commit), so that a buffered
-// row does not also hold its event's decoded map. Call it before the
-// first batch.
+// row does not also hold its event's decoded map: the event's Fields
+// become nil, and its kept values (one slab per batch) hold the names'
+// values in this order. Call it before the first batch.
 func (w *DeltaWriter) RetainFields(names []string) {
 	w.retain = slices.Clone(names)
 	w.trim = true
-}
-
-// retainFields returns the members of m named by keep, in a new map; nil
-// when none is present.
-func retainFields(m map[string]any, keep []string) map[string]any {
-	var out map[string]any
-	for _, k := range keep {
-		if v, ok := m[k]; ok {
-			if out == nil {
-				out = make(map[string]any, len(keep))
-			}
-			out[k] = v
-		}
-	}
-	return out
 }
 
 // rowPlan is the writer's columns resolved against one table schema, so
@@ -447,6 +433,12 @@ func (w *DeltaWriter) HandleBatch(ctx context.Context, evs []*Event) ([]Result, 
 	// The batch's rows share one allocation of values.
 	n := len(w.rowCols)
 	slab := make([]any, len(evs)*n)
+	// So do the fields the buffered events keep.
+	var kept []any
+	k := len(w.retain)
+	if w.trim && k > 0 {
+		kept = make([]any, len(evs)*k)
+	}
 	var size int64
 	for i, ev := range evs {
 		vals := slab[i*n : (i+1)*n : (i+1)*n]
@@ -462,7 +454,12 @@ func (w *DeltaWriter) HandleBatch(ctx context.Context, evs []*Event) ([]Result, 
 		rows = append(rows, p)
 		size += int64(len(ev.Raw)) + 256
 		if w.trim {
-			ev.Fields = retainFields(ev.Fields, w.retain)
+			if k > 0 {
+				ev.kept = keepFields(kept[i*k:(i+1)*k:(i+1)*k], ev.Fields, w.retain)
+			} else {
+				ev.kept = noneKept
+			}
+			ev.Fields = nil
 		}
 		results[i].Events = evs[i : i+1 : i+1]
 	}

@@ -65,6 +65,9 @@ type Worker struct {
 	skipped                                              *prometheus.CounterVec
 	// statusLabel bounds rowsByStatus's status values.
 	statusLabel *metrics.CappedLabel
+	// status reads cfg.StatusField of an event, whose fields the flusher
+	// may have trimmed (RetainFields).
+	status keptPath
 
 	// health backs Ready, the lag gauge and the degraded state.
 	health *health
@@ -290,12 +293,14 @@ func newWorker(cfg *config.Worker, kopts []kgo.Opt, chain *Chain, deps Deps, opt
 		cp.SetCommitPublisher(w.publishCommit)
 		w.prePublish = true
 	}
+	retained := retainedFields(cfg)
 	if fr, ok := w.flusher.(fieldRetaining); ok {
-		fr.RetainFields(retainedFields(cfg))
+		fr.RetainFields(retained)
 	}
+	w.status = newKeptPath(cfg.StatusField, retained)
 	w.pub = &publisher{
 		name: name, errorTopic: cfg.ErrorTopic, successTopic: cfg.SuccessTopic,
-		fields: newSuccessFields(cfg.SuccessRecord.Fields),
+		fields: newSuccessFields(cfg.SuccessRecord.Fields, retained),
 		log:    w.log, errs: w.errs, dead: w.dead.Load,
 	}
 	w.pub.onProduced = w.pub.onSuccessProduced

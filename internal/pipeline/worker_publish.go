@@ -60,14 +60,16 @@ func (r *SuccessRecord) UnmarshalJSON(b []byte) error {
 // its key as JSON, encoded once, and its path in the event.
 type successField struct {
 	key  []byte // ,"name":
-	path fieldPath
+	path keptPath
 }
 
-func newSuccessFields(names []string) []successField {
+// newSuccessFields compiles the success record's fields against the
+// fields a buffered event keeps (retainedFields).
+func newSuccessFields(names, retained []string) []successField {
 	fs := make([]successField, len(names))
 	for i, name := range names {
 		k := jsonx.AppendString([]byte(","), name)
-		fs[i] = successField{key: append(k, ':'), path: compilePath(name)}
+		fs[i] = successField{key: append(k, ':'), path: newKeptPath(name, retained)}
 	}
 	return fs
 }
@@ -151,7 +153,7 @@ func (e *successEncoder) append(dst []byte, ev *Event) []byte {
 	for i := range e.fields {
 		f := &e.fields[i]
 		dst = append(dst, f.key...)
-		v, _ := f.path.get(ev.Fields)
+		v, _ := f.path.get(ev)
 		dst = appendJSONValue(dst, v)
 	}
 	dst = append(dst, e.table...)
@@ -287,7 +289,7 @@ func (w *Worker) countSucceeded(evs []*Event, table string, now time.Time) {
 		if w.cfg.StatusField == "" {
 			continue
 		}
-		if s, ok := ev.Fields[w.cfg.StatusField].(string); ok {
+		if s, ok := w.status.topLevel(ev).(string); ok {
 			byStatus[s]++
 		}
 	}
