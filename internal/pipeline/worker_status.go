@@ -46,10 +46,12 @@ func (w *Worker) Status() metrics.Status { return w.recent.Status() }
 // retainedFields are the top-level event fields the worker reads after a
 // commit: the success record's fields (a dotted path's first element, and
 // the whole path, which as a top-level key wins) and the status field.
+// A path's first element may be empty (".x" reads the key "" of the
+// event), so an empty name is kept too, but not an unset status field.
 func retainedFields(cfg *config.Worker) []string {
 	var names []string
 	add := func(n string) {
-		if n != "" && !slices.Contains(names, n) {
+		if !slices.Contains(names, n) {
 			names = append(names, n)
 		}
 	}
@@ -57,6 +59,8 @@ func retainedFields(cfg *config.Worker) []string {
 		add(f)
 		add(topField(f))
 	}
-	add(cfg.StatusField)
+	if cfg.StatusField != "" {
+		add(cfg.StatusField)
+	}
 	return names
 }
