@@ -34,7 +34,7 @@ type fileEncoder struct {
 	//lint:ignore SA1019 the untyped Writer takes a schema built at run time from the Delta schema; GenericWriter needs a Go type.
 	w   *parquet.Writer
 	buf *bytes.Buffer
-	// wkey is what w was made for, to pool it once the file is whole.
+	// wkey is what w was made for, to keep it once the file is whole.
 	wkey writerKey
 	// spool is how the file is written when spoolTo was called.
 	spool spoolOptions

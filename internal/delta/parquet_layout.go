@@ -154,7 +154,7 @@ type writerKey struct {
 // once (one per partition value, GOMAXPROCS at a time) on two cores.
 const maxIdleWriters = 4
 
-// idleWriter is a pooled Parquet writer and what it was made for.
+// idleWriter is a kept Parquet writer and what it was made for.
 type idleWriter struct {
 	k writerKey
 	//lint:ignore SA1019 see fileEncoder.w
@@ -187,9 +187,10 @@ func (p *writePlan) writer(k writerKey, out io.Writer) *parquet.Writer {
 
 // putWriter keeps w, of k, once it closed a file of a commit whole,
 // dropping the oldest idle writer beyond maxIdleWriters; a writer whose
-// file failed is not put back, its state unknown. Reset lets go of the file's output.
-// parquet-go v0.32.1 is the first whose Reset keeps later files' footers
-// whole (v0.32.0 lost their path_in_schema after a second Reset).
+// file failed is not put back, its state unknown. Reset lets go of the
+// file's output. parquet-go v0.32.1 is the first whose Reset keeps later
+// files' footers whole (v0.32.0 lost their path_in_schema after a second
+// Reset).
 //
 //lint:ignore SA1019 see fileEncoder.w
 func (p *writePlan) putWriter(k writerKey, w *parquet.Writer) {

@@ -106,18 +106,11 @@ func (k *keptPath) get(ev *Event) (any, bool) {
 	if len(segs) == 1 || k.top < 0 {
 		return nil, false
 	}
-	cur, ok := ev.kept[k.top].(map[string]any)
+	top, ok := ev.kept[k.top].(map[string]any)
 	if !ok {
 		return nil, false
 	}
-	last := len(segs) - 1
-	for _, s := range segs[1:last] {
-		if cur, ok = cur[s].(map[string]any); !ok {
-			return nil, false
-		}
-	}
-	v, ok := cur[segs[last]]
-	return v, ok
+	return walk(top, segs[1:])
 }
 
 // topLevel is ev's top-level field named by the whole path (no walk into
@@ -160,16 +153,21 @@ func (p *fieldPath) get(m map[string]any) (any, bool) {
 	if ok || len(p.segs) == 1 {
 		return v, ok
 	}
+	return walk(m, p.segs)
+}
+
+// walk follows segs (one or more) through nested objects from m.
+func walk(m map[string]any, segs []string) (any, bool) {
 	cur := m
-	last := len(p.segs) - 1
-	for _, k := range p.segs[:last] {
+	last := len(segs) - 1
+	for _, k := range segs[:last] {
 		next, ok := cur[k].(map[string]any)
 		if !ok {
 			return nil, false
 		}
 		cur = next
 	}
-	v, ok = cur[p.segs[last]]
+	v, ok := cur[segs[last]]
 	return v, ok
 }
 
