@@ -102,11 +102,32 @@ func withRewriteRowGroupBytes(t *testing.T, n int64) {
 // TestOptimizeMemoryBounded: bin-packing files into one of about 12 MB
 // (random payloads) with row groups of 256 KiB holds a few MB at its
 // peak, not the file: the peak of the live heap during the Optimize stays
-// under half the file written (3.1 MB of 16.8 MB alone, 6.3 MB in the
-// package's -race run). Holding the output (or an input
-// file's rows, 500 rows of 1 KiB) whole breaks that.
+// under half the file written. Holding the output (or an input file's
+// rows, 500 rows of 1 KiB) whole breaks that. The peak is sampled by
+// collecting in a loop, and what else the process does at the time adds
+// to it (0–12 MB of 16.8 MB in runs alone, the package running or not),
+// so the least of three Optimizes of fresh tables is held to the bound.
 func TestOptimizeMemoryBounded(t *testing.T) {
 	withRewriteRowGroupBytes(t, 256<<10)
+	const tries = 3
+	var least uint64
+	var file int64
+	for try := range tries {
+		peak, size := optimizeMemoryPeak(t)
+		t.Logf("try %d: file of %d bytes, live heap peak %d bytes above the start", try+1, size, peak)
+		if try == 0 || peak < least {
+			least, file = peak, size
+		}
+		if least <= uint64(file)/2 {
+			return
+		}
+	}
+	t.Fatalf("in %d tries the live heap peaked at least %d bytes above its start while writing a file of %d: more than half the file", tries, least, file)
+}
+
+// optimizeMemoryPeak bin-packs 16 files of a fresh table into one and
+// returns the peak of the live heap above its start and the file's size.
+func optimizeMemoryPeak(t *testing.T) (uint64, int64) {
 	tb, _ := newSpecTable(t, WithCheckpointInterval(1<<30))
 	defer tb.Close(t.Context())
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -125,10 +146,7 @@ func TestOptimizeMemoryBounded(t *testing.T) {
 	if res.AddedBytes < 10<<20 {
 		t.Fatalf("the file written has %d bytes: too small to tell the bound from holding it", res.AddedBytes)
 	}
-	t.Logf("file of %d bytes, live heap peak %d bytes above the start", res.AddedBytes, peak)
-	if peak > uint64(res.AddedBytes)/2 {
-		t.Fatalf("the live heap peaked %d bytes above its start while writing a file of %d: more than half the file", peak, res.AddedBytes)
-	}
+	return peak, res.AddedBytes
 }
 
 // TestOptimizeSpooledFile: on a local folder and on S3, a bin-packed file
