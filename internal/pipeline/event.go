@@ -62,11 +62,8 @@ func isAbsent(v any) bool {
 	return ok
 }
 
-// noneKept is Event.kept when the worker reads no field after a commit.
-var noneKept = []any{}
-
-// keepFields puts the values of m named by names into dst (len(names)),
-// absentField{} for a name m lacks, and returns dst.
+// keepFields puts the values of m named by names into dst (len(names),
+// not nil even when 0), absentField{} for a name m lacks, and returns dst.
 func keepFields(dst []any, m map[string]any, names []string) []any {
 	for i, k := range names {
 		if v, ok := m[k]; ok {

@@ -433,10 +433,11 @@ func (w *DeltaWriter) HandleBatch(ctx context.Context, evs []*Event) ([]Result, 
 	// The batch's rows share one allocation of values.
 	n := len(w.rowCols)
 	slab := make([]any, len(evs)*n)
-	// So do the fields the buffered events keep.
+	// So do the fields the buffered events keep; made even when empty,
+	// so that a trimmed event's kept values are never nil.
 	var kept []any
 	k := len(w.retain)
-	if w.trim && k > 0 {
+	if w.trim {
 		kept = make([]any, len(evs)*k)
 	}
 	var size int64
@@ -454,11 +455,7 @@ func (w *DeltaWriter) HandleBatch(ctx context.Context, evs []*Event) ([]Result, 
 		rows = append(rows, p)
 		size += int64(len(ev.Raw)) + 256
 		if w.trim {
-			if k > 0 {
-				ev.kept = keepFields(kept[i*k:(i+1)*k:(i+1)*k], ev.Fields, w.retain)
-			} else {
-				ev.kept = noneKept
-			}
+			ev.kept = keepFields(kept[i*k:(i+1)*k:(i+1)*k], ev.Fields, w.retain)
 			ev.Fields = nil
 		}
 		results[i].Events = evs[i : i+1 : i+1]
