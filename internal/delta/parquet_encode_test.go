@@ -72,20 +72,37 @@ func encoderTestRows(n int, strs []string, floats []float64) []map[string]any {
 	return rows
 }
 
+// encodeTestRows encodes rows as one file of p and returns it with its
+// stats JSON and the reference encoding of those stats.
 func encodeTestRows(t *testing.T, p *writePlan, rows []map[string]any) ([]byte, string, string) {
+	t.Helper()
+	data, _, stats, ref := encodeTestFile(t, p, rows, spoolOptions{})
+	return data, stats, ref
+}
+
+// encodeTestFile is encodeTestRows for a file written as spool says; it
+// also returns the Parquet writer that wrote the file.
+//
+//lint:ignore SA1019 see fileEncoder.w
+func encodeTestFile(t *testing.T, p *writePlan, rows []map[string]any, spool spoolOptions) ([]byte, *parquet.Writer, string, string) {
 	t.Helper()
 	enc := newFileEncoder(p, len(rows))
 	defer enc.release()
+	enc.spoolTo(spool)
 	for i, r := range rows {
 		if err := enc.add(r); err != nil {
 			t.Fatalf("row %d: %v", i, err)
 		}
 	}
+	if err := enc.flush(); err != nil { // makes the writer
+		t.Fatal(err)
+	}
+	w := enc.w
 	data, err := enc.encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return data, enc.statsJSON(), statsJSONReference(enc)
+	return data, w, enc.statsJSON(), statsJSONReference(enc)
 }
 
 func TestStatsJSONMatchesEncodingJSON(t *testing.T) {
@@ -145,21 +162,8 @@ func TestEncoderReuse(t *testing.T) {
 	// the footers of files after a writer's second Reset.
 	writers := map[any]int{}
 	encode := func(rows []map[string]any) []byte {
-		enc := newFileEncoder(p, len(rows))
-		defer enc.release()
-		for i, r := range rows {
-			if err := enc.add(r); err != nil {
-				t.Fatalf("row %d: %v", i, err)
-			}
-		}
-		if err := enc.flush(); err != nil {
-			t.Fatal(err)
-		}
-		writers[enc.w]++
-		data, err := enc.encode()
-		if err != nil {
-			t.Fatal(err)
-		}
+		data, w, _, _ := encodeTestFile(t, p, rows, spoolOptions{})
+		writers[w]++
 		return data
 	}
 	const rounds = 8
@@ -247,17 +251,7 @@ func TestIdleWriters(t *testing.T) {
 		{"rewrite", rewriteSpool(nil, 100), 0},
 		{"commit", spoolOptions{}, 1},
 	} {
-		enc := newFileEncoder(p, 10)
-		enc.spoolTo(c.spool)
-		for _, r := range encoderTestRows(10, []string{"a"}, []float64{1}) {
-			if err := enc.add(r); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := enc.encode(); err != nil {
-			t.Fatal(err)
-		}
-		enc.release()
+		encodeTestFile(t, p, encoderTestRows(10, []string{"a"}, []float64{1}), c.spool)
 		if len(p.idle) != c.kept {
 			t.Fatalf("%s: %d idle writers, want %d", c.name, len(p.idle), c.kept)
 		}
